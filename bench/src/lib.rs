@@ -1,0 +1,1 @@
+//! Load generator over the protocol client (not built yet).

@@ -1,0 +1,1 @@
+//! Rocketry's broker and name server.

@@ -1,0 +1,1 @@
+//! RocketMQ messages and their stored layout.

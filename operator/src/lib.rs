@@ -1,0 +1,1 @@
+//! The Rocketry operator: CRD types, controllers and resource builders (not built yet).
