@@ -1,0 +1,316 @@
+package dev.rocketry.harness;
+
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.Semaphore;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
+
+import org.apache.rocketmq.client.consumer.DefaultLitePullConsumer;
+import org.apache.rocketmq.client.consumer.DefaultMQPushConsumer;
+import org.apache.rocketmq.client.consumer.listener.ConsumeConcurrentlyStatus;
+import org.apache.rocketmq.client.consumer.listener.MessageListenerConcurrently;
+import org.apache.rocketmq.client.producer.DefaultMQProducer;
+import org.apache.rocketmq.client.producer.SendCallback;
+import org.apache.rocketmq.client.producer.SendResult;
+import org.apache.rocketmq.client.producer.SendStatus;
+import org.apache.rocketmq.common.consumer.ConsumeFromWhere;
+import org.apache.rocketmq.common.message.Message;
+import org.apache.rocketmq.common.message.MessageExt;
+
+/**
+ * A small driver of the real RocketMQ Java client for Rocketry's tests. It is compiled
+ * against each client version the peers install (5.5.0 and 4.9.8) and uses only API that
+ * both share.
+ *
+ * <pre>
+ *   Harness produce namesrv=H:P topic=T count=N mode=sync|async|oneway|batch [size=B] [batch=32] [run=ID]
+ *   Harness consume namesrv=H:P topic=T group=G type=push|litePull expect=N [timeoutMs=60000] [run=ID]
+ * </pre>
+ *
+ * Bodies are "RUN-INDEX-" padded to the size, so a consumer can tell each message apart.
+ * The last line on stdout is "RESULT {json}"; progress goes to stderr.
+ */
+public final class Harness {
+    public static void main(String[] argv) throws Exception {
+        if (argv.length < 1) {
+            System.err.println("usage: Harness produce|consume key=value...");
+            System.exit(2);
+        }
+        Map<String, String> args = new HashMap<>();
+        for (int i = 1; i < argv.length; i++) {
+            int eq = argv[i].indexOf('=');
+            if (eq < 0) {
+                System.err.println("argument without '=': " + argv[i]);
+                System.exit(2);
+            }
+            args.put(argv[i].substring(0, eq), argv[i].substring(eq + 1));
+        }
+        String result;
+        switch (argv[0]) {
+            case "produce":
+                result = produce(args);
+                break;
+            case "consume":
+                result = consume(args);
+                break;
+            default:
+                System.err.println("unknown command " + argv[0]);
+                System.exit(2);
+                return;
+        }
+        System.out.println("RESULT " + result);
+        System.out.flush();
+        // Client threads (timers, netty) are not all daemons in every version.
+        System.exit(0);
+    }
+
+    private static String need(Map<String, String> args, String key) {
+        String v = args.get(key);
+        if (v == null) {
+            throw new IllegalArgumentException("missing argument " + key + "=");
+        }
+        return v;
+    }
+
+    private static byte[] body(String run, int index, int size) {
+        StringBuilder sb = new StringBuilder(run).append('-').append(index).append('-');
+        while (sb.length() < size) {
+            sb.append('x');
+        }
+        return sb.toString().getBytes(StandardCharsets.UTF_8);
+    }
+
+    private static String produce(Map<String, String> args) throws Exception {
+        String topic = need(args, "topic");
+        int count = Integer.parseInt(need(args, "count"));
+        String mode = args.getOrDefault("mode", "sync");
+        int size = Integer.parseInt(args.getOrDefault("size", "64"));
+        int batchSize = Integer.parseInt(args.getOrDefault("batch", "32"));
+        String run = args.getOrDefault("run", "run");
+        String tag = args.getOrDefault("tag", "TagA");
+
+        DefaultMQProducer producer = new DefaultMQProducer(args.getOrDefault("group", "harness_producer"));
+        producer.setNamesrvAddr(need(args, "namesrv"));
+        producer.setSendMsgTimeout(Integer.parseInt(args.getOrDefault("sendTimeoutMs", "10000")));
+        producer.start();
+
+        AtomicLong ok = new AtomicLong();
+        AtomicLong failed = new AtomicLong();
+        AtomicReference<String> firstError = new AtomicReference<>();
+        long started = System.nanoTime();
+        switch (mode) {
+            case "sync":
+                for (int i = 0; i < count; i++) {
+                    try {
+                        SendResult r = producer.send(message(topic, tag, run, i, size));
+                        if (r.getSendStatus() == SendStatus.SEND_OK) {
+                            ok.incrementAndGet();
+                        } else {
+                            failed.incrementAndGet();
+                            firstError.compareAndSet(null, "status " + r.getSendStatus());
+                        }
+                    } catch (Exception e) {
+                        failed.incrementAndGet();
+                        firstError.compareAndSet(null, e.toString());
+                    }
+                }
+                break;
+            case "async": {
+                Semaphore inFlight = new Semaphore(256);
+                CountDownLatch done = new CountDownLatch(count);
+                for (int i = 0; i < count; i++) {
+                    inFlight.acquire();
+                    producer.send(message(topic, tag, run, i, size), new SendCallback() {
+                        @Override
+                        public void onSuccess(SendResult r) {
+                            if (r.getSendStatus() == SendStatus.SEND_OK) {
+                                ok.incrementAndGet();
+                            } else {
+                                failed.incrementAndGet();
+                                firstError.compareAndSet(null, "status " + r.getSendStatus());
+                            }
+                            inFlight.release();
+                            done.countDown();
+                        }
+
+                        @Override
+                        public void onException(Throwable e) {
+                            failed.incrementAndGet();
+                            firstError.compareAndSet(null, e.toString());
+                            inFlight.release();
+                            done.countDown();
+                        }
+                    });
+                }
+                done.await(120, TimeUnit.SECONDS);
+                break;
+            }
+            case "oneway":
+                for (int i = 0; i < count; i++) {
+                    try {
+                        producer.sendOneway(message(topic, tag, run, i, size));
+                        ok.incrementAndGet();
+                    } catch (Exception e) {
+                        failed.incrementAndGet();
+                        firstError.compareAndSet(null, e.toString());
+                    }
+                }
+                break;
+            case "batch":
+                for (int i = 0; i < count; i += batchSize) {
+                    List<Message> batch = new ArrayList<>();
+                    for (int j = i; j < Math.min(count, i + batchSize); j++) {
+                        batch.add(message(topic, tag, run, j, size));
+                    }
+                    try {
+                        SendResult r = producer.send(batch);
+                        if (r.getSendStatus() == SendStatus.SEND_OK) {
+                            ok.addAndGet(batch.size());
+                        } else {
+                            failed.addAndGet(batch.size());
+                            firstError.compareAndSet(null, "status " + r.getSendStatus());
+                        }
+                    } catch (Exception e) {
+                        failed.addAndGet(batch.size());
+                        firstError.compareAndSet(null, e.toString());
+                    }
+                }
+                break;
+            default:
+                throw new IllegalArgumentException("unknown mode " + mode);
+        }
+        long elapsedMs = (System.nanoTime() - started) / 1_000_000;
+        producer.shutdown();
+        return "{\"command\":\"produce\",\"mode\":\"" + mode + "\",\"sent\":" + ok.get() + ",\"failed\":" + failed.get()
+            + ",\"elapsedMs\":" + elapsedMs + ",\"firstError\":" + quote(firstError.get()) + "}";
+    }
+
+    private static Message message(String topic, String tag, String run, int index, int size) {
+        Message m = new Message(topic, tag, body(run, index, size));
+        m.setKeys(run + "-key-" + index);
+        return m;
+    }
+
+    /** What a consumer saw, checked for exactly-once and per-queue order. */
+    private static final class Tally {
+        final String run;
+        final Map<Integer, Integer> seen = new ConcurrentHashMap<>();
+        final Map<String, Long> lastOffset = new HashMap<>();
+        long foreign;
+        long outOfOrder;
+        long gaps;
+
+        Tally(String run) {
+            this.run = run;
+        }
+
+        synchronized void add(MessageExt m) {
+            String b = new String(m.getBody(), StandardCharsets.UTF_8);
+            String[] parts = b.split("-", 3);
+            if (parts.length < 3 || !parts[0].equals(run)) {
+                foreign++;
+                return;
+            }
+            seen.merge(Integer.parseInt(parts[1]), 1, Integer::sum);
+            String queue = m.getStoreHost() + "/" + m.getQueueId();
+            Long last = lastOffset.put(queue, m.getQueueOffset());
+            if (last != null) {
+                if (m.getQueueOffset() <= last) {
+                    outOfOrder++;
+                } else if (m.getQueueOffset() != last + 1) {
+                    gaps++;
+                }
+            }
+        }
+
+        synchronized int unique() {
+            return seen.size();
+        }
+
+        synchronized String json(String type, long elapsedMs) {
+            long received = 0;
+            for (int n : seen.values()) {
+                received += n;
+            }
+            return "{\"command\":\"consume\",\"type\":\"" + type + "\",\"received\":" + received + ",\"unique\":" + seen.size()
+                + ",\"duplicates\":" + (received - seen.size()) + ",\"foreign\":" + foreign + ",\"outOfOrder\":" + outOfOrder
+                + ",\"gaps\":" + gaps + ",\"queues\":" + lastOffset.size() + ",\"elapsedMs\":" + elapsedMs + "}";
+        }
+    }
+
+    private static String consume(Map<String, String> args) throws Exception {
+        String topic = need(args, "topic");
+        String group = need(args, "group");
+        String type = args.getOrDefault("type", "push");
+        int expect = Integer.parseInt(need(args, "expect"));
+        long timeoutMs = Long.parseLong(args.getOrDefault("timeoutMs", "60000"));
+        // After the expected count arrives, keep listening a little to catch duplicates.
+        long settleMs = Long.parseLong(args.getOrDefault("settleMs", "1000"));
+        Tally tally = new Tally(args.getOrDefault("run", "run"));
+        long started = System.nanoTime();
+        long deadline = System.currentTimeMillis() + timeoutMs;
+
+        if (type.equals("push")) {
+            DefaultMQPushConsumer consumer = new DefaultMQPushConsumer(group);
+            consumer.setNamesrvAddr(need(args, "namesrv"));
+            consumer.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
+            // One consuming thread keeps each queue's messages in their queue order, which
+            // the tally checks.
+            consumer.setConsumeThreadMin(1);
+            consumer.setConsumeThreadMax(1);
+            consumer.subscribe(topic, args.getOrDefault("filter", "*"));
+            consumer.registerMessageListener((MessageListenerConcurrently) (msgs, context) -> {
+                for (MessageExt m : msgs) {
+                    tally.add(m);
+                }
+                return ConsumeConcurrentlyStatus.CONSUME_SUCCESS;
+            });
+            consumer.start();
+            waitFor(tally, expect, deadline, settleMs);
+            consumer.shutdown();
+        } else if (type.equals("litePull")) {
+            DefaultLitePullConsumer consumer = new DefaultLitePullConsumer(group);
+            consumer.setNamesrvAddr(need(args, "namesrv"));
+            consumer.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
+            consumer.subscribe(topic, args.getOrDefault("filter", "*"));
+            consumer.start();
+            long settleUntil = Long.MAX_VALUE;
+            while (System.currentTimeMillis() < Math.min(deadline, settleUntil)) {
+                for (MessageExt m : consumer.poll(200)) {
+                    tally.add(m);
+                }
+                if (settleUntil == Long.MAX_VALUE && tally.unique() >= expect) {
+                    settleUntil = System.currentTimeMillis() + settleMs;
+                }
+            }
+            consumer.commitSync();
+            consumer.shutdown();
+        } else {
+            throw new IllegalArgumentException("unknown consumer type " + type);
+        }
+        return tally.json(type, (System.nanoTime() - started) / 1_000_000);
+    }
+
+    private static void waitFor(Tally tally, int expect, long deadline, long settleMs) throws InterruptedException {
+        while (System.currentTimeMillis() < deadline && tally.unique() < expect) {
+            Thread.sleep(50);
+        }
+        if (tally.unique() >= expect) {
+            Thread.sleep(settleMs);
+        }
+    }
+
+    private static String quote(String s) {
+        if (s == null) {
+            return "null";
+        }
+        return "\"" + s.replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", " ") + "\"";
+    }
+}
