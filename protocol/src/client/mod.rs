@@ -1,0 +1,2 @@
+//! Async client.
+pub struct Client;
