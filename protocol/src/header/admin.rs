@@ -1,0 +1,78 @@
+//! Broker administration headers used by mqadmin and the operator.
+
+use crate::custom_header;
+
+custom_header! {
+    /// UPDATE_AND_CREATE_TOPIC (17).
+    pub struct CreateTopicRequestHeader {
+        required topic: String = "topic",
+        required default_topic: String = "defaultTopic",
+        required read_queue_nums: i32 = "readQueueNums",
+        required write_queue_nums: i32 = "writeQueueNums",
+        /// `PermName` bits: 4 read, 2 write, 1 inherit.
+        required perm: i32 = "perm",
+        /// `SINGLE_TAG` or `MULTI_TAG`.
+        required topic_filter_type: String = "topicFilterType",
+        optional topic_sys_flag: i32 = "topicSysFlag",
+        required order: bool = "order",
+        /// 5.x, e.g. `+message.type=NORMAL`.
+        optional attributes: String = "attributes",
+        optional force: bool = "force",
+    }
+}
+
+custom_header! {
+    /// DELETE_TOPIC_IN_BROKER (215).
+    pub struct DeleteTopicRequestHeader {
+        required topic: String = "topic",
+    }
+}
+
+custom_header! {
+    /// GET_TOPIC_STATS_INFO (202) and QUERY_TOPIC_CONSUME_BY_WHO (300).
+    pub struct TopicRequestHeader {
+        required topic: String = "topic",
+    }
+}
+
+custom_header! {
+    /// GET_TOPIC_CONFIG (351, 5.x).
+    pub struct GetTopicConfigRequestHeader {
+        required topic: String = "topic",
+        optional logical: bool = "lo",
+    }
+}
+
+custom_header! {
+    /// GET_ALL_TOPIC_CONFIG (21) paging fields (5.x); older clients send none.
+    pub struct GetAllTopicConfigRequestHeader {
+        optional topic_seq: i32 = "topicSeq",
+        optional data_version: String = "dataVersion",
+        optional max_topic_num: i32 = "maxTopicNum",
+    }
+}
+
+custom_header! {
+    /// A 5.x client takes a single page as everything when `totalTopicNum` is absent.
+    pub struct GetAllTopicConfigResponseHeader {
+        optional total_topic_num: i32 = "totalTopicNum",
+    }
+}
+
+custom_header! {
+    /// GET_CONSUME_STATS (208).
+    pub struct GetConsumeStatsRequestHeader {
+        required consumer_group: String = "consumerGroup",
+        optional topic: String = "topic",
+        /// 5.x, `;`-joined.
+        optional topic_list: String = "topicList",
+    }
+}
+
+custom_header! {
+    /// DELETE_SUBSCRIPTIONGROUP (207).
+    pub struct DeleteSubscriptionGroupRequestHeader {
+        required group_name: String = "groupName",
+        optional clean_offset: bool = "cleanOffset",
+    }
+}
