@@ -63,6 +63,10 @@ pub enum Error {
     #[error("malformed lenient JSON at byte {offset}: {reason}")]
     LenientJson { offset: usize, reason: &'static str },
 
+    /// A pulled, queried or viewed body that does not hold well-formed stored records.
+    #[error("malformed message record in body")]
+    Message(#[source] message::Error),
+
     #[error("I/O error")]
     Io(#[from] std::io::Error),
 

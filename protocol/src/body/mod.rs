@@ -9,11 +9,13 @@
 pub mod cluster;
 pub mod fastjson;
 pub mod heartbeat;
+pub mod pulled;
 pub mod register;
 pub mod route;
 
 pub use cluster::*;
 pub use heartbeat::*;
+pub use pulled::decode_pulled_messages;
 pub use register::*;
 pub use route::*;
 
