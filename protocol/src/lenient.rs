@@ -99,12 +99,10 @@ impl<'de> Deserialize<'de> for LenientI64 {
 }
 
 fn float_to_i64(v: f64) -> Option<i64> {
-    // Bounds are exclusive of 2^63 because `i64::MAX as f64` rounds up to it.
-    (v.is_finite()
-        && v.fract() == 0.0
-        && v >= -9.223_372_036_854_775_808e18
-        && v < 9.223_372_036_854_775_808e18)
-        .then_some(v as i64)
+    // 2^63 itself is out of range; `i64::MAX as f64` would round up to it. NaN and the
+    // infinities fail `fract() == 0.0` or the range.
+    const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+    (v.fract() == 0.0 && (-TWO_POW_63..TWO_POW_63).contains(&v)).then_some(v as i64)
 }
 
 /// Parses an integer the way `Long.parseLong` would, plus surrounding whitespace and integral

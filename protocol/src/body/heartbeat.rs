@@ -13,6 +13,7 @@ java_enum! {
         /// Pull consumer.
         ConsumeActively = "CONSUME_ACTIVELY",
         /// Push consumer.
+        #[default]
         ConsumePassively = "CONSUME_PASSIVELY",
         ConsumePop = "CONSUME_POP",
     }
@@ -21,6 +22,7 @@ java_enum! {
 java_enum! {
     pub enum MessageModel {
         Broadcasting = "BROADCASTING",
+        #[default]
         Clustering = "CLUSTERING",
     }
 }
@@ -28,30 +30,13 @@ java_enum! {
 java_enum! {
     /// Ordinals matter: the C++ client sends them.
     pub enum ConsumeFromWhere {
+        #[default]
         ConsumeFromLastOffset = "CONSUME_FROM_LAST_OFFSET",
         ConsumeFromLastOffsetAndFromMinWhenBootFirst = "CONSUME_FROM_LAST_OFFSET_AND_FROM_MIN_WHEN_BOOT_FIRST",
         ConsumeFromMinOffset = "CONSUME_FROM_MIN_OFFSET",
         ConsumeFromMaxOffset = "CONSUME_FROM_MAX_OFFSET",
         ConsumeFromFirstOffset = "CONSUME_FROM_FIRST_OFFSET",
         ConsumeFromTimestamp = "CONSUME_FROM_TIMESTAMP",
-    }
-}
-
-impl Default for ConsumeType {
-    fn default() -> Self {
-        ConsumeType::ConsumePassively
-    }
-}
-
-impl Default for MessageModel {
-    fn default() -> Self {
-        MessageModel::Clustering
-    }
-}
-
-impl Default for ConsumeFromWhere {
-    fn default() -> Self {
-        ConsumeFromWhere::ConsumeFromLastOffset
     }
 }
 

@@ -45,10 +45,11 @@ pub fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
 
 /// A `name or ordinal` enum as fastjson reads it: written by name, read from the name, from
 /// the ordinal as a JSON integer (what the C++ client sends), or from the ordinal as a string.
+/// One variant must carry `#[default]`: what an omitted field means.
 macro_rules! java_enum {
     ($(#[$meta:meta])* pub enum $name:ident { $($(#[$variant_meta:meta])* $variant:ident = $wire:literal,)* }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
         pub enum $name {
             $($(#[$variant_meta])* $variant,)*
         }

@@ -10,14 +10,9 @@ use crate::lenient;
 
 java_enum! {
     pub enum TopicFilterType {
+        #[default]
         SingleTag = "SINGLE_TAG",
         MultiTag = "MULTI_TAG",
-    }
-}
-
-impl Default for TopicFilterType {
-    fn default() -> Self {
-        TopicFilterType::SingleTag
     }
 }
 
