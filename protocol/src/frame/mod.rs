@@ -18,6 +18,9 @@ use crate::error::{Error, Result};
 /// producing one would break the peer and accepting one would let a peer make us buffer it.
 pub const MAX_FRAME_LENGTH: usize = 16 * 1024 * 1024;
 
+/// Largest buffer growth made on the strength of a length prefix alone.
+const RESERVE_STEP: usize = 64 * 1024;
+
 /// Header lengths travel in the low 24 bits of the header-length word.
 const MAX_HEADER_LENGTH: usize = 0x00FF_FFFF;
 
@@ -76,7 +79,9 @@ pub fn decode(src: &mut BytesMut) -> Result<Option<RemotingCommand>> {
         });
     }
     if src.len() < length + 4 {
-        src.reserve(length + 4 - src.len());
+        // Grow toward the announced size in steps rather than at once, so four bytes from a
+        // peer cannot make us allocate 16 MiB up front.
+        src.reserve((length + 4 - src.len()).min(RESERVE_STEP));
         return Ok(None);
     }
     src.advance(4);
