@@ -1,0 +1,170 @@
+//! Creates the next CommitLog segment on a background thread (RocketMQ's
+//! `AllocateMappedFileService`), so a roll-over finds its file ready instead of stalling the
+//! append lock on file creation, block reservation and (optionally) page warming.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::error::Result;
+use crate::segment::Segment;
+
+/// How long a roll waits for the background file before creating it itself (RocketMQ: 5 s).
+const WAIT_FOR_READY: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+struct State {
+    wanted: Option<u64>,
+    working: Option<u64>,
+    ready: Option<(u64, Result<Arc<Segment>>)>,
+    shutdown: bool,
+}
+
+struct Shared {
+    dir: PathBuf,
+    size: usize,
+    warm: bool,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+pub(crate) struct Allocator {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Allocator {
+    pub(crate) fn start(dir: PathBuf, size: usize, warm: bool) -> Allocator {
+        let shared = Arc::new(Shared {
+            dir,
+            size,
+            warm,
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+        });
+        let worker = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("commitlog-allocate".into())
+            .spawn(move || run(worker))
+            .ok();
+        Allocator {
+            shared,
+            thread: Mutex::new(thread),
+        }
+    }
+
+    /// Asks for the segment starting at `start` to be prepared in the background.
+    pub(crate) fn prepare(&self, start: u64) {
+        let mut state = self.shared.state.lock();
+        let already = state.working == Some(start)
+            || state.ready.as_ref().is_some_and(|(at, _)| *at == start);
+        if !already {
+            state.wanted = Some(start);
+            self.shared.changed.notify_all();
+        }
+    }
+
+    /// The segment starting at `start`: the prepared one if ready, else made here. Queues the
+    /// one after it.
+    pub(crate) fn take(&self, start: u64) -> Result<Arc<Segment>> {
+        let taken = {
+            let mut state = self.shared.state.lock();
+            if state.working == Some(start) {
+                let deadline = std::time::Instant::now() + WAIT_FOR_READY;
+                while state.working == Some(start) {
+                    if self
+                        .shared
+                        .changed
+                        .wait_until(&mut state, deadline)
+                        .timed_out()
+                    {
+                        break;
+                    }
+                }
+            }
+            match state.ready.take() {
+                Some((at, segment)) if at == start => Some(segment),
+                other => {
+                    if state.wanted == Some(start) {
+                        state.wanted = None;
+                    }
+                    // A file prepared for another offset is stale (e.g. after a truncation).
+                    if let Some((_, Ok(stale))) = other {
+                        let _ = stale.delete();
+                    }
+                    None
+                }
+            }
+        };
+        let segment = match taken {
+            Some(Ok(segment)) => segment,
+            // A background failure (ENOSPC...) is retried here so the caller sees a fresh error.
+            Some(Err(_)) | None => Arc::new(self.create(start)?),
+        };
+        self.prepare(start + self.shared.size as u64);
+        Ok(segment)
+    }
+
+    fn create(&self, start: u64) -> Result<Segment> {
+        let segment = Segment::create(&self.shared.dir, start, self.shared.size)?;
+        if self.shared.warm {
+            segment.warm();
+        }
+        Ok(segment)
+    }
+
+    pub(crate) fn shutdown(&self) {
+        self.shared.state.lock().shutdown = true;
+        self.shared.changed.notify_all();
+        if let Some(thread) = self.thread.lock().take() {
+            let _ = thread.join();
+        }
+        // A prepared but unused file would make the next start see a gap-free but empty tail
+        // file; delete it so the directory holds only segments that were written to.
+        if let Some((_, Ok(segment))) = self.shared.state.lock().ready.take() {
+            let _ = segment.delete();
+        }
+    }
+}
+
+impl Drop for Allocator {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn run(shared: Arc<Shared>) {
+    loop {
+        let start = {
+            let mut state = shared.state.lock();
+            loop {
+                if state.shutdown {
+                    return;
+                }
+                if let Some(start) = state.wanted.take() {
+                    state.working = Some(start);
+                    break start;
+                }
+                shared.changed.wait(&mut state);
+            }
+        };
+        let result = Segment::create(&shared.dir, start, shared.size).map(|segment| {
+            if shared.warm {
+                segment.warm();
+            }
+            Arc::new(segment)
+        });
+        if let Err(error) = &result {
+            tracing::warn!(start, %error, "pre-allocating CommitLog segment failed");
+        }
+        let mut state = shared.state.lock();
+        if let Some((_, Ok(stale))) = state.ready.replace((start, result)) {
+            let _ = stale.delete();
+        }
+        state.working = None;
+        shared.changed.notify_all();
+    }
+}

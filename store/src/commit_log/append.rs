@@ -1,0 +1,228 @@
+//! The append path: queue offsets, store timestamps and segment roll-over, under one lock.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use message::record::{blank_marker, RecordFields, BLANK_MIN_LEN};
+use message::{sysflag, Message, RecordEncoder};
+
+use super::CommitLog;
+use crate::error::{Error, Result};
+use crate::segment::Segment;
+
+/// One message to store, with what the broker knows about its sender.
+#[derive(Debug, Clone)]
+pub struct PutMessage {
+    /// Topic, flag, properties and body as the client sent them (plus broker properties).
+    pub message: Message,
+    /// Target queue.
+    pub queue_id: i32,
+    /// Message sysflag from the request (IPv6 bits are set by the store).
+    pub sys_flag: i32,
+    /// Producer timestamp, ms.
+    pub born_timestamp: i64,
+    /// Peer address of the producer's connection.
+    pub born_host: SocketAddr,
+    /// The broker's client-reachable address.
+    pub store_host: SocketAddr,
+    /// Redelivery count.
+    pub reconsume_times: i32,
+    /// Half-message offset for a transaction commit, else 0.
+    pub prepared_transaction_offset: i64,
+}
+
+impl PutMessage {
+    /// A message to `queue_id` with zeroed bookkeeping and the given hosts.
+    pub fn new(
+        message: Message,
+        queue_id: i32,
+        born_host: SocketAddr,
+        store_host: SocketAddr,
+    ) -> Self {
+        PutMessage {
+            message,
+            queue_id,
+            sys_flag: 0,
+            born_timestamp: now_millis(),
+            born_host,
+            store_host,
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+        }
+    }
+
+    fn fields(&self) -> RecordFields {
+        RecordFields {
+            queue_id: self.queue_id,
+            flag: self.message.flag,
+            sys_flag: self.sys_flag,
+            born_timestamp: self.born_timestamp,
+            born_host: self.born_host,
+            store_host: self.store_host,
+            reconsume_times: self.reconsume_times,
+            prepared_transaction_offset: self.prepared_transaction_offset,
+        }
+    }
+
+    /// PREPARED and ROLLBACK records get queue offset 0 and never enter a consume queue.
+    pub(crate) fn takes_queue_offset(sys_flag: i32) -> bool {
+        matches!(
+            sysflag::transaction_type(sys_flag),
+            sysflag::TRANSACTION_NOT_TYPE | sysflag::TRANSACTION_COMMIT
+        )
+    }
+}
+
+/// Where one message went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendedMessage {
+    /// CommitLog offset of the record (PHYSICALOFFSET).
+    pub physical_offset: u64,
+    /// Record length in bytes.
+    pub size: usize,
+    /// Consume-queue offset (QUEUEOFFSET).
+    pub queue_offset: i64,
+    /// STORETIMESTAMP.
+    pub store_timestamp: i64,
+    /// The offset message id clients will compute for it.
+    pub message_id: String,
+}
+
+#[derive(Default)]
+pub(super) struct Writer {
+    current: Option<Arc<Segment>>,
+    queue_offsets: HashMap<String, HashMap<i32, i64>>,
+    last_store_timestamp: i64,
+}
+
+impl Writer {
+    pub(super) fn reset(&mut self, current: Option<Arc<Segment>>) {
+        self.current = current;
+    }
+
+    pub(super) fn set_queue_offset(&mut self, topic: &str, queue_id: i32, next: i64) {
+        self.queue_offsets
+            .entry(topic.to_owned())
+            .or_default()
+            .insert(queue_id, next);
+    }
+
+    fn next_queue_offset(&mut self, topic: &str, queue_id: i32) -> &mut i64 {
+        if !self.queue_offsets.contains_key(topic) {
+            self.queue_offsets.insert(topic.to_owned(), HashMap::new());
+        }
+        // Just inserted if missing; the lookup by &str avoids allocating per append.
+        let queues = self.queue_offsets.get_mut(topic).expect("present");
+        queues.entry(queue_id).or_insert(0)
+    }
+}
+
+pub(crate) fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl CommitLog {
+    /// Appends `messages` contiguously in one segment (a batch never straddles two) and
+    /// publishes them. Encoding and CRCs happen before the lock; under it only offsets are
+    /// assigned and bytes copied into the mapping.
+    pub(crate) fn append(
+        &self,
+        messages: &[PutMessage],
+        max_body: usize,
+    ) -> Result<(Vec<AppendedMessage>, u64)> {
+        let properties: Vec<String> = messages
+            .iter()
+            .map(|m| m.message.properties.encode())
+            .collect();
+        let mut encoders = Vec::with_capacity(messages.len());
+        for (put, properties) in messages.iter().zip(&properties) {
+            if put.message.body.len() > max_body {
+                return Err(Error::MessageTooLarge {
+                    size: put.message.body.len(),
+                    max: max_body,
+                });
+            }
+            let encoder = RecordEncoder::new(
+                &put.message.topic,
+                &put.message.body,
+                properties,
+                put.fields(),
+            )
+            .map_err(Error::IllegalMessage)?;
+            encoders.push(encoder);
+        }
+        let total: usize = encoders.iter().map(RecordEncoder::encoded_len).sum();
+        if total + BLANK_MIN_LEN > self.segment_size as usize {
+            return Err(Error::MessageTooLarge {
+                size: total,
+                max: self.segment_size as usize - BLANK_MIN_LEN,
+            });
+        }
+
+        let mut writer = self.writer.lock();
+        let segment = self.segment_with_room(&mut writer, total)?;
+        let mut offset = self.write_position.load(Ordering::Relaxed);
+        let store_timestamp = now_millis().max(writer.last_store_timestamp);
+        writer.last_store_timestamp = store_timestamp;
+        let mut appended = Vec::with_capacity(encoders.len());
+        for (put, encoder) in messages.iter().zip(&encoders) {
+            let queue_offset = if PutMessage::takes_queue_offset(put.sys_flag) {
+                let next = writer.next_queue_offset(&put.message.topic, put.queue_id);
+                *next += 1;
+                *next - 1
+            } else {
+                0
+            };
+            let position = (offset - segment.start()) as usize;
+            let size = encoder.encoded_len();
+            encoder
+                .encode_into(
+                    segment.write_slice(position, size),
+                    queue_offset,
+                    offset as i64,
+                    store_timestamp,
+                )
+                .map_err(Error::IllegalMessage)?;
+            appended.push(AppendedMessage {
+                physical_offset: offset,
+                size,
+                queue_offset,
+                store_timestamp,
+                message_id: message::offset_message_id(put.store_host, offset as i64),
+            });
+            offset += size as u64;
+        }
+        self.write_position.store(offset, Ordering::Release);
+        Ok((appended, offset))
+    }
+
+    /// The active segment once it has `len + 8` bytes free, writing a blank marker and
+    /// rolling to the next segment when it has not.
+    fn segment_with_room(&self, writer: &mut Writer, len: usize) -> Result<Arc<Segment>> {
+        loop {
+            let offset = self.write_position.load(Ordering::Relaxed);
+            if let Some(segment) = writer.current.clone() {
+                let remaining = (segment.end() - offset) as usize;
+                if len + BLANK_MIN_LEN <= remaining {
+                    return Ok(segment);
+                }
+                if remaining >= BLANK_MIN_LEN {
+                    let position = (offset - segment.start()) as usize;
+                    segment.write(position, &blank_marker(remaining as u32));
+                }
+                self.write_position.store(segment.end(), Ordering::Release);
+                writer.current = None;
+                continue;
+            }
+            let segment = self.allocator.take(offset)?;
+            self.segments.write().push(Arc::clone(&segment));
+            writer.current = Some(segment);
+        }
+    }
+}

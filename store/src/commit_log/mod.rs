@@ -1,0 +1,222 @@
+//! The CommitLog: every message of every topic, appended to fixed-size mapped segments.
+
+mod allocator;
+mod append;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use message::record::BLANK_MIN_LEN;
+use message::RecordHead;
+use parking_lot::{Mutex, RwLock};
+
+pub(crate) use append::now_millis;
+pub use append::{AppendedMessage, PutMessage};
+
+use crate::error::{Error, Result};
+use crate::segment::{self, Segment};
+use allocator::Allocator;
+use append::Writer;
+
+/// A record found at a CommitLog offset.
+pub(crate) enum Found {
+    /// A message record, its bytes exactly.
+    Message(Arc<Segment>, usize, usize),
+    /// A blank marker: continue at the next segment, which starts here.
+    NextSegment(u64),
+    /// Nothing (yet) at this offset.
+    End,
+}
+
+pub(crate) struct CommitLog {
+    segment_size: u64,
+    segments: RwLock<Vec<Arc<Segment>>>,
+    writer: Mutex<Writer>,
+    /// Published end of complete records; readers never look past it.
+    write_position: AtomicU64,
+    flushed_position: AtomicU64,
+    allocator: Allocator,
+}
+
+impl CommitLog {
+    /// Maps every segment in `dir`. Positions stay at 0 until recovery calls [`Self::reset_end`].
+    pub(crate) fn open(dir: &Path, segment_size: u64, warm: bool) -> Result<CommitLog> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let mut segments = Vec::new();
+        let files = segment::list(dir)?;
+        let last = files.len().saturating_sub(1);
+        for (index, (start, path)) in files.into_iter().enumerate() {
+            // RocketMQ drops an empty last file (a creation cut short by a crash).
+            if index == last && std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) == 0 {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            if start % segment_size != 0 {
+                return Err(Error::damaged(
+                    &path,
+                    "name is not a multiple of the segment size",
+                ));
+            }
+            if let Some(previous) = segments.last().map(|s: &Arc<Segment>| s.end()) {
+                if previous != start {
+                    return Err(Error::damaged(
+                        &path,
+                        format!("gap: previous segment ends at {previous}"),
+                    ));
+                }
+            }
+            segments.push(Arc::new(Segment::open(path, start, segment_size as usize)?));
+        }
+        Ok(CommitLog {
+            segment_size,
+            segments: RwLock::new(segments),
+            writer: Mutex::new(Writer::default()),
+            write_position: AtomicU64::new(0),
+            flushed_position: AtomicU64::new(0),
+            allocator: Allocator::start(dir.to_owned(), segment_size as usize, warm),
+        })
+    }
+
+    /// Offset of the oldest byte still stored.
+    pub(crate) fn min_offset(&self) -> u64 {
+        let segments = self.segments.read();
+        match segments.first() {
+            Some(first) => first.start(),
+            None => self.write_position.load(Ordering::Acquire),
+        }
+    }
+
+    /// End of the published records (the next append's offset, or a segment's end).
+    pub(crate) fn max_offset(&self) -> u64 {
+        self.write_position.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn flushed_offset(&self) -> u64 {
+        self.flushed_position.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn segments(&self) -> Vec<Arc<Segment>> {
+        self.segments.read().clone()
+    }
+
+    pub(crate) fn segment_for(&self, offset: u64) -> Option<Arc<Segment>> {
+        let segments = self.segments.read();
+        let first = segments.first()?.start();
+        let index = offset.checked_sub(first)? / self.segment_size;
+        segments.get(index as usize).cloned()
+    }
+
+    /// What lies at `offset`, looking at published bytes only (or, during recovery, at
+    /// everything up to `limit`).
+    pub(crate) fn find(&self, offset: u64, limit: u64) -> Result<Found> {
+        let Some(segment) = self.segment_for(offset) else {
+            return Ok(Found::End);
+        };
+        let position = (offset - segment.start()) as usize;
+        let available = (limit.min(segment.end()) - offset.min(limit)) as usize;
+        if available == 0 {
+            return Ok(if offset == segment.end() {
+                Found::NextSegment(offset)
+            } else {
+                Found::End
+            });
+        }
+        let head = segment.read(position, BLANK_MIN_LEN.min(available));
+        match RecordHead::peek(head) {
+            Ok(RecordHead::Message { size }) if size <= available => {
+                Ok(Found::Message(segment, position, size))
+            }
+            Ok(RecordHead::Blank { .. }) => Ok(Found::NextSegment(segment.end())),
+            Ok(RecordHead::End) | Ok(RecordHead::Message { .. }) => Ok(Found::End),
+            Err(error) => Err(Error::damaged(
+                segment.path(),
+                format!("bad record at offset {offset}: {error}"),
+            )),
+        }
+    }
+
+    /// The published record starting exactly at `offset`, zero-copy.
+    pub(crate) fn message_bytes(&self, offset: u64, size: usize) -> Option<Bytes> {
+        if offset + size as u64 > self.max_offset() || offset < self.min_offset() {
+            return None;
+        }
+        let segment = self.segment_for(offset)?;
+        let position = (offset - segment.start()) as usize;
+        if position + size > segment.size() {
+            return None;
+        }
+        Some(segment.bytes(position, size))
+    }
+
+    /// Sets where appends continue after recovery: zeroes everything at and past `end` and
+    /// deletes segments that start after it.
+    pub(crate) fn reset_end(&self, end: u64) -> Result<()> {
+        let mut segments = self.segments.write();
+        while let Some(last) = segments.last() {
+            if last.start() > end || (last.start() == end && end > 0 && segments.len() > 1) {
+                last.delete()?;
+                segments.pop();
+            } else {
+                break;
+            }
+        }
+        if let Some(last) = segments.last() {
+            if end >= last.start() && end < last.end() {
+                last.zero_from((end - last.start()) as usize)?;
+            }
+        }
+        let mut writer = self.writer.lock();
+        writer.reset(segments.last().filter(|s| end < s.end()).cloned());
+        self.write_position.store(end, Ordering::Release);
+        self.flushed_position.store(end, Ordering::Release);
+        Ok(())
+    }
+
+    /// Restores the next queue offset of each (topic, queue) after recovery.
+    pub(crate) fn set_queue_offset(&self, topic: &str, queue_id: i32, next: i64) {
+        self.writer.lock().set_queue_offset(topic, queue_id, next);
+    }
+
+    /// Flushes everything written up to `target` and returns the new flushed offset.
+    pub(crate) fn flush_to(&self, target: u64) -> Result<u64> {
+        let flushed = self.flushed_position.load(Ordering::Acquire);
+        if target <= flushed {
+            return Ok(flushed);
+        }
+        let mut at = flushed;
+        while at < target {
+            let Some(segment) = self.segment_for(at) else {
+                break;
+            };
+            let to = target.min(segment.end());
+            segment.flush(
+                (at - segment.start()) as usize,
+                (to - segment.start()) as usize,
+            )?;
+            at = to;
+        }
+        self.flushed_position.fetch_max(target, Ordering::AcqRel);
+        Ok(target)
+    }
+
+    /// Removes the oldest segment if `should_delete` says so and it is not the active one.
+    pub(crate) fn delete_oldest_if(
+        &self,
+        should_delete: impl Fn(&Segment) -> bool,
+    ) -> Result<bool> {
+        let mut segments = self.segments.write();
+        if segments.len() < 2 || !should_delete(&segments[0]) {
+            return Ok(false);
+        }
+        let oldest = segments.remove(0);
+        tracing::info!(path = %oldest.path().display(), "deleting expired CommitLog segment");
+        oldest.delete()?;
+        Ok(true)
+    }
+
+    pub(crate) fn shutdown(&self) {
+        self.allocator.shutdown();
+    }
+}

@@ -1,0 +1,69 @@
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the store can fail with; the broker maps each variant to a RocketMQ code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No space left to create or pre-allocate a file (ENOSPC). Nothing was stored.
+    #[error("disk full while creating {path}")]
+    DiskFull {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Any other I/O failure on a store file.
+    #[error("I/O error on {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A file on disk does not have the size or content the store expects.
+    #[error("damaged store file {path}: {reason}")]
+    DamagedSegment { path: PathBuf, reason: String },
+    /// The body exceeds `maxMessageSize` (RocketMQ MESSAGE_ILLEGAL).
+    #[error("message body of {size} bytes exceeds maxMessageSize {max}")]
+    MessageTooLarge { size: usize, max: usize },
+    /// The message cannot be laid out (properties too long, ...): MESSAGE_ILLEGAL.
+    #[error("message cannot be encoded")]
+    IllegalMessage(#[source] message::Error),
+    /// A topic that cannot name a consume-queue directory.
+    #[error("illegal topic {0:?}")]
+    IllegalTopic(String),
+    /// The message was stored but not made durable within `syncFlushTimeout`
+    /// (RocketMQ FLUSH_DISK_TIMEOUT: stored, but warn).
+    #[error("flush of offset {offset} did not finish within {timeout:?}")]
+    FlushTimeout { offset: u64, timeout: Duration },
+    /// A flush failed; the message is in the page cache but its durability is unknown.
+    #[error("flush failed")]
+    FlushFailed(#[source] io::Error),
+    /// The store is shut down or another process holds its lock (SERVICE_NOT_AVAILABLE).
+    #[error("store not available: {0}")]
+    NotAvailable(&'static str),
+    /// The configuration cannot work.
+    #[error("invalid store configuration: {0}")]
+    InvalidConfig(String),
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Wraps an I/O error, singling out ENOSPC as [`Error::DiskFull`].
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        let path = path.into();
+        if source.raw_os_error() == Some(libc::ENOSPC) {
+            Error::DiskFull { path, source }
+        } else {
+            Error::Io { path, source }
+        }
+    }
+
+    pub(crate) fn damaged(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::DamagedSegment {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}

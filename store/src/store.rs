@@ -1,0 +1,732 @@
+//! [`MessageStore`]: the CommitLog, the consume queues and the index joined, plus the threads
+//! that flush, checkpoint and clean them.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use message::{property, sysflag, StoredMessage};
+use parking_lot::{Mutex, RwLock};
+
+use crate::checkpoint::{Checkpoint, CheckpointFile};
+use crate::commit_log::{now_millis, AppendedMessage, CommitLog, Found, PutMessage};
+use crate::config::{FlushDiskType, StoreConfig};
+use crate::consume_queue::{ConsumeQueue, QueueEntry};
+use crate::error::{Error, Result};
+use crate::flush::{Durable, FlushRequests};
+use crate::index::Index;
+use crate::read::{ArrivedMessage, GetMessageResult, GetMessageStatus, QueryMessageResult};
+
+/// RocketMQ scans at most this many consume-queue entries per pull when filtering
+/// (`maxFilterMessageSize` 16000 bytes / 20).
+const MAX_FILTER_SCAN: usize = 800;
+
+type ArrivalListener = Arc<dyn Fn(&ArrivedMessage<'_>) + Send + Sync>;
+
+/// Where an append went, and the handle that resolves once it is durable.
+#[derive(Debug)]
+pub struct AppendResult {
+    /// One entry per appended message, in order.
+    pub messages: Vec<AppendedMessage>,
+    /// CommitLog offset just past the last message.
+    pub end_offset: u64,
+    /// Resolves when the messages are on disk as `flushDiskType` defines it.
+    pub durable: Durable,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: StoreConfig,
+    pub(crate) commit_log: CommitLog,
+    queues: RwLock<HashMap<String, HashMap<i32, Arc<ConsumeQueue>>>>,
+    pub(crate) index: Option<Index>,
+    /// The reput offset: CommitLog records below it are in the consume queues and index.
+    dispatched: Mutex<u64>,
+    flush_requests: FlushRequests,
+    checkpoint: CheckpointFile,
+    listener: RwLock<Option<ArrivalListener>>,
+    stopping: AtomicBool,
+    _lock: File,
+}
+
+/// The message store. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct MessageStore {
+    inner: Arc<Inner>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    stopped: AtomicBool,
+}
+
+impl MessageStore {
+    /// Opens (creating if needed) the store under `config.store_path_root_dir`, recovering
+    /// from a crash if the `abort` file says the last run did not stop cleanly.
+    pub fn open(config: StoreConfig) -> Result<MessageStore> {
+        config.validate()?;
+        let root = config.store_path_root_dir.clone();
+        std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+        let lock = lock_root(&root)?;
+        let abort = root.join("abort");
+        let clean = !abort.exists();
+        let (checkpoint, saved) = CheckpointFile::open(&root.join("checkpoint"))?;
+        let commit_log = CommitLog::open(
+            &config.commit_log_dir(),
+            config.mapped_file_size_commit_log,
+            config.warm_maped_file_enable,
+        )?;
+        let index = if config.message_index_enable {
+            Some(Index::open(
+                &config.index_dir(),
+                config.max_hash_slot_num,
+                config.max_index_num,
+            )?)
+        } else {
+            None
+        };
+        let inner = Arc::new(Inner {
+            queues: RwLock::new(load_queues(&config)?),
+            config,
+            commit_log,
+            index,
+            dispatched: Mutex::new(0),
+            flush_requests: FlushRequests::default(),
+            checkpoint,
+            listener: RwLock::new(None),
+            stopping: AtomicBool::new(false),
+            _lock: lock,
+        });
+        crate::recovery::recover(&inner, clean, saved)?;
+        std::fs::write(&abort, std::process::id().to_string()).map_err(|e| Error::io(&abort, e))?;
+        inner.save_checkpoint()?;
+
+        let mut threads = Vec::new();
+        for (name, run) in [
+            ("commitlog-flush", flush_loop as fn(Arc<Inner>)),
+            ("store-maintenance", maintenance_loop as fn(Arc<Inner>)),
+        ] {
+            let inner = Arc::clone(&inner);
+            let thread = std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || run(inner))
+                .map_err(|e| Error::io(&root, e))?;
+            threads.push(thread);
+        }
+        Ok(MessageStore {
+            inner,
+            threads: Mutex::new(threads),
+            stopped: AtomicBool::new(false),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    /// Appends one message. Returns once it is written to the page cache and visible to the
+    /// store's own bookkeeping; await (or `wait()` on) [`AppendResult::durable`] before
+    /// acknowledging under SYNC_FLUSH. Never blocks on a disk flush.
+    pub fn append(&self, message: &PutMessage) -> Result<AppendResult> {
+        self.append_batch(std::slice::from_ref(message))
+    }
+
+    /// Appends messages contiguously (a SEND_BATCH_MESSAGE): all or none are stored.
+    pub fn append_batch(&self, messages: &[PutMessage]) -> Result<AppendResult> {
+        let inner = &self.inner;
+        if inner.stopping.load(Ordering::Acquire) {
+            return Err(Error::NotAvailable("store is shutting down"));
+        }
+        for put in messages {
+            check_topic(&put.message.topic)?;
+        }
+        let (appended, end) = inner
+            .commit_log
+            .append(messages, inner.config.max_message_size)?;
+        let durable = match inner.config.flush_disk_type {
+            FlushDiskType::AsyncFlush => {
+                inner.dispatch_to(end)?;
+                if !inner.config.flush_commit_log_timed {
+                    inner.flush_requests.nudge();
+                }
+                Durable::ready(end)
+            }
+            FlushDiskType::SyncFlush => {
+                if messages.iter().all(|put| put.message.wait_store_ok()) {
+                    let timeout = Duration::from_millis(inner.config.sync_flush_timeout);
+                    inner.flush_requests.request(end, timeout)
+                } else {
+                    inner.flush_requests.nudge();
+                    Durable::ready(end)
+                }
+            }
+        };
+        Ok(AppendResult {
+            messages: appended,
+            end_offset: end,
+            durable,
+        })
+    }
+
+    /// Reads up to `max_count` messages (and about `max_bytes`, at least one) from a queue,
+    /// starting at `offset`, skipping entries whose tag code `filter` rejects.
+    pub fn get_message(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+        max_count: usize,
+        max_bytes: usize,
+        filter: Option<&dyn Fn(i64) -> bool>,
+    ) -> GetMessageResult {
+        let mut result = GetMessageResult {
+            status: GetMessageStatus::NoMatchedLogicQueue,
+            messages: Vec::new(),
+            queue_offsets: Vec::new(),
+            next_begin_offset: 0,
+            min_offset: 0,
+            max_offset: 0,
+        };
+        let Some(queue) = self.inner.queue(topic, queue_id) else {
+            return result;
+        };
+        let (min, max) = (queue.min_offset(), queue.max_offset());
+        result.min_offset = min;
+        result.max_offset = max;
+        (result.status, result.next_begin_offset) = if max == 0 {
+            (GetMessageStatus::NoMessageInQueue, 0)
+        } else if offset < min {
+            (GetMessageStatus::OffsetTooSmall, min)
+        } else if offset == max {
+            (GetMessageStatus::OffsetOverflowOne, offset)
+        } else if offset > max {
+            (GetMessageStatus::OffsetOverflowBadly, max)
+        } else {
+            (GetMessageStatus::NoMatchedMessage, offset)
+        };
+        if result.status != GetMessageStatus::NoMatchedMessage {
+            return result;
+        }
+        let commit_log_min = self.inner.commit_log.min_offset();
+        let scan_limit = max_count.max(MAX_FILTER_SCAN) as i64;
+        let mut bytes = 0usize;
+        let mut removed = false;
+        let mut holes = false;
+        let mut next = offset;
+        while next < max && next - offset < scan_limit && result.messages.len() < max_count {
+            let Some(entry) = queue.entry(next) else {
+                holes = true;
+                next += 1;
+                continue;
+            };
+            if !result.messages.is_empty() && bytes + entry.size as usize > max_bytes {
+                break;
+            }
+            next += 1;
+            if filter.is_some_and(|accepts| !accepts(entry.tags_code)) {
+                continue;
+            }
+            if entry.physical_offset < commit_log_min {
+                removed = true;
+                continue;
+            }
+            match self
+                .inner
+                .commit_log
+                .message_bytes(entry.physical_offset, entry.size as usize)
+            {
+                Some(message) => {
+                    bytes += message.len();
+                    result.messages.push(message);
+                    result.queue_offsets.push(next - 1);
+                }
+                None => removed = true,
+            }
+        }
+        result.next_begin_offset = next;
+        result.status = if !result.messages.is_empty() {
+            GetMessageStatus::Found
+        } else if removed {
+            GetMessageStatus::MessageWasRemoving
+        } else if holes {
+            GetMessageStatus::OffsetFoundNull
+        } else {
+            GetMessageStatus::NoMatchedMessage
+        };
+        result
+    }
+
+    /// The stored record at a CommitLog offset (VIEW_MESSAGE_BY_ID); `None` for an offset
+    /// that is not the start of a stored message.
+    pub fn message_at(&self, physical_offset: u64) -> Option<Bytes> {
+        let commit_log = &self.inner.commit_log;
+        if physical_offset < commit_log.min_offset() {
+            return None;
+        }
+        match commit_log
+            .find(physical_offset, commit_log.max_offset())
+            .ok()?
+        {
+            Found::Message(segment, position, size) => {
+                let stored = StoredMessage::parse(segment.read(position, size)).ok()?;
+                (stored.physical_offset() == physical_offset as i64)
+                    .then(|| segment.bytes(position, size))
+            }
+            _ => None,
+        }
+    }
+
+    /// A queue's min offset (0 for an unknown queue).
+    pub fn min_offset(&self, topic: &str, queue_id: i32) -> i64 {
+        self.inner
+            .queue(topic, queue_id)
+            .map_or(0, |q| q.min_offset())
+    }
+
+    /// A queue's max offset: the next offset to be written (0 for an unknown queue).
+    pub fn max_offset(&self, topic: &str, queue_id: i32) -> i64 {
+        self.inner
+            .queue(topic, queue_id)
+            .map_or(0, |q| q.max_offset())
+    }
+
+    /// Consume-queue entry at `offset`.
+    pub fn queue_entry(&self, topic: &str, queue_id: i32, offset: i64) -> Option<QueueEntry> {
+        self.inner.queue(topic, queue_id)?.entry(offset)
+    }
+
+    /// STORETIMESTAMP of the message at a queue offset.
+    pub fn store_timestamp_at(&self, topic: &str, queue_id: i32, offset: i64) -> Option<i64> {
+        let entry = self.queue_entry(topic, queue_id, offset)?;
+        self.inner.store_timestamp(entry)
+    }
+
+    /// STORETIMESTAMP of a queue's oldest message (GET_EARLIEST_MSG_STORETIME).
+    pub fn earliest_message_time(&self, topic: &str, queue_id: i32) -> Option<i64> {
+        self.store_timestamp_at(topic, queue_id, self.min_offset(topic, queue_id))
+    }
+
+    /// SEARCH_OFFSET_BY_TIMESTAMP (lower boundary): the first queue offset whose message was
+    /// stored at or after `timestamp`; the max offset if none was.
+    pub fn offset_by_timestamp(&self, topic: &str, queue_id: i32, timestamp: i64) -> i64 {
+        let Some(queue) = self.inner.queue(topic, queue_id) else {
+            return 0;
+        };
+        let (mut low, mut high) = (queue.min_offset(), queue.max_offset());
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let stored = queue
+                .entry(middle)
+                .and_then(|e| self.inner.store_timestamp(e));
+            match stored {
+                Some(stored) if stored >= timestamp => high = middle,
+                // A hole or a removed message counts as older.
+                _ => low = middle + 1,
+            }
+        }
+        low
+    }
+
+    /// QUERY_MESSAGE: messages indexed under `key` (a KEYS token or a UNIQ_KEY) of `topic`,
+    /// stored within `[begin, end]` ms, at most `max` (capped at `maxMsgsNumBatch`).
+    pub fn query_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        max: usize,
+        begin: i64,
+        end: i64,
+    ) -> QueryMessageResult {
+        let Some(index) = &self.inner.index else {
+            return QueryMessageResult::default();
+        };
+        let max = max.min(self.inner.config.max_msgs_num_batch);
+        let mut offsets = index.query(topic, key, max, begin, end);
+        offsets.sort_unstable();
+        let (timestamp, physical) = index.last_update();
+        QueryMessageResult {
+            messages: offsets
+                .into_iter()
+                .filter_map(|offset| self.message_at(offset))
+                .collect(),
+            index_last_update_timestamp: timestamp,
+            index_last_update_physical_offset: physical,
+        }
+    }
+
+    /// Oldest CommitLog offset still stored.
+    pub fn commit_log_min_offset(&self) -> u64 {
+        self.inner.commit_log.min_offset()
+    }
+
+    /// CommitLog offset of the next append.
+    pub fn commit_log_max_offset(&self) -> u64 {
+        self.inner.commit_log.max_offset()
+    }
+
+    /// CommitLog offset up to which bytes are on disk.
+    pub fn commit_log_flushed_offset(&self) -> u64 {
+        self.inner.commit_log.flushed_offset()
+    }
+
+    /// Every (topic, queue id) that has a consume queue.
+    pub fn queues(&self) -> Vec<(String, i32)> {
+        let queues = self.inner.queues.read();
+        let mut all: Vec<_> = queues
+            .iter()
+            .flat_map(|(topic, ids)| ids.keys().map(move |id| (topic.clone(), *id)))
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// Called for every message entering a consume queue (after its flush under
+    /// SYNC_FLUSH), on the store's thread: keep it short (wake a long-polling pull).
+    pub fn set_arrival_listener(
+        &self,
+        listener: impl Fn(&ArrivedMessage<'_>) + Send + Sync + 'static,
+    ) {
+        *self.inner.listener.write() = Some(Arc::new(listener));
+    }
+
+    /// Runs retention now as the admin `deleteExpiredCommitLog` does, judging age against
+    /// `now`. Returns the number of CommitLog segments deleted.
+    pub fn delete_expired_files(&self, now: SystemTime) -> Result<usize> {
+        crate::retention::clean(&self.inner, now, true)
+    }
+
+    /// Flushes everything, writes the checkpoint and removes `abort`, so the next open is a
+    /// fast clean start. Pending SYNC_FLUSH waiters are completed first. Idempotent.
+    pub fn shutdown(&self) -> Result<()> {
+        if self.stopped.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let inner = &self.inner;
+        inner.stopping.store(true, Ordering::Release);
+        inner.flush_requests.nudge();
+        for thread in self.threads.lock().drain(..) {
+            let _ = thread.join();
+        }
+        inner.flush_requests.close();
+        let end = inner.commit_log.max_offset();
+        inner.commit_log.flush_to(end)?;
+        inner.dispatch_to(end)?;
+        inner.save_checkpoint()?;
+        inner.commit_log.shutdown();
+        let abort = inner.config.store_path_root_dir.join("abort");
+        std::fs::remove_file(&abort).map_err(|e| Error::io(&abort, e))?;
+        Ok(())
+    }
+}
+
+impl Drop for MessageStore {
+    fn drop(&mut self) {
+        if let Err(error) = self.shutdown() {
+            tracing::error!(%error, "store shutdown failed");
+        }
+    }
+}
+
+impl Inner {
+    pub(crate) fn queue(&self, topic: &str, queue_id: i32) -> Option<Arc<ConsumeQueue>> {
+        self.queues.read().get(topic)?.get(&queue_id).cloned()
+    }
+
+    pub(crate) fn all_queues(&self) -> Vec<(String, i32, Arc<ConsumeQueue>)> {
+        let queues = self.queues.read();
+        queues
+            .iter()
+            .flat_map(|(topic, ids)| {
+                ids.iter()
+                    .map(move |(id, q)| (topic.clone(), *id, Arc::clone(q)))
+            })
+            .collect()
+    }
+
+    fn queue_or_create(&self, topic: &str, queue_id: i32) -> Result<Arc<ConsumeQueue>> {
+        if let Some(queue) = self.queue(topic, queue_id) {
+            return Ok(queue);
+        }
+        let mut queues = self.queues.write();
+        let ids = queues.entry(topic.to_owned()).or_default();
+        if let Some(queue) = ids.get(&queue_id) {
+            return Ok(Arc::clone(queue));
+        }
+        let dir = self
+            .config
+            .consume_queue_dir()
+            .join(topic)
+            .join(queue_id.to_string());
+        let queue = Arc::new(ConsumeQueue::open(
+            &dir,
+            self.config.mapped_file_size_consume_queue,
+        )?);
+        ids.insert(queue_id, Arc::clone(&queue));
+        Ok(queue)
+    }
+
+    fn store_timestamp(&self, entry: QueueEntry) -> Option<i64> {
+        let bytes = self
+            .commit_log
+            .message_bytes(entry.physical_offset, entry.size as usize)?;
+        StoredMessage::parse(&bytes)
+            .ok()
+            .map(|m| m.store_timestamp())
+    }
+
+    pub(crate) fn dispatched(&self) -> u64 {
+        *self.dispatched.lock()
+    }
+
+    pub(crate) fn set_dispatched(&self, offset: u64) {
+        *self.dispatched.lock() = offset;
+    }
+
+    /// Builds consume-queue and index entries for every record up to `end` (RocketMQ's
+    /// ReputMessageService, run inline). Serialized by the reput lock, so entries are written
+    /// in CommitLog order by one writer at a time.
+    pub(crate) fn dispatch_to(&self, end: u64) -> Result<()> {
+        let mut reput = self.dispatched.lock();
+        while *reput < end {
+            match self.commit_log.find(*reput, end)? {
+                Found::Message(segment, position, size) => {
+                    let bytes = segment.read(position, size);
+                    match StoredMessage::parse(bytes) {
+                        Ok(stored) => self.dispatch_one(&stored)?,
+                        Err(error) => {
+                            tracing::error!(offset = *reput, %error, "[BUG] undecodable record skipped by dispatch")
+                        }
+                    }
+                    *reput += size as u64;
+                }
+                Found::NextSegment(next) => *reput = next.min(end),
+                Found::End => break,
+            }
+        }
+        Ok(())
+    }
+
+    fn dispatch_one(&self, stored: &StoredMessage<'_>) -> Result<()> {
+        let Ok(topic) = stored.topic() else {
+            return Ok(());
+        };
+        let properties = stored.properties().unwrap_or_default();
+        let transaction = sysflag::transaction_type(stored.sys_flag());
+        if PutMessage::takes_queue_offset(stored.sys_flag()) {
+            let queue = self.queue_or_create(topic, stored.queue_id())?;
+            let tags_code = message::tags_code(properties.get(property::TAGS));
+            queue.put(
+                stored.queue_offset(),
+                QueueEntry {
+                    physical_offset: stored.physical_offset() as u64,
+                    size: stored.total_size() as u32,
+                    tags_code,
+                },
+            )?;
+            if let Some(listener) = self.listener.read().clone() {
+                listener(&ArrivedMessage {
+                    topic,
+                    queue_id: stored.queue_id(),
+                    max_offset: queue.max_offset(),
+                    tags_code,
+                    store_timestamp: stored.store_timestamp(),
+                });
+            }
+        }
+        if let Some(index) = &self.index {
+            if transaction != sysflag::TRANSACTION_ROLLBACK {
+                let mut keys: Vec<&str> = properties
+                    .get(property::KEYS)
+                    .unwrap_or("")
+                    .split(property::KEY_SEPARATOR)
+                    .filter(|k| !k.is_empty())
+                    .collect();
+                if let Some(unique) = properties.get(property::UNIQ_KEY) {
+                    keys.push(unique);
+                }
+                index.put(
+                    topic,
+                    &keys,
+                    stored.physical_offset() as u64,
+                    stored.store_timestamp(),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes consume queues and index, then records how far they (and the CommitLog) are
+    /// durable. The dispatched offset is read first, so everything below it is flushed.
+    pub(crate) fn save_checkpoint(&self) -> Result<()> {
+        let dispatched = self.dispatched();
+        let commit_log_flushed = self.commit_log.flushed_offset();
+        for (_, _, queue) in self.all_queues() {
+            queue.flush()?;
+        }
+        if let Some(index) = &self.index {
+            index.flush()?;
+        }
+        let now = now_millis();
+        self.checkpoint.save(&Checkpoint {
+            physic_msg_timestamp: now,
+            logics_msg_timestamp: now,
+            index_msg_timestamp: now,
+            commit_log_flushed,
+            dispatched,
+        })
+    }
+
+    /// After CommitLog segments were deleted: trims consume queues and index below its min.
+    pub(crate) fn trim_to_commit_log(&self) -> Result<()> {
+        let min = self.commit_log.min_offset();
+        for (_, _, queue) in self.all_queues() {
+            queue.trim_below_physical(min)?;
+        }
+        if let Some(index) = &self.index {
+            index.trim_below_physical(min)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn set_queue_offsets_from_queues(&self) {
+        for (topic, queue_id, queue) in self.all_queues() {
+            self.commit_log
+                .set_queue_offset(&topic, queue_id, queue.max_offset());
+        }
+    }
+
+    pub(crate) fn truncate_queues(&self, physical: u64) -> Result<()> {
+        for (_, _, queue) in self.all_queues() {
+            queue.truncate_from_physical(physical)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_topic(topic: &str) -> Result<()> {
+    // The topic names a directory; a separator or dot name would escape consumequeue/.
+    if topic.is_empty() || topic == "." || topic == ".." || topic.contains(['/', '\0']) {
+        return Err(Error::IllegalTopic(topic.to_owned()));
+    }
+    Ok(())
+}
+
+fn lock_root(root: &std::path::Path) -> Result<File> {
+    let path = root.join("lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    // SAFETY: flock on our own open descriptor.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(Error::NotAvailable("another process holds the store lock"));
+    }
+    Ok(file)
+}
+
+fn load_queues(config: &StoreConfig) -> Result<HashMap<String, HashMap<i32, Arc<ConsumeQueue>>>> {
+    let mut queues: HashMap<String, HashMap<i32, Arc<ConsumeQueue>>> = HashMap::new();
+    let root = config.consume_queue_dir();
+    let topics = match std::fs::read_dir(&root) {
+        Ok(topics) => topics,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(queues),
+        Err(e) => return Err(Error::io(&root, e)),
+    };
+    for topic in topics {
+        let topic = topic.map_err(|e| Error::io(&root, e))?;
+        let Ok(topic_name) = topic.file_name().into_string() else {
+            continue;
+        };
+        let dir: PathBuf = topic.path();
+        for queue in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let queue = queue.map_err(|e| Error::io(&dir, e))?;
+            let Some(queue_id) = queue
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let consume_queue =
+                ConsumeQueue::open(&queue.path(), config.mapped_file_size_consume_queue)?;
+            queues
+                .entry(topic_name.clone())
+                .or_default()
+                .insert(queue_id, Arc::new(consume_queue));
+        }
+    }
+    Ok(queues)
+}
+
+fn flush_loop(inner: Arc<Inner>) {
+    let config = &inner.config;
+    let sync = config.flush_disk_type == FlushDiskType::SyncFlush;
+    // Group commit polls often so deadlines are enforced; async flushes on its interval.
+    let interval = if sync {
+        Duration::from_millis(10)
+    } else {
+        Duration::from_millis(config.flush_interval_commit_log)
+    };
+    let thorough = Duration::from_millis(config.flush_commit_log_thorough_interval);
+    let least_pages = config.flush_commit_log_least_pages;
+    let mut last_thorough = Instant::now();
+    loop {
+        let stopping = inner.stopping.load(Ordering::Acquire);
+        if !stopping {
+            inner.flush_requests.wait_for_work(interval);
+        }
+        let target = inner.commit_log.max_offset();
+        let flushed = inner.commit_log.flushed_offset();
+        if !sync && !stopping {
+            let dirty_pages = target / 4096 - flushed / 4096;
+            if last_thorough.elapsed() >= thorough {
+                last_thorough = Instant::now();
+            } else if dirty_pages < least_pages.max(1) {
+                continue;
+            }
+        }
+        match inner.commit_log.flush_to(target) {
+            Ok(_) => {
+                if sync {
+                    if let Err(error) = inner.dispatch_to(target) {
+                        tracing::error!(%error, "dispatch after flush failed");
+                    }
+                }
+                inner.flush_requests.flushed(target);
+            }
+            Err(error) => {
+                tracing::error!(%error, "CommitLog flush failed");
+                inner.flush_requests.failed();
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+fn maintenance_loop(inner: Arc<Inner>) {
+    let checkpoint_every = Duration::from_millis(inner.config.flush_interval_consume_queue);
+    let clean_every = Duration::from_millis(inner.config.clean_resource_interval);
+    let mut last_checkpoint = Instant::now();
+    let mut last_clean = Instant::now();
+    while !inner.stopping.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(20).min(checkpoint_every));
+        if last_checkpoint.elapsed() >= checkpoint_every {
+            last_checkpoint = Instant::now();
+            if let Err(error) = inner.save_checkpoint() {
+                tracing::error!(%error, "checkpoint failed");
+            }
+        }
+        if last_clean.elapsed() >= clean_every {
+            last_clean = Instant::now();
+            if let Err(error) = crate::retention::clean(&inner, SystemTime::now(), false) {
+                tracing::error!(%error, "retention failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,277 @@
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use message::{property, Message, StoredMessage};
+use proptest::prelude::*;
+
+use crate::*;
+
+pub(crate) fn small_config(dir: &std::path::Path, flush: FlushDiskType) -> StoreConfig {
+    StoreConfig {
+        mapped_file_size_commit_log: 64 * 1024,
+        mapped_file_size_consume_queue: 20 * 50,
+        flush_disk_type: flush,
+        flush_interval_commit_log: 10,
+        flush_interval_consume_queue: 50,
+        max_hash_slot_num: 101,
+        max_index_num: 200,
+        ..StoreConfig::with_root(dir)
+    }
+}
+
+fn put(topic: &str, queue_id: i32, body: Vec<u8>, tags: &str, keys: &str) -> PutMessage {
+    let mut message = Message::new(topic, body);
+    message.set_tags(tags);
+    message.properties.insert(property::KEYS, keys);
+    PutMessage::new(
+        message,
+        queue_id,
+        "10.0.0.1:4000".parse().unwrap(),
+        "10.0.0.2:10911".parse().unwrap(),
+    )
+}
+
+fn read_all(store: &MessageStore, topic: &str, queue_id: i32) -> Vec<(i64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut offset = store.min_offset(topic, queue_id);
+    loop {
+        let result = store.get_message(topic, queue_id, offset, 7, 1 << 20, None);
+        if result.status != GetMessageStatus::Found {
+            break;
+        }
+        for (bytes, queue_offset) in result.messages.iter().zip(&result.queue_offsets) {
+            let stored = StoredMessage::parse(bytes).unwrap();
+            assert_eq!(stored.queue_offset(), *queue_offset);
+            assert_eq!(stored.topic().unwrap(), topic);
+            stored.check_body_crc().unwrap();
+            out.push((*queue_offset, stored.body().to_vec()));
+        }
+        offset = result.next_begin_offset;
+    }
+    out
+}
+
+#[test]
+fn append_read_statuses_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(small_config(dir.path(), FlushDiskType::AsyncFlush)).unwrap();
+    assert_eq!(
+        store.get_message("T", 0, 0, 10, 1000, None).status,
+        GetMessageStatus::NoMatchedLogicQueue
+    );
+    let mut offsets = Vec::new();
+    for n in 0..300u32 {
+        let tags = if n % 2 == 0 { "even" } else { "odd" };
+        let result = store
+            .append(&put("T", 0, vec![n as u8; 500], tags, &format!("k{n} all")))
+            .unwrap();
+        result.durable.wait().unwrap();
+        assert_eq!(result.messages[0].queue_offset, n as i64);
+        offsets.push(result.messages[0].physical_offset);
+    }
+    // Segments are 64 KiB, so this rolled over several times with blank markers.
+    assert!(store.commit_log_max_offset() > 2 * 64 * 1024);
+    let bodies = read_all(&store, "T", 0);
+    assert_eq!(bodies.len(), 300);
+    assert!(bodies
+        .iter()
+        .enumerate()
+        .all(|(n, (offset, body))| *offset == n as i64 && body[0] == n as u8));
+
+    let even = message::tags_code(Some("even"));
+    let filtered = store.get_message("T", 0, 0, 10, 1 << 20, Some(&|code| code == even));
+    assert_eq!(
+        filtered.queue_offsets,
+        vec![0, 2, 4, 6, 8, 10, 12, 14, 16, 18]
+    );
+    assert_eq!(
+        store.get_message("T", 0, 300, 10, 1000, None).status,
+        GetMessageStatus::OffsetOverflowOne
+    );
+    let badly = store.get_message("T", 0, 400, 10, 1000, None);
+    assert_eq!(
+        (badly.status, badly.next_begin_offset),
+        (GetMessageStatus::OffsetOverflowBadly, 300)
+    );
+    let limited = store.get_message("T", 0, 0, 32, 1300, None);
+    assert_eq!(limited.messages.len(), 2);
+
+    let at = store.message_at(offsets[7]).unwrap();
+    assert_eq!(StoredMessage::parse(&at).unwrap().queue_offset(), 7);
+    assert!(store.message_at(offsets[7] + 1).is_none());
+    assert!(store.message_at(u64::MAX / 2).is_none());
+
+    let stamp = store.store_timestamp_at("T", 0, 150).unwrap();
+    let found = store.offset_by_timestamp("T", 0, stamp);
+    assert!(found <= 150 && store.store_timestamp_at("T", 0, found) == Some(stamp));
+    assert_eq!(store.offset_by_timestamp("T", 0, i64::MAX), 300);
+    assert_eq!(store.offset_by_timestamp("T", 0, 0), 0);
+
+    let by_key = store.query_by_key("T", "k42", 10, 0, i64::MAX);
+    assert_eq!(by_key.messages.len(), 1);
+    assert_eq!(
+        StoredMessage::parse(&by_key.messages[0])
+            .unwrap()
+            .queue_offset(),
+        42
+    );
+    assert_eq!(
+        store
+            .query_by_key("T", "all", 1000, 0, i64::MAX)
+            .messages
+            .len(),
+        64
+    );
+
+    store.shutdown().unwrap();
+    assert!(matches!(
+        store.append(&put("T", 0, vec![1], "a", "b")),
+        Err(Error::NotAvailable(_))
+    ));
+    drop(store);
+    assert!(!dir.path().join("abort").exists());
+
+    let store = MessageStore::open(small_config(dir.path(), FlushDiskType::AsyncFlush)).unwrap();
+    assert_eq!(read_all(&store, "T", 0), bodies);
+    assert_eq!(
+        store
+            .query_by_key("T", "k299", 10, 0, i64::MAX)
+            .messages
+            .len(),
+        1
+    );
+    let next = store.append(&put("T", 0, vec![9], "a", "b")).unwrap();
+    assert_eq!(next.messages[0].queue_offset, 300);
+}
+
+#[test]
+fn errors_are_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = small_config(dir.path(), FlushDiskType::AsyncFlush);
+    config.max_message_size = 1000;
+    let store = MessageStore::open(config.clone()).unwrap();
+    assert!(matches!(
+        store.append(&put("T", 0, vec![0; 1001], "a", "b")),
+        Err(Error::MessageTooLarge {
+            size: 1001,
+            max: 1000
+        })
+    ));
+    assert!(matches!(
+        store.append(&put("../x", 0, vec![0], "a", "b")),
+        Err(Error::IllegalTopic(_))
+    ));
+    let mut huge = put("T", 0, vec![0], "a", "b");
+    huge.message.properties.insert("P", "x".repeat(40_000));
+    assert!(matches!(store.append(&huge), Err(Error::IllegalMessage(_))));
+    assert!(matches!(
+        MessageStore::open(config),
+        Err(Error::NotAvailable(_))
+    ));
+}
+
+#[test]
+fn sync_flush_group_commit_from_many_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(
+        MessageStore::open(small_config(dir.path(), FlushDiskType::SyncFlush)).unwrap(),
+    );
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let store = std::sync::Arc::clone(&store);
+            std::thread::spawn(move || {
+                for n in 0..50u8 {
+                    let result = store.append(&put("S", t, vec![n; 100], "a", "")).unwrap();
+                    let end = result.end_offset;
+                    result.durable.wait().unwrap();
+                    assert!(store.commit_log_flushed_offset() >= end);
+                    // Visible once durable.
+                    assert!(store.max_offset("S", t) > result.messages[0].queue_offset);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    for t in 0..8 {
+        let bodies = read_all(&store, "S", t);
+        assert_eq!(bodies.len(), 50);
+        assert!(bodies
+            .iter()
+            .enumerate()
+            .all(|(n, (_, body))| body[0] == n as u8));
+    }
+}
+
+#[test]
+fn retention_deletes_old_segments_and_moves_queue_minimums() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(small_config(dir.path(), FlushDiskType::AsyncFlush)).unwrap();
+    for n in 0..600u32 {
+        store
+            .append(&put(&format!("R{}", n % 3), 0, vec![n as u8; 400], "a", ""))
+            .unwrap();
+    }
+    let before = store.commit_log_min_offset();
+    let deleted = store.delete_expired_files(SystemTime::now()).unwrap();
+    assert_eq!(deleted, 0, "nothing is expired yet");
+    let later = SystemTime::now() + Duration::from_secs(73 * 3600);
+    let deleted = store.delete_expired_files(later).unwrap();
+    assert!(deleted > 0);
+    let min = store.commit_log_min_offset();
+    assert!(min > before);
+    for topic in ["R0", "R1", "R2"] {
+        let queue_min = store.min_offset(topic, 0);
+        assert!(queue_min > 0);
+        // Everything from the queue's min on is still readable.
+        let bodies = read_all(&store, topic, 0);
+        assert_eq!(bodies.len() as i64, store.max_offset(topic, 0) - queue_min);
+        assert_eq!(bodies[0].0, queue_min);
+        let too_small = store.get_message(topic, 0, 0, 1, 1000, None);
+        assert_eq!(
+            (too_small.status, too_small.next_begin_offset),
+            (GetMessageStatus::OffsetTooSmall, queue_min)
+        );
+    }
+    // The active segment always survives.
+    assert!(store.commit_log_max_offset() > min);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #[test]
+    fn interleaved_appends_read_back_in_order(
+        ops in proptest::collection::vec((0usize..3, 0i32..3, 1usize..3000, any::<bool>()), 1..120)
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut expected: HashMap<(String, i32), Vec<Vec<u8>>> = HashMap::new();
+        {
+            let store = MessageStore::open(small_config(dir.path(), FlushDiskType::AsyncFlush)).unwrap();
+            for (n, (topic, queue_id, len, batch)) in ops.iter().enumerate() {
+                let topic = format!("P{topic}");
+                let bodies: Vec<Vec<u8>> = (0..if *batch { 3 } else { 1 }).map(|i| {
+                    let mut body = vec![(n + i) as u8; *len];
+                    body[0] = i as u8;
+                    body
+                }).collect();
+                let puts: Vec<_> = bodies.iter().map(|b| put(&topic, *queue_id, b.clone(), "t", "")).collect();
+                let result = store.append_batch(&puts).unwrap();
+                let queue = expected.entry((topic, *queue_id)).or_default();
+                for (message, body) in result.messages.iter().zip(bodies) {
+                    prop_assert_eq!(message.queue_offset, queue.len() as i64);
+                    queue.push(body);
+                }
+            }
+            for ((topic, queue_id), bodies) in &expected {
+                let read: Vec<Vec<u8>> = read_all(&store, topic, *queue_id).into_iter().map(|(_, b)| b).collect();
+                prop_assert_eq!(&read, bodies);
+            }
+        }
+        let store = MessageStore::open(small_config(dir.path(), FlushDiskType::AsyncFlush)).unwrap();
+        for ((topic, queue_id), bodies) in &expected {
+            let read: Vec<Vec<u8>> = read_all(&store, topic, *queue_id).into_iter().map(|(_, b)| b).collect();
+            prop_assert_eq!(&read, bodies);
+        }
+    }
+}
