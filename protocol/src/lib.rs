@@ -5,6 +5,11 @@
 //! the broker, the name server, the operator and the bench tool all share one wire format.
 //! [`frame::RemotingCodec`] implements tokio-util's `Decoder`/`Encoder`; those traits are
 //! socket-free, which is why the codec may live here.
+//!
+//! Modules: [`command`] (the in-memory command), [`frame`] (framing, JSON and binary headers,
+//! the codec), [`code`] (request/response codes), [`version`] (client version ordinals),
+//! [`header`] (typed custom headers), [`body`] (JSON bodies and fastjson's dialect),
+//! [`lenient`] (coercing serde readers), [`client`] (tokio client), [`error`].
 
 pub mod body;
 pub mod client;
