@@ -64,7 +64,7 @@ impl ConsumeQueue {
     pub(crate) fn open(dir: &Path, file_size: u64) -> Result<ConsumeQueue> {
         let mut segments = Vec::new();
         for (start, path) in segment::list(dir)? {
-            if start % file_size != 0 {
+            if !start.is_multiple_of(file_size) {
                 return Err(Error::damaged(
                     &path,
                     "name is not a multiple of the file size",

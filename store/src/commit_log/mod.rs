@@ -53,7 +53,7 @@ impl CommitLog {
                 let _ = std::fs::remove_file(&path);
                 continue;
             }
-            if start % segment_size != 0 {
+            if !start.is_multiple_of(segment_size) {
                 return Err(Error::damaged(
                     &path,
                     "name is not a multiple of the segment size",
