@@ -110,7 +110,8 @@ impl StoreConfig {
 
     pub(crate) fn validate(&self) -> crate::Result<()> {
         let fail = |reason: &str| Err(crate::Error::InvalidConfig(reason.to_owned()));
-        if self.mapped_file_size_consume_queue == 0 || !self.mapped_file_size_consume_queue.is_multiple_of(20)
+        if self.mapped_file_size_consume_queue == 0
+            || !self.mapped_file_size_consume_queue.is_multiple_of(20)
         {
             return fail("mappedFileSizeConsumeQueue must be a positive multiple of 20");
         }

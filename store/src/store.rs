@@ -51,7 +51,8 @@ pub(crate) struct Inner {
     checkpoint: CheckpointFile,
     listener: RwLock<Option<ArrivalListener>>,
     stopping: AtomicBool,
-    _lock: File,
+    /// Held from open to shutdown so one store directory has one process (RocketMQ's `lock`).
+    lock: Mutex<Option<File>>,
 }
 
 /// The message store. Cheap to share behind an `Arc`; every method takes `&self`.
@@ -96,7 +97,7 @@ impl MessageStore {
             checkpoint,
             listener: RwLock::new(None),
             stopping: AtomicBool::new(false),
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
         });
         crate::recovery::recover(&inner, clean, saved)?;
         std::fs::write(&abort, std::process::id().to_string()).map_err(|e| Error::io(&abort, e))?;
@@ -417,6 +418,7 @@ impl MessageStore {
         inner.commit_log.shutdown();
         let abort = inner.config.store_path_root_dir.join("abort");
         std::fs::remove_file(&abort).map_err(|e| Error::io(&abort, e))?;
+        inner.lock.lock().take();
         Ok(())
     }
 }
