@@ -19,7 +19,12 @@ const RUN: Duration = Duration::from_millis(1500);
 
 fn raw_sequential_write(dir: &std::path::Path) -> f64 {
     let path = dir.join("raw");
-    let mut file = OpenOptions::new().create(true).write(true).truncate(true).open(&path).unwrap();
+    let mut file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
     let chunk = vec![7u8; 1 << 20];
     let total = 512usize;
     let started = Instant::now();
@@ -34,7 +39,12 @@ fn raw_sequential_write(dir: &std::path::Path) -> f64 {
 
 fn fdatasync_rate(dir: &std::path::Path) -> f64 {
     let path = dir.join("sync");
-    let file = OpenOptions::new().create(true).write(true).truncate(true).open(&path).unwrap();
+    let file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
     let page = [1u8; 4096];
     let started = Instant::now();
     let mut count = 0u64;
@@ -52,11 +62,25 @@ fn fdatasync_rate(dir: &std::path::Path) -> f64 {
 fn mapped_flush_rates(dir: &std::path::Path) -> (f64, f64) {
     let size = 64usize << 20;
     let path = dir.join("mapped");
-    let file = OpenOptions::new().create(true).read(true).write(true).truncate(true).open(&path).unwrap();
+    let file = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
     // SAFETY: reserving blocks of our own file.
-    assert_eq!(unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, size as libc::off_t) }, 0);
+    assert_eq!(
+        unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, size as libc::off_t) },
+        0
+    );
     // SAFETY: the file is ours and nobody else maps or truncates it.
-    let mut map = unsafe { memmap2::MmapOptions::new().len(size).map_mut(&file).unwrap() };
+    let mut map = unsafe {
+        memmap2::MmapOptions::new()
+            .len(size)
+            .map_mut(&file)
+            .unwrap()
+    };
     let mut rates = [0f64; 2];
     for (which, rate) in rates.iter_mut().enumerate() {
         let started = Instant::now();
@@ -85,7 +109,12 @@ struct Outcome {
     p99: Duration,
 }
 
-fn run_store(dir: &std::path::Path, flush: FlushDiskType, body_len: usize, writers: usize) -> Outcome {
+fn run_store(
+    dir: &std::path::Path,
+    flush: FlushDiskType,
+    body_len: usize,
+    writers: usize,
+) -> Outcome {
     let root = tempfile::tempdir_in(dir).unwrap();
     let config = StoreConfig {
         mapped_file_size_commit_log: 256 << 20,
@@ -120,10 +149,18 @@ fn run_store(dir: &std::path::Path, flush: FlushDiskType, body_len: usize, write
     let started = Instant::now();
     std::thread::sleep(RUN);
     stop.store(true, Ordering::Relaxed);
-    let mut latencies: Vec<Duration> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let mut latencies: Vec<Duration> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort();
-    let pick = |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     let messages = count.load(Ordering::Relaxed) as f64;
     drop(store);
     Outcome {
@@ -136,13 +173,24 @@ fn run_store(dir: &std::path::Path, flush: FlushDiskType, body_len: usize, write
 
 fn main() {
     // cargo bench passes --bench; a filter argument is accepted and ignored.
-    let base = std::env::var_os("ROCKETRY_BENCH_DIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let base = std::env::var_os("ROCKETRY_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     let dir = tempfile::tempdir_in(base).unwrap();
-    println!("# Rocketry store benchmark ({} s per cell)\n", RUN.as_secs_f64());
+    println!(
+        "# Rocketry store benchmark ({} s per cell)\n",
+        RUN.as_secs_f64()
+    );
     println!("| disk baseline | value |");
     println!("|---|---|");
-    println!("| raw sequential write (1 MiB writes + final fdatasync) | {:.0} MiB/s |", raw_sequential_write(dir.path()));
-    println!("| single-writer 4 KiB write + fdatasync | {:.0} /s |", fdatasync_rate(dir.path()));
+    println!(
+        "| raw sequential write (1 MiB writes + final fdatasync) | {:.0} MiB/s |",
+        raw_sequential_write(dir.path())
+    );
+    println!(
+        "| single-writer 4 KiB write + fdatasync | {:.0} /s |",
+        fdatasync_rate(dir.path())
+    );
     let (msync, fdatasync) = mapped_flush_rates(dir.path());
     println!("| mmap 4 KiB write + msync(range) | {msync:.0} /s |");
     println!("| mmap 4 KiB write + fdatasync(file) | {fdatasync:.0} /s |");
@@ -155,7 +203,11 @@ fn main() {
                 let outcome = run_store(dir.path(), flush, body, writers);
                 println!(
                     "| {} | {} B | {} | {:.0} | {:.1} | {:?} | {:?} |",
-                    if flush == FlushDiskType::SyncFlush { "SYNC" } else { "ASYNC" },
+                    if flush == FlushDiskType::SyncFlush {
+                        "SYNC"
+                    } else {
+                        "ASYNC"
+                    },
                     body,
                     writers,
                     outcome.messages_per_second,
