@@ -1,1 +1,16 @@
-//! Rocketry's broker and name server.
+//! Rocketry's broker and name server: RocketMQ's remoting protocol over the `store` crate.
+//!
+//! Binaries and tests start them through [`run`], which takes bound listeners and a
+//! shutdown future, so a test can run the real server on port 0.
+
+pub mod broker;
+pub mod config;
+mod config_file;
+pub mod error;
+pub mod namesrv;
+mod properties;
+pub mod run;
+pub mod server;
+mod store_settings;
+
+pub use error::{Error, Result};

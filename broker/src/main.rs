@@ -1,4 +1,9 @@
+use std::path::PathBuf;
+
+use broker::config::{NamesrvConfig, Settings};
+use broker::run;
 use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
 
 /// RocketMQ-compatible messaging, native to Kubernetes.
 #[derive(Parser)]
@@ -10,13 +15,114 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// A name server and a broker in one process (not built yet).
-    Standalone,
+    /// A name server and a broker in one process, on localhost by default.
+    Standalone {
+        /// A broker.conf with RocketMQ's keys (see docs/configuration.md).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where the store lives (storePathRootDir); default ~/store.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Name server port.
+        #[arg(long, default_value_t = 9876)]
+        namesrv_port: u16,
+        /// Broker port (listenPort); overrides the config file.
+        #[arg(long)]
+        broker_port: Option<u16>,
+    },
+    /// A name server alone.
+    Namesrv {
+        /// A namesrv.conf with RocketMQ's keys (listenPort, bindAddress, ...).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
+    /// A broker alone; it registers with the name servers its config names (namesrvAddr).
+    Broker {
+        /// A broker.conf with RocketMQ's keys.
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+    },
 }
 
-fn main() -> anyhow::Result<()> {
+fn warn_unknown(keys: &[String]) {
+    for key in keys {
+        tracing::warn!(%key, "config key not used by Rocketry; ignored");
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("stop requested");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Standalone => anyhow::bail!("standalone mode is not built yet"),
+        Command::Standalone {
+            config,
+            data_dir,
+            namesrv_port,
+            broker_port,
+        } => {
+            // Standalone is the single-machine mode: it binds loopback unless the config
+            // asks for another address.
+            let mut settings = Settings::default();
+            settings.broker.bind_address = "127.0.0.1".to_string();
+            if let Some(path) = &config {
+                settings.apply_file(path)?;
+                warn_unknown(&settings.unknown_keys);
+            }
+            if let Some(dir) = data_dir {
+                settings.store.store_path_root_dir = dir;
+            }
+            if let Some(port) = broker_port {
+                settings.broker.listen_port = port;
+            }
+            let bind = settings.broker.bind_address.clone();
+            let namesrv = run::bind(&format!("{bind}:{namesrv_port}")).await?;
+            let broker = run::bind(&format!("{bind}:{}", settings.broker.listen_port)).await?;
+            run::run_standalone(settings, namesrv, broker, shutdown_signal()).await?;
+        }
+        Command::Namesrv { config } => {
+            let namesrv = match config {
+                Some(path) => {
+                    let (namesrv, unknown) = NamesrvConfig::load(&path)?;
+                    warn_unknown(&unknown);
+                    namesrv
+                }
+                None => NamesrvConfig::default(),
+            };
+            let listener =
+                run::bind(&format!("{}:{}", namesrv.bind_address, namesrv.listen_port)).await?;
+            run::run_namesrv(namesrv, listener, shutdown_signal()).await?;
+        }
+        Command::Broker { config } => {
+            let settings = Settings::load(&config)?;
+            warn_unknown(&settings.unknown_keys);
+            anyhow::ensure!(
+                !settings.broker.namesrv_addrs().is_empty(),
+                "{} sets no namesrvAddr: a broker needs a name server to register with",
+                config.display()
+            );
+            let listener = run::bind(&format!(
+                "{}:{}",
+                settings.broker.bind_address, settings.broker.listen_port
+            ))
+            .await?;
+            run::run_broker(settings, listener, shutdown_signal()).await?;
+        }
     }
+    Ok(())
 }

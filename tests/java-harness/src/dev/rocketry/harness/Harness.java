@@ -30,11 +30,12 @@ import org.apache.rocketmq.common.message.MessageExt;
  * both share.
  *
  * <pre>
- *   Harness produce namesrv=H:P topic=T count=N mode=sync|async|oneway|batch [size=B] [batch=32] [run=ID]
+ *   Harness produce namesrv=H:P topic=T count=N mode=sync|async|oneway|batch [first=0] [size=B] [batch=32] [run=ID]
  *   Harness consume namesrv=H:P topic=T group=G type=push|litePull expect=N [timeoutMs=60000] [run=ID]
  * </pre>
  *
- * Bodies are "RUN-INDEX-" padded to the size, so a consumer can tell each message apart.
+ * Bodies are "RUN-INDEX-" padded to the size, so a consumer can tell each message apart;
+ * indexes run from {@code first} to {@code first + count - 1}.
  * The last line on stdout is "RESULT {json}"; progress goes to stderr.
  */
 public final class Harness {
@@ -95,6 +96,7 @@ public final class Harness {
         int batchSize = Integer.parseInt(args.getOrDefault("batch", "32"));
         String run = args.getOrDefault("run", "run");
         String tag = args.getOrDefault("tag", "TagA");
+        int first = Integer.parseInt(args.getOrDefault("first", "0"));
 
         DefaultMQProducer producer = new DefaultMQProducer(args.getOrDefault("group", "harness_producer"));
         producer.setNamesrvAddr(need(args, "namesrv"));
@@ -109,7 +111,7 @@ public final class Harness {
             case "sync":
                 for (int i = 0; i < count; i++) {
                     try {
-                        SendResult r = producer.send(message(topic, tag, run, i, size));
+                        SendResult r = producer.send(message(topic, tag, run, first + i, size));
                         if (r.getSendStatus() == SendStatus.SEND_OK) {
                             ok.incrementAndGet();
                         } else {
@@ -127,7 +129,7 @@ public final class Harness {
                 CountDownLatch done = new CountDownLatch(count);
                 for (int i = 0; i < count; i++) {
                     inFlight.acquire();
-                    producer.send(message(topic, tag, run, i, size), new SendCallback() {
+                    producer.send(message(topic, tag, run, first + i, size), new SendCallback() {
                         @Override
                         public void onSuccess(SendResult r) {
                             if (r.getSendStatus() == SendStatus.SEND_OK) {
@@ -155,7 +157,7 @@ public final class Harness {
             case "oneway":
                 for (int i = 0; i < count; i++) {
                     try {
-                        producer.sendOneway(message(topic, tag, run, i, size));
+                        producer.sendOneway(message(topic, tag, run, first + i, size));
                         ok.incrementAndGet();
                     } catch (Exception e) {
                         failed.incrementAndGet();
@@ -167,7 +169,7 @@ public final class Harness {
                 for (int i = 0; i < count; i += batchSize) {
                     List<Message> batch = new ArrayList<>();
                     for (int j = i; j < Math.min(count, i + batchSize); j++) {
-                        batch.add(message(topic, tag, run, j, size));
+                        batch.add(message(topic, tag, run, first + j, size));
                     }
                     try {
                         SendResult r = producer.send(batch);
@@ -203,6 +205,9 @@ public final class Harness {
         final String run;
         final Map<Integer, Integer> seen = new ConcurrentHashMap<>();
         final Map<String, Long> lastOffset = new HashMap<>();
+        final java.util.Set<String> hosts = new java.util.HashSet<>();
+        int minIndex = Integer.MAX_VALUE;
+        int maxIndex = -1;
         long foreign;
         long outOfOrder;
         long gaps;
@@ -218,7 +223,11 @@ public final class Harness {
                 foreign++;
                 return;
             }
-            seen.merge(Integer.parseInt(parts[1]), 1, Integer::sum);
+            int index = Integer.parseInt(parts[1]);
+            seen.merge(index, 1, Integer::sum);
+            minIndex = Math.min(minIndex, index);
+            maxIndex = Math.max(maxIndex, index);
+            hosts.add(String.valueOf(m.getStoreHost()));
             String queue = m.getStoreHost() + "/" + m.getQueueId();
             Long last = lastOffset.put(queue, m.getQueueOffset());
             if (last != null) {
@@ -241,7 +250,9 @@ public final class Harness {
             }
             return "{\"command\":\"consume\",\"type\":\"" + type + "\",\"received\":" + received + ",\"unique\":" + seen.size()
                 + ",\"duplicates\":" + (received - seen.size()) + ",\"foreign\":" + foreign + ",\"outOfOrder\":" + outOfOrder
-                + ",\"gaps\":" + gaps + ",\"queues\":" + lastOffset.size() + ",\"elapsedMs\":" + elapsedMs + "}";
+                + ",\"gaps\":" + gaps + ",\"queues\":" + lastOffset.size() + ",\"brokers\":" + hosts.size()
+                + ",\"minIndex\":" + (maxIndex < 0 ? -1 : minIndex) + ",\"maxIndex\":" + maxIndex
+                + ",\"elapsedMs\":" + elapsedMs + "}";
         }
     }
 

@@ -1,0 +1,145 @@
+//! Committed consumer offsets of clustering consumers, per `topic@group` and queue,
+//! kept in memory and persisted to `config/consumerOffset.json` periodically and at stop.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::config_file;
+use crate::error::Result;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OffsetFile {
+    /// `topic@group` -> queue id -> next offset to consume. The Java broker writes the queue
+    /// ids unquoted (fastjson); this file uses standard JSON and is read only by Rocketry.
+    offset_table: BTreeMap<String, BTreeMap<i32, i64>>,
+}
+
+pub struct ConsumerOffsets {
+    path: PathBuf,
+    table: Mutex<OffsetFile>,
+    dirty: Mutex<bool>,
+}
+
+fn key(topic: &str, group: &str) -> String {
+    format!("{topic}@{group}")
+}
+
+impl ConsumerOffsets {
+    pub fn open(path: PathBuf) -> Result<ConsumerOffsets> {
+        let table = config_file::load(&path)?.unwrap_or_default();
+        Ok(ConsumerOffsets {
+            path,
+            table: Mutex::new(table),
+            dirty: Mutex::new(false),
+        })
+    }
+
+    pub fn commit(&self, topic: &str, group: &str, queue_id: i32, offset: i64) {
+        self.table
+            .lock()
+            .offset_table
+            .entry(key(topic, group))
+            .or_default()
+            .insert(queue_id, offset);
+        *self.dirty.lock() = true;
+    }
+
+    pub fn query(&self, topic: &str, group: &str, queue_id: i32) -> Option<i64> {
+        self.table
+            .lock()
+            .offset_table
+            .get(&key(topic, group))?
+            .get(&queue_id)
+            .copied()
+    }
+
+    /// Every queue's offset of `group` on `topic`.
+    pub fn of(&self, topic: &str, group: &str) -> BTreeMap<i32, i64> {
+        self.table
+            .lock()
+            .offset_table
+            .get(&key(topic, group))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Topics for which `group` has committed offsets.
+    pub fn topics_of_group(&self, group: &str) -> Vec<String> {
+        let suffix = format!("@{group}");
+        self.table
+            .lock()
+            .offset_table
+            .keys()
+            .filter_map(|k| k.strip_suffix(&suffix).map(str::to_string))
+            .collect()
+    }
+
+    /// Groups with committed offsets on `topic`.
+    pub fn groups_of_topic(&self, topic: &str) -> Vec<String> {
+        let prefix = format!("{topic}@");
+        self.table
+            .lock()
+            .offset_table
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+            .collect()
+    }
+
+    pub fn remove_group(&self, group: &str) {
+        let suffix = format!("@{group}");
+        self.table
+            .lock()
+            .offset_table
+            .retain(|k, _| !k.ends_with(&suffix));
+        *self.dirty.lock() = true;
+    }
+
+    pub fn remove_topic(&self, topic: &str) {
+        let prefix = format!("{topic}@");
+        self.table
+            .lock()
+            .offset_table
+            .retain(|k, _| !k.starts_with(&prefix));
+        *self.dirty.lock() = true;
+    }
+
+    /// Writes the file if anything changed since the last write.
+    pub fn persist(&self) -> Result<()> {
+        let mut dirty = self.dirty.lock();
+        if !*dirty {
+            return Ok(());
+        }
+        let snapshot = OffsetFile {
+            offset_table: self.table.lock().offset_table.clone(),
+        };
+        config_file::store(&self.path, &snapshot)?;
+        *dirty = false;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("consumerOffset.json");
+        let offsets = ConsumerOffsets::open(path.clone()).unwrap();
+        offsets.commit("T", "g", 0, 12);
+        offsets.commit("T", "g", 1, 7);
+        offsets.commit("U", "g", 0, 1);
+        offsets.persist().unwrap();
+        let reopened = ConsumerOffsets::open(path).unwrap();
+        assert_eq!(reopened.query("T", "g", 0), Some(12));
+        assert_eq!(reopened.query("T", "g", 1), Some(7));
+        assert_eq!(reopened.query("T", "h", 0), None);
+        assert_eq!(reopened.topics_of_group("g"), vec!["T", "U"]);
+        assert_eq!(reopened.groups_of_topic("T"), vec!["g"]);
+    }
+}

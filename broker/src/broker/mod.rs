@@ -1,0 +1,208 @@
+//! The broker: the message store behind RocketMQ's request codes, plus the state a broker
+//! keeps beside it (topics, consumer offsets, client registrations, held pulls).
+
+mod client_manager;
+mod consumer_offset;
+mod long_polling;
+mod processor;
+mod registration;
+mod topic_config;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use protocol::{RemotingCommand, RequestCode};
+use store::MessageStore;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use client_manager::ClientManager;
+pub use consumer_offset::ConsumerOffsets;
+pub use long_polling::PullHolds;
+pub use topic_config::TopicConfigs;
+
+use crate::config::BrokerConfig;
+use crate::error::Result;
+use crate::namesrv::not_supported;
+use crate::server::{Channel, Service};
+
+/// How often silent clients are looked for.
+const CLIENT_SCAN_INTERVAL: Duration = Duration::from_secs(10);
+
+pub struct Broker {
+    config: BrokerConfig,
+    store: MessageStore,
+    topics: TopicConfigs,
+    offsets: ConsumerOffsets,
+    clients: ClientManager,
+    pulls: Arc<PullHolds>,
+    /// The address written into stored messages and offset message ids: where clients
+    /// reach this broker (brokerIP1, resolved, and the listen port).
+    store_host: SocketAddr,
+    /// UNIQ_KEYs for messages whose producer sent none.
+    unique_ids: message::UniqueIdGenerator,
+    /// Woken when the topic table changes, so the name servers learn of it at once.
+    topics_changed: Notify,
+    stopping: CancellationToken,
+    started: Instant,
+}
+
+impl Broker {
+    /// Opens the store and the broker's state files.
+    pub fn open(config: BrokerConfig, store_config: store::StoreConfig) -> Result<Arc<Broker>> {
+        let config_dir = store_config.store_path_root_dir.join("config");
+        let store = MessageStore::open(store_config)?;
+        let topics = TopicConfigs::open(config_dir.join("topics.json"), &config)?;
+        let offsets = ConsumerOffsets::open(config_dir.join("consumerOffset.json"))?;
+        let pulls = Arc::new(PullHolds::default());
+        let holds = pulls.clone();
+        store.set_arrival_listener(move |arrived| {
+            holds.arrived(
+                arrived.topic,
+                arrived.queue_id,
+                arrived.max_offset,
+                arrived.tags_code,
+            )
+        });
+        let store_host = SocketAddr::new(resolve_ip(&config.broker_ip1), config.listen_port);
+        Ok(Arc::new(Broker {
+            config,
+            store,
+            topics,
+            offsets,
+            clients: ClientManager::default(),
+            pulls,
+            store_host,
+            unique_ids: message::UniqueIdGenerator::new(store_host.ip(), std::process::id() as i32),
+            topics_changed: Notify::new(),
+            stopping: CancellationToken::new(),
+            started: Instant::now(),
+        }))
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &MessageStore {
+        &self.store
+    }
+
+    /// Registers with the name servers, then starts the background duties: periodic
+    /// registration, client expiry, offset persistence. They end at [`Broker::shutdown`].
+    pub async fn start(self: &Arc<Self>) {
+        registration::start(self.clone()).await;
+        let broker = self.clone();
+        tokio::spawn(async move {
+            let mut clients = tokio::time::interval(CLIENT_SCAN_INTERVAL);
+            let mut offsets = tokio::time::interval(Duration::from_millis(
+                broker.config.flush_consumer_offset_interval.max(100),
+            ));
+            loop {
+                tokio::select! {
+                    _ = broker.stopping.cancelled() => return,
+                    _ = clients.tick() => {
+                        let timeout = Duration::from_millis(broker.config.channel_expired_timeout);
+                        for group in broker.clients.expire(Instant::now(), timeout) {
+                            broker.group_changed(&group);
+                        }
+                        broker.pulls.prune();
+                    }
+                    _ = offsets.tick() => {
+                        if let Err(error) = broker.offsets.persist() {
+                            warn!(%error, "cannot persist consumer offsets");
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// Stops the broker's own duties after the server stopped accepting: answers held
+    /// pulls, persists offsets, unregisters from the name servers, flushes and checkpoints
+    /// the store.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.begin_shutdown();
+        self.offsets.persist()?;
+        registration::unregister_all(self).await;
+        self.store.shutdown()?;
+        info!("broker stopped cleanly");
+        Ok(())
+    }
+
+    /// Refuses new sends and answers held pulls at once, so in-flight requests finish.
+    pub fn begin_shutdown(&self) {
+        self.stopping.cancel();
+        self.pulls.wake_all();
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping.is_cancelled()
+    }
+
+    /// A consumer group's membership changed: its members rebalance now.
+    fn group_changed(&self, group: &str) {
+        if self.config.notify_consumer_ids_changed_enable {
+            self.clients.notify_ids_changed(group);
+        }
+    }
+
+    fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+/// `brokerIP1` may be a DNS name (a Kubernetes headless Service); stored messages need an
+/// IP, so resolve it once at start. An unresolvable name falls back to loopback with a
+/// warning rather than refusing to start.
+fn resolve_ip(host: &str) -> IpAddr {
+    if let Ok(ip) = host.parse() {
+        return ip;
+    }
+    match std::net::ToSocketAddrs::to_socket_addrs(&(host, 0)) {
+        Ok(mut addrs) => {
+            if let Some(addr) = addrs.next() {
+                return addr.ip();
+            }
+        }
+        Err(error) => warn!(%host, %error, "cannot resolve brokerIP1"),
+    }
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+
+impl Service for Broker {
+    async fn handle(&self, request: RemotingCommand, channel: &Channel) -> Option<RemotingCommand> {
+        let Some(code) = RequestCode::from_i32(request.code) else {
+            return Some(not_supported(&request));
+        };
+        use RequestCode::*;
+        let response = match code {
+            SendMessage | SendMessageV2 | SendBatchMessage => {
+                processor::send::process(self, &request, channel).await
+            }
+            PullMessage | LitePullMessage => processor::pull::process(self, &request).await,
+            QueryConsumerOffset
+            | UpdateConsumerOffset
+            | GetMaxOffset
+            | GetMinOffset
+            | SearchOffsetByTimestamp
+            | GetEarliestMsgStoretime => processor::offset::process(self, code, &request),
+            HeartBeat | UnregisterClient | GetConsumerListByGroup => {
+                processor::client::process(self, code, &request, channel)
+            }
+            UpdateAndCreateTopic | DeleteTopicInBroker | GetAllTopicConfig | GetTopicConfig
+            | GetBrokerRuntimeInfo | GetTopicStatsInfo | ViewMessageById | QueryMessage
+            | GetBrokerConfig => processor::admin::process(self, code, &request),
+            _ => not_supported(&request),
+        };
+        Some(response)
+    }
+
+    fn disconnected(&self, channel: &Channel) {
+        for group in self.clients.channel_closed(channel) {
+            self.group_changed(&group);
+        }
+    }
+}

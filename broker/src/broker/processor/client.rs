@@ -1,0 +1,89 @@
+//! HEART_BEAT (34), UNREGISTER_CLIENT (35) and GET_CONSUMER_LIST_BY_GROUP (38): who the
+//! producers and consumers are, so that consumers can split a topic's queues between them.
+
+use std::time::Instant;
+
+use protocol::body::{self, perm, ConsumerListByGroupResponseBody, HeartbeatData, MessageModel};
+use protocol::header::{GetConsumerListByGroupRequestHeader, UnregisterClientRequestHeader};
+use protocol::{RemotingCommand, RequestCode, ResponseCode};
+use tracing::{info, warn};
+
+use super::{bad_header, header, reply, success};
+use crate::broker::client_manager::ClientInfo;
+use crate::broker::topic_config::retry_topic;
+use crate::broker::Broker;
+use crate::server::Channel;
+
+pub fn process(
+    broker: &Broker,
+    code: RequestCode,
+    request: &RemotingCommand,
+    channel: &Channel,
+) -> RemotingCommand {
+    match code {
+        RequestCode::HeartBeat => heartbeat(broker, request, channel),
+        RequestCode::UnregisterClient => {
+            let h: UnregisterClientRequestHeader = header!(request);
+            if let Some(group) = &h.producer_group {
+                broker.clients.unregister_producer(group, channel);
+            }
+            if let Some(group) = &h.consumer_group {
+                if broker.clients.unregister_consumer(group, channel) {
+                    info!(%group, client = %h.client_id, "consumer left");
+                    broker.group_changed(group);
+                }
+            }
+            success(request)
+        }
+        _ => {
+            let h: GetConsumerListByGroupRequestHeader = header!(request);
+            let ids = broker.clients.consumer_ids(&h.consumer_group);
+            if ids.is_empty() {
+                return reply(
+                    request,
+                    ResponseCode::SystemError,
+                    format!("no consumer for this group, {}", h.consumer_group),
+                );
+            }
+            success(request).with_body(body::to_json(&ConsumerListByGroupResponseBody {
+                consumer_id_list: ids,
+            }))
+        }
+    }
+}
+
+fn heartbeat(broker: &Broker, request: &RemotingCommand, channel: &Channel) -> RemotingCommand {
+    let data: HeartbeatData = match body::from_json(&request.body) {
+        Ok(data) => data,
+        Err(error) => return bad_header(request, error),
+    };
+    let client = ClientInfo {
+        client_id: data.client_id.clone(),
+        channel: channel.clone(),
+        language: request.language,
+        version: request.version,
+        last_seen: Instant::now(),
+    };
+    for producer in &data.producer_data_set {
+        broker
+            .clients
+            .register_producer(&producer.group_name, client.clone());
+    }
+    for consumer in &data.consumer_data_set {
+        // Clustering consumers retry through %RETRY%<group>; make sure it has a route.
+        if consumer.message_model == MessageModel::Clustering {
+            let retry = retry_topic(&consumer.group_name);
+            if broker.topics.get(&retry).is_none() {
+                match broker.topics.ensure(&retry, 1, perm::READ | perm::WRITE) {
+                    Ok(_) => broker.topics_changed.notify_one(),
+                    Err(error) => warn!(%error, topic = %retry, "cannot create retry topic"),
+                }
+            }
+        }
+        if broker.clients.register_consumer(consumer, client.clone()) {
+            info!(group = %consumer.group_name, client = %data.client_id, "consumer joined");
+            broker.group_changed(&consumer.group_name);
+        }
+    }
+    success(request)
+}

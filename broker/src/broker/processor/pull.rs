@@ -1,0 +1,236 @@
+//! PULL_MESSAGE (11) and LITE_PULL_MESSAGE (361), with long polling: a pull that finds
+//! nothing new is held until a message arrives in its queue or its suspend time runs out.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use protocol::body::{perm, SubscriptionData};
+use protocol::header::{pull_sys_flag, PullMessageRequestHeader, PullMessageResponseHeader};
+use protocol::{RemotingCommand, ResponseCode};
+use store::{GetMessageResult, GetMessageStatus};
+
+use super::{header, reply};
+use crate::broker::Broker;
+
+/// RocketMQ's transfer limits for messages still in memory
+/// (`maxTransferBytesOnMessageInMemory`, `maxTransferCountOnMessageInMemory`).
+const MAX_TRANSFER_BYTES: usize = 256 * 1024;
+const MAX_TRANSFER_COUNT: usize = 32;
+
+/// The Java client waits 30 s for a suspended pull (`CONSUMER_TIMEOUT_MILLIS_WHEN_SUSPEND`),
+/// so a hold must end before that whatever suspend time the request asks for.
+const MAX_HOLD: Duration = Duration::from_secs(28);
+
+pub async fn process(broker: &Broker, request: &RemotingCommand) -> RemotingCommand {
+    let header: PullMessageRequestHeader = header!(request);
+    if !perm::is_readable(broker.config.broker_permission as i32) {
+        return reply(
+            request,
+            ResponseCode::NoPermission,
+            format!(
+                "the broker[{}] pulling message is forbidden",
+                broker.config.broker_ip1
+            ),
+        );
+    }
+    let Some(topic) = broker.topics.get(&header.topic) else {
+        return reply(
+            request,
+            ResponseCode::TopicNotExist,
+            format!("topic[{}] not exist, apply first please!", header.topic),
+        );
+    };
+    if !perm::is_readable(topic.perm) {
+        return reply(
+            request,
+            ResponseCode::NoPermission,
+            format!("the topic[{}] pulling message is forbidden", header.topic),
+        );
+    }
+    if header.queue_id < 0 || header.queue_id >= topic.read_queue_nums {
+        return reply(
+            request,
+            ResponseCode::InvalidParameter,
+            format!(
+                "queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{}] consumer:[{}]",
+                header.queue_id, header.topic, topic.read_queue_nums, header.consumer_group
+            ),
+        );
+    }
+    let tag_codes = match subscription(broker, &header) {
+        Ok(subscription) => tag_filter(&subscription),
+        Err(answer) => return reply(request, answer.0, answer.1),
+    };
+
+    let suspend = pull_sys_flag::has_suspend(header.sys_flag);
+    if pull_sys_flag::has_commit_offset(header.sys_flag) {
+        broker.offsets.commit(
+            &header.topic,
+            &header.consumer_group,
+            header.queue_id,
+            header.commit_offset,
+        );
+    }
+    let mut result = read(broker, &header, tag_codes.as_ref());
+    let nothing_yet = result.status == GetMessageStatus::OffsetOverflowOne
+        || (result.status == GetMessageStatus::NoMessageInQueue && header.queue_offset == 0);
+    if nothing_yet && suspend && !broker.is_stopping() {
+        let hold = if broker.config.long_polling_enable {
+            Duration::from_millis(header.suspend_timeout_millis.max(0) as u64)
+        } else {
+            Duration::from_millis(broker.config.short_polling_time_mills)
+        }
+        .min(MAX_HOLD);
+        let wakeup = broker.pulls.hold(
+            &header.topic,
+            header.queue_id,
+            header.queue_offset,
+            tag_codes.clone(),
+        );
+        // A message may have landed between the read and the hold: look once more
+        // before sleeping, so it is not left waiting for the whole hold.
+        if broker.store.max_offset(&header.topic, header.queue_id) <= header.queue_offset {
+            let _ = tokio::time::timeout(hold, wakeup).await;
+        }
+        result = read(broker, &header, tag_codes.as_ref());
+    }
+    answer(request, header.queue_offset, result)
+}
+
+fn read(
+    broker: &Broker,
+    header: &PullMessageRequestHeader,
+    tag_codes: Option<&BTreeSet<i32>>,
+) -> GetMessageResult {
+    let max_count = (header.max_msg_nums.max(1) as usize).min(MAX_TRANSFER_COUNT);
+    let accepts = |code: i64| tag_codes.is_none_or(|codes| codes.contains(&(code as i32)));
+    let filter: Option<&dyn Fn(i64) -> bool> = tag_codes.map(|_| &accepts as &dyn Fn(i64) -> bool);
+    broker.store.get_message(
+        &header.topic,
+        header.queue_id,
+        header.queue_offset,
+        max_count,
+        MAX_TRANSFER_BYTES,
+        filter,
+    )
+}
+
+/// The subscription this pull filters by: the one in the request when it carries one,
+/// else the one the group registered by heartbeat (a Java push consumer sends none).
+fn subscription(
+    broker: &Broker,
+    header: &PullMessageRequestHeader,
+) -> Result<SubscriptionData, (ResponseCode, String)> {
+    if pull_sys_flag::has_subscription(header.sys_flag) {
+        let expression_type = header.expression_type.clone();
+        if expression_type
+            .as_deref()
+            .is_some_and(|t| !t.eq_ignore_ascii_case("TAG"))
+        {
+            return Err((
+                ResponseCode::SubscriptionParseFailed,
+                format!(
+                    "expression type {} is not supported yet",
+                    expression_type.unwrap_or_default()
+                ),
+            ));
+        }
+        let sub_string = header.subscription.clone().unwrap_or_default();
+        let tags_set = SubscriptionData::parse_tags(&sub_string);
+        return Ok(SubscriptionData {
+            topic: header.topic.clone(),
+            code_set: tags_set
+                .iter()
+                .map(|t| message::java_string_hash(t))
+                .collect(),
+            tags_set,
+            sub_string,
+            sub_version: header.sub_version,
+            expression_type,
+            ..SubscriptionData::default()
+        });
+    }
+    let Some(group) = broker.clients.consumer_group(&header.consumer_group) else {
+        return Err((
+            ResponseCode::SubscriptionNotExist,
+            format!(
+                "the consumer's group info not exist, group: {}",
+                header.consumer_group
+            ),
+        ));
+    };
+    let Some(subscription) = group.subscriptions.get(&header.topic) else {
+        return Err((
+            ResponseCode::SubscriptionNotExist,
+            format!(
+                "the consumer's subscription not exist, group: {}, topic: {}",
+                header.consumer_group, header.topic
+            ),
+        ));
+    };
+    if subscription.sub_version < header.sub_version {
+        return Err((
+            ResponseCode::SubscriptionNotLatest,
+            format!(
+                "the consumer's subscription not latest, group: {}, topic: {}",
+                header.consumer_group, header.topic
+            ),
+        ));
+    }
+    Ok(subscription.clone())
+}
+
+/// The tag hash codes a subscription accepts; `None` accepts everything.
+fn tag_filter(subscription: &SubscriptionData) -> Option<BTreeSet<i32>> {
+    if subscription.subscribes_all() {
+        return None;
+    }
+    let codes: BTreeSet<i32> = if subscription.code_set.is_empty() {
+        subscription
+            .tags_set
+            .iter()
+            .chain(SubscriptionData::parse_tags(&subscription.sub_string).iter())
+            .map(|tag| message::java_string_hash(tag))
+            .collect()
+    } else {
+        subscription.code_set.clone()
+    };
+    Some(codes)
+}
+
+/// Maps the store's answer to RocketMQ's pull response (`composeResponseHeader`).
+fn answer(
+    request: &RemotingCommand,
+    requested_offset: i64,
+    result: GetMessageResult,
+) -> RemotingCommand {
+    use GetMessageStatus::*;
+    let code = match result.status {
+        Found => ResponseCode::Success,
+        NoMatchedMessage | MessageWasRemoving => ResponseCode::PullRetryImmediately,
+        NoMessageInQueue | NoMatchedLogicQueue => {
+            if requested_offset == 0 {
+                ResponseCode::PullNotFound
+            } else {
+                ResponseCode::PullOffsetMoved
+            }
+        }
+        OffsetOverflowOne | OffsetFoundNull => ResponseCode::PullNotFound,
+        OffsetOverflowBadly | OffsetTooSmall => ResponseCode::PullOffsetMoved,
+    };
+    let header = PullMessageResponseHeader {
+        suggest_which_broker_id: 0,
+        next_begin_offset: result.next_begin_offset,
+        min_offset: result.min_offset,
+        max_offset: result.max_offset,
+        ..PullMessageResponseHeader::default()
+    };
+    let mut body = BytesMut::with_capacity(result.buffer_total_size());
+    for message in &result.messages {
+        body.extend_from_slice(message);
+    }
+    RemotingCommand::response_to(request, code, Some(format!("{:?}", result.status)))
+        .with_header(&header)
+        .with_body(body.freeze())
+}

@@ -1,0 +1,227 @@
+//! SEND_MESSAGE (10), SEND_MESSAGE_V2 (310) and SEND_BATCH_MESSAGE (320).
+
+use message::{property, Message, Properties};
+use protocol::body::perm;
+use protocol::header::{SendMessageRequestHeader, SendMessageResponseHeader};
+use protocol::{RemotingCommand, RequestCode, ResponseCode};
+use store::PutMessage;
+
+use super::{bad_header, reply};
+use crate::broker::topic_config::{
+    validate_topic_name, DLQ_GROUP_TOPIC_PREFIX, NOT_ALLOWED_SEND_TOPICS, RETRY_GROUP_TOPIC_PREFIX,
+};
+use crate::broker::Broker;
+use crate::server::Channel;
+
+pub async fn process(
+    broker: &Broker,
+    request: &RemotingCommand,
+    channel: &Channel,
+) -> RemotingCommand {
+    let header = match SendMessageRequestHeader::parse(request.code, &request.ext_fields) {
+        Ok(header) => header,
+        Err(error) => return bad_header(request, error),
+    };
+    if broker.is_stopping() {
+        return reply(
+            request,
+            ResponseCode::ServiceNotAvailable,
+            "the broker is shutting down",
+        );
+    }
+    if !perm::is_writeable(broker.config.broker_permission as i32) {
+        return reply(
+            request,
+            ResponseCode::NoPermission,
+            format!(
+                "the broker[{}] sending message is forbidden",
+                broker.config.broker_ip1
+            ),
+        );
+    }
+    if let Err(reason) = validate_topic_name(&header.topic) {
+        return reply(request, ResponseCode::InvalidParameter, reason);
+    }
+    if NOT_ALLOWED_SEND_TOPICS.contains(&header.topic.as_str()) {
+        return reply(
+            request,
+            ResponseCode::NoPermission,
+            format!("Sending message to topic[{}] is forbidden.", header.topic),
+        );
+    }
+    let topic = match find_or_create_topic(broker, &header) {
+        Ok(Some(topic)) => topic,
+        Ok(None) => {
+            return reply(
+                request,
+                ResponseCode::TopicNotExist,
+                format!("topic[{}] not exist, apply first please!", header.topic),
+            )
+        }
+        Err(error) => return reply(request, ResponseCode::SystemError, error.to_string()),
+    };
+    let queue_count = topic.write_queue_nums.max(topic.read_queue_nums);
+    let queue_id = if header.queue_id < 0 {
+        // "Broker picks": any writable queue, spread by the producer's timestamp.
+        (header
+            .born_timestamp
+            .rem_euclid(topic.write_queue_nums.max(1) as i64)) as i32
+    } else {
+        header.queue_id
+    };
+    if queue_id >= queue_count {
+        return reply(
+            request,
+            ResponseCode::InvalidParameter,
+            format!(
+                "request queueId[{queue_id}] is illegal, {:?} Producer: {}",
+                topic.topic_name,
+                channel.peer_addr()
+            ),
+        );
+    }
+    let batch = request.code == RequestCode::SendBatchMessage.as_i32();
+    if batch && header.topic.starts_with(RETRY_GROUP_TOPIC_PREFIX) {
+        return reply(
+            request,
+            ResponseCode::MessageIllegal,
+            format!(
+                "batch request does not support retry group {}",
+                header.topic
+            ),
+        );
+    }
+    let messages = match messages_of(broker, request, &header, batch) {
+        Ok(messages) => messages,
+        Err(error) => return reply(request, ResponseCode::MessageIllegal, error.to_string()),
+    };
+    let puts: Vec<PutMessage> = messages
+        .into_iter()
+        .map(|message| PutMessage {
+            sys_flag: header.sys_flag,
+            born_timestamp: header.born_timestamp,
+            reconsume_times: header.reconsume_times.unwrap_or(0),
+            ..PutMessage::new(message, queue_id, channel.peer_addr(), broker.store_host)
+        })
+        .collect();
+    let unique_keys: Vec<String> = puts
+        .iter()
+        .filter_map(|put| put.message.unique_key().map(str::to_string))
+        .collect();
+    let appended = match broker.store.append_batch(&puts) {
+        Ok(appended) => appended,
+        Err(error) => return store_failure(request, error),
+    };
+    let mut code = ResponseCode::Success;
+    let mut remark = None;
+    if let Err(error) = appended.durable.await {
+        (code, remark) = match error {
+            store::Error::FlushTimeout { .. } => (ResponseCode::FlushDiskTimeout, None),
+            other => (ResponseCode::SystemError, Some(other.to_string())),
+        };
+        if code == ResponseCode::SystemError {
+            return RemotingCommand::response_to(request, code, remark);
+        }
+    }
+    let msg_ids: Vec<String> = appended
+        .messages
+        .iter()
+        .map(|m| message::offset_message_id(broker.store_host, m.physical_offset as i64))
+        .collect();
+    let first = &appended.messages[0];
+    let response_header = SendMessageResponseHeader {
+        msg_id: msg_ids.join(","),
+        queue_id,
+        queue_offset: first.queue_offset,
+        transaction_id: (!batch).then(|| unique_keys.first().cloned()).flatten(),
+        msg_region: Some(broker.config.region_id.clone()),
+        trace_on: Some(broker.config.trace_on.to_string()),
+        ..SendMessageResponseHeader::default()
+    };
+    RemotingCommand::response_to(request, code, remark).with_header(&response_header)
+}
+
+/// The topic as configured, created from its template first when the client asked for that.
+fn find_or_create_topic(
+    broker: &Broker,
+    header: &SendMessageRequestHeader,
+) -> crate::error::Result<Option<protocol::body::TopicConfig>> {
+    if let Some(topic) = broker.topics.get(&header.topic) {
+        return Ok(Some(topic));
+    }
+    let created = if header.topic.starts_with(RETRY_GROUP_TOPIC_PREFIX)
+        || header.topic.starts_with(DLQ_GROUP_TOPIC_PREFIX)
+    {
+        // RocketMQ's fallback for retry and dead-letter topics: one queue.
+        Some(
+            broker
+                .topics
+                .ensure(&header.topic, 1, perm::READ | perm::WRITE)?,
+        )
+    } else {
+        broker.topics.create_from_template(
+            &header.topic,
+            &header.default_topic,
+            header.default_topic_queue_nums,
+            0,
+        )?
+    };
+    if created.is_some() {
+        broker.topics_changed.notify_one();
+    }
+    Ok(created)
+}
+
+/// The messages of a send: the body itself, or each entry of a batch body. The broker adds
+/// CLUSTER and, when the producer sent none, a UNIQ_KEY of its own.
+fn messages_of(
+    broker: &Broker,
+    request: &RemotingCommand,
+    header: &SendMessageRequestHeader,
+    batch: bool,
+) -> message::Result<Vec<Message>> {
+    let properties = Properties::decode(header.properties.as_deref().unwrap_or(""));
+    let mut messages = if batch {
+        message::decode_batch(&request.body, &header.topic)?
+    } else {
+        vec![Message {
+            topic: header.topic.clone(),
+            flag: header.flag,
+            properties,
+            body: request.body.clone(),
+        }]
+    };
+    for message in &mut messages {
+        if message.unique_key().is_none() {
+            message
+                .properties
+                .insert(property::UNIQ_KEY, broker.unique_ids.next_id());
+        }
+        message
+            .properties
+            .insert(property::CLUSTER, broker.config.broker_cluster_name.clone());
+    }
+    Ok(messages)
+}
+
+/// The answer for an append the store refused; nothing was stored.
+fn store_failure(request: &RemotingCommand, error: store::Error) -> RemotingCommand {
+    let code = match &error {
+        store::Error::MessageTooLarge { .. } | store::Error::IllegalMessage(_) => {
+            ResponseCode::MessageIllegal
+        }
+        store::Error::IllegalTopic(_) => ResponseCode::InvalidParameter,
+        store::Error::NotAvailable(_) | store::Error::DiskFull { .. } => {
+            ResponseCode::ServiceNotAvailable
+        }
+        _ => ResponseCode::SystemError,
+    };
+    let remark = match &error {
+        store::Error::DiskFull { .. } => {
+            "service not available now. It may be caused by the disk being full".to_string()
+        }
+        other => other.to_string(),
+    };
+    tracing::warn!(%error, "append refused");
+    reply(request, code, remark)
+}

@@ -1,0 +1,239 @@
+//! The broker's and name server's settings, read from the same Java-properties files and
+//! keys RocketMQ users know. Each key is declared once below; `docs/configuration.md`
+//! documents every one of them and a test keeps the two in step.
+
+use std::fmt::Display;
+use std::path::Path;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+use crate::{properties, store_settings};
+
+/// Declares a settings struct whose fields are set from RocketMQ's camelCase keys.
+macro_rules! settings {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[doc = $doc:literal])* $field:ident : $ty:ty = $default:expr => $key:literal, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $name {
+            $( $(#[doc = $doc])* pub $field: $ty, )*
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self { $( $field: $default, )* }
+            }
+        }
+
+        impl $name {
+            /// Every key this struct reads, as RocketMQ spells it.
+            pub const KEYS: &'static [&'static str] = &[$($key,)*];
+
+            /// Sets `key` from its text; `Ok(false)` when the key is not one of ours.
+            pub fn set(&mut self, key: &str, value: &str) -> Result<bool> {
+                match key {
+                    $( $key => { self.$field = parse_value(key, value)?; Ok(true) } )*
+                    _ => Ok(false),
+                }
+            }
+
+            /// Every key with its current value, as GET_BROKER_CONFIG shows them.
+            pub fn entries(&self) -> Vec<(&'static str, String)> {
+                vec![$( ($key, self.$field.to_string()), )*]
+            }
+        }
+    };
+}
+
+fn parse_value<T: FromStr>(key: &str, value: &str) -> Result<T>
+where
+    T::Err: Display,
+{
+    value
+        .trim()
+        .parse()
+        .map_err(|error: T::Err| Error::ConfigValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: error.to_string(),
+        })
+}
+
+settings! {
+    /// The name server's settings (`namesrv.conf`).
+    pub struct NamesrvConfig {
+        /// Port the name server listens on.
+        listen_port: u16 = 9876 => "listenPort",
+        /// Address the name server binds.
+        bind_address: String = "0.0.0.0".to_string() => "bindAddress",
+        /// How long a broker may stay silent before its routes are dropped, in ms.
+        broker_channel_expired_time: u64 = 120_000 => "brokerChannelExpiredTime",
+    }
+}
+
+settings! {
+    /// The broker's own settings (`broker.conf`); the store's keys are read by
+    /// the store's settings from the same file.
+    pub struct BrokerConfig {
+        broker_cluster_name: String = "DefaultCluster".to_string() => "brokerClusterName",
+        broker_name: String = "broker-a".to_string() => "brokerName",
+        broker_id: u64 = 0 => "brokerId",
+        /// Name servers, `host:port` separated by `;`.
+        namesrv_addr: String = String::new() => "namesrvAddr",
+        listen_port: u16 = 10911 => "listenPort",
+        bind_address: String = "0.0.0.0".to_string() => "bindAddress",
+        /// The address clients are told to reach this broker at (an IP or a DNS name).
+        broker_ip1: String = "127.0.0.1".to_string() => "brokerIP1",
+        broker_permission: u32 = 6 => "brokerPermission",
+        auto_create_topic_enable: bool = true => "autoCreateTopicEnable",
+        auto_create_subscription_group: bool = true => "autoCreateSubscriptionGroup",
+        default_topic_queue_nums: u32 = 8 => "defaultTopicQueueNums",
+        long_polling_enable: bool = true => "longPollingEnable",
+        short_polling_time_mills: u64 = 1000 => "shortPollingTimeMills",
+        register_name_server_period: u64 = 30_000 => "registerNameServerPeriod",
+        flush_consumer_offset_interval: u64 = 5000 => "flushConsumerOffsetInterval",
+        channel_expired_timeout: u64 = 120_000 => "channelExpiredTimeout",
+        notify_consumer_ids_changed_enable: bool = true => "notifyConsumerIdsChangedEnable",
+        region_id: String = "DefaultRegion".to_string() => "regionId",
+        trace_on: bool = true => "traceOn",
+    }
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| Error::ConfigFile {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+impl NamesrvConfig {
+    /// Reads a `namesrv.conf`; returns the settings and the keys it did not know.
+    pub fn load(path: &Path) -> Result<(NamesrvConfig, Vec<String>)> {
+        let mut config = NamesrvConfig::default();
+        let mut unknown = Vec::new();
+        for entry in properties::parse(&read(path)?) {
+            if !config.set(&entry.key, &entry.value)? {
+                unknown.push(entry.key);
+            }
+        }
+        Ok((config, unknown))
+    }
+}
+
+impl BrokerConfig {
+    /// The name servers to register with.
+    pub fn namesrv_addrs(&self) -> Vec<String> {
+        self.namesrv_addr
+            .split(';')
+            .map(str::trim)
+            .filter(|addr| !addr.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `brokerIP1:listenPort`, the address clients and name servers see.
+    pub fn advertised_addr(&self) -> String {
+        format!("{}:{}", self.broker_ip1, self.listen_port)
+    }
+}
+
+/// Everything one config file sets, split by owner.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub broker: BrokerConfig,
+    pub store: store::StoreConfig,
+    pub namesrv: NamesrvConfig,
+    /// Keys no part of Rocketry reads; reported at start so a typo is not silent.
+    pub unknown_keys: Vec<String>,
+}
+
+impl Settings {
+    /// Reads a properties file; a missing file is an error, unknown keys are collected.
+    pub fn load(path: &Path) -> Result<Settings> {
+        let mut settings = Settings::default();
+        settings.apply_file(path)?;
+        Ok(settings)
+    }
+
+    /// Applies a properties file on top of the current settings.
+    pub fn apply_file(&mut self, path: &Path) -> Result<()> {
+        self.apply(&read(path)?)
+    }
+
+    /// Applies `key=value` text on top of the current settings.
+    pub fn apply(&mut self, text: &str) -> Result<()> {
+        for entry in properties::parse(text) {
+            self.set(&entry.key, &entry.value)?;
+        }
+        Ok(())
+    }
+
+    /// Sets one key in whichever part owns it. `listenPort` and `bindAddress` mean the
+    /// broker's in a broker file; the name server reads its own file.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let known =
+            self.broker.set(key, value)? || store_settings::set(&mut self.store, key, value)?;
+        if !known && !self.namesrv.set(key, value)? {
+            self.unknown_keys.push(key.to_string());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_rocketmq_broker_conf() {
+        let mut settings = Settings::default();
+        settings
+            .apply(
+                "brokerClusterName=PeerCluster\nbrokerName=broker-b\nbrokerId=0\n\
+                 namesrvAddr=127.0.0.1:9876;10.0.0.2:9876\nlistenPort=20911\n\
+                 autoCreateTopicEnable=false\nbrokerRole=ASYNC_MASTER\n",
+            )
+            .unwrap();
+        assert_eq!(settings.broker.broker_cluster_name, "PeerCluster");
+        assert_eq!(settings.broker.broker_name, "broker-b");
+        assert_eq!(settings.broker.listen_port, 20911);
+        assert!(!settings.broker.auto_create_topic_enable);
+        assert_eq!(
+            settings.broker.namesrv_addrs(),
+            vec!["127.0.0.1:9876", "10.0.0.2:9876"]
+        );
+        assert_eq!(settings.unknown_keys, vec!["brokerRole"]);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let mut settings = Settings::default();
+        let error = settings.apply("listenPort=eleven").unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("listenPort") && text.contains("eleven"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_key_is_documented() {
+        let docs = include_str!("../../docs/configuration.md");
+        let store_keys = store_settings::keys();
+        let keys = NamesrvConfig::KEYS
+            .iter()
+            .chain(BrokerConfig::KEYS)
+            .copied()
+            .chain(store_keys.iter().map(String::as_str));
+        for key in keys {
+            assert!(
+                docs.contains(&format!("`{key}`")),
+                "docs/configuration.md does not document `{key}`"
+            );
+        }
+    }
+}

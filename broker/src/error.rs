@@ -1,0 +1,43 @@
+//! The broker crate's one error type. Request-level failures are not errors here: they are
+//! answered with a RocketMQ response code. These are failures to start, load or persist.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read config file {path}")]
+    ConfigFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("config key {key} has the invalid value {value:?}: {reason}")]
+    ConfigValue {
+        key: String,
+        value: String,
+        reason: String,
+    },
+
+    #[error("state file {path} is damaged: {reason}")]
+    StateFile { path: PathBuf, reason: String },
+
+    #[error("I/O error on {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("store")]
+    Store(#[from] store::Error),
+}

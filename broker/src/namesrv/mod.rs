@@ -1,0 +1,378 @@
+//! The name server: brokers register their topics here, clients ask it for routes.
+
+mod route_table;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use protocol::body::{
+    self, BrokerData, ClusterInfo, KvTable, QueueData, RegisterBrokerBody, TopicList,
+    TopicRouteData,
+};
+use protocol::header::{
+    DeleteTopicFromNamesrvRequestHeader, GetKvConfigResponseHeader,
+    GetKvListByNamespaceRequestHeader, GetRouteInfoRequestHeader, GetTopicsByClusterRequestHeader,
+    KvConfigKeyRequestHeader, PutKvConfigRequestHeader, QueryDataVersionResponseHeader,
+    RegisterBrokerRequestHeader, RegisterBrokerResponseHeader, UnregisterBrokerRequestHeader,
+};
+use protocol::{RemotingCommand, RequestCode, ResponseCode};
+use tracing::{info, warn};
+
+pub use route_table::{QueueLayout, Registration, RouteTable};
+
+use crate::config::NamesrvConfig;
+use crate::server::{Channel, Service};
+
+/// How often silent brokers are looked for (RocketMQ scans every 5 s as well).
+const EXPIRY_SCAN_INTERVAL: Duration = Duration::from_secs(5);
+
+pub struct Namesrv {
+    config: NamesrvConfig,
+    routes: Mutex<RouteTable>,
+    /// KV config namespaces (ORDER_TOPIC_CONFIG and whatever mqadmin stores). In memory
+    /// only, as a documented difference: RocketMQ persists them to kvConfig.json.
+    kv: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
+}
+
+impl Namesrv {
+    pub fn new(config: NamesrvConfig) -> Arc<Namesrv> {
+        Arc::new(Namesrv {
+            config,
+            routes: Mutex::new(RouteTable::default()),
+            kv: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Drops silent brokers every few seconds until the namesrv is dropped.
+    pub fn spawn_expiry(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(EXPIRY_SCAN_INTERVAL);
+            loop {
+                ticker.tick().await;
+                let Some(namesrv) = weak.upgrade() else {
+                    return;
+                };
+                let timeout = Duration::from_millis(namesrv.config.broker_channel_expired_time);
+                for addr in namesrv.routes.lock().expire(Instant::now(), timeout) {
+                    warn!(broker = %addr, "broker silent for {timeout:?}; its routes are dropped");
+                }
+            }
+        });
+    }
+
+    fn register(&self, request: &RemotingCommand, channel: &Channel) -> RemotingCommand {
+        let header: RegisterBrokerRequestHeader = match request.decode_header() {
+            Ok(header) => header,
+            Err(error) => return invalid(request, error),
+        };
+        if header.compressed == Some(true) {
+            return RemotingCommand::response_to(
+                request,
+                ResponseCode::SystemError,
+                Some(
+                    "compressed broker registration is not supported; set compressedRegister=false"
+                        .into(),
+                ),
+            );
+        }
+        if let Some(expected) = header.body_crc32.filter(|crc| *crc != 0) {
+            let actual = (crc32fast::hash(&request.body) & 0x7FFF_FFFF) as i32;
+            if actual != expected {
+                return RemotingCommand::response_to(
+                    request,
+                    ResponseCode::SystemError,
+                    Some("crc32 not match".into()),
+                );
+            }
+        }
+        let registration_body: RegisterBrokerBody = if request.body.is_empty() {
+            RegisterBrokerBody::default()
+        } else {
+            match body::from_json(&request.body) {
+                Ok(parsed) => parsed,
+                Err(error) => return invalid(request, error),
+            }
+        };
+        let topics = registration_body
+            .topic_config_serialize_wrapper
+            .topic_config_table
+            .into_iter()
+            .map(|(name, topic)| {
+                let layout = QueueLayout {
+                    read_queue_nums: topic.read_queue_nums.max(0) as u32,
+                    write_queue_nums: topic.write_queue_nums.max(0) as u32,
+                    perm: topic.perm.max(0) as u32,
+                    topic_sys_flag: topic.topic_sys_flag.max(0) as u32,
+                };
+                (name, layout)
+            })
+            .collect();
+        let broker_id = header.broker_id.max(0) as u64;
+        let first_time = self
+            .routes
+            .lock()
+            .ha_server_addr(&header.broker_addr)
+            .is_none();
+        let master = self.routes.lock().register(
+            Registration {
+                cluster: header.cluster_name.clone(),
+                broker_name: header.broker_name.clone(),
+                broker_addr: header.broker_addr.clone(),
+                broker_id,
+                ha_server_addr: header.ha_server_addr.clone(),
+                topics,
+                channel_id: channel.id(),
+            },
+            Instant::now(),
+        );
+        if first_time {
+            info!(
+                cluster = %header.cluster_name,
+                broker = %header.broker_name,
+                id = broker_id,
+                addr = %header.broker_addr,
+                "broker registered"
+            );
+        }
+        RemotingCommand::response_to(request, ResponseCode::Success, None).with_header(
+            &RegisterBrokerResponseHeader {
+                ha_server_addr: master.as_ref().map(|_| header.ha_server_addr.clone()),
+                master_addr: master,
+            },
+        )
+    }
+
+    fn route(&self, request: &RemotingCommand) -> RemotingCommand {
+        let header: GetRouteInfoRequestHeader = match request.decode_header() {
+            Ok(header) => header,
+            Err(error) => return invalid(request, error),
+        };
+        let Some(route) = self.routes.lock().route(&header.topic) else {
+            return RemotingCommand::response_to(
+                request,
+                ResponseCode::TopicNotExist,
+                Some(format!(
+                    "No topic route info in name server for the topic: {}",
+                    header.topic
+                )),
+            );
+        };
+        let order_topic_conf = self
+            .kv
+            .lock()
+            .get(ORDER_TOPIC_CONFIG)
+            .and_then(|table| table.get(&header.topic).cloned());
+        let data = TopicRouteData {
+            order_topic_conf,
+            queue_datas: route
+                .queues
+                .into_iter()
+                .map(|(broker_name, layout)| QueueData {
+                    broker_name,
+                    read_queue_nums: layout.read_queue_nums as i32,
+                    write_queue_nums: layout.write_queue_nums as i32,
+                    perm: layout.perm as i32,
+                    topic_sys_flag: layout.topic_sys_flag as i32,
+                })
+                .collect(),
+            broker_datas: route.groups.iter().map(broker_data).collect(),
+            ..TopicRouteData::default()
+        };
+        let accept_standard = header.accept_standard_json_only.unwrap_or(false);
+        RemotingCommand::response_to(request, ResponseCode::Success, None)
+            .with_body(data.encode_for_client(request.version, accept_standard))
+    }
+
+    fn cluster_info(&self, request: &RemotingCommand) -> RemotingCommand {
+        let routes = self.routes.lock();
+        let info = ClusterInfo {
+            broker_addr_table: routes
+                .groups()
+                .iter()
+                .map(|(name, group)| (name.clone(), broker_data(group)))
+                .collect(),
+            cluster_addr_table: routes.clusters().clone(),
+        };
+        RemotingCommand::response_to(request, ResponseCode::Success, None).with_body(info.encode())
+    }
+
+    fn topic_list(&self, request: &RemotingCommand, topics: Vec<String>) -> RemotingCommand {
+        let list = TopicList {
+            topic_list: topics,
+            broker_addr: None,
+        };
+        RemotingCommand::response_to(request, ResponseCode::Success, None)
+            .with_body(body::to_json(&list))
+    }
+
+    fn kv(&self, request: &RemotingCommand, code: RequestCode) -> RemotingCommand {
+        let ok = RemotingCommand::response_to(request, ResponseCode::Success, None);
+        match code {
+            RequestCode::PutKvConfig => match request.decode_header::<PutKvConfigRequestHeader>() {
+                Ok(h) => {
+                    self.kv
+                        .lock()
+                        .entry(h.namespace)
+                        .or_default()
+                        .insert(h.key, h.value);
+                    ok
+                }
+                Err(error) => invalid(request, error),
+            },
+            RequestCode::GetKvConfig => match request.decode_header::<KvConfigKeyRequestHeader>() {
+                Ok(h) => match self.kv.lock().get(&h.namespace).and_then(|t| t.get(&h.key)) {
+                    Some(value) => ok.with_header(&GetKvConfigResponseHeader {
+                        value: Some(value.clone()),
+                    }),
+                    None => RemotingCommand::response_to(
+                        request,
+                        ResponseCode::QueryNotFound,
+                        Some(format!(
+                            "No config item, Namespace: {} Key: {}",
+                            h.namespace, h.key
+                        )),
+                    ),
+                },
+                Err(error) => invalid(request, error),
+            },
+            RequestCode::DeleteKvConfig => {
+                match request.decode_header::<KvConfigKeyRequestHeader>() {
+                    Ok(h) => {
+                        if let Some(table) = self.kv.lock().get_mut(&h.namespace) {
+                            table.remove(&h.key);
+                        }
+                        ok
+                    }
+                    Err(error) => invalid(request, error),
+                }
+            }
+            _ => match request.decode_header::<GetKvListByNamespaceRequestHeader>() {
+                Ok(h) => match self.kv.lock().get(&h.namespace) {
+                    Some(table) => ok.with_body(body::to_json(&KvTable {
+                        table: table.clone(),
+                    })),
+                    None => RemotingCommand::response_to(
+                        request,
+                        ResponseCode::QueryNotFound,
+                        Some(format!("No config item, Namespace: {}", h.namespace)),
+                    ),
+                },
+                Err(error) => invalid(request, error),
+            },
+        }
+    }
+}
+
+/// The KV namespace mqadmin's `updateOrderConf` writes and routes read.
+const ORDER_TOPIC_CONFIG: &str = "ORDER_TOPIC_CONFIG";
+
+fn broker_data(group: &route_table::BrokerGroup) -> BrokerData {
+    BrokerData {
+        cluster: group.cluster.clone(),
+        broker_name: group.broker_name.clone(),
+        broker_addrs: group
+            .addrs
+            .iter()
+            .map(|(id, addr)| (*id as i64, addr.clone()))
+            .collect(),
+        ..BrokerData::default()
+    }
+}
+
+/// A request whose header or body does not parse.
+pub(crate) fn invalid(request: &RemotingCommand, error: protocol::Error) -> RemotingCommand {
+    RemotingCommand::response_to(request, ResponseCode::SystemError, Some(error.to_string()))
+}
+
+/// The answer RocketMQ gives to a code it does not serve.
+pub(crate) fn not_supported(request: &RemotingCommand) -> RemotingCommand {
+    RemotingCommand::response_to(
+        request,
+        ResponseCode::RequestCodeNotSupported,
+        Some(format!(" request type {} not supported", request.code)),
+    )
+}
+
+impl Service for Namesrv {
+    async fn handle(&self, request: RemotingCommand, channel: &Channel) -> Option<RemotingCommand> {
+        let Some(code) = RequestCode::from_i32(request.code) else {
+            return Some(not_supported(&request));
+        };
+        let response = match code {
+            RequestCode::RegisterBroker => self.register(&request, channel),
+            RequestCode::UnregisterBroker => {
+                match request.decode_header::<UnregisterBrokerRequestHeader>() {
+                    Ok(h) => {
+                        self.routes.lock().unregister(
+                            &h.broker_name,
+                            &h.broker_addr,
+                            h.broker_id.max(0) as u64,
+                        );
+                        info!(broker = %h.broker_name, addr = %h.broker_addr, "broker unregistered");
+                        RemotingCommand::response_to(&request, ResponseCode::Success, None)
+                    }
+                    Err(error) => invalid(&request, error),
+                }
+            }
+            RequestCode::GetRouteinfoByTopic => self.route(&request),
+            RequestCode::GetBrokerClusterInfo => self.cluster_info(&request),
+            RequestCode::GetAllTopicListFromNameserver => {
+                let topics = self.routes.lock().topic_names().cloned().collect();
+                self.topic_list(&request, topics)
+            }
+            RequestCode::GetTopicsByCluster => {
+                match request.decode_header::<GetTopicsByClusterRequestHeader>() {
+                    Ok(h) => {
+                        let topics = self.routes.lock().topics_of_cluster(&h.cluster);
+                        self.topic_list(&request, topics)
+                    }
+                    Err(error) => invalid(&request, error),
+                }
+            }
+            RequestCode::GetSystemTopicListFromNs => {
+                // As RocketMQ: each cluster name and broker name doubles as a system topic.
+                let routes = self.routes.lock();
+                let topics = routes
+                    .clusters()
+                    .iter()
+                    .flat_map(|(cluster, names)| {
+                        std::iter::once(cluster.clone()).chain(names.iter().cloned())
+                    })
+                    .collect();
+                drop(routes);
+                self.topic_list(&request, topics)
+            }
+            RequestCode::DeleteTopicInNamesrv => {
+                match request.decode_header::<DeleteTopicFromNamesrvRequestHeader>() {
+                    Ok(h) => {
+                        self.routes
+                            .lock()
+                            .delete_topic(&h.topic, h.cluster_name.as_deref());
+                        RemotingCommand::response_to(&request, ResponseCode::Success, None)
+                    }
+                    Err(error) => invalid(&request, error),
+                }
+            }
+            // Rocketry brokers register in full every time, so the answer is always "changed".
+            RequestCode::QueryDataVersion => {
+                RemotingCommand::response_to(&request, ResponseCode::Success, None)
+                    .with_header(&QueryDataVersionResponseHeader { changed: true })
+            }
+            RequestCode::PutKvConfig
+            | RequestCode::GetKvConfig
+            | RequestCode::DeleteKvConfig
+            | RequestCode::GetKvlistByNamespace => self.kv(&request, code),
+            _ => not_supported(&request),
+        };
+        Some(response)
+    }
+
+    fn disconnected(&self, channel: &Channel) {
+        for addr in self.routes.lock().channel_closed(channel.id()) {
+            info!(broker = %addr, "broker connection closed; its routes are dropped");
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! What the name server knows: which brokers live in which cluster and group, at which
+//! addresses, and which queues each topic has on each broker group. Brokers keep it true by
+//! registering every 30 s; silent brokers expire.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+/// Perm and queue counts of one topic on one broker group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLayout {
+    pub read_queue_nums: u32,
+    pub write_queue_nums: u32,
+    pub perm: u32,
+    pub topic_sys_flag: u32,
+}
+
+/// One broker group (all brokers sharing a brokerName): its cluster and the address of
+/// each member by broker id (0 is the master).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerGroup {
+    pub cluster: String,
+    pub broker_name: String,
+    pub addrs: BTreeMap<u64, String>,
+}
+
+/// One registration, as the broker sent it.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub cluster: String,
+    pub broker_name: String,
+    pub broker_addr: String,
+    pub broker_id: u64,
+    pub ha_server_addr: String,
+    /// The broker's whole topic table; for a master it replaces what the name server had.
+    pub topics: Vec<(String, QueueLayout)>,
+    /// Identifies the connection it came over, so a closed connection drops the broker.
+    pub channel_id: u64,
+}
+
+#[derive(Debug)]
+struct LiveBroker {
+    broker_name: String,
+    broker_id: u64,
+    last_seen: Instant,
+    channel_id: u64,
+    ha_server_addr: String,
+}
+
+/// A topic's route: which groups serve it, with what queues.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub queues: Vec<(String, QueueLayout)>,
+    pub groups: Vec<BrokerGroup>,
+}
+
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    clusters: BTreeMap<String, BTreeSet<String>>,
+    groups: BTreeMap<String, BrokerGroup>,
+    live: HashMap<String, LiveBroker>,
+    topics: BTreeMap<String, BTreeMap<String, QueueLayout>>,
+}
+
+impl RouteTable {
+    /// Records a registration; returns the master's address of the group (for slaves).
+    pub fn register(&mut self, registration: Registration, now: Instant) -> Option<String> {
+        let Registration {
+            cluster,
+            broker_name,
+            broker_addr,
+            broker_id,
+            ha_server_addr,
+            topics,
+            channel_id,
+        } = registration;
+        self.clusters
+            .entry(cluster.clone())
+            .or_default()
+            .insert(broker_name.clone());
+        let group = self
+            .groups
+            .entry(broker_name.clone())
+            .or_insert_with(|| BrokerGroup {
+                cluster: cluster.clone(),
+                broker_name: broker_name.clone(),
+                addrs: BTreeMap::new(),
+            });
+        group.cluster = cluster;
+        // One address holds one id: a broker restarted with a new id replaces its old entry.
+        group
+            .addrs
+            .retain(|id, addr| *addr != broker_addr || *id == broker_id);
+        group.addrs.insert(broker_id, broker_addr.clone());
+
+        if broker_id == 0 {
+            let listed: BTreeSet<&str> = topics.iter().map(|(name, _)| name.as_str()).collect();
+            for (topic, groups) in self.topics.iter_mut() {
+                if !listed.contains(topic.as_str()) {
+                    groups.remove(&broker_name);
+                }
+            }
+            for (topic, layout) in topics {
+                self.topics
+                    .entry(topic)
+                    .or_default()
+                    .insert(broker_name.clone(), layout);
+            }
+            self.topics.retain(|_, groups| !groups.is_empty());
+        }
+        self.live.insert(
+            broker_addr,
+            LiveBroker {
+                broker_name: broker_name.clone(),
+                broker_id,
+                last_seen: now,
+                channel_id,
+                ha_server_addr,
+            },
+        );
+        let master = self.groups.get(&broker_name)?.addrs.get(&0)?;
+        (broker_id != 0).then(|| master.clone())
+    }
+
+    /// The HA address a live broker registered with.
+    pub fn ha_server_addr(&self, broker_addr: &str) -> Option<&str> {
+        self.live
+            .get(broker_addr)
+            .map(|live| live.ha_server_addr.as_str())
+    }
+
+    pub fn unregister(&mut self, broker_name: &str, broker_addr: &str, broker_id: u64) {
+        if let Some(live) = self.live.get(broker_addr) {
+            if live.broker_name == broker_name && live.broker_id == broker_id {
+                self.remove_broker(broker_addr);
+            }
+        }
+    }
+
+    /// Drops brokers silent for longer than `timeout`; returns their addresses.
+    pub fn expire(&mut self, now: Instant, timeout: Duration) -> Vec<String> {
+        let stale: Vec<String> = self
+            .live
+            .iter()
+            .filter(|(_, live)| now.duration_since(live.last_seen) > timeout)
+            .map(|(addr, _)| addr.clone())
+            .collect();
+        for addr in &stale {
+            self.remove_broker(addr);
+        }
+        stale
+    }
+
+    /// Drops the brokers that registered over a connection that has closed.
+    pub fn channel_closed(&mut self, channel_id: u64) -> Vec<String> {
+        let gone: Vec<String> = self
+            .live
+            .iter()
+            .filter(|(_, live)| live.channel_id == channel_id)
+            .map(|(addr, _)| addr.clone())
+            .collect();
+        for addr in &gone {
+            self.remove_broker(addr);
+        }
+        gone
+    }
+
+    fn remove_broker(&mut self, broker_addr: &str) {
+        let Some(live) = self.live.remove(broker_addr) else {
+            return;
+        };
+        let name = live.broker_name;
+        let mut group_empty = false;
+        if let Some(group) = self.groups.get_mut(&name) {
+            group.addrs.retain(|_, addr| addr != broker_addr);
+            group_empty = group.addrs.is_empty();
+        }
+        // Queues are published by the master; without one they cannot be written, and
+        // without any member they cannot be read either.
+        if live.broker_id == 0 || group_empty {
+            for groups in self.topics.values_mut() {
+                groups.remove(&name);
+            }
+            self.topics.retain(|_, groups| !groups.is_empty());
+        }
+        if group_empty {
+            if let Some(group) = self.groups.remove(&name) {
+                if let Some(names) = self.clusters.get_mut(&group.cluster) {
+                    names.remove(&name);
+                    if names.is_empty() {
+                        self.clusters.remove(&group.cluster);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The route of `topic`, if some live group serves it.
+    pub fn route(&self, topic: &str) -> Option<Route> {
+        let queues = self.topics.get(topic)?;
+        let groups: Vec<BrokerGroup> = queues
+            .keys()
+            .filter_map(|name| self.groups.get(name))
+            .filter(|group| !group.addrs.is_empty())
+            .cloned()
+            .collect();
+        if groups.is_empty() {
+            return None;
+        }
+        Some(Route {
+            queues: queues
+                .iter()
+                .map(|(name, layout)| (name.clone(), *layout))
+                .collect(),
+            groups,
+        })
+    }
+
+    pub fn clusters(&self) -> &BTreeMap<String, BTreeSet<String>> {
+        &self.clusters
+    }
+
+    pub fn groups(&self) -> &BTreeMap<String, BrokerGroup> {
+        &self.groups
+    }
+
+    pub fn topic_names(&self) -> impl Iterator<Item = &String> {
+        self.topics.keys()
+    }
+
+    /// Topics served by any group of `cluster`.
+    pub fn topics_of_cluster(&self, cluster: &str) -> Vec<String> {
+        let Some(names) = self.clusters.get(cluster) else {
+            return Vec::new();
+        };
+        self.topics
+            .iter()
+            .filter(|(_, groups)| groups.keys().any(|name| names.contains(name)))
+            .map(|(topic, _)| topic.clone())
+            .collect()
+    }
+
+    /// Removes a topic everywhere, or only from the groups of `cluster`.
+    pub fn delete_topic(&mut self, topic: &str, cluster: Option<&str>) {
+        match cluster.and_then(|cluster| self.clusters.get(cluster)) {
+            Some(names) => {
+                if let Some(groups) = self.topics.get_mut(topic) {
+                    groups.retain(|name, _| !names.contains(name));
+                    if groups.is_empty() {
+                        self.topics.remove(topic);
+                    }
+                }
+            }
+            None if cluster.is_none() => {
+                self.topics.remove(topic);
+            }
+            None => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAYOUT: QueueLayout = QueueLayout {
+        read_queue_nums: 4,
+        write_queue_nums: 4,
+        perm: 6,
+        topic_sys_flag: 0,
+    };
+
+    fn registration(name: &str, addr: &str, id: u64, topics: &[&str]) -> Registration {
+        Registration {
+            cluster: "C".into(),
+            broker_name: name.into(),
+            broker_addr: addr.into(),
+            broker_id: id,
+            ha_server_addr: String::new(),
+            topics: topics.iter().map(|t| (t.to_string(), LAYOUT)).collect(),
+            channel_id: 1,
+        }
+    }
+
+    #[test]
+    fn two_groups_serve_one_topic() {
+        let mut table = RouteTable::default();
+        let now = Instant::now();
+        table.register(registration("a", "h1:10911", 0, &["T", "TBW102"]), now);
+        table.register(registration("b", "h2:10911", 0, &["T"]), now);
+        let route = table.route("T").unwrap();
+        assert_eq!(route.groups.len(), 2);
+        assert_eq!(route.queues.len(), 2);
+        assert_eq!(table.route("TBW102").unwrap().groups.len(), 1);
+        assert!(table.route("other").is_none());
+        assert_eq!(table.topics_of_cluster("C"), vec!["T", "TBW102"]);
+    }
+
+    #[test]
+    fn a_reregistration_drops_topics_the_broker_no_longer_has() {
+        let mut table = RouteTable::default();
+        let now = Instant::now();
+        table.register(registration("a", "h1:10911", 0, &["T", "U"]), now);
+        table.register(registration("a", "h1:10911", 0, &["T"]), now);
+        assert!(table.route("U").is_none());
+        assert!(table.route("T").is_some());
+    }
+
+    #[test]
+    fn silent_brokers_expire_and_take_their_routes() {
+        let mut table = RouteTable::default();
+        let start = Instant::now();
+        table.register(registration("a", "h1:10911", 0, &["T"]), start);
+        table.register(
+            registration("b", "h2:10911", 0, &["T"]),
+            start + Duration::from_secs(100),
+        );
+        let gone = table.expire(start + Duration::from_secs(130), Duration::from_secs(120));
+        assert_eq!(gone, vec!["h1:10911"]);
+        let route = table.route("T").unwrap();
+        assert_eq!(route.groups.len(), 1);
+        assert_eq!(route.groups[0].broker_name, "b");
+        assert!(!table.clusters()["C"].contains("a"));
+    }
+
+    #[test]
+    fn a_closed_connection_drops_its_brokers() {
+        let mut table = RouteTable::default();
+        table.register(registration("a", "h1:10911", 0, &["T"]), Instant::now());
+        assert_eq!(table.channel_closed(1), vec!["h1:10911"]);
+        assert!(table.route("T").is_none());
+        assert!(table.clusters().is_empty());
+    }
+
+    #[test]
+    fn slaves_learn_their_master_and_do_not_publish_queues() {
+        let mut table = RouteTable::default();
+        let now = Instant::now();
+        assert_eq!(
+            table.register(registration("a", "h1:10911", 0, &["T"]), now),
+            None
+        );
+        let master = table.register(registration("a", "h2:10911", 1, &["T", "X"]), now);
+        assert_eq!(master.as_deref(), Some("h1:10911"));
+        assert!(table.route("X").is_none());
+        assert_eq!(table.route("T").unwrap().groups[0].addrs.len(), 2);
+    }
+
+    #[test]
+    fn deleting_a_topic_in_one_cluster_keeps_it_elsewhere() {
+        let mut table = RouteTable::default();
+        let now = Instant::now();
+        table.register(registration("a", "h1:10911", 0, &["T"]), now);
+        let mut other = registration("b", "h2:10911", 0, &["T"]);
+        other.cluster = "D".into();
+        table.register(other, now);
+        table.delete_topic("T", Some("C"));
+        assert_eq!(table.route("T").unwrap().groups[0].broker_name, "b");
+        table.delete_topic("T", None);
+        assert!(table.route("T").is_none());
+    }
+}
