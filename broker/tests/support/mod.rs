@@ -138,3 +138,213 @@ pub fn java_round_trip(namesrv: &str, version: &str, mode: &str, consumer: &str,
     assert_eq!(got["outOfOrder"], 0, "client {version} {consumer}: {got}");
     assert_eq!(got["gaps"], 0, "client {version} {consumer}: {got}");
 }
+
+/// A `rocketry` process of this build, started fresh in its own data folder.
+pub struct Rocketry {
+    child: Option<std::process::Child>,
+    args: Vec<String>,
+    pub namesrv: String,
+    pub broker_addr: Option<String>,
+    pub data_dir: PathBuf,
+    _data: Option<tempfile::TempDir>,
+    log: PathBuf,
+}
+
+/// A port that was free a moment ago (the OS hands out a fresh one for port 0).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Rocketry {
+    /// `rocketry standalone` on free ports with `extra_config` (broker.conf lines).
+    pub fn standalone(extra_config: &str) -> Rocketry {
+        let data = tempfile::tempdir().unwrap();
+        let data_dir = data.path().to_path_buf();
+        let namesrv_port = free_port();
+        let broker_port = free_port();
+        let config = data_dir.join("broker.conf");
+        std::fs::write(&config, extra_config).unwrap();
+        let mut args = vec![
+            "standalone".to_string(),
+            "--config".into(),
+            config.display().to_string(),
+            "--namesrv-port".into(),
+            namesrv_port.to_string(),
+            "--broker-port".into(),
+            broker_port.to_string(),
+        ];
+        // The flag wins over the file, so give it only when the file names no store.
+        if !extra_config.contains("storePathRootDir") {
+            args.push("--data-dir".into());
+            args.push(data_dir.join("store").display().to_string());
+        }
+        let mut rocketry = Rocketry {
+            child: None,
+            args,
+            namesrv: format!("127.0.0.1:{namesrv_port}"),
+            broker_addr: Some(format!("127.0.0.1:{broker_port}")),
+            log: data_dir.join("rocketry.log"),
+            data_dir,
+            _data: Some(data),
+        };
+        rocketry.start("Rocketry standalone is ready");
+        rocketry
+    }
+
+    /// `rocketry namesrv` on a free port.
+    pub fn namesrv() -> Rocketry {
+        let data = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = data.path().join("namesrv.conf");
+        std::fs::write(
+            &config,
+            format!("listenPort={port}\nbindAddress=127.0.0.1\n"),
+        )
+        .unwrap();
+        let mut rocketry = Rocketry {
+            child: None,
+            args: vec!["namesrv".into(), "-c".into(), config.display().to_string()],
+            namesrv: format!("127.0.0.1:{port}"),
+            broker_addr: None,
+            log: data.path().join("namesrv.log"),
+            data_dir: data.path().to_path_buf(),
+            _data: Some(data),
+        };
+        rocketry.start("name server ready");
+        rocketry
+    }
+
+    /// `rocketry broker` named `broker_name`, registering with `namesrv`.
+    pub fn broker(namesrv: &str, broker_name: &str) -> Rocketry {
+        let data = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = data.path().join("broker.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "brokerClusterName=TestCluster\nbrokerName={broker_name}\nnamesrvAddr={namesrv}\n\
+                 listenPort={port}\nbindAddress=127.0.0.1\nbrokerIP1=127.0.0.1\n\
+                 storePathRootDir={}\nmappedFileSizeCommitLog=67108864\n",
+                data.path().join("store").display()
+            ),
+        )
+        .unwrap();
+        let mut rocketry = Rocketry {
+            child: None,
+            args: vec!["broker".into(), "-c".into(), config.display().to_string()],
+            namesrv: namesrv.to_string(),
+            broker_addr: Some(format!("127.0.0.1:{port}")),
+            log: data.path().join("broker.log"),
+            data_dir: data.path().to_path_buf(),
+            _data: Some(data),
+        };
+        rocketry.start("broker ready");
+        rocketry
+    }
+
+    fn start(&mut self, ready: &str) {
+        use std::io::{BufRead, BufReader};
+        // Only what this start writes counts: a restart appends to the same log.
+        let logged_before = std::fs::metadata(&self.log)
+            .map(|m| m.len() as usize)
+            .unwrap_or(0);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rocketry"))
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(log.try_clone().unwrap())
+            .spawn()
+            .expect("cannot start rocketry");
+        // The ready line is on stdout for standalone and in the log for the others; read
+        // stdout to its ready line, or poll the log.
+        let stdout = child.stdout.take().unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            while let Ok(line) = receiver.try_recv() {
+                println!("rocketry: {line}");
+                if line.contains(ready) {
+                    self.child = Some(child);
+                    return;
+                }
+            }
+            let logged = self.log_text();
+            if logged.get(logged_before..).unwrap_or("").contains(ready) {
+                self.child = Some(child);
+                return;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "rocketry exited ({status}) before ready:\n{}",
+                    self.log_text()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "rocketry not ready in 30 s:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGTERM, and the exit status it ended with.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        child.wait().unwrap()
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the same process again on the same ports and data.
+    pub fn restart(&mut self) {
+        let ready = match self.args[0].as_str() {
+            "standalone" => "Rocketry standalone is ready",
+            "namesrv" => "name server ready",
+            _ => "broker ready",
+        };
+        self.start(ready);
+    }
+}
+
+impl Drop for Rocketry {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- rocketry log ---\n{}", self.log_text());
+        }
+    }
+}
