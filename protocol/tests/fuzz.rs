@@ -1,5 +1,6 @@
 //! Fuzz-style properties over everything that reads untrusted bytes: the frame decoder, both
-//! header decoders, custom-header parsing and the lenient body reader. About 1.1 million
+//! header decoders, custom-header parsing, the lenient body reader and the message decoders
+//! (stored records in PULL bodies, client batch bodies). About 1.3 million
 //! random and mutated inputs in total; each must be rejected or decoded without panicking, and
 //! nothing decoded may be larger than the bytes it came from (so a peer cannot make us
 //! allocate more than it sent, and never more than one frame).
@@ -311,6 +312,62 @@ proptest! {
                 prop_assert!(normalized.len() <= 4 * text.len() + 2);
                 prop_assert!(serde_json::from_str::<serde_json::Value>(&normalized).is_ok());
             }
+        }
+    }
+}
+
+/// Stored records as a PULL body carries them, and a client batch body.
+fn seed_message_bodies() -> Vec<Vec<u8>> {
+    let fields = message::RecordFields {
+        queue_id: 2,
+        flag: 0,
+        sys_flag: 0,
+        born_timestamp: 1_700_000_000_000,
+        born_host: ([10, 0, 0, 5], 40000).into(),
+        store_host: ([127, 0, 0, 1], 10911).into(),
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+    };
+    let v6 = message::RecordFields {
+        store_host: "[::1]:10911".parse().unwrap(),
+        ..fields
+    };
+    let mut pulled = Vec::new();
+    for (index, fields) in [fields, v6].into_iter().enumerate() {
+        let properties = format!("TAGS\u{1}TagA\u{2}UNIQ_KEY\u{1}ID{index}\u{2}");
+        let record = message::RecordEncoder::new("TopicTest", b"body bytes", &properties, fields)
+            .unwrap()
+            .encode(index as i64, 4096 * index as i64, 1_700_000_000_001);
+        pulled.extend_from_slice(&record);
+    }
+    let mut batch_messages = Vec::new();
+    for index in 0..3 {
+        let mut message = message::Message::new("TopicTest", format!("batch {index}"));
+        message.set_tags("TagB");
+        batch_messages.push(message);
+    }
+    vec![pulled, message::encode_batch(&batch_messages).unwrap()]
+}
+
+proptest! {
+    #![proptest_config(config(200_000))]
+    #[test]
+    fn message_decoders_mutated(input in mutated(seed_message_bodies())) {
+        // PULL bodies: every record that decodes lies inside the input.
+        if let Ok(messages) = body::decode_pulled_messages(&input) {
+            let total: usize = messages.iter().map(|m| m.total_size()).sum();
+            prop_assert!(total <= input.len());
+            for message in &messages {
+                let _ = message.properties();
+                let _ = message.topic();
+                let _ = message.check_body_crc();
+            }
+        }
+        // Batch bodies: decoded bodies share the input, so they cannot exceed it.
+        let bytes = bytes::Bytes::from(input.clone());
+        if let Ok(messages) = message::decode_batch(&bytes, "TopicTest") {
+            let total: usize = messages.iter().map(|m| m.body.len()).sum();
+            prop_assert!(total <= input.len());
         }
     }
 }
