@@ -6,6 +6,7 @@ mod consumer_offset;
 mod long_polling;
 mod processor;
 mod registration;
+mod subscription_group;
 mod topic_config;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -21,6 +22,7 @@ use tracing::{info, warn};
 pub use client_manager::ClientManager;
 pub use consumer_offset::ConsumerOffsets;
 pub use long_polling::PullHolds;
+pub use subscription_group::SubscriptionGroups;
 pub use topic_config::TopicConfigs;
 
 use crate::config::BrokerConfig;
@@ -36,6 +38,7 @@ pub struct Broker {
     store: MessageStore,
     topics: TopicConfigs,
     offsets: ConsumerOffsets,
+    groups: SubscriptionGroups,
     clients: ClientManager,
     pulls: Arc<PullHolds>,
     /// The address written into stored messages and offset message ids: where clients
@@ -56,6 +59,10 @@ impl Broker {
         let store = MessageStore::open(store_config)?;
         let topics = TopicConfigs::open(config_dir.join("topics.json"), &config)?;
         let offsets = ConsumerOffsets::open(config_dir.join("consumerOffset.json"))?;
+        let groups = SubscriptionGroups::open(
+            config_dir.join("subscriptionGroup.json"),
+            config.auto_create_subscription_group,
+        )?;
         let pulls = Arc::new(PullHolds::default());
         let holds = pulls.clone();
         store.set_arrival_listener(move |arrived| {
@@ -72,6 +79,7 @@ impl Broker {
             store,
             topics,
             offsets,
+            groups,
             clients: ClientManager::default(),
             pulls,
             store_host,

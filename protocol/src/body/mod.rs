@@ -12,12 +12,14 @@ pub mod heartbeat;
 pub mod pulled;
 pub mod register;
 pub mod route;
+pub mod subscription_group;
 
 pub use cluster::*;
 pub use heartbeat::*;
 pub use pulled::decode_pulled_messages;
 pub use register::*;
 pub use route::*;
+pub use subscription_group::SubscriptionGroupConfig;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -70,11 +70,19 @@ fn heartbeat(broker: &Broker, request: &RemotingCommand, channel: &Channel) -> R
             .register_producer(&producer.group_name, client.clone());
     }
     for consumer in &data.consumer_data_set {
+        let group = match broker.groups.find_or_create(&consumer.group_name) {
+            Ok(group) => group,
+            Err(error) => return reply(request, ResponseCode::SystemError, error.to_string()),
+        };
         // Clustering consumers retry through %RETRY%<group>; make sure it has a route.
-        if consumer.message_model == MessageModel::Clustering {
+        if let (Some(group), MessageModel::Clustering) = (&group, consumer.message_model) {
             let retry = retry_topic(&consumer.group_name);
             if broker.topics.get(&retry).is_none() {
-                match broker.topics.ensure(&retry, 1, perm::READ | perm::WRITE) {
+                let queues = group.retry_queue_nums.max(1);
+                match broker
+                    .topics
+                    .ensure(&retry, queues, perm::READ | perm::WRITE)
+                {
                     Ok(_) => broker.topics_changed.notify_one(),
                     Err(error) => warn!(%error, topic = %retry, "cannot create retry topic"),
                 }

@@ -34,6 +34,30 @@ pub async fn process(broker: &Broker, request: &RemotingCommand) -> RemotingComm
             ),
         );
     }
+    match broker.groups.find_or_create(&header.consumer_group) {
+        Ok(Some(group)) if !group.consume_enable => {
+            return reply(
+                request,
+                ResponseCode::NoPermission,
+                format!(
+                    "subscription group no permission, {}",
+                    header.consumer_group
+                ),
+            )
+        }
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return reply(
+                request,
+                ResponseCode::SubscriptionGroupNotExist,
+                format!(
+                    "subscription group [{}] does not exist",
+                    header.consumer_group
+                ),
+            )
+        }
+        Err(error) => return reply(request, ResponseCode::SystemError, error.to_string()),
+    }
     let Some(topic) = broker.topics.get(&header.topic) else {
         return reply(
             request,

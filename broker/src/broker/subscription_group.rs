@@ -1,0 +1,108 @@
+//! Consumer groups' settings on this broker (`config/subscriptionGroup.json`): whether a
+//! group may consume, how many retries before the dead-letter queue, orderly or not.
+//! Groups not created beforehand are created with RocketMQ's defaults on first use when
+//! `autoCreateSubscriptionGroup` is on.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use parking_lot::RwLock;
+use protocol::body::SubscriptionGroupConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::config_file;
+use crate::error::Result;
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupFile {
+    subscription_group_table: BTreeMap<String, SubscriptionGroupConfig>,
+}
+
+pub struct SubscriptionGroups {
+    path: PathBuf,
+    auto_create: bool,
+    table: RwLock<GroupFile>,
+}
+
+impl SubscriptionGroups {
+    pub fn open(path: PathBuf, auto_create: bool) -> Result<SubscriptionGroups> {
+        let table = config_file::load(&path)?.unwrap_or_default();
+        Ok(SubscriptionGroups {
+            path,
+            auto_create,
+            table: RwLock::new(table),
+        })
+    }
+
+    pub fn get(&self, group: &str) -> Option<SubscriptionGroupConfig> {
+        self.table
+            .read()
+            .subscription_group_table
+            .get(group)
+            .cloned()
+    }
+
+    /// The group's settings, created with defaults if it is new and auto-creation is on;
+    /// `None` when the group does not exist and may not be created.
+    pub fn find_or_create(&self, group: &str) -> Result<Option<SubscriptionGroupConfig>> {
+        if let Some(found) = self.get(group) {
+            return Ok(Some(found));
+        }
+        if !self.auto_create {
+            return Ok(None);
+        }
+        let created = SubscriptionGroupConfig::named(group);
+        self.upsert(created.clone())?;
+        Ok(Some(created))
+    }
+
+    pub fn upsert(&self, config: SubscriptionGroupConfig) -> Result<()> {
+        let snapshot = {
+            let mut table = self.table.write();
+            table
+                .subscription_group_table
+                .insert(config.group_name.clone(), config);
+            table.clone()
+        };
+        config_file::store(&self.path, &snapshot)
+    }
+
+    pub fn delete(&self, group: &str) -> Result<bool> {
+        let snapshot = {
+            let mut table = self.table.write();
+            if table.subscription_group_table.remove(group).is_none() {
+                return Ok(false);
+            }
+            table.clone()
+        };
+        config_file::store(&self.path, &snapshot)?;
+        Ok(true)
+    }
+
+    pub fn all(&self) -> BTreeMap<String, SubscriptionGroupConfig> {
+        self.table.read().subscription_group_table.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_are_created_on_first_use_and_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("subscriptionGroup.json");
+        let groups = SubscriptionGroups::open(path.clone(), true).unwrap();
+        let created = groups.find_or_create("g").unwrap().unwrap();
+        assert_eq!(created.retry_max_times, 16);
+        let mut changed = created;
+        changed.retry_max_times = 2;
+        groups.upsert(changed).unwrap();
+        let reopened = SubscriptionGroups::open(path, false).unwrap();
+        assert_eq!(reopened.get("g").unwrap().retry_max_times, 2);
+        assert!(reopened.find_or_create("other").unwrap().is_none());
+        assert!(reopened.delete("g").unwrap());
+        assert!(reopened.get("g").is_none());
+    }
+}
