@@ -1,1 +1,56 @@
-//! The Rocketry operator: CRD types, controllers and resource builders (not built yet).
+//! The Rocketry operator: the `RocketCluster` CRD, its controller, the builders of the objects
+//! a cluster owns, leader election, and the operator's metrics and health endpoints.
+//!
+//! Reconciling builds every object from the cluster alone (`resources`) and applies it with
+//! server-side apply; no state is kept between passes but what is in the cluster.
+
+pub mod broker_config;
+pub mod controller;
+pub mod crd;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod resources;
+
+pub use controller::{run, Context};
+pub use crd::{RocketCluster, RocketClusterSpec, RocketClusterStatus};
+
+/// Everything that can go wrong while reconciling.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{action} {kind} {name} failed")]
+    Kube {
+        action: &'static str,
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("could not serialize {kind} {name}")]
+    Serialize {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("lease {name} in {namespace} could not be read or written")]
+    Lease {
+        name: String,
+        namespace: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    /// A short, bounded label for the error counter.
+    pub fn metric_label(&self) -> String {
+        match self {
+            Error::Kube { action, kind, .. } => format!("{action}_{kind}").to_lowercase(),
+            Error::Serialize { .. } => "serialize".to_string(),
+            Error::Lease { .. } => "lease".to_string(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

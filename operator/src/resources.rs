@@ -1,0 +1,571 @@
+//! Builds every object a `RocketCluster` owns from the cluster alone, so that a reconcile is a
+//! pure function of the spec plus a server-side apply, and a pass over an unchanged cluster
+//! writes nothing.
+//!
+//! Names, for a cluster `demo`:
+//! - `demo-namesrv`: the name server StatefulSet and its headless Service (stable pod names);
+//!   `demo-namesrv-client`: a ClusterIP Service for clients;
+//! - `demo-broker-<g>`: group g's StatefulSet, headless Service and PodDisruptionBudget;
+//!   `demo-broker-<g>-config`: its ConfigMap, one `<pod>.conf` per broker.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, SecurityContext, Service, ServicePort, ServiceSpec,
+    TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+
+use crate::broker_config::{
+    self, BrokerIdentity, BROKER_PORT, NAME_SERVER_PORT, RAFT_PORT, STORE_PATH,
+};
+use crate::crd::{ReclaimPolicy, RocketCluster};
+
+pub const CONFIG_HASH_ANNOTATION: &str = "rocketry.dev/config-hash";
+pub const GROUP_LABEL: &str = "rocketry.dev/broker-group";
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+const CONFIG_DIR: &str = "/etc/rocketry";
+/// The image's non-root user (see the Dockerfile); fsGroup makes the volume writable by it.
+const RUN_AS_USER: i64 = 10001;
+
+/// Everything one broker group is made of.
+pub struct BrokerGroup {
+    pub index: i32,
+    pub stateful_set: StatefulSet,
+    pub service: Service,
+    pub config_map: ConfigMap,
+    pub disruption_budget: PodDisruptionBudget,
+    pub config_hash: String,
+}
+
+pub fn name_server_name(cluster: &RocketCluster) -> String {
+    format!("{}-namesrv", cluster.name_any())
+}
+
+pub fn broker_group_name(cluster: &RocketCluster, index: i32) -> String {
+    format!("{}-broker-{index}", cluster.name_any())
+}
+
+fn namespace(cluster: &RocketCluster) -> String {
+    cluster.namespace().unwrap_or_else(|| "default".to_string())
+}
+
+/// The stable DNS name of pod `ordinal` of a StatefulSet whose headless Service has its name.
+fn pod_host(cluster: &RocketCluster, set: &str, ordinal: i32) -> String {
+    format!(
+        "{set}-{ordinal}.{set}.{}.svc.{}",
+        namespace(cluster),
+        cluster.spec.cluster_domain
+    )
+}
+
+/// `namesrvAddr` for brokers and clients: every name server by its DNS name, `;`-separated.
+pub fn name_server_addresses(cluster: &RocketCluster) -> String {
+    let set = name_server_name(cluster);
+    (0..cluster.spec.name_server.replicas)
+        .map(|ordinal| format!("{}:{NAME_SERVER_PORT}", pod_host(cluster, &set, ordinal)))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+pub fn labels(cluster: &RocketCluster, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "rocketry".to_string()),
+        (INSTANCE_LABEL.to_string(), cluster.name_any()),
+        (COMPONENT_LABEL.to_string(), component.to_string()),
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            "rocketry-operator".to_string(),
+        ),
+    ])
+}
+
+fn selector_labels(
+    cluster: &RocketCluster,
+    component: &str,
+    group: Option<i32>,
+) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([
+        (INSTANCE_LABEL.to_string(), cluster.name_any()),
+        (COMPONENT_LABEL.to_string(), component.to_string()),
+    ]);
+    if let Some(group) = group {
+        labels.insert(GROUP_LABEL.to_string(), group.to_string());
+    }
+    labels
+}
+
+fn owner(cluster: &RocketCluster) -> OwnerReference {
+    cluster
+        .controller_owner_ref(&())
+        .expect("a RocketCluster read from the apiserver has a name and uid")
+}
+
+fn metadata(cluster: &RocketCluster, name: String, labels: BTreeMap<String, String>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(namespace(cluster)),
+        labels: Some(labels),
+        owner_references: Some(vec![owner(cluster)]),
+        ..ObjectMeta::default()
+    }
+}
+
+fn port(name: &str, number: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.to_string()),
+        port: number,
+        target_port: Some(IntOrString::String(name.to_string())),
+        ..ServicePort::default()
+    }
+}
+
+fn container_port(name: &str, number: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.to_string()),
+        container_port: number,
+        ..ContainerPort::default()
+    }
+}
+
+/// A headless Service that gives each pod of a StatefulSet a DNS name. Not-ready pods are
+/// published too: a broker must resolve the name servers (and its Raft peers) while starting.
+fn headless_service(
+    cluster: &RocketCluster,
+    name: String,
+    component: &str,
+    group: Option<i32>,
+    ports: Vec<ServicePort>,
+) -> Service {
+    let mut labels = labels(cluster, component);
+    if let Some(group) = group {
+        labels.insert(GROUP_LABEL.to_string(), group.to_string());
+    }
+    Service {
+        metadata: metadata(cluster, name, labels),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_string()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(selector_labels(cluster, component, group)),
+            ports: Some(ports),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// The pod fields every role shares: scheduling extras, the non-root security context.
+fn pod_spec(cluster: &RocketCluster, containers: Vec<Container>, volumes: Vec<Volume>) -> PodSpec {
+    let spec = &cluster.spec;
+    PodSpec {
+        containers,
+        volumes: (!volumes.is_empty()).then_some(volumes),
+        node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
+        tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
+        affinity: spec.affinity.clone(),
+        priority_class_name: spec.priority_class_name.clone(),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUN_AS_USER),
+            run_as_group: Some(RUN_AS_USER),
+            fs_group: Some(RUN_AS_USER),
+            ..PodSecurityContext::default()
+        }),
+        ..PodSpec::default()
+    }
+}
+
+fn container(cluster: &RocketCluster, name: &str, args: Vec<String>) -> Container {
+    Container {
+        name: name.to_string(),
+        image: Some(cluster.spec.image.clone()),
+        image_pull_policy: Some(cluster.spec.image_pull_policy.as_str().to_string()),
+        args: Some(args),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    }
+}
+
+fn tcp_probe(port: &str) -> Probe {
+    Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::String(port.to_string()),
+            ..TCPSocketAction::default()
+        }),
+        period_seconds: Some(5),
+        ..Probe::default()
+    }
+}
+
+fn pod_annotations(
+    cluster: &RocketCluster,
+    extra: &[(&str, String)],
+) -> Option<BTreeMap<String, String>> {
+    let mut annotations = cluster.spec.pod_annotations.clone();
+    for (key, value) in extra {
+        annotations.insert(key.to_string(), value.clone());
+    }
+    (!annotations.is_empty()).then_some(annotations)
+}
+
+/// The name server StatefulSet, its headless Service and its client Service.
+pub fn name_server(cluster: &RocketCluster) -> (StatefulSet, Service, Service) {
+    let name = name_server_name(cluster);
+    let component = "namesrv";
+    let mut main = container(cluster, "namesrv", vec!["namesrv".to_string()]);
+    main.ports = Some(vec![container_port("namesrv", NAME_SERVER_PORT)]);
+    main.readiness_probe = Some(tcp_probe("namesrv"));
+    main.resources = cluster.spec.name_server.resources.clone();
+    let stateful_set = StatefulSet {
+        metadata: metadata(cluster, name.clone(), labels(cluster, component)),
+        spec: StatefulSetSpec {
+            replicas: Some(cluster.spec.name_server.replicas),
+            service_name: Some(name.clone()),
+            pod_management_policy: Some("Parallel".to_string()),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(cluster, component, None)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(cluster, component)),
+                    annotations: pod_annotations(cluster, &[]),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod_spec(cluster, vec![main], vec![])),
+            },
+            ..StatefulSetSpec::default()
+        },
+        ..StatefulSet::default()
+    };
+    let headless = headless_service(
+        cluster,
+        name.clone(),
+        component,
+        None,
+        vec![port("namesrv", NAME_SERVER_PORT)],
+    );
+    let client = Service {
+        metadata: metadata(
+            cluster,
+            format!("{name}-client"),
+            labels(cluster, component),
+        ),
+        spec: Some(ServiceSpec {
+            selector: Some(selector_labels(cluster, component, None)),
+            ports: Some(vec![port("namesrv", NAME_SERVER_PORT)]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    };
+    (stateful_set, headless, client)
+}
+
+/// Group `index`: its StatefulSet (with volume claims and OnDelete updates, the operator rolls
+/// the pods), headless Service, ConfigMap and PodDisruptionBudget.
+pub fn broker_group(cluster: &RocketCluster, index: i32) -> BrokerGroup {
+    let spec = &cluster.spec;
+    let name = broker_group_name(cluster, index);
+    let component = "broker";
+    let mut group_labels = labels(cluster, component);
+    group_labels.insert(GROUP_LABEL.to_string(), index.to_string());
+    let raft = spec.replicas_per_group > 1;
+
+    let name_servers = name_server_addresses(cluster);
+    let raft_peers: Vec<String> = if raft {
+        (0..spec.replicas_per_group)
+            .map(|ordinal| format!("{}:{RAFT_PORT}", pod_host(cluster, &name, ordinal)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let files: BTreeMap<String, String> = (0..spec.replicas_per_group)
+        .map(|ordinal| {
+            let host = pod_host(cluster, &name, ordinal);
+            let identity = BrokerIdentity {
+                cluster_name: &cluster.name_any(),
+                broker_name: &name,
+                ordinal,
+                advertised_host: &host,
+                name_server_addresses: &name_servers,
+                flush_disk_type: spec.flush_disk_type.config_value(),
+                raft_peers: &raft_peers,
+            };
+            (
+                format!("{name}-{ordinal}.conf"),
+                broker_config::render(&identity, &spec.broker_config),
+            )
+        })
+        .collect();
+    let config_hash = broker_config::hash(&files);
+    let config_map = ConfigMap {
+        metadata: metadata(cluster, format!("{name}-config"), group_labels.clone()),
+        data: Some(files),
+        ..ConfigMap::default()
+    };
+
+    let mut ports = vec![container_port("broker", BROKER_PORT)];
+    let mut service_ports = vec![port("broker", BROKER_PORT)];
+    if raft {
+        ports.push(container_port("raft", RAFT_PORT));
+        service_ports.push(port("raft", RAFT_PORT));
+    }
+    let mut main = container(
+        cluster,
+        "broker",
+        // The kubelet expands $(POD_NAME), so each pod reads its own file from the group's ConfigMap.
+        vec![
+            "broker".to_string(),
+            "-c".to_string(),
+            format!("{CONFIG_DIR}/$(POD_NAME).conf"),
+        ],
+    );
+    main.env = Some(vec![EnvVar {
+        name: "POD_NAME".to_string(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "metadata.name".to_string(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }]);
+    main.ports = Some(ports);
+    main.readiness_probe = Some(tcp_probe("broker"));
+    main.resources = spec.resources.clone();
+    main.volume_mounts = Some(vec![
+        VolumeMount {
+            name: "store".to_string(),
+            mount_path: STORE_PATH.to_string(),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "config".to_string(),
+            mount_path: CONFIG_DIR.to_string(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+    ]);
+    let volumes = vec![Volume {
+        name: "config".to_string(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: format!("{name}-config"),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }];
+    let mut extra_annotations = vec![(CONFIG_HASH_ANNOTATION, config_hash.clone())];
+    if spec.metrics.enabled {
+        extra_annotations.push(("prometheus.io/scrape", "true".to_string()));
+        extra_annotations.push(("prometheus.io/port", BROKER_PORT.to_string()));
+    }
+    let retention = match spec.storage.reclaim_policy {
+        ReclaimPolicy::Retain => "Retain",
+        ReclaimPolicy::Delete => "Delete",
+    };
+    let claim = PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("store".to_string()),
+            labels: Some(group_labels.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_string()]),
+            storage_class_name: spec.storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(spec.storage.size.clone()),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    };
+    let stateful_set = StatefulSet {
+        metadata: metadata(cluster, name.clone(), group_labels.clone()),
+        spec: StatefulSetSpec {
+            replicas: Some(spec.replicas_per_group),
+            service_name: Some(name.clone()),
+            // Raft members must all start to elect a leader; ordered start would wait forever
+            // for pod 0 to be ready without a quorum.
+            pod_management_policy: Some("Parallel".to_string()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".to_string()),
+                ..StatefulSetUpdateStrategy::default()
+            }),
+            // The StatefulSet controller owns each claim when this says Delete, so deleting
+            // the cluster (and, through garbage collection, the set) deletes the volumes too.
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some(retention.to_string()),
+                    when_scaled: Some("Retain".to_string()),
+                },
+            ),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(cluster, component, Some(index))),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(group_labels.clone()),
+                    annotations: pod_annotations(cluster, &extra_annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod_spec(cluster, vec![main], volumes)),
+            },
+            volume_claim_templates: Some(vec![claim]),
+            ..StatefulSetSpec::default()
+        },
+        ..StatefulSet::default()
+    };
+    let service = headless_service(cluster, name.clone(), component, Some(index), service_ports);
+    let disruption_budget = PodDisruptionBudget {
+        metadata: metadata(cluster, name, group_labels),
+        spec: Some(PodDisruptionBudgetSpec {
+            // One broker of a group at a time: a Raft group keeps its majority, a single
+            // master may still be drained (otherwise its node could never be).
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(cluster, component, Some(index))),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    };
+    BrokerGroup {
+        index,
+        stateful_set,
+        service,
+        config_map,
+        disruption_budget,
+        config_hash,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::RocketClusterSpec;
+
+    fn cluster(replicas_per_group: i32) -> RocketCluster {
+        let spec: RocketClusterSpec = serde_json::from_value(serde_json::json!({
+            "image": "rocketry:test",
+            "nameServer": {"replicas": 2},
+            "brokerGroups": 2,
+            "replicasPerGroup": replicas_per_group,
+            "storage": {"size": "5Gi", "storageClassName": "fast", "reclaimPolicy": "Delete"},
+            "flushDiskType": "SYNC",
+            "brokerConfig": {"maxMessageSize": "1024"}
+        }))
+        .unwrap();
+        let mut cluster = RocketCluster::new("demo", spec);
+        cluster.metadata.namespace = Some("ns".to_string());
+        cluster.metadata.uid = Some("uid-1".to_string());
+        cluster
+    }
+
+    #[test]
+    fn brokers_get_dns_names_of_every_name_server() {
+        let cluster = cluster(1);
+        assert_eq!(
+            name_server_addresses(&cluster),
+            "demo-namesrv-0.demo-namesrv.ns.svc.cluster.local:9876;demo-namesrv-1.demo-namesrv.ns.svc.cluster.local:9876"
+        );
+        let group = broker_group(&cluster, 1);
+        let conf = &group.config_map.data.as_ref().unwrap()["demo-broker-1-0.conf"];
+        assert!(conf.contains("brokerIP1=demo-broker-1-0.demo-broker-1.ns.svc.cluster.local\n"));
+        assert!(conf.contains("brokerName=demo-broker-1\n"));
+        assert!(conf.contains("flushDiskType=SYNC_FLUSH\n"));
+        assert!(conf.contains("maxMessageSize=1024\n"));
+        assert!(!conf.contains("dLeger"));
+    }
+
+    #[test]
+    fn group_set_has_claims_on_delete_updates_and_the_config_hash() {
+        let cluster = cluster(3);
+        let group = broker_group(&cluster, 0);
+        let spec = &group.stateful_set.spec;
+        assert_eq!(spec.replicas, Some(3));
+        assert_eq!(
+            spec.update_strategy.as_ref().unwrap().type_.as_deref(),
+            Some("OnDelete")
+        );
+        let claim = &spec.volume_claim_templates.as_ref().unwrap()[0];
+        let claim_spec = claim.spec.as_ref().unwrap();
+        assert_eq!(claim_spec.storage_class_name.as_deref(), Some("fast"));
+        assert_eq!(
+            claim_spec
+                .resources
+                .as_ref()
+                .unwrap()
+                .requests
+                .as_ref()
+                .unwrap()["storage"]
+                .0,
+            "5Gi"
+        );
+        assert_eq!(
+            spec.persistent_volume_claim_retention_policy
+                .as_ref()
+                .unwrap()
+                .when_deleted
+                .as_deref(),
+            Some("Delete")
+        );
+        let annotations = spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap();
+        assert_eq!(annotations[CONFIG_HASH_ANNOTATION], group.config_hash);
+        assert_eq!(group.config_map.data.as_ref().unwrap().len(), 3);
+        let owner = &group
+            .stateful_set
+            .metadata
+            .owner_references
+            .as_ref()
+            .unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("RocketCluster", Some(true))
+        );
+    }
+
+    #[test]
+    fn a_config_change_changes_the_hash_and_nothing_else_does() {
+        let mut cluster = cluster(1);
+        let before = broker_group(&cluster, 0).config_hash;
+        cluster
+            .spec
+            .pod_annotations
+            .insert("team".into(), "a".into());
+        assert_eq!(before, broker_group(&cluster, 0).config_hash);
+        cluster
+            .spec
+            .broker_config
+            .insert("maxMessageSize".into(), "2048".into());
+        assert_ne!(before, broker_group(&cluster, 0).config_hash);
+    }
+}
