@@ -25,7 +25,9 @@ pub use config::{FlushDiskType, StoreConfig};
 pub use consume_queue::QueueEntry;
 pub use error::{Error, Result};
 pub use flush::Durable;
-pub use read::{ArrivedMessage, GetMessageResult, GetMessageStatus, QueryMessageResult};
+pub use read::{
+    ArrivedMessage, GetMessageResult, GetMessageStatus, MessageFilter, QueryMessageResult,
+};
 pub use store::{AppendResult, MessageStore};
 
 #[doc(hidden)]

@@ -74,3 +74,23 @@ pub struct ArrivedMessage<'a> {
     /// Store timestamp.
     pub store_timestamp: i64,
 }
+
+/// Which messages a read returns, as RocketMQ's `MessageFilter`: a cheap test on the
+/// consume-queue entry first, then an exact one on the stored record.
+pub trait MessageFilter {
+    /// Tests the tag hash code kept in the consume queue.
+    fn matches_tags_code(&self, tags_code: i64) -> bool;
+
+    /// Tests the whole stored record (exact tags, SQL92 over properties); only called for
+    /// entries that passed [`MessageFilter::matches_tags_code`].
+    fn matches_message(&self, _record: &[u8]) -> bool {
+        true
+    }
+}
+
+/// A filter on the tag hash alone, as a closure.
+impl<F: Fn(i64) -> bool> MessageFilter for F {
+    fn matches_tags_code(&self, tags_code: i64) -> bool {
+        self(tags_code)
+    }
+}

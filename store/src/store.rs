@@ -21,7 +21,9 @@ use crate::consume_queue::{ConsumeQueue, QueueEntry};
 use crate::error::{Error, Result};
 use crate::flush::{Durable, FlushRequests};
 use crate::index::Index;
-use crate::read::{ArrivedMessage, GetMessageResult, GetMessageStatus, QueryMessageResult};
+use crate::read::{
+    ArrivedMessage, GetMessageResult, GetMessageStatus, MessageFilter, QueryMessageResult,
+};
 
 /// RocketMQ scans at most this many consume-queue entries per pull when filtering
 /// (`maxFilterMessageSize` 16000 bytes / 20).
@@ -172,7 +174,7 @@ impl MessageStore {
     }
 
     /// Reads up to `max_count` messages (and about `max_bytes`, at least one) from a queue,
-    /// starting at `offset`, skipping entries whose tag code `filter` rejects.
+    /// starting at `offset`, skipping messages `filter` rejects.
     pub fn get_message(
         &self,
         topic: &str,
@@ -180,7 +182,7 @@ impl MessageStore {
         offset: i64,
         max_count: usize,
         max_bytes: usize,
-        filter: Option<&dyn Fn(i64) -> bool>,
+        filter: Option<&dyn MessageFilter>,
     ) -> GetMessageResult {
         let mut result = GetMessageResult {
             status: GetMessageStatus::NoMatchedLogicQueue,
@@ -226,7 +228,7 @@ impl MessageStore {
                 break;
             }
             next += 1;
-            if filter.is_some_and(|accepts| !accepts(entry.tags_code)) {
+            if filter.is_some_and(|filter| !filter.matches_tags_code(entry.tags_code)) {
                 continue;
             }
             if entry.physical_offset < commit_log_min {
@@ -238,6 +240,8 @@ impl MessageStore {
                 .commit_log
                 .message_bytes(entry.physical_offset, entry.size as usize)
             {
+                Some(message) if filter.is_some_and(|filter| !filter.matches_message(&message)) => {
+                }
                 Some(message) => {
                     bytes += message.len();
                     result.messages.push(message);

@@ -84,6 +84,19 @@ fn append_read_statuses_and_reopen() {
         filtered.queue_offsets,
         vec![0, 2, 4, 6, 8, 10, 12, 14, 16, 18]
     );
+    // An exact filter sees the whole record and can refuse what the tag hash let through.
+    struct EvenBodies;
+    impl MessageFilter for EvenBodies {
+        fn matches_tags_code(&self, _: i64) -> bool {
+            true
+        }
+        fn matches_message(&self, record: &[u8]) -> bool {
+            StoredMessage::parse(record).is_ok_and(|m| m.body()[0] % 2 == 0)
+        }
+    }
+    let exact = store.get_message("T", 0, 0, 5, 1 << 20, Some(&EvenBodies));
+    assert_eq!(exact.queue_offsets, vec![0, 2, 4, 6, 8]);
+    assert_eq!(exact.next_begin_offset, 9);
     assert_eq!(
         store.get_message("T", 0, 300, 10, 1000, None).status,
         GetMessageStatus::OffsetOverflowOne
