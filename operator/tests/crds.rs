@@ -1,0 +1,35 @@
+//! `crds/` and the Helm chart's copy must be exactly what `crdgen` prints from the Rust types,
+//! and the example must be a valid RocketCluster: a stale CRD fails here, not in a cluster.
+
+use kube::CustomResourceExt;
+use operator::RocketCluster;
+
+fn repo_file(path: &str) -> String {
+    let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path);
+    std::fs::read_to_string(&full).unwrap_or_else(|error| panic!("reading {path}: {error}"))
+}
+
+#[test]
+fn crds_are_generated_from_the_types_and_the_chart_has_the_same() {
+    let generated = serde_norway::to_string(&RocketCluster::crd()).unwrap();
+    let fix = "regenerate with: cargo run -p operator --bin crdgen > crds/rocketclusters.rocketry.dev.yaml \
+               && cp crds/rocketclusters.rocketry.dev.yaml charts/rocketry/crds/";
+    assert!(
+        repo_file("crds/rocketclusters.rocketry.dev.yaml") == generated,
+        "crds/ is stale; {fix}"
+    );
+    assert!(
+        repo_file("charts/rocketry/crds/rocketclusters.rocketry.dev.yaml") == generated,
+        "charts/rocketry/crds/ differs from the generated CRD; {fix}"
+    );
+}
+
+#[test]
+fn the_example_is_a_valid_cluster() {
+    let example: RocketCluster =
+        serde_norway::from_str(&repo_file("examples/rocketcluster.yaml")).unwrap();
+    example.spec.validate().unwrap();
+    assert_eq!(example.spec.replicas_per_group, 3);
+}

@@ -1,0 +1,665 @@
+//! The operator against a real kube-apiserver, etcd and kube-controller-manager (the Kubernetes
+//! peer): CRDs from `crds/`, a controller running in the test, pods marked ready by the test.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use operator::leader::LeaseLock;
+use operator::RocketCluster;
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn cluster(name: &str, spec: serde_json::Value) -> RocketCluster {
+    let mut spec_with_image =
+        serde_json::json!({"image": "rocketry:test", "storage": {"size": "1Gi"}});
+    spec_with_image
+        .as_object_mut()
+        .unwrap()
+        .extend(spec.as_object().unwrap().clone());
+    RocketCluster::new(name, serde_json::from_value(spec_with_image).unwrap())
+}
+
+async fn patch_spec(api: &Api<RocketCluster>, name: &str, spec: serde_json::Value) {
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({ "spec": spec })),
+    )
+    .await
+    .unwrap();
+}
+
+fn broker_selector(cluster: &str) -> String {
+    format!("app.kubernetes.io/instance={cluster},app.kubernetes.io/component=broker")
+}
+
+async fn condition(
+    api: &Api<RocketCluster>,
+    name: &str,
+    type_: &str,
+) -> Option<(String, String, String)> {
+    let cluster = api.get(name).await.ok()?;
+    let condition = cluster
+        .status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == type_)?;
+    Some((condition.status, condition.reason, condition.message))
+}
+
+/// Waits for a condition with the given status and reason, returning its message.
+async fn wait_condition(
+    api: &Api<RocketCluster>,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> String {
+    wait_for(
+        WAIT,
+        &format!("{type_}={status} ({reason}) on {name}"),
+        || async {
+            let (s, r, message) = condition(api, name, type_).await?;
+            (s == status && r == reason).then_some(message)
+        },
+    )
+    .await
+}
+
+/// Marks pods ready until the group sets report every replica ready.
+async fn wait_all_ready(client: &Client, namespace: &str, cluster: &str, brokers: usize) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let clusters: Api<RocketCluster> = Api::namespaced(client.clone(), namespace);
+    let name_servers =
+        format!("app.kubernetes.io/instance={cluster},app.kubernetes.io/component=namesrv");
+    wait_for(WAIT, "every pod ready and the cluster Running", || async {
+        mark_all_ready(&pods, &name_servers).await;
+        let count = mark_all_ready(&pods, &broker_selector(cluster)).await;
+        let status = clusters.get(cluster).await.ok()?.status?;
+        (count == brokers && status.phase.as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+}
+
+/// resourceVersions of everything the cluster owns, and of the cluster itself.
+async fn versions(client: &Client, namespace: &str, cluster: &str) -> BTreeMap<String, String> {
+    let selector = format!("app.kubernetes.io/instance={cluster}");
+    let params = ListParams::default().labels(&selector);
+    let mut versions = BTreeMap::new();
+    macro_rules! collect {
+        ($kind:ty, $label:expr) => {
+            for object in Api::<$kind>::namespaced(client.clone(), namespace)
+                .list(&params)
+                .await
+                .unwrap()
+            {
+                versions.insert(
+                    format!("{}/{}", $label, object.name_any()),
+                    object.resource_version().unwrap(),
+                );
+            }
+        };
+    }
+    collect!(StatefulSet, "statefulset");
+    collect!(Service, "service");
+    collect!(ConfigMap, "configmap");
+    collect!(PodDisruptionBudget, "pdb");
+    let clusters: Api<RocketCluster> = Api::namespaced(client.clone(), namespace);
+    versions.insert(
+        "rocketcluster".into(),
+        clusters
+            .get(cluster)
+            .await
+            .unwrap()
+            .resource_version()
+            .unwrap(),
+    );
+    versions
+}
+
+#[tokio::test]
+async fn cluster_lifecycle_on_a_real_apiserver() {
+    let Some(path) = kubeconfig() else { return };
+    let client = admin_client(&path).await;
+    install_crds(&client).await;
+    let namespace = TestNamespace::create(&client, "lifecycle").await;
+    let ns = namespace.name.clone();
+    let mut controller = RunningController::start(&client, &ns);
+    let clusters: Api<RocketCluster> = Api::namespaced(client.clone(), &ns);
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+
+    let demo = cluster(
+        "demo",
+        serde_json::json!({
+            "nameServer": {"replicas": 2},
+            "brokerGroups": 2,
+            "replicasPerGroup": 1,
+            "storage": {"size": "2Gi", "storageClassName": "standard"},
+            "brokerConfig": {"maxMessageSize": "1048576"}
+        }),
+    );
+    let created = clusters
+        .create(&PostParams::default(), &demo)
+        .await
+        .unwrap();
+    let uid = created.uid().unwrap();
+
+    // Everything exists with what the spec says, owned by the cluster.
+    let group0 = wait_for(WAIT, "group 0's StatefulSet", || async {
+        sets.get_opt("demo-broker-1").await.unwrap()?;
+        sets.get_opt("demo-broker-0").await.unwrap()
+    })
+    .await;
+    assert_eq!(group0.spec.replicas, Some(1));
+    assert_eq!(
+        group0
+            .spec
+            .update_strategy
+            .as_ref()
+            .unwrap()
+            .type_
+            .as_deref(),
+        Some("OnDelete")
+    );
+    let claim = &group0.spec.volume_claim_templates.as_ref().unwrap()[0];
+    let claim_spec = claim.spec.as_ref().unwrap();
+    assert_eq!(
+        claim_spec
+            .resources
+            .as_ref()
+            .unwrap()
+            .requests
+            .as_ref()
+            .unwrap()["storage"]
+            .0,
+        "2Gi"
+    );
+    assert_eq!(claim_spec.storage_class_name.as_deref(), Some("standard"));
+    let name_server = sets.get("demo-namesrv").await.unwrap();
+    assert_eq!(name_server.spec.replicas, Some(2));
+    for name in [
+        "demo-namesrv",
+        "demo-namesrv-client",
+        "demo-broker-0",
+        "demo-broker-1",
+    ] {
+        let service = services.get(name).await.unwrap();
+        assert_eq!(service.owner_references()[0].uid, uid, "{name} owner");
+    }
+    assert_eq!(
+        services
+            .get("demo-broker-0")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .cluster_ip
+            .as_deref(),
+        Some("None")
+    );
+    let config = config_maps.get("demo-broker-1-config").await.unwrap();
+    assert_eq!(config.owner_references()[0].uid, uid);
+    let conf = &config.data.unwrap()["demo-broker-1-0.conf"];
+    for line in [
+        "brokerClusterName=demo",
+        "brokerName=demo-broker-1",
+        "brokerId=0",
+        &format!("brokerIP1=demo-broker-1-0.demo-broker-1.{ns}.svc.cluster.local"),
+        &format!("namesrvAddr=demo-namesrv-0.demo-namesrv.{ns}.svc.cluster.local:9876;demo-namesrv-1.demo-namesrv.{ns}.svc.cluster.local:9876"),
+        "listenPort=10911",
+        "flushDiskType=ASYNC_FLUSH",
+        "maxMessageSize=1048576",
+    ] {
+        assert!(conf.lines().any(|l| l == line), "{line} missing from\n{conf}");
+    }
+    let budget = budgets.get("demo-broker-0").await.unwrap();
+    assert_eq!(budget.owner_references()[0].uid, uid);
+    assert!(group0.owner_references()[0].controller == Some(true));
+
+    // Status follows the pods, which only the test can make ready here.
+    wait_condition(&clusters, "demo", "Ready", "False", "BrokersNotReady").await;
+    wait_all_ready(&client, &ns, "demo", 2).await;
+    let message = wait_condition(&clusters, "demo", "Ready", "True", "AllBrokersReady").await;
+    println!("Ready: {message}");
+    let status = clusters.get("demo").await.unwrap().status.unwrap();
+    assert_eq!(status.ready_brokers.as_deref(), Some("2/2"));
+    assert_eq!(status.broker_groups.len(), 2);
+    assert!(status
+        .conditions
+        .iter()
+        .all(|c| c.observed_generation == Some(1)));
+    assert!(status
+        .name_server_addresses
+        .unwrap()
+        .contains("demo-namesrv-1.demo-namesrv"));
+    // A broker that stops being ready turns the cluster not Ready again.
+    set_pod_ready(&pods, "demo-broker-0-0", false).await;
+    wait_condition(&clusters, "demo", "Ready", "False", "BrokersNotReady").await;
+
+    // Growing: 2 -> 3 groups, then 1 -> 3 brokers per group (a Raft group).
+    patch_spec(&clusters, "demo", serde_json::json!({"brokerGroups": 3})).await;
+    wait_for(WAIT, "group 2", || async {
+        sets.get_opt("demo-broker-2").await.unwrap()
+    })
+    .await;
+    wait_all_ready(&client, &ns, "demo", 3).await;
+    patch_spec(
+        &clusters,
+        "demo",
+        serde_json::json!({"replicasPerGroup": 3}),
+    )
+    .await;
+    wait_for(WAIT, "3 replicas per group", || async {
+        let set = sets.get("demo-broker-2").await.ok()?;
+        (set.spec.replicas == Some(3)).then_some(())
+    })
+    .await;
+    let raft = config_maps
+        .get("demo-broker-0-config")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(raft.len(), 3);
+    assert!(raft["demo-broker-0-2.conf"].contains("dLegerSelfId=n2"));
+    wait_all_ready(&client, &ns, "demo", 9).await;
+
+    // A broker config change rolls each group one pod at a time.
+    let before: BTreeMap<String, String> = pods
+        .list(&ListParams::default().labels(&broker_selector("demo")))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|pod| (pod.name_any(), pod.uid().unwrap()))
+        .collect();
+    assert_eq!(before.len(), 9);
+    patch_spec(
+        &clusters,
+        "demo",
+        serde_json::json!({"brokerConfig": {"maxMessageSize": "2097152"}}),
+    )
+    .await;
+    let new_hash = wait_for(WAIT, "the new config hash", || async {
+        let set = sets.get("demo-broker-0").await.ok()?;
+        let template = set.spec.template.metadata?.annotations?;
+        let hash = template.get("rocketry.dev/config-hash")?.clone();
+        let config = config_maps.get("demo-broker-0-config").await.ok()?.data?;
+        config["demo-broker-0-0.conf"]
+            .contains("maxMessageSize=2097152")
+            .then_some(hash)
+    })
+    .await;
+    let start = std::time::Instant::now();
+    let most_unavailable_in_a_group = std::cell::Cell::new(0);
+    wait_for(Duration::from_secs(180), "every broker rolled", || async {
+        let list = pods
+            .list(&ListParams::default().labels(&broker_selector("demo")))
+            .await
+            .ok()?
+            .items;
+        let mut unavailable: BTreeMap<String, usize> = BTreeMap::new();
+        for group in 0..3 {
+            let prefix = format!("demo-broker-{group}-");
+            let present = list.iter().filter(|p| {
+                p.name_any().starts_with(&prefix) && p.metadata.deletion_timestamp.is_none()
+            });
+            let ready = present.filter(|p| pod_ready(p)).count();
+            unavailable.insert(prefix, 3 - ready);
+        }
+        most_unavailable_in_a_group.set(
+            most_unavailable_in_a_group
+                .get()
+                .max(*unavailable.values().max().unwrap()),
+        );
+        assert!(
+            unavailable.values().all(|count| *count <= 1),
+            "more than one broker of a group down at once: {unavailable:?}"
+        );
+        mark_all_ready(&pods, &broker_selector("demo")).await;
+        let done = list.len() == 9
+            && list.iter().all(|pod| {
+                pod_ready(pod)
+                    && pod.annotations().get("rocketry.dev/config-hash") == Some(&new_hash)
+            });
+        done.then_some(())
+    })
+    .await;
+    println!("rolled 9 brokers in {:?}", start.elapsed());
+    assert_eq!(
+        most_unavailable_in_a_group.get(),
+        1,
+        "the roll was never observed"
+    );
+    let after = pods
+        .list(&ListParams::default().labels(&broker_selector("demo")))
+        .await
+        .unwrap();
+    for pod in &after {
+        assert_ne!(
+            Some(&pod.uid().unwrap()),
+            before.get(&pod.name_any()),
+            "{} was not replaced",
+            pod.name_any()
+        );
+    }
+    wait_all_ready(&client, &ns, "demo", 9).await;
+
+    // A restarted operator finds nothing to change and writes nothing.
+    controller.stop().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let converged = versions(&client, &ns, "demo").await;
+    controller = RunningController::start(&client, &ns);
+    wait_for(
+        WAIT,
+        "the restarted controller's first reconcile",
+        || async { (controller.metrics.reconciles() >= 1).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(controller.metrics.failures(), 0);
+    assert_eq!(
+        converged,
+        versions(&client, &ns, "demo").await,
+        "a pass over a converged cluster wrote something"
+    );
+    println!(
+        "restart wrote nothing: {} resourceVersions unchanged",
+        converged.len()
+    );
+
+    // Deleting the cluster lets the garbage collector remove what it owned; the volumes stay
+    // (reclaimPolicy Retain, the default).
+    let claims_before = claims
+        .list(&ListParams::default().labels(&broker_selector("demo")))
+        .await
+        .unwrap()
+        .items
+        .len();
+    assert_eq!(claims_before, 9, "one claim per broker");
+    clusters
+        .delete("demo", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(WAIT, "owned objects garbage-collected", || async {
+        let params = ListParams::default().labels("app.kubernetes.io/instance=demo");
+        let left = sets.list(&params).await.ok()?.items.len()
+            + services.list(&params).await.ok()?.items.len()
+            + config_maps.list(&params).await.ok()?.items.len()
+            + budgets.list(&params).await.ok()?.items.len()
+            + pods.list(&params).await.ok()?.items.len();
+        (left == 0).then_some(())
+    })
+    .await;
+    let kept = claims
+        .list(&ListParams::default().labels(&broker_selector("demo")))
+        .await
+        .unwrap();
+    assert_eq!(kept.items.len(), 9, "Retain keeps every claim");
+    assert!(kept
+        .items
+        .iter()
+        .all(|claim| claim.metadata.deletion_timestamp.is_none()));
+
+    // With reclaimPolicy Delete the claims go with the cluster.
+    let scratch = cluster(
+        "scratch",
+        serde_json::json!({"storage": {"size": "1Gi", "reclaimPolicy": "Delete"}}),
+    );
+    clusters
+        .create(&PostParams::default(), &scratch)
+        .await
+        .unwrap();
+    wait_for(WAIT, "scratch's claim owned by its StatefulSet", || async {
+        let list = claims
+            .list(&ListParams::default().labels(&broker_selector("scratch")))
+            .await
+            .ok()?;
+        let claim = list.items.first()?;
+        (!claim.owner_references().is_empty()).then_some(())
+    })
+    .await;
+    clusters
+        .delete("scratch", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(WAIT, "scratch's claims deleted", || async {
+        let list = claims
+            .list(&ListParams::default().labels(&broker_selector("scratch")))
+            .await
+            .ok()?;
+        list.items.is_empty().then_some(())
+    })
+    .await;
+
+    controller.stop().await;
+    namespace.delete().await;
+}
+
+#[tokio::test]
+async fn invalid_specs_are_refused_with_a_readable_message() {
+    let Some(path) = kubeconfig() else { return };
+    let client = admin_client(&path).await;
+    install_crds(&client).await;
+    let namespace = TestNamespace::create(&client, "invalid").await;
+    let clusters: Api<RocketCluster> = Api::namespaced(client.clone(), &namespace.name);
+    // Raw JSON, so that values the Rust types could not even hold reach the apiserver.
+    let cases = [
+        (
+            "even",
+            serde_json::json!({"replicasPerGroup": 4}),
+            "odd number",
+        ),
+        (
+            "negative",
+            serde_json::json!({"storage": {"size": "-1Gi"}}),
+            "storage.size",
+        ),
+        (
+            "flush",
+            serde_json::json!({"flushDiskType": "SOMETIMES"}),
+            "supported values",
+        ),
+        (
+            "unknown",
+            serde_json::json!({"brokerConfig": {"noSuchKey": "1"}}),
+            "brokerConfig has a key Rocketry does not know",
+        ),
+        (
+            "managed",
+            serde_json::json!({"brokerConfig": {"brokerIP1": "1.2.3.4"}}),
+            "brokerConfig has a key",
+        ),
+        (
+            "groups",
+            serde_json::json!({"brokerGroups": 0}),
+            "brokerGroups",
+        ),
+    ];
+    for (name, spec, expected) in cases {
+        let mut full = serde_json::json!({"image": "rocketry:test", "storage": {"size": "1Gi"}});
+        full.as_object_mut()
+            .unwrap()
+            .extend(spec.as_object().unwrap().clone());
+        let object = serde_json::json!({
+            "apiVersion": "rocketry.dev/v1alpha1", "kind": "RocketCluster",
+            "metadata": {"name": name}, "spec": full
+        });
+        let dynamic: Api<kube::api::DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            &namespace.name,
+            &kube::api::ApiResource::erase::<RocketCluster>(&()),
+        );
+        let error = dynamic
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(object).unwrap(),
+            )
+            .await
+            .expect_err(&format!("{name} should be refused"));
+        let message = error.to_string();
+        println!("{name}: {message}");
+        assert!(
+            message.contains(expected),
+            "{name}: expected '{expected}' in: {message}"
+        );
+    }
+    // Storage cannot change once the cluster exists.
+    clusters
+        .create(
+            &PostParams::default(),
+            &cluster("fixed", serde_json::json!({})),
+        )
+        .await
+        .unwrap();
+    let error = clusters
+        .patch(
+            "fixed",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"storage": {"size": "5Gi"}}})),
+        )
+        .await
+        .expect_err("storage change refused");
+    assert!(
+        error.to_string().contains("storage cannot change"),
+        "{error}"
+    );
+    namespace.delete().await;
+}
+
+#[tokio::test]
+async fn scale_in_is_refused_unless_forced_and_pause_stops_reconciling() {
+    let Some(path) = kubeconfig() else { return };
+    let client = admin_client(&path).await;
+    install_crds(&client).await;
+    let namespace = TestNamespace::create(&client, "scalein").await;
+    let ns = namespace.name.clone();
+    let controller = RunningController::start(&client, &ns);
+    let clusters: Api<RocketCluster> = Api::namespaced(client.clone(), &ns);
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    clusters
+        .create(
+            &PostParams::default(),
+            &cluster("shrink", serde_json::json!({"brokerGroups": 3})),
+        )
+        .await
+        .unwrap();
+    wait_all_ready(&client, &ns, "shrink", 3).await;
+
+    patch_spec(&clusters, "shrink", serde_json::json!({"brokerGroups": 2})).await;
+    let message = wait_condition(&clusters, "shrink", "Degraded", "True", "ScaleInRefused").await;
+    println!("ScaleInRefused: {message}");
+    assert!(message.contains("rocketry.dev/allow-scale-in"));
+    assert!(
+        sets.get_opt("shrink-broker-2").await.unwrap().is_some(),
+        "a refused scale-in removed a group"
+    );
+
+    let annotate = |key: &str, value: Option<&str>| serde_json::json!({"metadata": {"annotations": {key: value}}});
+    clusters
+        .patch(
+            "shrink",
+            &PatchParams::default(),
+            &Patch::Merge(annotate("rocketry.dev/allow-scale-in", Some("true"))),
+        )
+        .await
+        .unwrap();
+    wait_for(WAIT, "group 2 removed", || async {
+        sets.get_opt("shrink-broker-2")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    wait_condition(&clusters, "shrink", "Degraded", "False", "AsExpected").await;
+
+    // Paused: a spec change is not applied, and a condition says why.
+    clusters
+        .patch(
+            "shrink",
+            &PatchParams::default(),
+            &Patch::Merge(annotate("rocketry.dev/paused", Some("true"))),
+        )
+        .await
+        .unwrap();
+    let message = wait_condition(&clusters, "shrink", "Progressing", "False", "Paused").await;
+    assert!(message.contains("rocketry.dev/paused"));
+    patch_spec(&clusters, "shrink", serde_json::json!({"brokerGroups": 3})).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        sets.get_opt("shrink-broker-2").await.unwrap().is_none(),
+        "a paused cluster was reconciled"
+    );
+    clusters
+        .patch(
+            "shrink",
+            &PatchParams::default(),
+            &Patch::Merge(annotate("rocketry.dev/paused", None)),
+        )
+        .await
+        .unwrap();
+    wait_for(WAIT, "group 2 back after resuming", || async {
+        sets.get_opt("shrink-broker-2").await.unwrap()
+    })
+    .await;
+
+    controller.stop().await;
+    namespace.delete().await;
+}
+
+#[tokio::test]
+async fn only_one_replica_holds_the_leader_lease() {
+    let Some(path) = kubeconfig() else { return };
+    let client = admin_client(&path).await;
+    let namespace = TestNamespace::create(&client, "lease").await;
+    let duration = Duration::from_secs(3);
+    let first = LeaseLock::new(
+        client.clone(),
+        &namespace.name,
+        "rocketry-operator",
+        "first",
+        duration,
+    );
+    let second = LeaseLock::new(
+        client.clone(),
+        &namespace.name,
+        "rocketry-operator",
+        "second",
+        duration,
+    );
+    assert!(first.try_acquire_or_renew().await.unwrap());
+    assert!(
+        !second.try_acquire_or_renew().await.unwrap(),
+        "two holders at once"
+    );
+    assert!(
+        first.try_acquire_or_renew().await.unwrap(),
+        "the holder renews"
+    );
+    // The holder stops renewing: the lease expires and the standby takes it over.
+    tokio::time::sleep(duration + Duration::from_secs(1)).await;
+    assert!(second.try_acquire_or_renew().await.unwrap());
+    assert!(!first.try_acquire_or_renew().await.unwrap());
+    let lease = Api::<Lease>::namespaced(client.clone(), &namespace.name)
+        .get("rocketry-operator")
+        .await
+        .unwrap();
+    let spec = lease.spec.unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("second"));
+    assert_eq!(spec.lease_transitions, Some(1));
+    namespace.delete().await;
+}
