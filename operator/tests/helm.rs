@@ -1,0 +1,233 @@
+//! The Helm chart: lint, render, validate every rendered manifest against the Kubernetes
+//! schemas, install into the Kubernetes peer, and run the controller under the chart's own
+//! ServiceAccount (a TokenRequest token) to show its RBAC is enough, and no more.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::Client;
+use operator::leader::LeaseLock;
+use operator::RocketCluster;
+use support::*;
+
+const RELEASE_NAMESPACE: &str = "rocketry-system";
+
+/// Runs a verb of the Kubernetes peer script (helm, kubectl, kubernetes-validate) and returns stdout.
+fn peer(args: &[&str]) -> String {
+    let output = Command::new(repo_root().join("scripts/peers/kubernetes"))
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("runs scripts/peers/kubernetes");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "{args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+async fn service_account_client(admin: &Client, path: &std::path::PathBuf, name: &str) -> Client {
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), RELEASE_NAMESPACE);
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: None,
+            expiration_seconds: Some(3600),
+            ..TokenRequestSpec::default()
+        }),
+        ..TokenRequest::default()
+    };
+    let token = accounts
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .expect("TokenRequest for the chart's ServiceAccount")
+        .status
+        .expect("a token")
+        .token;
+    let mut config = config(path).await;
+    // Only the token: the admin's client certificate must not come along.
+    config.auth_info = serde_json::from_value(serde_json::json!({ "token": token })).unwrap();
+    Client::try_from(config).unwrap()
+}
+
+fn is_forbidden(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 403)
+}
+
+#[tokio::test]
+async fn chart_lints_renders_valid_manifests_installs_and_its_rbac_suffices() {
+    let Some(path) = kubeconfig() else { return };
+    let started = std::time::Instant::now();
+    peer(&["helm", "lint", "--strict", "charts/rocketry"]);
+    let rendered = peer(&[
+        "helm",
+        "template",
+        "rocketry",
+        "charts/rocketry",
+        "--namespace",
+        RELEASE_NAMESPACE,
+        "--include-crds",
+    ]);
+    for kind in [
+        "kind: Deployment",
+        "kind: ServiceAccount",
+        "kind: ClusterRole",
+        "kind: Role",
+        "kind: CustomResourceDefinition",
+    ] {
+        assert!(rendered.contains(kind), "rendered chart lacks {kind}");
+    }
+    let with_monitor = peer(&[
+        "helm",
+        "template",
+        "rocketry",
+        "charts/rocketry",
+        "--set",
+        "serviceMonitor.enabled=true",
+    ]);
+    assert!(with_monitor.contains("kind: ServiceMonitor"));
+    let file = std::env::temp_dir().join(format!("rocketry-chart-{}.yaml", std::process::id()));
+    std::fs::write(&file, &rendered).unwrap();
+    let validated = peer(&[
+        "kubernetes-validate",
+        "--strict",
+        "-k",
+        "1.37.0",
+        file.to_str().unwrap(),
+    ]);
+    std::fs::remove_file(&file).ok();
+    println!("kubernetes-validate:\n{validated}");
+    assert!(!validated.contains("ERROR"), "{validated}");
+
+    let admin = admin_client(&path).await;
+    let _ = Command::new(repo_root().join("scripts/peers/kubernetes"))
+        .args([
+            "helm",
+            "uninstall",
+            "rocketry",
+            "--namespace",
+            RELEASE_NAMESPACE,
+        ])
+        .output();
+    peer(&[
+        "helm",
+        "install",
+        "rocketry",
+        "charts/rocketry",
+        "--namespace",
+        RELEASE_NAMESPACE,
+        "--create-namespace",
+    ]);
+    let deployment: Deployment = Api::namespaced(admin.clone(), RELEASE_NAMESPACE)
+        .get("rocketry")
+        .await
+        .unwrap();
+    assert_eq!(
+        deployment
+            .spec
+            .template
+            .spec
+            .unwrap()
+            .service_account_name
+            .as_deref(),
+        Some("rocketry")
+    );
+    install_crds(&admin).await;
+
+    // The controller, as the chart's ServiceAccount, reconciles a cluster without a denial.
+    let operator_client = service_account_client(&admin, &path, "rocketry").await;
+    let lease = LeaseLock::new(
+        operator_client.clone(),
+        RELEASE_NAMESPACE,
+        "rocketry",
+        "test",
+        Duration::from_secs(15),
+    );
+    assert!(lease
+        .try_acquire_or_renew()
+        .await
+        .expect("the Role allows the Lease"));
+    let namespace = TestNamespace::create(&admin, "helm").await;
+    let controller = RunningController::start(&operator_client, &namespace.name);
+    let clusters: Api<RocketCluster> = Api::namespaced(admin.clone(), &namespace.name);
+    let cluster: RocketCluster = serde_json::from_value(serde_json::json!({
+        "apiVersion": "rocketry.dev/v1alpha1", "kind": "RocketCluster",
+        "metadata": {"name": "rbac"},
+        "spec": {"image": "rocketry:test", "brokerGroups": 2, "storage": {"size": "1Gi"}}
+    }))
+    .unwrap();
+    clusters
+        .create(&PostParams::default(), &cluster)
+        .await
+        .unwrap();
+    let sets: Api<StatefulSet> = Api::namespaced(admin.clone(), &namespace.name);
+    wait_for(
+        Duration::from_secs(60),
+        "the operator's StatefulSets",
+        || async { sets.get_opt("rbac-broker-1").await.unwrap() },
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &namespace.name);
+    wait_for(
+        Duration::from_secs(60),
+        "the cluster Running under the chart's RBAC",
+        || async {
+            mark_all_ready(&pods, "app.kubernetes.io/instance=rbac").await;
+            let status = clusters.get("rbac").await.ok()?.status?;
+            (status.phase.as_deref() == Some("Running")).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        controller.metrics.failures(),
+        0,
+        "a reconcile failed under the chart's RBAC"
+    );
+    println!(
+        "reconciled under the ServiceAccount: {}",
+        controller
+            .metrics
+            .render()
+            .lines()
+            .filter(|l| l.starts_with("rocketry_operator_reconciles_total"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+
+    // Verbs it does not need are denied.
+    let secrets: Api<Secret> = Api::namespaced(operator_client.clone(), &namespace.name);
+    let denied = secrets
+        .list(&ListParams::default())
+        .await
+        .expect_err("listing secrets must be denied");
+    assert!(is_forbidden(&denied), "{denied}");
+    let as_operator: Api<RocketCluster> = Api::namespaced(operator_client.clone(), &namespace.name);
+    let denied = as_operator
+        .delete("rbac", &DeleteParams::default())
+        .await
+        .expect_err("deleting a cluster must be denied");
+    assert!(is_forbidden(&denied), "{denied}");
+    println!("denied as expected: {denied}");
+
+    controller.stop().await;
+    clusters
+        .delete("rbac", &DeleteParams::default())
+        .await
+        .unwrap();
+    peer(&[
+        "helm",
+        "uninstall",
+        "rocketry",
+        "--namespace",
+        RELEASE_NAMESPACE,
+    ]);
+    namespace.delete().await;
+    println!("chart test took {:?}", started.elapsed());
+}
