@@ -100,6 +100,12 @@ settings! {
         notify_consumer_ids_changed_enable: bool = true => "notifyConsumerIdsChangedEnable",
         region_id: String = "DefaultRegion".to_string() => "regionId",
         trace_on: bool = true => "traceOn",
+        /// Allow SQL92 subscriptions (filtering by message properties).
+        enable_property_filter: bool = false => "enablePropertyFilter",
+        /// The delay of each delay level, 1-based, as RocketMQ spells them.
+        message_delay_level: String =
+            "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h".to_string()
+            => "messageDelayLevel",
     }
 }
 

@@ -7,6 +7,7 @@ pub mod broker;
 pub mod config;
 mod config_file;
 pub mod error;
+pub mod filter;
 pub mod namesrv;
 mod properties;
 pub mod run;

@@ -5,7 +5,11 @@ mod client_manager;
 mod consumer_offset;
 mod long_polling;
 mod processor;
+mod queue_lock;
 mod registration;
+mod retry;
+mod schedule;
+mod stats;
 mod subscription_group;
 mod topic_config;
 
@@ -26,7 +30,7 @@ pub use subscription_group::SubscriptionGroups;
 pub use topic_config::TopicConfigs;
 
 use crate::config::BrokerConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::namesrv::not_supported;
 use crate::server::{Channel, Service};
 
@@ -40,7 +44,12 @@ pub struct Broker {
     offsets: ConsumerOffsets,
     groups: SubscriptionGroups,
     clients: ClientManager,
+    locks: queue_lock::QueueLocks,
+    delay_levels: schedule::DelayLevels,
+    schedule: schedule::Schedule,
     pulls: Arc<PullHolds>,
+    /// Message counters for GET_BROKER_RUNTIME_INFO.
+    stats: stats::BrokerStats,
     /// The address written into stored messages and offset message ids: where clients
     /// reach this broker (brokerIP1, resolved, and the listen port).
     store_host: SocketAddr,
@@ -56,8 +65,22 @@ impl Broker {
     /// Opens the store and the broker's state files.
     pub fn open(config: BrokerConfig, store_config: store::StoreConfig) -> Result<Arc<Broker>> {
         let config_dir = store_config.store_path_root_dir.join("config");
+        let delay_levels =
+            schedule::DelayLevels::parse(&config.message_delay_level).map_err(|reason| {
+                Error::ConfigValue {
+                    key: "messageDelayLevel".into(),
+                    value: config.message_delay_level.clone(),
+                    reason,
+                }
+            })?;
         let store = MessageStore::open(store_config)?;
         let topics = TopicConfigs::open(config_dir.join("topics.json"), &config)?;
+        topics.ensure(
+            schedule::SCHEDULE_TOPIC,
+            delay_levels.max_level(),
+            protocol::body::perm::READ | protocol::body::perm::WRITE,
+        )?;
+        let schedule = schedule::Schedule::open(config_dir.join("delayOffset.json"))?;
         let offsets = ConsumerOffsets::open(config_dir.join("consumerOffset.json"))?;
         let groups = SubscriptionGroups::open(
             config_dir.join("subscriptionGroup.json"),
@@ -81,7 +104,11 @@ impl Broker {
             offsets,
             groups,
             clients: ClientManager::default(),
+            locks: queue_lock::QueueLocks::default(),
+            delay_levels,
+            schedule,
             pulls,
+            stats: stats::BrokerStats::default(),
             store_host,
             unique_ids: message::UniqueIdGenerator::new(store_host.ip(), std::process::id() as i32),
             topics_changed: Notify::new(),
@@ -102,6 +129,7 @@ impl Broker {
     /// registration, client expiry, offset persistence. They end at [`Broker::shutdown`].
     pub async fn start(self: &Arc<Self>) {
         registration::start(self.clone()).await;
+        schedule::spawn(self.clone());
         let broker = self.clone();
         tokio::spawn(async move {
             let mut clients = tokio::time::interval(CLIENT_SCAN_INTERVAL);
@@ -136,6 +164,9 @@ impl Broker {
         self.offsets.persist()?;
         registration::unregister_all(self).await;
         self.store.shutdown()?;
+        // Only now is every delivered delayed message flushed, so its progress may be kept.
+        self.schedule
+            .persist(self.store.commit_log_flushed_offset())?;
         info!("broker stopped cleanly");
         Ok(())
     }
@@ -197,12 +228,29 @@ impl Service for Broker {
             | GetMinOffset
             | SearchOffsetByTimestamp
             | GetEarliestMsgStoretime => processor::offset::process(self, code, &request),
-            HeartBeat | UnregisterClient | GetConsumerListByGroup => {
+            HeartBeat | UnregisterClient | GetConsumerListByGroup | CheckClientConfig => {
                 processor::client::process(self, code, &request, channel)
             }
-            UpdateAndCreateTopic | DeleteTopicInBroker | GetAllTopicConfig | GetTopicConfig
-            | GetBrokerRuntimeInfo | GetTopicStatsInfo | ViewMessageById | QueryMessage
-            | GetBrokerConfig => processor::admin::process(self, code, &request),
+            ConsumerSendMsgBack => processor::send_back::process(self, &request).await,
+            LockBatchMq | UnlockBatchMq => processor::lock::process(self, code, &request),
+            UpdateAndCreateTopic
+            | DeleteTopicInBroker
+            | GetAllTopicConfig
+            | GetTopicConfig
+            | GetTopicStatsInfo
+            | UpdateAndCreateSubscriptiongroup
+            | GetAllSubscriptiongroupConfig
+            | DeleteSubscriptiongroup
+            | GetSubscriptiongroupConfig
+            | GetConsumeStats
+            | QueryTopicConsumeByWho
+            | GetConsumerConnectionList
+            | GetProducerConnectionList
+            | InvokeBrokerToResetOffset
+            | GetBrokerRuntimeInfo
+            | GetBrokerConfig
+            | ViewMessageById
+            | QueryMessage => processor::admin::process(self, code, &request),
             _ => not_supported(&request),
         };
         Some(response)

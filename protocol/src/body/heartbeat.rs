@@ -157,3 +157,22 @@ fn string_set<'de, D: serde::Deserializer<'de>>(
 fn code_set<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<BTreeSet<i32>, D::Error> {
     Ok(lenient::i32_list(deserializer)?.into_iter().collect())
 }
+
+/// CHECK_CLIENT_CONFIG's body: a consumer asks whether the broker accepts its subscription
+/// (sent at start for SQL92 subscriptions).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckClientRequestBody {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub client_id: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub group: String,
+    #[serde(default)]
+    pub subscription_data: SubscriptionData,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::option_string"
+    )]
+    pub namespace: Option<String>,
+}

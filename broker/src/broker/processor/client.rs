@@ -3,7 +3,10 @@
 
 use std::time::Instant;
 
-use protocol::body::{self, perm, ConsumerListByGroupResponseBody, HeartbeatData, MessageModel};
+use protocol::body::{
+    self, perm, CheckClientRequestBody, ConsumerListByGroupResponseBody, HeartbeatData,
+    MessageModel,
+};
 use protocol::header::{GetConsumerListByGroupRequestHeader, UnregisterClientRequestHeader};
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 use tracing::{info, warn};
@@ -12,6 +15,7 @@ use super::{bad_header, header, reply, success};
 use crate::broker::client_manager::ClientInfo;
 use crate::broker::topic_config::retry_topic;
 use crate::broker::Broker;
+use crate::filter;
 use crate::server::Channel;
 
 pub fn process(
@@ -35,6 +39,7 @@ pub fn process(
             }
             success(request)
         }
+        RequestCode::CheckClientConfig => check_client_config(broker, request),
         _ => {
             let h: GetConsumerListByGroupRequestHeader = header!(request);
             let ids = broker.clients.consumer_ids(&h.consumer_group);
@@ -94,4 +99,34 @@ fn heartbeat(broker: &Broker, request: &RemotingCommand, channel: &Channel) -> R
         }
     }
     success(request)
+}
+
+/// A consumer with a SQL92 subscription asks at start whether the broker can serve it.
+fn check_client_config(broker: &Broker, request: &RemotingCommand) -> RemotingCommand {
+    let body: CheckClientRequestBody = match body::from_json(&request.body) {
+        Ok(body) => body,
+        Err(error) => return bad_header(request, error),
+    };
+    let subscription = &body.subscription_data;
+    if !filter::is_sql(subscription) {
+        return success(request);
+    }
+    if !broker.config.enable_property_filter {
+        return reply(
+            request,
+            ResponseCode::SystemError,
+            "The broker does not support consumer to filter message by SQL92",
+        );
+    }
+    match filter::Sql92::compile(&subscription.sub_string) {
+        Ok(_) => success(request),
+        Err(error) => reply(
+            request,
+            ResponseCode::SubscriptionParseFailed,
+            format!(
+                "Parameter value {} is invalid: {error}",
+                subscription.sub_string
+            ),
+        ),
+    }
 }

@@ -3,9 +3,11 @@
 
 pub mod admin;
 pub mod client;
+pub mod lock;
 pub mod offset;
 pub mod pull;
 pub mod send;
+pub mod send_back;
 
 use protocol::{RemotingCommand, ResponseCode};
 

@@ -1,17 +1,17 @@
 //! PULL_MESSAGE (11) and LITE_PULL_MESSAGE (361), with long polling: a pull that finds
 //! nothing new is held until a message arrives in its queue or its suspend time runs out.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use protocol::body::{perm, SubscriptionData};
 use protocol::header::{pull_sys_flag, PullMessageRequestHeader, PullMessageResponseHeader};
 use protocol::{RemotingCommand, ResponseCode};
-use store::{GetMessageResult, GetMessageStatus};
+use store::{GetMessageResult, GetMessageStatus, MessageFilter};
 
 use super::{header, reply};
 use crate::broker::Broker;
+use crate::filter::{self, SubscriptionFilter};
 
 /// RocketMQ's transfer limits for messages still in memory
 /// (`maxTransferBytesOnMessageInMemory`, `maxTransferCountOnMessageInMemory`).
@@ -82,8 +82,8 @@ pub async fn process(broker: &Broker, request: &RemotingCommand) -> RemotingComm
             ),
         );
     }
-    let tag_codes = match subscription(broker, &header) {
-        Ok(subscription) => tag_filter(&subscription),
+    let filter = match subscription(broker, &header).and_then(|s| filter_of(broker, &s)) {
+        Ok(filter) => filter,
         Err(answer) => return reply(request, answer.0, answer.1),
     };
 
@@ -96,7 +96,7 @@ pub async fn process(broker: &Broker, request: &RemotingCommand) -> RemotingComm
             header.commit_offset,
         );
     }
-    let mut result = read(broker, &header, tag_codes.as_ref());
+    let mut result = read(broker, &header, &filter);
     let nothing_yet = result.status == GetMessageStatus::OffsetOverflowOne
         || (result.status == GetMessageStatus::NoMessageInQueue && header.queue_offset == 0);
     if nothing_yet && suspend && !broker.is_stopping() {
@@ -110,26 +110,26 @@ pub async fn process(broker: &Broker, request: &RemotingCommand) -> RemotingComm
             &header.topic,
             header.queue_id,
             header.queue_offset,
-            tag_codes.clone(),
+            filter.wake_codes(),
         );
         // A message may have landed between the read and the hold: look once more
         // before sleeping, so it is not left waiting for the whole hold.
         if broker.store.max_offset(&header.topic, header.queue_id) <= header.queue_offset {
             let _ = tokio::time::timeout(hold, wakeup).await;
         }
-        result = read(broker, &header, tag_codes.as_ref());
+        result = read(broker, &header, &filter);
     }
+    broker.stats.record_get(result.messages.len());
     answer(request, header.queue_offset, result)
 }
 
 fn read(
     broker: &Broker,
     header: &PullMessageRequestHeader,
-    tag_codes: Option<&BTreeSet<i32>>,
+    filter: &SubscriptionFilter,
 ) -> GetMessageResult {
     let max_count = (header.max_msg_nums.max(1) as usize).min(MAX_TRANSFER_COUNT);
-    let accepts = |code: i64| tag_codes.is_none_or(|codes| codes.contains(&(code as i32)));
-    let filter: Option<&dyn Fn(i64) -> bool> = tag_codes.map(|_| &accepts as &dyn Fn(i64) -> bool);
+    let filter = (!filter.is_all()).then_some(filter as &dyn MessageFilter);
     broker.store.get_message(
         &header.topic,
         header.queue_id,
@@ -140,6 +140,28 @@ fn read(
     )
 }
 
+/// Compiles a subscription, refusing SQL92 unless the broker enables property filters.
+fn filter_of(
+    broker: &Broker,
+    subscription: &SubscriptionData,
+) -> Result<SubscriptionFilter, (ResponseCode, String)> {
+    if filter::is_sql(subscription) && !broker.config.enable_property_filter {
+        return Err((
+            ResponseCode::SystemError,
+            "The broker does not support consumer to filter message by SQL92".into(),
+        ));
+    }
+    SubscriptionFilter::compile(subscription).map_err(|error| {
+        (
+            ResponseCode::SubscriptionParseFailed,
+            format!(
+                "parse the consumer's subscription[{}] failed: {error}",
+                subscription.sub_string
+            ),
+        )
+    })
+}
+
 /// The subscription this pull filters by: the one in the request when it carries one,
 /// else the one the group registered by heartbeat (a Java push consumer sends none).
 fn subscription(
@@ -147,31 +169,13 @@ fn subscription(
     header: &PullMessageRequestHeader,
 ) -> Result<SubscriptionData, (ResponseCode, String)> {
     if pull_sys_flag::has_subscription(header.sys_flag) {
-        let expression_type = header.expression_type.clone();
-        if expression_type
-            .as_deref()
-            .is_some_and(|t| !t.eq_ignore_ascii_case("TAG"))
-        {
-            return Err((
-                ResponseCode::SubscriptionParseFailed,
-                format!(
-                    "expression type {} is not supported yet",
-                    expression_type.unwrap_or_default()
-                ),
-            ));
-        }
         let sub_string = header.subscription.clone().unwrap_or_default();
-        let tags_set = SubscriptionData::parse_tags(&sub_string);
         return Ok(SubscriptionData {
             topic: header.topic.clone(),
-            code_set: tags_set
-                .iter()
-                .map(|t| message::java_string_hash(t))
-                .collect(),
-            tags_set,
+            tags_set: SubscriptionData::parse_tags(&sub_string),
             sub_string,
             sub_version: header.sub_version,
-            expression_type,
+            expression_type: header.expression_type.clone(),
             ..SubscriptionData::default()
         });
     }
@@ -203,24 +207,6 @@ fn subscription(
         ));
     }
     Ok(subscription.clone())
-}
-
-/// The tag hash codes a subscription accepts; `None` accepts everything.
-fn tag_filter(subscription: &SubscriptionData) -> Option<BTreeSet<i32>> {
-    if subscription.subscribes_all() {
-        return None;
-    }
-    let codes: BTreeSet<i32> = if subscription.code_set.is_empty() {
-        subscription
-            .tags_set
-            .iter()
-            .chain(SubscriptionData::parse_tags(&subscription.sub_string).iter())
-            .map(|tag| message::java_string_hash(tag))
-            .collect()
-    } else {
-        subscription.code_set.clone()
-    };
-    Some(codes)
 }
 
 /// Maps the store's answer to RocketMQ's pull response (`composeResponseHeader`).

@@ -10,7 +10,7 @@ use super::{bad_header, reply};
 use crate::broker::topic_config::{
     validate_topic_name, DLQ_GROUP_TOPIC_PREFIX, NOT_ALLOWED_SEND_TOPICS, RETRY_GROUP_TOPIC_PREFIX,
 };
-use crate::broker::Broker;
+use crate::broker::{retry, schedule, Broker};
 use crate::server::Channel;
 
 pub async fn process(
@@ -95,7 +95,7 @@ pub async fn process(
         Ok(messages) => messages,
         Err(error) => return reply(request, ResponseCode::MessageIllegal, error.to_string()),
     };
-    let puts: Vec<PutMessage> = messages
+    let mut puts: Vec<PutMessage> = messages
         .into_iter()
         .map(|message| PutMessage {
             sys_flag: header.sys_flag,
@@ -104,6 +104,14 @@ pub async fn process(
             ..PutMessage::new(message, queue_id, channel.peer_addr(), broker.store_host)
         })
         .collect();
+    if let Some(group) = retry::retry_group(&header.topic) {
+        if let Err(answer) = retry_or_dead_letter(broker, group, &header, &mut puts[0]) {
+            return reply(request, answer.0, answer.1);
+        }
+    }
+    for put in &mut puts {
+        schedule::defer(put, &broker.delay_levels);
+    }
     let unique_keys: Vec<String> = puts
         .iter()
         .filter_map(|put| put.message.unique_key().map(str::to_string))
@@ -112,6 +120,7 @@ pub async fn process(
         Ok(appended) => appended,
         Err(error) => return store_failure(request, error),
     };
+    broker.stats.record_put(appended.messages.len());
     let mut code = ResponseCode::Success;
     let mut remark = None;
     if let Err(error) = appended.durable.await {
@@ -224,4 +233,33 @@ fn store_failure(request: &RemotingCommand, error: store::Error) -> RemotingComm
     };
     tracing::warn!(%error, "append refused");
     reply(request, code, remark)
+}
+
+/// A consumer (or its client after a failed send-back) sends a message to
+/// `%RETRY%<group>` itself: past the group's attempts, or while the group consumes orderly
+/// (it holds live queue locks), the message goes to the dead-letter queue instead
+/// (`handleRetryAndDLQ`; note the strict `>` where send-back uses `>=`).
+fn retry_or_dead_letter(
+    broker: &Broker,
+    group: &str,
+    header: &SendMessageRequestHeader,
+    put: &mut PutMessage,
+) -> Result<(), (ResponseCode, String)> {
+    let config = match broker.groups.find_or_create(group) {
+        Ok(Some(config)) => config,
+        Ok(None) => {
+            return Err((
+                ResponseCode::SubscriptionGroupNotExist,
+                format!("subscription group not exist, {group}"),
+            ))
+        }
+        Err(error) => return Err((ResponseCode::SystemError, error.to_string())),
+    };
+    let max = retry::max_reconsume_times(header.max_reconsume_times, &config);
+    let orderly = !broker.locks.all_expired(group, std::time::Instant::now());
+    if put.reconsume_times > max || orderly {
+        put.queue_id = retry::to_dead_letter(broker, group, &mut put.message)
+            .map_err(|error| (ResponseCode::SystemError, error.to_string()))?;
+    }
+    Ok(())
 }

@@ -1,0 +1,54 @@
+//! The admin and query requests mqadmin and the operator send to a broker, one file per
+//! subject: topics, consumer groups, consumers (progress, connections, offset resets),
+//! broker state, and messages by id or key.
+
+mod broker_info;
+mod consumers;
+mod groups;
+mod messages;
+mod topics;
+
+#[cfg(test)]
+mod compatibility_test;
+
+use protocol::{RemotingCommand, RequestCode};
+
+use super::reply;
+use crate::broker::Broker;
+
+pub fn process(broker: &Broker, code: RequestCode, request: &RemotingCommand) -> RemotingCommand {
+    use RequestCode::*;
+    match code {
+        UpdateAndCreateTopic => topics::create(broker, request),
+        DeleteTopicInBroker => topics::delete(broker, request),
+        GetAllTopicConfig => topics::all(broker, request),
+        GetTopicConfig => topics::one(broker, request),
+        GetTopicStatsInfo => topics::stats(broker, request),
+        UpdateAndCreateSubscriptiongroup => groups::create(broker, request),
+        GetAllSubscriptiongroupConfig => groups::all(broker, request),
+        DeleteSubscriptiongroup => groups::delete(broker, request),
+        GetSubscriptiongroupConfig => groups::one(broker, request),
+        GetConsumeStats => consumers::consume_stats(broker, request),
+        QueryTopicConsumeByWho => consumers::consumed_by(broker, request),
+        GetConsumerConnectionList => consumers::consumer_connections(broker, request),
+        GetProducerConnectionList => consumers::producer_connections(broker, request),
+        InvokeBrokerToResetOffset => consumers::reset_offset(broker, request),
+        GetBrokerRuntimeInfo => broker_info::runtime_info(broker, request),
+        GetBrokerConfig => broker_info::config(broker, request),
+        ViewMessageById => messages::view_by_id(broker, request),
+        QueryMessage => messages::query(broker, request),
+        other => reply(
+            request,
+            protocol::ResponseCode::RequestCodeNotSupported,
+            format!(" request type {} not supported", other.as_i32()),
+        ),
+    }
+}
+
+/// Milliseconds since the epoch.
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
