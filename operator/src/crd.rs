@@ -4,6 +4,9 @@
 //! refuse a bad spec with a message at `kubectl apply` time. The controller checks again
 //! (`validate`), because a CRD installed from an older release may lack a newer rule.
 
+// Several printcolumn(...) entries repeat `type_ = ...`, which clippy mistakes for a duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
