@@ -6,6 +6,7 @@
 //! object keys, stray commas). Every field reader is lenient about numbers in string fields
 //! and enum ordinals, because the C++ client sends both.
 
+pub mod admin;
 pub mod cluster;
 pub mod fastjson;
 pub mod heartbeat;

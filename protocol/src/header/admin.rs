@@ -76,3 +76,40 @@ custom_header! {
         optional clean_offset: bool = "cleanOffset",
     }
 }
+
+custom_header! {
+    /// GET_SUBSCRIPTIONGROUP_CONFIG (352, 5.x).
+    pub struct GetSubscriptionGroupConfigRequestHeader {
+        required group: String = "group",
+    }
+}
+
+custom_header! {
+    /// GET_ALL_SUBSCRIPTIONGROUP_CONFIG (201) paging fields (5.x); older clients send none.
+    pub struct GetAllSubscriptionGroupRequestHeader {
+        optional group_seq: i32 = "groupSeq",
+        optional data_version: String = "dataVersion",
+        optional max_group_num: i32 = "maxGroupNum",
+    }
+}
+
+custom_header! {
+    /// A 5.x client takes a single page as everything when `totalGroupNum` is absent.
+    pub struct GetAllSubscriptionGroupResponseHeader {
+        optional total_group_num: i32 = "totalGroupNum",
+    }
+}
+
+custom_header! {
+    /// INVOKE_BROKER_TO_RESET_OFFSET (222), and RESET_CONSUMER_CLIENT_OFFSET (220) which the
+    /// broker sends on to the group's clients. `timestamp` -1 means "the max offset";
+    /// 5.x adds `queueId` (-1 = every queue) with `offset` to set one queue directly.
+    pub struct ResetOffsetRequestHeader {
+        required topic: String = "topic",
+        required group: String = "group",
+        required timestamp: i64 = "timestamp",
+        required is_force: bool = "isForce",
+        optional queue_id: i32 = "queueId",
+        optional offset: i64 = "offset",
+    }
+}

@@ -31,8 +31,11 @@ import org.apache.rocketmq.common.message.MessageExt;
  *
  * <pre>
  *   Harness produce namesrv=H:P topic=T count=N mode=sync|async|oneway|batch [first=0] [size=B] [batch=32] [run=ID]
- *   Harness consume namesrv=H:P topic=T group=G type=push|litePull expect=N [timeoutMs=60000] [run=ID]
+ *   Harness consume namesrv=H:P topic=T group=G type=push|litePull expect=N [timeoutMs=60000] [run=ID] [holdMs=0]
  * </pre>
+ *
+ * With {@code holdMs}, a push consumer prints "HOLDING" on stdout once it has the expected
+ * messages and stays online that long before it shuts down, so a test can inspect it live.
  *
  * Bodies are "RUN-INDEX-" padded to the size, so a consumer can tell each message apart;
  * indexes run from {@code first} to {@code first + count - 1}.
@@ -285,6 +288,12 @@ public final class Harness {
             });
             consumer.start();
             waitFor(tally, expect, deadline, settleMs);
+            long holdMs = Long.parseLong(args.getOrDefault("holdMs", "0"));
+            if (holdMs > 0) {
+                System.out.println("HOLDING");
+                System.out.flush();
+                Thread.sleep(holdMs);
+            }
             consumer.shutdown();
         } else if (type.equals("litePull")) {
             DefaultLitePullConsumer consumer = new DefaultLitePullConsumer(group);
