@@ -1,3 +1,5 @@
+mod admin_cli;
+
 use std::path::PathBuf;
 
 use broker::config::{NamesrvConfig, Settings};
@@ -36,6 +38,8 @@ enum Command {
         #[arg(long, short = 'c')]
         config: Option<PathBuf>,
     },
+    /// Administer a running cluster through its name server (a small mqadmin).
+    Admin(admin_cli::AdminArgs),
     /// A broker alone; it registers with the name servers its config names (namesrvAddr).
     Broker {
         /// A broker.conf with RocketMQ's keys.
@@ -70,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Admin(args) => admin_cli::run(args).await?,
         Command::Standalone {
             config,
             data_dir,

@@ -60,14 +60,14 @@ impl PullResult {
     }
 }
 
-fn remote_error(response: RemotingCommand) -> Error {
+pub(super) fn remote_error(response: RemotingCommand) -> Error {
     Error::Remote {
         code: response.code,
         remark: response.remark,
     }
 }
 
-fn expect_success(response: RemotingCommand) -> Result<RemotingCommand> {
+pub(super) fn expect_success(response: RemotingCommand) -> Result<RemotingCommand> {
     if response.code == ResponseCode::Success.as_i32() {
         Ok(response)
     } else {

@@ -7,6 +7,7 @@
 //! the optional handler channel. When the connection ends, every pending request fails with
 //! [`Error::ConnectionClosed`] and later calls fail at once.
 
+mod admin_api;
 mod api;
 
 pub use api::{PullResult, PullStatus, SendResult};

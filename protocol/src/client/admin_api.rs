@@ -1,0 +1,178 @@
+//! Typed admin calls, as mqadmin makes them: topic and consume statistics, connections,
+//! subscription groups, offset resets, message queries and broker runtime info. Each sends
+//! to the address this client is connected to; callers find brokers through the name
+//! server's cluster info or a topic route.
+
+use bytes::Bytes;
+
+use super::api::{expect_success, remote_error};
+use super::Client;
+use crate::body::admin::{
+    ConsumeStats, ConsumerConnection, ResetOffsetBody, SubscriptionGroupWrapper, TopicStatsTable,
+};
+use crate::body::{self, KvTable, SubscriptionGroupConfig, TopicConfigSerializeWrapper};
+use crate::code::{RequestCode, ResponseCode};
+use crate::command::RemotingCommand;
+use crate::error::Result;
+use crate::header::{
+    DeleteSubscriptionGroupRequestHeader, DeleteTopicFromNamesrvRequestHeader,
+    DeleteTopicRequestHeader, GetConsumeStatsRequestHeader, GetConsumerConnectionListRequestHeader,
+    QueryMessageRequestHeader, ResetOffsetRequestHeader, TopicRequestHeader,
+    ViewMessageRequestHeader,
+};
+
+impl Client {
+    async fn admin_call(&self, request: RemotingCommand) -> Result<RemotingCommand> {
+        expect_success(self.invoke(request, self.default_timeout()).await?)
+    }
+
+    /// DELETE_TOPIC_IN_BROKER.
+    pub async fn delete_topic_in_broker(&self, topic: &str) -> Result<()> {
+        let header = DeleteTopicRequestHeader {
+            topic: topic.to_owned(),
+        };
+        let request = RemotingCommand::request(RequestCode::DeleteTopicInBroker, &header);
+        self.admin_call(request).await.map(drop)
+    }
+
+    /// DELETE_TOPIC_IN_NAMESRV, sent to a name server.
+    pub async fn delete_topic_in_namesrv(&self, topic: &str) -> Result<()> {
+        let header = DeleteTopicFromNamesrvRequestHeader {
+            topic: topic.to_owned(),
+            cluster_name: None,
+        };
+        let request = RemotingCommand::request(RequestCode::DeleteTopicInNamesrv, &header);
+        self.admin_call(request).await.map(drop)
+    }
+
+    /// GET_ALL_TOPIC_CONFIG (one page; Rocketry answers everything at once).
+    pub async fn get_all_topic_config(&self) -> Result<TopicConfigSerializeWrapper> {
+        let request = RemotingCommand::request(RequestCode::GetAllTopicConfig, &());
+        body::from_json(&self.admin_call(request).await?.body)
+    }
+
+    /// GET_TOPIC_STATS_INFO: min and max offset of each queue.
+    pub async fn get_topic_stats(&self, topic: &str) -> Result<TopicStatsTable> {
+        let header = TopicRequestHeader {
+            topic: topic.to_owned(),
+        };
+        let request = RemotingCommand::request(RequestCode::GetTopicStatsInfo, &header);
+        body::from_json(&self.admin_call(request).await?.body)
+    }
+
+    /// GET_CONSUME_STATS: broker and consumer offset of each queue the group consumes.
+    pub async fn get_consume_stats(
+        &self,
+        group: &str,
+        topic: Option<&str>,
+    ) -> Result<ConsumeStats> {
+        let header = GetConsumeStatsRequestHeader {
+            consumer_group: group.to_owned(),
+            topic: topic.map(str::to_owned),
+            topic_list: None,
+        };
+        let request = RemotingCommand::request(RequestCode::GetConsumeStats, &header);
+        body::from_json(&self.admin_call(request).await?.body)
+    }
+
+    /// GET_CONSUMER_CONNECTION_LIST. A group with no client online is
+    /// `Error::Remote { code: 206, .. }` (CONSUMER_NOT_ONLINE).
+    pub async fn get_consumer_connections(&self, group: &str) -> Result<ConsumerConnection> {
+        let header = GetConsumerConnectionListRequestHeader {
+            consumer_group: group.to_owned(),
+        };
+        let request = RemotingCommand::request(RequestCode::GetConsumerConnectionList, &header);
+        body::from_json(&self.admin_call(request).await?.body)
+    }
+
+    /// UPDATE_AND_CREATE_SUBSCRIPTIONGROUP.
+    pub async fn create_subscription_group(&self, config: &SubscriptionGroupConfig) -> Result<()> {
+        let request = RemotingCommand::request(RequestCode::UpdateAndCreateSubscriptiongroup, &())
+            .with_body(body::to_json(config));
+        self.admin_call(request).await.map(drop)
+    }
+
+    /// GET_ALL_SUBSCRIPTIONGROUP_CONFIG.
+    pub async fn get_all_subscription_groups(&self) -> Result<SubscriptionGroupWrapper> {
+        let request = RemotingCommand::request(RequestCode::GetAllSubscriptiongroupConfig, &());
+        body::from_json(&self.admin_call(request).await?.body)
+    }
+
+    /// DELETE_SUBSCRIPTIONGROUP; `clean_offset` also drops the group's committed offsets.
+    pub async fn delete_subscription_group(&self, group: &str, clean_offset: bool) -> Result<()> {
+        let header = DeleteSubscriptionGroupRequestHeader {
+            group_name: group.to_owned(),
+            clean_offset: Some(clean_offset),
+        };
+        let request = RemotingCommand::request(RequestCode::DeleteSubscriptiongroup, &header);
+        self.admin_call(request).await.map(drop)
+    }
+
+    /// INVOKE_BROKER_TO_RESET_OFFSET: moves the group's offsets on `topic` to the first
+    /// message stored at or after `timestamp` (-1: the end). A group with no client online is
+    /// `Error::Remote { code: 206, .. }`; mqadmin then sets each queue with
+    /// UPDATE_CONSUMER_OFFSET instead.
+    pub async fn reset_offset_by_time(
+        &self,
+        topic: &str,
+        group: &str,
+        timestamp: i64,
+        force: bool,
+    ) -> Result<ResetOffsetBody> {
+        let header = ResetOffsetRequestHeader {
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+            timestamp,
+            is_force: force,
+            queue_id: None,
+            offset: None,
+        };
+        let request = RemotingCommand::request(RequestCode::InvokeBrokerToResetOffset, &header);
+        body::from_json(&self.admin_call(request).await?.body)
+    }
+
+    /// QUERY_MESSAGE by a `KEYS` token (or, with `unique`, by UNIQ_KEY): the stored records
+    /// concatenated; empty when none matched (QUERY_NOT_FOUND).
+    pub async fn query_message(
+        &self,
+        topic: &str,
+        key: &str,
+        max: i32,
+        unique: bool,
+    ) -> Result<Bytes> {
+        let header = QueryMessageRequestHeader {
+            topic: topic.to_owned(),
+            key: key.to_owned(),
+            max_num: max,
+            begin_timestamp: 0,
+            end_timestamp: i64::MAX,
+            unique_key_query: Some(unique),
+        };
+        let request = RemotingCommand::request(RequestCode::QueryMessage, &header);
+        let response = self.invoke(request, self.default_timeout()).await?;
+        if response.code == ResponseCode::QueryNotFound.as_i32() {
+            return Ok(Bytes::new());
+        }
+        Ok(expect_success(response)?.body)
+    }
+
+    /// VIEW_MESSAGE_BY_ID: the stored record at a CommitLog offset.
+    pub async fn view_message(&self, commit_log_offset: i64) -> Result<Bytes> {
+        let header = ViewMessageRequestHeader {
+            offset: commit_log_offset,
+            topic: None,
+        };
+        let request = RemotingCommand::request(RequestCode::ViewMessageById, &header);
+        Ok(self.admin_call(request).await?.body)
+    }
+
+    /// GET_BROKER_RUNTIME_INFO.
+    pub async fn get_broker_runtime_info(&self) -> Result<KvTable> {
+        let request = RemotingCommand::request(RequestCode::GetBrokerRuntimeInfo, &());
+        let response = self.invoke(request, self.default_timeout()).await?;
+        if response.code != ResponseCode::Success.as_i32() {
+            return Err(remote_error(response));
+        }
+        body::from_json(&response.body)
+    }
+}
