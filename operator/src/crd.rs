@@ -30,6 +30,8 @@ pub const ALLOW_SCALE_IN_ANNOTATION: &str = "rocketry.dev/allow-scale-in";
     kind = "RocketCluster",
     namespaced,
     shortname = "rc",
+    // kubectl resolves `rc` to the built-in ReplicationController first; `rocket` is unambiguous.
+    shortname = "rocket",
     category = "rocketry",
     status = "RocketClusterStatus",
     doc = "A Rocketry cluster: name servers and broker groups, each group a StatefulSet with its own volumes.",
@@ -353,7 +355,7 @@ mod tests {
             "self == oldSelf",
             "self.all(key, key in [",
             "\"ASYNC\"",
-            "\"shortNames\":[\"rc\"]",
+            "\"shortNames\":[\"rc\",\"rocket\"]",
             ".status.readyBrokers",
         ] {
             assert!(crd.contains(needle), "CRD lacks {needle}");

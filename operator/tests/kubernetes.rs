@@ -293,14 +293,27 @@ async fn cluster_lifecycle_on_a_real_apiserver() {
         serde_json::json!({"brokerConfig": {"maxMessageSize": "2097152"}}),
     )
     .await;
-    let new_hash = wait_for(WAIT, "the new config hash", || async {
-        let set = sets.get("demo-broker-0").await.ok()?;
-        let template = set.spec.template.metadata?.annotations?;
-        let hash = template.get("rocketry.dev/config-hash")?.clone();
-        let config = config_maps.get("demo-broker-0-config").await.ok()?.data?;
-        config["demo-broker-0-0.conf"]
-            .contains("maxMessageSize=2097152")
-            .then_some(hash)
+    // Each group has its own files, so its own hash; wait until every set carries the new one.
+    let new_hashes: BTreeMap<String, String> = wait_for(WAIT, "the new config hashes", || async {
+        let mut hashes = BTreeMap::new();
+        for group in 0..3 {
+            let name = format!("demo-broker-{group}");
+            let config = config_maps
+                .get(&format!("{name}-config"))
+                .await
+                .ok()?
+                .data?;
+            if !config[&format!("{name}-0.conf")].contains("maxMessageSize=2097152") {
+                return None;
+            }
+            let set = sets.get(&name).await.ok()?;
+            let template = set.spec.template.metadata?.annotations?;
+            hashes.insert(
+                format!("{name}-"),
+                template.get("rocketry.dev/config-hash")?.clone(),
+            );
+        }
+        Some(hashes)
     })
     .await;
     let start = std::time::Instant::now();
@@ -333,7 +346,10 @@ async fn cluster_lifecycle_on_a_real_apiserver() {
         let done = list.len() == 9
             && list.iter().all(|pod| {
                 pod_ready(pod)
-                    && pod.annotations().get("rocketry.dev/config-hash") == Some(&new_hash)
+                    && new_hashes.iter().any(|(prefix, hash)| {
+                        pod.name_any().starts_with(prefix)
+                            && pod.annotations().get("rocketry.dev/config-hash") == Some(hash)
+                    })
             });
         done.then_some(())
     })
