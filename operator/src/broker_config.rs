@@ -30,6 +30,8 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "notifyConsumerIdsChangedEnable",
     "regionId",
     "traceOn",
+    "enablePropertyFilter",
+    "messageDelayLevel",
     // Store
     "storePathRootDir",
     "mappedFileSizeCommitLog",

@@ -65,7 +65,16 @@ fn is_forbidden(error: &kube::Error) -> bool {
 async fn chart_lints_renders_valid_manifests_installs_and_its_rbac_suffices() {
     let Some(path) = kubeconfig() else { return };
     let started = std::time::Instant::now();
-    peer(&["helm", "lint", "--strict", "charts/rocketry"]);
+    // helm built from the module proxy lacks the Makefile's version stamps, so its default
+    // Kubernetes version is v1.20; name the peer's version for offline rendering.
+    peer(&[
+        "helm",
+        "lint",
+        "--strict",
+        "--kube-version",
+        "v1.37.2",
+        "charts/rocketry",
+    ]);
     let rendered = peer(&[
         "helm",
         "template",
@@ -74,6 +83,8 @@ async fn chart_lints_renders_valid_manifests_installs_and_its_rbac_suffices() {
         "--namespace",
         RELEASE_NAMESPACE,
         "--include-crds",
+        "--kube-version",
+        "v1.37.2",
     ]);
     for kind in [
         "kind: Deployment",
@@ -91,6 +102,8 @@ async fn chart_lints_renders_valid_manifests_installs_and_its_rbac_suffices() {
         "charts/rocketry",
         "--set",
         "serviceMonitor.enabled=true",
+        "--kube-version",
+        "v1.37.2",
     ]);
     assert!(with_monitor.contains("kind: ServiceMonitor"));
     let file = std::env::temp_dir().join(format!("rocketry-chart-{}.yaml", std::process::id()));
@@ -199,6 +212,17 @@ async fn chart_lints_renders_valid_manifests_installs_and_its_rbac_suffices() {
             .filter(|l| l.starts_with("rocketry_operator_reconciles_total"))
             .collect::<Vec<_>>()
             .join("; ")
+    );
+
+    // Its events were written too (a denied event would only be logged, not fail a reconcile).
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(admin.clone(), &namespace.name);
+    let written = events.list(&ListParams::default()).await.unwrap().items;
+    assert!(
+        written
+            .iter()
+            .any(|event| event.reporting_controller.as_deref() == Some("rocketry-operator")),
+        "no event from the operator"
     );
 
     // Verbs it does not need are denied.
