@@ -227,7 +227,11 @@ async fn connection<S: Service>(
             let oneway = request.is_oneway();
             let opaque = request.opaque;
             let code = request.code;
-            if let Some(mut response) = service.handle(request, &channel).await {
+            let answer = service.handle(request, &channel).await;
+            if let Some(response) = &answer {
+                tracing::trace!(peer = %channel.peer, code, opaque, answer = response.code, remark = ?response.remark, "request served");
+            }
+            if let Some(mut response) = answer {
                 if !oneway {
                     response.opaque = opaque;
                     response.mark_response();

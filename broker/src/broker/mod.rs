@@ -55,6 +55,7 @@ pub struct Broker {
     store_host: SocketAddr,
     /// UNIQ_KEYs for messages whose producer sent none.
     unique_ids: message::UniqueIdGenerator,
+    registrar: registration::Registrar,
     /// Woken when the topic table changes, so the name servers learn of it at once.
     topics_changed: Notify,
     stopping: CancellationToken,
@@ -96,6 +97,7 @@ impl Broker {
                 arrived.tags_code,
             )
         });
+        let registrar = registration::Registrar::new(config.namesrv_addrs().len());
         let store_host = SocketAddr::new(resolve_ip(&config.broker_ip1), config.listen_port);
         Ok(Arc::new(Broker {
             config,
@@ -111,6 +113,7 @@ impl Broker {
             stats: stats::BrokerStats::default(),
             store_host,
             unique_ids: message::UniqueIdGenerator::new(store_host.ip(), std::process::id() as i32),
+            registrar,
             topics_changed: Notify::new(),
             stopping: CancellationToken::new(),
             started: Instant::now(),
@@ -188,6 +191,12 @@ impl Broker {
         }
     }
 
+    /// Topics were created for a client: tell the name servers before answering it, so
+    /// the client finds their routes on its next lookup.
+    async fn topics_created(&self) {
+        registration::register_now(self).await;
+    }
+
     fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
@@ -229,7 +238,7 @@ impl Service for Broker {
             | SearchOffsetByTimestamp
             | GetEarliestMsgStoretime => processor::offset::process(self, code, &request),
             HeartBeat | UnregisterClient | GetConsumerListByGroup | CheckClientConfig => {
-                processor::client::process(self, code, &request, channel)
+                processor::client::process(self, code, &request, channel).await
             }
             ConsumerSendMsgBack => processor::send_back::process(self, &request).await,
             LockBatchMq | UnlockBatchMq => processor::lock::process(self, code, &request),

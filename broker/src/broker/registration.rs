@@ -14,10 +14,30 @@ use super::Broker;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(6);
 
+/// One connection per name server, kept open: a name server drops a broker's routes when
+/// the connection it registered over closes, so registrations must not use throwaway ones.
+pub struct Registrar {
+    clients: tokio::sync::Mutex<Vec<Option<Client>>>,
+}
+
+impl Registrar {
+    pub fn new(namesrv_count: usize) -> Registrar {
+        Registrar {
+            clients: tokio::sync::Mutex::new(vec![None; namesrv_count]),
+        }
+    }
+}
+
+/// Registers now: after a topic is created on a client's behalf, so the route exists
+/// before the client is answered (as RocketMQ's broker does).
+pub async fn register_now(broker: &Broker) {
+    let mut clients = broker.registrar.clients.lock().await;
+    register_all(broker, &mut clients).await;
+}
+
 /// Registers once, then keeps registering in the background until the broker stops.
 pub async fn start(broker: Arc<Broker>) {
-    let mut clients: Vec<Option<Client>> = vec![None; broker.config.namesrv_addrs().len()];
-    register_all(&broker, &mut clients).await;
+    register_now(&broker).await;
     tokio::spawn(async move {
         let period = Duration::from_millis(broker.config.register_name_server_period.max(1000));
         loop {
@@ -26,7 +46,7 @@ pub async fn start(broker: Arc<Broker>) {
                 _ = tokio::time::sleep(period) => {}
                 _ = broker.topics_changed.notified() => {}
             }
-            register_all(&broker, &mut clients).await;
+            register_now(&broker).await;
         }
     });
 }

@@ -18,14 +18,14 @@ use crate::broker::Broker;
 use crate::filter;
 use crate::server::Channel;
 
-pub fn process(
+pub async fn process(
     broker: &Broker,
     code: RequestCode,
     request: &RemotingCommand,
     channel: &Channel,
 ) -> RemotingCommand {
     match code {
-        RequestCode::HeartBeat => heartbeat(broker, request, channel),
+        RequestCode::HeartBeat => heartbeat(broker, request, channel).await,
         RequestCode::UnregisterClient => {
             let h: UnregisterClientRequestHeader = header!(request);
             if let Some(group) = &h.producer_group {
@@ -57,7 +57,11 @@ pub fn process(
     }
 }
 
-fn heartbeat(broker: &Broker, request: &RemotingCommand, channel: &Channel) -> RemotingCommand {
+async fn heartbeat(
+    broker: &Broker,
+    request: &RemotingCommand,
+    channel: &Channel,
+) -> RemotingCommand {
     let data: HeartbeatData = match body::from_json(&request.body) {
         Ok(data) => data,
         Err(error) => return bad_header(request, error),
@@ -74,6 +78,7 @@ fn heartbeat(broker: &Broker, request: &RemotingCommand, channel: &Channel) -> R
             .clients
             .register_producer(&producer.group_name, client.clone());
     }
+    let mut created = false;
     for consumer in &data.consumer_data_set {
         let group = match broker.groups.find_or_create(&consumer.group_name) {
             Ok(group) => group,
@@ -88,7 +93,7 @@ fn heartbeat(broker: &Broker, request: &RemotingCommand, channel: &Channel) -> R
                     .topics
                     .ensure(&retry, queues, perm::READ | perm::WRITE)
                 {
-                    Ok(_) => broker.topics_changed.notify_one(),
+                    Ok(_) => created = true,
                     Err(error) => warn!(%error, topic = %retry, "cannot create retry topic"),
                 }
             }
@@ -97,6 +102,9 @@ fn heartbeat(broker: &Broker, request: &RemotingCommand, channel: &Channel) -> R
             info!(group = %consumer.group_name, client = %data.client_id, "consumer joined");
             broker.group_changed(&consumer.group_name);
         }
+    }
+    if created {
+        broker.topics_created().await;
     }
     success(request)
 }

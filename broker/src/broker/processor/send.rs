@@ -49,7 +49,7 @@ pub async fn process(
             format!("Sending message to topic[{}] is forbidden.", header.topic),
         );
     }
-    let topic = match find_or_create_topic(broker, &header) {
+    let topic = match find_or_create_topic(broker, &header).await {
         Ok(Some(topic)) => topic,
         Ok(None) => {
             return reply(
@@ -151,7 +151,7 @@ pub async fn process(
 }
 
 /// The topic as configured, created from its template first when the client asked for that.
-fn find_or_create_topic(
+async fn find_or_create_topic(
     broker: &Broker,
     header: &SendMessageRequestHeader,
 ) -> crate::error::Result<Option<protocol::body::TopicConfig>> {
@@ -176,7 +176,7 @@ fn find_or_create_topic(
         )?
     };
     if created.is_some() {
-        broker.topics_changed.notify_one();
+        broker.topics_created().await;
     }
     Ok(created)
 }

@@ -1,0 +1,221 @@
+package dev.rocketry.harness;
+
+import java.io.FileWriter;
+import java.io.PrintWriter;
+import java.nio.charset.StandardCharsets;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.atomic.AtomicLong;
+
+import org.apache.rocketmq.client.consumer.DefaultMQPushConsumer;
+import org.apache.rocketmq.client.consumer.MessageSelector;
+import org.apache.rocketmq.client.consumer.listener.ConsumeConcurrentlyStatus;
+import org.apache.rocketmq.client.consumer.listener.ConsumeOrderlyStatus;
+import org.apache.rocketmq.client.consumer.listener.MessageListenerConcurrently;
+import org.apache.rocketmq.client.consumer.listener.MessageListenerOrderly;
+import org.apache.rocketmq.client.producer.DefaultMQProducer;
+import org.apache.rocketmq.client.producer.SendResult;
+import org.apache.rocketmq.client.producer.SendStatus;
+import org.apache.rocketmq.common.consumer.ConsumeFromWhere;
+import org.apache.rocketmq.common.message.Message;
+import org.apache.rocketmq.common.message.MessageExt;
+import org.apache.rocketmq.common.message.MessageQueue;
+
+/**
+ * The feature scenarios of Rocketry's tests: tags, SQL92 properties, delay levels, order
+ * keys, retries, broadcasting and consumers that stop or crash part-way. Every delivery is
+ * written to an output file, one line each, for the test to check:
+ *
+ * <pre>
+ *   index,queueId,queueOffset,reconsumeTimes,receiveMs,bornMs,tags,topic
+ *
+ *   Features produce namesrv=H:P topic=T count=N [first=0] [run=ID] [tags=A,B,C] [prop=NAME]
+ *                    [delayLevel=L] [orderKeys=K]
+ *   Features consume namesrv=H:P topic=T group=G out=FILE [expect=N] [type=push|orderly]
+ *                    [model=clustering|broadcasting] [filter=TAGEXPR] [sql=EXPR] [run=ID]
+ *                    [idleMs=0] [timeoutMs=60000] [stopAfter=N] [haltAfter=N] [sleepMs=0]
+ *                    [fail=false] [maxReconsume=-1]
+ * </pre>
+ *
+ * With {@code tags}, message i carries tag number i mod the list's length; with {@code prop},
+ * property NAME = i mod 10; with {@code orderKeys}, key i mod K picks the queue (key mod the
+ * queue count) and is property {@code orderKey}. A consumer ends when it has {@code expect}
+ * distinct messages, after {@code idleMs} without one, at the timeout, or after
+ * {@code stopAfter} (clean shutdown) or {@code haltAfter} (abrupt exit, as a crash) deliveries.
+ * Its model class is looked up by name so the same source builds against 4.9.8 and 5.5.0.
+ */
+public final class Features {
+    public static void main(String[] argv) throws Exception {
+        Map<String, String> args = new HashMap<>();
+        for (int i = 1; i < argv.length; i++) {
+            int eq = argv[i].indexOf('=');
+            args.put(argv[i].substring(0, eq), argv[i].substring(eq + 1));
+        }
+        String result = argv[0].equals("produce") ? produce(args) : consume(args);
+        System.out.println("RESULT " + result);
+        System.out.flush();
+        System.exit(0);
+    }
+
+    private static String produce(Map<String, String> args) throws Exception {
+        String topic = args.get("topic");
+        int count = Integer.parseInt(args.get("count"));
+        int first = Integer.parseInt(args.getOrDefault("first", "0"));
+        String run = args.getOrDefault("run", "run");
+        String[] tags = args.getOrDefault("tags", "TagA").split(",");
+        String prop = args.get("prop");
+        int delayLevel = Integer.parseInt(args.getOrDefault("delayLevel", "0"));
+        int orderKeys = Integer.parseInt(args.getOrDefault("orderKeys", "0"));
+
+        DefaultMQProducer producer = new DefaultMQProducer("features_producer");
+        producer.setNamesrvAddr(args.get("namesrv"));
+        producer.start();
+        long sent = 0;
+        long failed = 0;
+        String firstError = null;
+        for (int n = 0; n < count; n++) {
+            int index = first + n;
+            Message m = new Message(topic, tags[index % tags.length],
+                (run + "-" + index + "-").getBytes(StandardCharsets.UTF_8));
+            m.setKeys(run + "-key-" + index);
+            if (prop != null) {
+                m.putUserProperty(prop, String.valueOf(index % 10));
+            }
+            if (delayLevel > 0) {
+                m.setDelayTimeLevel(delayLevel);
+            }
+            try {
+                SendResult r;
+                if (orderKeys > 0) {
+                    int key = index % orderKeys;
+                    m.putUserProperty("orderKey", String.valueOf(key));
+                    r = producer.send(m, (List<MessageQueue> mqs, Message msg, Object arg) ->
+                        mqs.get((Integer) arg % mqs.size()), key);
+                } else {
+                    r = producer.send(m);
+                }
+                if (r.getSendStatus() == SendStatus.SEND_OK) {
+                    sent++;
+                } else {
+                    failed++;
+                }
+            } catch (Exception e) {
+                failed++;
+                if (firstError == null) {
+                    firstError = e.toString();
+                }
+            }
+        }
+        producer.shutdown();
+        return "{\"sent\":" + sent + ",\"failed\":" + failed + ",\"firstError\":"
+            + (firstError == null ? "null" : "\"" + firstError.replace("\"", "'") + "\"") + "}";
+    }
+
+    /** MessageModel moved packages between 4.9 and 5.x, so it is reached by reflection. */
+    @SuppressWarnings({"unchecked", "rawtypes"})
+    private static void setBroadcasting(DefaultMQPushConsumer consumer) throws Exception {
+        for (java.lang.reflect.Method method : consumer.getClass().getMethods()) {
+            if (method.getName().equals("setMessageModel")) {
+                Class model = method.getParameterTypes()[0];
+                method.invoke(consumer, Enum.valueOf(model, "BROADCASTING"));
+                return;
+            }
+        }
+        throw new IllegalStateException("no setMessageModel");
+    }
+
+    private static String consume(Map<String, String> args) throws Exception {
+        String run = args.getOrDefault("run", "run");
+        int expect = Integer.parseInt(args.getOrDefault("expect", String.valueOf(Integer.MAX_VALUE)));
+        long idleMs = Long.parseLong(args.getOrDefault("idleMs", "0"));
+        long timeoutMs = Long.parseLong(args.getOrDefault("timeoutMs", "60000"));
+        long stopAfter = Long.parseLong(args.getOrDefault("stopAfter", "0"));
+        long haltAfter = Long.parseLong(args.getOrDefault("haltAfter", "0"));
+        long sleepMs = Long.parseLong(args.getOrDefault("sleepMs", "0"));
+        boolean fail = Boolean.parseBoolean(args.getOrDefault("fail", "false"));
+        boolean orderly = args.getOrDefault("type", "push").equals("orderly");
+        PrintWriter out = new PrintWriter(new FileWriter(args.get("out"), true), true);
+        Set<Integer> seen = new HashSet<>();
+        AtomicLong deliveries = new AtomicLong();
+        AtomicLong last = new AtomicLong(System.currentTimeMillis());
+
+        DefaultMQPushConsumer consumer = new DefaultMQPushConsumer(args.get("group"));
+        consumer.setNamesrvAddr(args.get("namesrv"));
+        consumer.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
+        consumer.setMaxReconsumeTimes(Integer.parseInt(args.getOrDefault("maxReconsume", "-1")));
+        if (args.getOrDefault("model", "clustering").equals("broadcasting")) {
+            setBroadcasting(consumer);
+        }
+        if (args.containsKey("sql")) {
+            consumer.subscribe(args.get("topic"), MessageSelector.bySql(args.get("sql")));
+        } else {
+            consumer.subscribe(args.get("topic"), args.getOrDefault("filter", "*"));
+        }
+        java.util.function.Consumer<MessageExt> record = m -> {
+            String body = new String(m.getBody(), StandardCharsets.UTF_8);
+            String[] parts = body.split("-", 3);
+            if (parts.length < 3 || !parts[0].equals(run)) {
+                return;
+            }
+            int index = Integer.parseInt(parts[1]);
+            synchronized (out) {
+                out.println(index + "," + m.getQueueId() + "," + m.getQueueOffset() + "," + m.getReconsumeTimes()
+                    + "," + System.currentTimeMillis() + "," + m.getBornTimestamp() + "," + m.getTags() + "," + m.getTopic());
+                seen.add(index);
+            }
+            last.set(System.currentTimeMillis());
+            long n = deliveries.incrementAndGet();
+            if (haltAfter > 0 && n >= haltAfter) {
+                out.flush();
+                Runtime.getRuntime().halt(3);
+            }
+            if (sleepMs > 0) {
+                try {
+                    Thread.sleep(sleepMs);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+        };
+        if (orderly) {
+            consumer.registerMessageListener((MessageListenerOrderly) (msgs, context) -> {
+                msgs.forEach(record);
+                return ConsumeOrderlyStatus.SUCCESS;
+            });
+        } else {
+            consumer.setConsumeThreadMin(1);
+            consumer.setConsumeThreadMax(1);
+            consumer.registerMessageListener((MessageListenerConcurrently) (msgs, context) -> {
+                msgs.forEach(record);
+                return fail ? ConsumeConcurrentlyStatus.RECONSUME_LATER : ConsumeConcurrentlyStatus.CONSUME_SUCCESS;
+            });
+        }
+        consumer.start();
+        long deadline = System.currentTimeMillis() + timeoutMs;
+        while (System.currentTimeMillis() < deadline) {
+            int unique;
+            synchronized (out) {
+                unique = seen.size();
+            }
+            if (unique >= expect) {
+                Thread.sleep(1000);
+                break;
+            }
+            if (stopAfter > 0 && deliveries.get() >= stopAfter) {
+                break;
+            }
+            if (idleMs > 0 && System.currentTimeMillis() - last.get() > idleMs) {
+                break;
+            }
+            Thread.sleep(20);
+        }
+        consumer.shutdown();
+        synchronized (out) {
+            out.close();
+            return "{\"deliveries\":" + deliveries.get() + ",\"unique\":" + seen.size() + "}";
+        }
+    }
+}
