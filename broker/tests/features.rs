@@ -311,6 +311,52 @@ fn failed_messages_retry_then_land_in_the_dead_letter_queue() {
     assert!(deliveries(&dlq)
         .iter()
         .all(|d| d.topic == format!("%DLQ%{group}")));
+
+    // An operator sends the dead letters back where they came from, once.
+    let resent = admin(&namesrv, &["message", "resend-dlq", "--group", &group]);
+    let rows = resent.as_array().expect("a JSON array of resent messages");
+    // The three, and the warm-up message if the failing consumer saw it too.
+    assert!((3..=4).contains(&rows.len()), "{resent}");
+    assert!(
+        rows.iter().all(|row| row["resent_to"] == topic.as_str()),
+        "{resent}"
+    );
+    let again = admin(&namesrv, &["message", "resend-dlq", "--group", &group]);
+    assert_eq!(
+        again.as_array().map(Vec::len),
+        Some(0),
+        "resent twice: {again}"
+    );
+    let back = dir.path().join("back");
+    features(consume_args(
+        &namesrv,
+        &topic,
+        &unique("after_resend"),
+        &run,
+        &back,
+        &["idleMs=4000", "timeoutMs=30000"],
+    ));
+    let mut copies: BTreeMap<u64, usize> = BTreeMap::new();
+    for delivery in deliveries(&back) {
+        *copies.entry(delivery.index).or_default() += 1;
+    }
+    let expected: BTreeMap<u64, usize> = (0..3).map(|i| (i, 2)).collect();
+    assert_eq!(copies, expected, "the original and the resent copy of each");
+}
+
+/// `rocketry admin ... --output json`, parsed.
+fn admin(namesrv: &str, args: &[&str]) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_rocketry"))
+        .args(["admin", "-n", namesrv, "--output", "json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "rocketry admin {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
 }
 
 /// Delay level 3 (10 s) arrives no earlier than 10 s after the send and within 1 s after

@@ -2,6 +2,7 @@
 //! for cluster info or a topic route, then sends each admin request to the master of every
 //! broker concerned, and prints a table (or `--output json`).
 
+mod dead_letter;
 mod table;
 
 use std::collections::BTreeMap;
@@ -162,6 +163,12 @@ enum MessageCommand {
     View {
         #[arg(short = 'i', long)]
         id: String,
+    },
+    /// Send a group's dead letters (%DLQ%<group>) back to the topics they came from; each
+    /// is resent once, however often this runs.
+    ResendDlq {
+        #[arg(short, long)]
+        group: String,
     },
 }
 
@@ -552,6 +559,9 @@ async fn message(namesrv: &Client, command: MessageCommand) -> Result<Answer> {
         Ok(())
     };
     match command {
+        MessageCommand::ResendDlq { group } => {
+            return Ok(Answer::rows(dead_letter::resend(namesrv, &group).await?));
+        }
         MessageCommand::QueryByKey { topic, key } => {
             let route = namesrv.get_route_info(&topic).await?;
             for (_, addr) in route_masters(&route) {

@@ -259,7 +259,10 @@ impl Rocketry {
             .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_rocketry"))
             .args(&self.args)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("ROCKETRY_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(std::process::Stdio::piped())
             .stderr(log.try_clone().unwrap())
             .spawn()

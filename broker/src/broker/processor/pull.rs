@@ -197,7 +197,13 @@ fn subscription(
             ),
         ));
     };
-    if subscription.sub_version < header.sub_version {
+    // A pull may carry a newer subVersion than the last heartbeat: the Java client bumps it
+    // on every rebalance and skips a heartbeat when another is in flight, leaving the broker
+    // a version behind until the next one (30 s). RocketMQ refuses such pulls until then.
+    // A registered `*` can be served safely, since no newer expression can want a message
+    // it would skip (the client re-filters by tag itself); retry topics are always `*`.
+    let safe_to_serve = !filter::is_sql(subscription) && subscription.subscribes_all();
+    if subscription.sub_version < header.sub_version && !safe_to_serve {
         return Err((
             ResponseCode::SubscriptionNotLatest,
             format!(

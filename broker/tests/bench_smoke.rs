@@ -1,0 +1,82 @@
+//! Smoke test of the `bench` load generator (issue #8) against `rocketry standalone`: a few
+//! seconds of produce-and-consume, then the report must show traffic, no errors and
+//! percentiles. No timing is asserted; the comparison is `scripts/bench/compare`.
+
+mod support;
+
+use bench::scenario::{FirstSend, Idle, ProduceConsume};
+use bench::{Context, LoadConfig, Scenario};
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_reports_traffic_latency_and_broker_usage() {
+    let rocketry = Rocketry::standalone("");
+    let ctx = Context {
+        pids: vec![rocketry.pid()],
+        label: Some("rocketry".into()),
+        case: Some("smoke".into()),
+    };
+
+    let ready = FirstSend {
+        namesrv: rocketry.namesrv.clone(),
+        topic: "BenchSmokeReady".into(),
+        since_unix_ms: bench::report::unix_ms(),
+        timeout: std::time::Duration::from_secs(30),
+    }
+    .run(&ctx)
+    .await
+    .unwrap();
+    assert!(ready.metrics["first_send_ms"] >= 0.0);
+
+    let load = LoadConfig {
+        namesrv: rocketry.namesrv.clone(),
+        topic: "BenchSmoke".into(),
+        queues: 4,
+        producers: 2,
+        inflight: 4,
+        size: 256,
+        batch: 1,
+        consumers: 1,
+        duration: 2.0,
+        warmup: 0.5,
+        ..LoadConfig::default()
+    };
+    let report = ProduceConsume { load: load.clone() }
+        .run(&ctx)
+        .await
+        .unwrap();
+    println!("{}", report.human());
+    assert!(report.sent > 0, "{report:?}");
+    assert_eq!(report.send_errors, 0, "{report:?}");
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(report.consumed > 0, "{report:?}");
+    let send = report.send_latency.as_ref().expect("send percentiles");
+    assert!(send.count > 0 && send.p50_us > 0.0 && send.p50_us <= send.p99_us);
+    assert!(send.p99_us <= send.p999_us && send.p999_us <= send.max_us);
+    let e2e = report.e2e_latency.as_ref().expect("end-to-end percentiles");
+    assert!(e2e.count > 0 && e2e.p99_us > 0.0);
+    let broker = report.broker.as_ref().expect("broker usage from /proc");
+    assert!(broker.vmrss_peak_kib > 0 && broker.rssanon_peak_kib > 0);
+    let json = serde_json::to_string(&report).unwrap();
+    assert!(json.contains("\"p999_us\""));
+
+    // Batches go through SEND_BATCH_MESSAGE.
+    let batched = bench::scenario::Produce {
+        load: LoadConfig {
+            batch: 8,
+            size: 128,
+            consumers: 0,
+            duration: 1.0,
+            warmup: 0.0,
+            ..load
+        },
+    }
+    .run(&ctx)
+    .await
+    .unwrap();
+    assert!(batched.sent > 0 && batched.sent % 8 == 0, "{batched:?}");
+    assert_eq!(batched.send_errors, 0, "{:?}", batched.errors);
+
+    let idle = Idle { seconds: 0.5 }.run(&ctx).await.unwrap();
+    assert!(idle.metrics["idle_vmrss_mib"] > 0.0);
+}
