@@ -1,0 +1,192 @@
+//! `bench`: load against a RocketMQ-compatible broker; see `bench --help`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use bench::scenario::{Disk, FirstSend, Idle, Produce, ProduceConsume};
+use bench::{Context, LoadConfig, Report, Scenario};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "bench",
+    about = "Load generator for Rocketry and any RocketMQ-compatible broker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Broker process to read CPU and memory of from /proc (repeat for several; summed).
+    #[arg(long = "pid")]
+    pids: Vec<u32>,
+    /// Which broker this is (rocketry, rocketmq, rocketmq-rust), for the report.
+    #[arg(long)]
+    label: Option<String>,
+    /// Name of the case within a comparison, for the report.
+    #[arg(long)]
+    case: Option<String>,
+    /// Also save the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Producers only: throughput and send latency.
+    Produce {
+        #[command(flatten)]
+        load: LoadConfig,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Producers and consumers at once: adds consume rate and end-to-end latency.
+    ProduceConsume {
+        #[command(flatten)]
+        load: LoadConfig,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Memory and CPU of an idle broker (needs --pid).
+    Idle {
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Time from --since-unix-ms (a broker's launch) to its first accepted message.
+    FirstSend {
+        #[arg(long, default_value = "127.0.0.1:9876")]
+        namesrv: String,
+        #[arg(long, default_value = "BenchReady")]
+        topic: String,
+        #[arg(long)]
+        since_unix_ms: u64,
+        #[arg(long, default_value_t = 600.0)]
+        timeout: f64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Raw sequential write bandwidth and 4 KiB write+fdatasync rate of a folder's disk.
+    Disk {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1024)]
+        write_mib: usize,
+        #[arg(long, default_value_t = 3.0)]
+        sync_seconds: f64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Read the output of Apache RocketMQ's benchmark Producer/Consumer into a report.
+    ImportJava {
+        /// The tool's saved stdout.
+        #[arg(long)]
+        log: PathBuf,
+        /// Periodic lines to skip as warm-up.
+        #[arg(long, default_value_t = 2)]
+        skip: usize,
+        #[arg(long, default_value = "java-producer")]
+        scenario: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print the markdown table (medians, ratios) of every JSON report in a folder.
+    Summarize {
+        dir: PathBuf,
+        /// LABEL=REASON for a broker that has no figures.
+        #[arg(long)]
+        missing: Vec<String>,
+    },
+}
+
+fn finish(report: Report, common: &Common) -> Result<()> {
+    print!("{}", report.human());
+    if let Some(path) = &common.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn context(common: &Common) -> Context {
+    Context {
+        pids: common.pids.clone(),
+        label: common.label.clone(),
+        case: common.case.clone(),
+    }
+}
+
+async fn run<S: Scenario>(scenario: S, common: &Common) -> Result<()> {
+    let report = scenario.run(&context(common)).await?;
+    finish(report, common)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Produce { load, common } => run(Produce { load }, &common).await,
+        Command::ProduceConsume { load, common } => run(ProduceConsume { load }, &common).await,
+        Command::Idle { seconds, common } => run(Idle { seconds }, &common).await,
+        Command::FirstSend {
+            namesrv,
+            topic,
+            since_unix_ms,
+            timeout,
+            common,
+        } => {
+            let scenario = FirstSend {
+                namesrv,
+                topic,
+                since_unix_ms,
+                timeout: Duration::from_secs_f64(timeout),
+            };
+            run(scenario, &common).await
+        }
+        Command::Disk {
+            dir,
+            write_mib,
+            sync_seconds,
+            common,
+        } => {
+            let scenario = Disk {
+                dir,
+                write_mib,
+                sync_seconds,
+            };
+            run(scenario, &common).await
+        }
+        Command::ImportJava {
+            log,
+            skip,
+            scenario,
+            common,
+        } => {
+            let output = std::fs::read_to_string(&log)
+                .with_context(|| format!("reading {}", log.display()))?;
+            let mut report = context(&common).report(&scenario);
+            bench::java::import(&output, skip, &mut report);
+            if report.metrics.is_empty() {
+                bail!("no statistic lines in {}", log.display());
+            }
+            finish(report, &common)
+        }
+        Command::Summarize { dir, missing } => {
+            let reports = bench::summary::load_reports(&dir)?;
+            let mut reasons = BTreeMap::new();
+            for m in missing {
+                let (label, reason) = m
+                    .split_once('=')
+                    .with_context(|| format!("--missing wants LABEL=REASON, got {m}"))?;
+                reasons.insert(label.to_owned(), reason.to_owned());
+            }
+            print!("{}", bench::summary::table(&reports, &reasons));
+            Ok(())
+        }
+    }
+}
