@@ -8,65 +8,6 @@ use support::*;
 const PER_MODE: u64 = 10_000;
 const MODES: [&str; 4] = ["sync", "async", "oneway", "batch"];
 
-fn produce(
-    version: &str,
-    namesrv: &str,
-    topic: &str,
-    mode: &str,
-    first: u64,
-    count: u64,
-    run: &str,
-) {
-    let sent = java_client(
-        version,
-        &[
-            "produce".into(),
-            format!("namesrv={namesrv}"),
-            format!("topic={topic}"),
-            format!("count={count}"),
-            format!("first={first}"),
-            format!("mode={mode}"),
-            format!("run={run}"),
-        ],
-    );
-    assert_eq!(sent["sent"], count, "{version} {mode}: {sent}");
-    assert_eq!(sent["failed"], 0, "{version} {mode}: {sent}");
-}
-
-fn consume(
-    version: &str,
-    namesrv: &str,
-    topic: &str,
-    group: &str,
-    kind: &str,
-    expect: u64,
-    run: &str,
-) -> serde_json::Value {
-    java_client(
-        version,
-        &[
-            "consume".into(),
-            format!("namesrv={namesrv}"),
-            format!("topic={topic}"),
-            format!("group={group}"),
-            format!("type={kind}"),
-            format!("expect={expect}"),
-            format!("run={run}"),
-            "timeoutMs=120000".into(),
-        ],
-    )
-}
-
-/// Every message index in [first, first + count) exactly once, in queue order.
-fn assert_exactly(got: &serde_json::Value, first: u64, count: u64, what: &str) {
-    assert_eq!(got["unique"], count, "{what}: {got}");
-    assert_eq!(got["duplicates"], 0, "{what}: {got}");
-    assert_eq!(got["outOfOrder"], 0, "{what}: {got}");
-    assert_eq!(got["gaps"], 0, "{what}: {got}");
-    assert_eq!(got["minIndex"], first, "{what}: {got}");
-    assert_eq!(got["maxIndex"], first + count - 1, "{what}: {got}");
-}
-
 /// Sync, async, oneway and batch sends of 10,000 messages each with one client version; a
 /// push and a litePull consumer each get all 40,000 once, in queue order. Then the broker
 /// restarts (SYNC_FLUSH: every acknowledged message must survive), 1,000 more arrive, and

@@ -108,6 +108,29 @@ pub fn unique(prefix: &str) -> String {
 pub fn java_round_trip(namesrv: &str, version: &str, mode: &str, consumer: &str, count: u64) {
     let topic = unique(&format!("rt_{}_{mode}", version.replace('.', "")));
     let run = unique("run");
+    produce(version, namesrv, &topic, mode, 0, count, &run);
+    let got = consume(
+        version,
+        namesrv,
+        &topic,
+        &unique("cg"),
+        consumer,
+        count,
+        &run,
+    );
+    assert_exactly(&got, 0, count, &format!("client {version} {consumer}"));
+}
+
+/// Sends messages `first..first + count` of `run` with the Java client in `mode`.
+pub fn produce(
+    version: &str,
+    namesrv: &str,
+    topic: &str,
+    mode: &str,
+    first: u64,
+    count: u64,
+    run: &str,
+) {
     let sent = java_client(
         version,
         &[
@@ -115,28 +138,48 @@ pub fn java_round_trip(namesrv: &str, version: &str, mode: &str, consumer: &str,
             format!("namesrv={namesrv}"),
             format!("topic={topic}"),
             format!("count={count}"),
+            format!("first={first}"),
             format!("mode={mode}"),
             format!("run={run}"),
         ],
     );
-    assert_eq!(sent["sent"], count, "client {version} {mode}: {sent}");
-    assert_eq!(sent["failed"], 0, "client {version} {mode}: {sent}");
-    let got = java_client(
+    assert_eq!(sent["sent"], count, "{version} {mode}: {sent}");
+    assert_eq!(sent["failed"], 0, "{version} {mode}: {sent}");
+}
+
+/// Consumes with a new or existing group until `expect` distinct messages of `run` arrived.
+pub fn consume(
+    version: &str,
+    namesrv: &str,
+    topic: &str,
+    group: &str,
+    kind: &str,
+    expect: u64,
+    run: &str,
+) -> serde_json::Value {
+    java_client(
         version,
         &[
             "consume".into(),
             format!("namesrv={namesrv}"),
             format!("topic={topic}"),
-            format!("group={}", unique("cg")),
-            format!("type={consumer}"),
-            format!("expect={count}"),
+            format!("group={group}"),
+            format!("type={kind}"),
+            format!("expect={expect}"),
             format!("run={run}"),
+            "timeoutMs=120000".into(),
         ],
-    );
-    assert_eq!(got["unique"], count, "client {version} {consumer}: {got}");
-    assert_eq!(got["duplicates"], 0, "client {version} {consumer}: {got}");
-    assert_eq!(got["outOfOrder"], 0, "client {version} {consumer}: {got}");
-    assert_eq!(got["gaps"], 0, "client {version} {consumer}: {got}");
+    )
+}
+
+/// Every message index in [first, first + count) exactly once, in queue order.
+pub fn assert_exactly(got: &serde_json::Value, first: u64, count: u64, what: &str) {
+    assert_eq!(got["unique"], count, "{what}: {got}");
+    assert_eq!(got["duplicates"], 0, "{what}: {got}");
+    assert_eq!(got["outOfOrder"], 0, "{what}: {got}");
+    assert_eq!(got["gaps"], 0, "{what}: {got}");
+    assert_eq!(got["minIndex"], first, "{what}: {got}");
+    assert_eq!(got["maxIndex"], first + count - 1, "{what}: {got}");
 }
 
 /// A `rocketry` process of this build, started fresh in its own data folder.

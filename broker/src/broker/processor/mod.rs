@@ -9,7 +9,10 @@ pub mod pull;
 pub mod send;
 pub mod send_back;
 
+use protocol::body::{perm, SubscriptionGroupConfig};
 use protocol::{RemotingCommand, ResponseCode};
+
+use crate::broker::Broker;
 
 /// An answer with a code and a remark, nothing else.
 pub(crate) fn reply(
@@ -29,6 +32,56 @@ pub(crate) fn success(request: &RemotingCommand) -> RemotingCommand {
 pub(crate) fn bad_header(request: &RemotingCommand, error: protocol::Error) -> RemotingCommand {
     reply(request, ResponseCode::SystemError, error.to_string())
 }
+
+/// Why a request is refused: the code and remark of its answer.
+pub(crate) struct Refusal(pub ResponseCode, pub String);
+
+impl Refusal {
+    pub(crate) fn answer(self, request: &RemotingCommand) -> RemotingCommand {
+        reply(request, self.0, self.1)
+    }
+}
+
+/// A consumer group's settings, created with defaults on first use when the broker allows.
+pub(crate) fn subscription_group(
+    broker: &Broker,
+    group: &str,
+) -> Result<SubscriptionGroupConfig, Refusal> {
+    match broker.groups.find_or_create(group) {
+        Ok(Some(config)) => Ok(config),
+        Ok(None) => Err(Refusal(
+            ResponseCode::SubscriptionGroupNotExist,
+            format!("subscription group [{group}] does not exist"),
+        )),
+        Err(error) => Err(Refusal(ResponseCode::SystemError, error.to_string())),
+    }
+}
+
+/// Refuses writes on a broker whose `brokerPermission` forbids them.
+pub(crate) fn writeable(broker: &Broker) -> Result<(), Refusal> {
+    if perm::is_writeable(broker.config.broker_permission as i32) {
+        Ok(())
+    } else {
+        Err(Refusal(
+            ResponseCode::NoPermission,
+            format!(
+                "the broker[{}] sending message is forbidden",
+                broker.config.broker_ip1
+            ),
+        ))
+    }
+}
+
+/// Unwraps a `Result<_, Refusal>` or returns its answer from the enclosing function.
+macro_rules! or_refuse {
+    ($request:expr, $result:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(refusal) => return refusal.answer($request),
+        }
+    };
+}
+pub(crate) use or_refuse;
 
 /// Parses the request's custom header or returns the error answer from the enclosing function.
 macro_rules! header {

@@ -9,7 +9,7 @@ use protocol::header::{pull_sys_flag, PullMessageRequestHeader, PullMessageRespo
 use protocol::{RemotingCommand, ResponseCode};
 use store::{GetMessageResult, GetMessageStatus, MessageFilter};
 
-use super::{header, reply};
+use super::{header, or_refuse, reply, subscription_group, Refusal};
 use crate::broker::Broker;
 use crate::filter::{self, SubscriptionFilter};
 
@@ -34,29 +34,16 @@ pub async fn process(broker: &Broker, request: &RemotingCommand) -> RemotingComm
             ),
         );
     }
-    match broker.groups.find_or_create(&header.consumer_group) {
-        Ok(Some(group)) if !group.consume_enable => {
-            return reply(
-                request,
-                ResponseCode::NoPermission,
-                format!(
-                    "subscription group no permission, {}",
-                    header.consumer_group
-                ),
-            )
-        }
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return reply(
-                request,
-                ResponseCode::SubscriptionGroupNotExist,
-                format!(
-                    "subscription group [{}] does not exist",
-                    header.consumer_group
-                ),
-            )
-        }
-        Err(error) => return reply(request, ResponseCode::SystemError, error.to_string()),
+    let group = or_refuse!(request, subscription_group(broker, &header.consumer_group));
+    if !group.consume_enable {
+        return reply(
+            request,
+            ResponseCode::NoPermission,
+            format!(
+                "subscription group no permission, {}",
+                header.consumer_group
+            ),
+        );
     }
     let Some(topic) = broker.topics.get(&header.topic) else {
         return reply(
@@ -82,10 +69,10 @@ pub async fn process(broker: &Broker, request: &RemotingCommand) -> RemotingComm
             ),
         );
     }
-    let filter = match subscription(broker, &header).and_then(|s| filter_of(broker, &s)) {
-        Ok(filter) => filter,
-        Err(answer) => return reply(request, answer.0, answer.1),
-    };
+    let filter = or_refuse!(
+        request,
+        subscription(broker, &header).and_then(|s| filter_of(broker, &s))
+    );
 
     let suspend = pull_sys_flag::has_suspend(header.sys_flag);
     if pull_sys_flag::has_commit_offset(header.sys_flag) {
@@ -144,15 +131,15 @@ fn read(
 fn filter_of(
     broker: &Broker,
     subscription: &SubscriptionData,
-) -> Result<SubscriptionFilter, (ResponseCode, String)> {
+) -> Result<SubscriptionFilter, Refusal> {
     if filter::is_sql(subscription) && !broker.config.enable_property_filter {
-        return Err((
+        return Err(Refusal(
             ResponseCode::SystemError,
             "The broker does not support consumer to filter message by SQL92".into(),
         ));
     }
     SubscriptionFilter::compile(subscription).map_err(|error| {
-        (
+        Refusal(
             ResponseCode::SubscriptionParseFailed,
             format!(
                 "parse the consumer's subscription[{}] failed: {error}",
@@ -167,7 +154,7 @@ fn filter_of(
 fn subscription(
     broker: &Broker,
     header: &PullMessageRequestHeader,
-) -> Result<SubscriptionData, (ResponseCode, String)> {
+) -> Result<SubscriptionData, Refusal> {
     if pull_sys_flag::has_subscription(header.sys_flag) {
         let sub_string = header.subscription.clone().unwrap_or_default();
         return Ok(SubscriptionData {
@@ -180,7 +167,7 @@ fn subscription(
         });
     }
     let Some(group) = broker.clients.consumer_group(&header.consumer_group) else {
-        return Err((
+        return Err(Refusal(
             ResponseCode::SubscriptionNotExist,
             format!(
                 "the consumer's group info not exist, group: {}",
@@ -189,7 +176,7 @@ fn subscription(
         ));
     };
     let Some(subscription) = group.subscriptions.get(&header.topic) else {
-        return Err((
+        return Err(Refusal(
             ResponseCode::SubscriptionNotExist,
             format!(
                 "the consumer's subscription not exist, group: {}, topic: {}",
@@ -204,7 +191,7 @@ fn subscription(
     // it would skip (the client re-filters by tag itself); retry topics are always `*`.
     let safe_to_serve = !filter::is_sql(subscription) && subscription.subscribes_all();
     if subscription.sub_version < header.sub_version && !safe_to_serve {
-        return Err((
+        return Err(Refusal(
             ResponseCode::SubscriptionNotLatest,
             format!(
                 "the consumer's subscription not latest, group: {}, topic: {}",

@@ -6,7 +6,7 @@ use protocol::header::{SendMessageRequestHeader, SendMessageResponseHeader};
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 use store::PutMessage;
 
-use super::{bad_header, reply};
+use super::{bad_header, or_refuse, reply, subscription_group, writeable, Refusal};
 use crate::broker::topic_config::{
     validate_topic_name, DLQ_GROUP_TOPIC_PREFIX, NOT_ALLOWED_SEND_TOPICS, RETRY_GROUP_TOPIC_PREFIX,
 };
@@ -29,16 +29,7 @@ pub async fn process(
             "the broker is shutting down",
         );
     }
-    if !perm::is_writeable(broker.config.broker_permission as i32) {
-        return reply(
-            request,
-            ResponseCode::NoPermission,
-            format!(
-                "the broker[{}] sending message is forbidden",
-                broker.config.broker_ip1
-            ),
-        );
-    }
+    or_refuse!(request, writeable(broker));
     if let Err(reason) = validate_topic_name(&header.topic) {
         return reply(request, ResponseCode::InvalidParameter, reason);
     }
@@ -105,9 +96,10 @@ pub async fn process(
         })
         .collect();
     if let Some(group) = retry::retry_group(&header.topic) {
-        if let Err(answer) = retry_or_dead_letter(broker, group, &header, &mut puts[0]) {
-            return reply(request, answer.0, answer.1);
-        }
+        or_refuse!(
+            request,
+            retry_or_dead_letter(broker, group, &header, &mut puts[0])
+        );
     }
     for put in &mut puts {
         schedule::defer(put, &broker.delay_levels);
@@ -244,22 +236,13 @@ fn retry_or_dead_letter(
     group: &str,
     header: &SendMessageRequestHeader,
     put: &mut PutMessage,
-) -> Result<(), (ResponseCode, String)> {
-    let config = match broker.groups.find_or_create(group) {
-        Ok(Some(config)) => config,
-        Ok(None) => {
-            return Err((
-                ResponseCode::SubscriptionGroupNotExist,
-                format!("subscription group not exist, {group}"),
-            ))
-        }
-        Err(error) => return Err((ResponseCode::SystemError, error.to_string())),
-    };
+) -> Result<(), Refusal> {
+    let config = subscription_group(broker, group)?;
     let max = retry::max_reconsume_times(header.max_reconsume_times, &config);
     let orderly = !broker.locks.all_expired(group, std::time::Instant::now());
     if put.reconsume_times > max || orderly {
         put.queue_id = retry::to_dead_letter(broker, group, &mut put.message)
-            .map_err(|error| (ResponseCode::SystemError, error.to_string()))?;
+            .map_err(|error| Refusal(ResponseCode::SystemError, error.to_string()))?;
     }
     Ok(())
 }

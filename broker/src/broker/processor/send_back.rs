@@ -7,7 +7,7 @@ use protocol::header::ConsumerSendMsgBackRequestHeader;
 use protocol::{RemotingCommand, ResponseCode};
 use store::PutMessage;
 
-use super::{header, reply, success};
+use super::{header, or_refuse, reply, subscription_group, success, writeable};
 use crate::broker::retry::{self, max_reconsume_times};
 use crate::broker::schedule;
 use crate::broker::topic_config::retry_topic;
@@ -15,27 +15,8 @@ use crate::broker::Broker;
 
 pub async fn process(broker: &Broker, request: &RemotingCommand) -> RemotingCommand {
     let h: ConsumerSendMsgBackRequestHeader = header!(request);
-    let group = match broker.groups.find_or_create(&h.group) {
-        Ok(Some(group)) => group,
-        Ok(None) => {
-            return reply(
-                request,
-                ResponseCode::SubscriptionGroupNotExist,
-                format!("subscription group not exist, {}", h.group),
-            )
-        }
-        Err(error) => return reply(request, ResponseCode::SystemError, error.to_string()),
-    };
-    if !perm::is_writeable(broker.config.broker_permission as i32) {
-        return reply(
-            request,
-            ResponseCode::NoPermission,
-            format!(
-                "the broker[{}] sending message is forbidden",
-                broker.config.broker_ip1
-            ),
-        );
-    }
+    let group = or_refuse!(request, subscription_group(broker, &h.group));
+    or_refuse!(request, writeable(broker));
     // A group without retry queues drops failed messages, as RocketMQ does.
     if group.retry_queue_nums <= 0 {
         return success(request);
