@@ -82,6 +82,15 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Create a topic on the broker the name server knows and wait until it is routed.
+    CreateTopic {
+        #[arg(long, default_value = "127.0.0.1:9876")]
+        namesrv: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 8)]
+        queues: i32,
+    },
     /// Read the output of Apache RocketMQ's benchmark Producer/Consumer into a report.
     ImportJava {
         /// The tool's saved stdout.
@@ -160,6 +169,15 @@ async fn main() -> Result<()> {
                 sync_seconds,
             };
             run(scenario, &common).await
+        }
+        Command::CreateTopic {
+            namesrv,
+            topic,
+            queues,
+        } => {
+            let target = bench::load::prepare(&namesrv, &topic, queues).await?;
+            println!("{topic}: {queues} queues on {}", target.broker_addr);
+            Ok(())
         }
         Command::ImportJava {
             log,

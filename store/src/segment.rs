@@ -131,7 +131,7 @@ impl Segment {
     }
 
     /// Makes `[from, to)` durable with msync(MS_SYNC) on just that range. Measured on the
-    /// development VM (docs/store-benchmark-results.md), a 4 KiB mapped write costs the same
+    /// development VM (docs/benchmarks.md, "Store micro-benchmark"), a 4 KiB mapped write costs the same
     /// made durable either way (6.4k/s msync(range) vs 6.7k/s fdatasync, within noise), so
     /// msync wins on the other grounds: POSIX only promises that msync writes back a shared
     /// mapping (fdatasync doing so is a Linux page-cache detail), and its work is bounded to
