@@ -31,5 +31,5 @@ fn the_example_is_a_valid_cluster() {
     let example: RocketCluster =
         serde_norway::from_str(&repo_file("examples/rocketcluster.yaml")).unwrap();
     example.spec.validate().unwrap();
-    assert_eq!(example.spec.replicas_per_group, 3);
+    assert_eq!(example.spec.replicas_per_group, 1);
 }
