@@ -40,10 +40,13 @@ fn fields(line: &str) -> Vec<(String, f64)> {
 pub fn import(output: &str, skip: usize, report: &mut Report) {
     report.client = "rocketmq-benchmark".into();
     let mut sums: BTreeMap<String, (f64, u32)> = BTreeMap::new();
-    let periodic = output
+    let periodic: Vec<&str> = output
         .lines()
-        .filter(|l| l.contains("TPS") && !l.contains("[Complete]"));
-    for line in periodic.skip(skip) {
+        .filter(|l| l.contains("TPS") && !l.contains("[Complete]"))
+        .collect();
+    // Too few lines to skip the warm-up: use them all rather than nothing.
+    let skip = if periodic.len() > skip { skip } else { 0 };
+    for line in &periodic[skip..] {
         for (key, value) in fields(line) {
             let e = sums.entry(key).or_default();
             e.0 += value;

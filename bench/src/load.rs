@@ -98,6 +98,17 @@ pub fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds this process (the load generator) has used.
+fn own_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(usage.ru_utime) + t(usage.ru_stime)
+}
+
 fn histogram() -> Histogram<u64> {
     Histogram::new(3).expect("3 significant figures is valid")
 }
@@ -453,6 +464,7 @@ pub async fn run(cfg: &LoadConfig, report: &mut Report) -> Result<()> {
     tokio::time::sleep(Duration::from_secs_f64(cfg.warmup.max(0.0))).await;
     let window_start = Instant::now();
     let consumed_before = shared.consumed_total.load(Ordering::Relaxed);
+    let cpu_before = own_cpu_seconds();
     shared.measure_from_us.store(now_us(), Ordering::Relaxed);
     shared.measuring.store(true, Ordering::Relaxed);
     if cfg.count.is_none() {
@@ -464,6 +476,7 @@ pub async fn run(cfg: &LoadConfig, report: &mut Report) -> Result<()> {
         send_hist.add(task.await?).ok();
     }
     let elapsed = window_start.elapsed().as_secs_f64();
+    let client_cpu = own_cpu_seconds() - cpu_before;
     let sent_total = shared.sent_total.load(Ordering::Relaxed);
 
     // Let the consumers catch up with everything that was sent, for at most `drain` seconds.
@@ -502,6 +515,11 @@ pub async fn run(cfg: &LoadConfig, report: &mut Report) -> Result<()> {
         report
             .errors
             .insert("consumed fewer than sent".into(), sent_total - consumed);
+    }
+    if elapsed > 0.0 {
+        report
+            .metrics
+            .insert("client_cpu_percent".into(), client_cpu / elapsed * 100.0);
     }
     report.send_latency = Percentiles::from_histogram(&send_hist);
     report.e2e_latency = Percentiles::from_histogram(&e2e_hist);

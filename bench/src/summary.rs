@@ -71,6 +71,9 @@ pub fn figures(r: &Report) -> Vec<Figure> {
                 }
             }
             out.push(fig("errors", r.send_errors as f64, false));
+            if let Some(v) = m("client_cpu_percent") {
+                out.push(fig("bench (client) CPU %", v, false));
+            }
             if let Some(b) = &r.broker {
                 out.push(fig("broker CPU %", b.cpu_percent, false));
                 out.push(fig(

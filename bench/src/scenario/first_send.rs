@@ -80,7 +80,7 @@ impl Scenario for FirstSend {
         let ms = unix_ms().saturating_sub(self.since_unix_ms);
         report.metrics.insert("first_send_ms".into(), ms as f64);
         report.metrics.insert("attempts".into(), attempts as f64);
-        if let Some(s) = crate::procstat::sample(&ctx.pids) {
+        if let Some(s) = crate::procstat::sample(&ctx.pids).filter(|_| !ctx.pids.is_empty()) {
             report
                 .metrics
                 .insert("vmrss_at_ready_mib".into(), s.vmrss_kib as f64 / 1024.0);
