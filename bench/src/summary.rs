@@ -53,6 +53,9 @@ pub fn figures(r: &Report) -> Vec<Figure> {
             if let Some(v) = m("consume_tps") {
                 out.push(fig("consume TPS (Java Consumer)", v, true));
             }
+            if let Some(v) = m("avg_b2c_rt_ms") {
+                out.push(fig("average born-to-consume ms (Java Consumer)", v, false));
+            }
         }
         (_, "produce" | "produce-consume") => {
             out.push(fig("send msg/s", r.send_msgs_per_s, true));
