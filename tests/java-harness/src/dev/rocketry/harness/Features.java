@@ -43,8 +43,9 @@ import org.apache.rocketmq.common.message.MessageQueue;
  * With {@code tags}, message i carries tag number i mod the list's length; with {@code prop},
  * property NAME = i mod 10; with {@code orderKeys}, key i mod K picks the queue (key mod the
  * queue count) and is property {@code orderKey}. A consumer ends when it has {@code expect}
- * distinct messages, after {@code idleMs} without one, at the timeout, or after
- * {@code stopAfter} (clean shutdown) or {@code haltAfter} (abrupt exit, as a crash) deliveries.
+ * distinct messages, after {@code idleMs} without one (20 s more before the first), at the
+ * timeout, or after {@code stopAfter} (clean shutdown) or {@code haltAfter} (abrupt exit, as a
+ * crash) deliveries.
  * Its model class is looked up by name so the same source builds against 4.9.8 and 5.5.0.
  */
 public final class Features {
@@ -207,7 +208,10 @@ public final class Features {
             if (stopAfter > 0 && deliveries.get() >= stopAfter) {
                 break;
             }
-            if (idleMs > 0 && System.currentTimeMillis() - last.get() > idleMs) {
+            // Before the first delivery the client is still starting and rebalancing, which
+            // takes seconds on a loaded machine: give that time before calling it idle.
+            long idleLimit = deliveries.get() > 0 ? idleMs : idleMs + 20_000;
+            if (idleMs > 0 && System.currentTimeMillis() - last.get() > idleLimit) {
                 break;
             }
             Thread.sleep(20);
