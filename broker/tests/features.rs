@@ -146,11 +146,15 @@ fn clustering_shares_queues_and_survives_a_crash_broadcasting_copies() {
     let run = unique("run");
     create_topic(&rocketry, &topic, 8);
 
-    produce(&namesrv, &topic, &run, 400, &[]);
+    // Both members join and settle first: while a group rebalances, RocketMQ's delivery is
+    // at least once (a queue's new owner resumes from the last committed offset).
     let (a, b) = (dir.path().join("a1"), dir.path().join("b1"));
     let slow = ["sleepMs=10", "idleMs=6000", "timeoutMs=90000"];
     let mut first = spawn_consumer(consume_args(&namesrv, &topic, &group, &run, &a, &slow));
     let mut second = spawn_consumer(consume_args(&namesrv, &topic, &group, &run, &b, &slow));
+    wait_for_members(&rocketry, &group, 2);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    produce(&namesrv, &topic, &run, 400, &[]);
     first.wait().unwrap();
     second.wait().unwrap();
     let (got_a, got_b) = (deliveries(&a), deliveries(&b));
@@ -342,6 +346,23 @@ fn failed_messages_retry_then_land_in_the_dead_letter_queue() {
     }
     let expected: BTreeMap<u64, usize> = (0..3).map(|i| (i, 2)).collect();
     assert_eq!(copies, expected, "the original and the resent copy of each");
+}
+
+/// Waits until `count` consumers of `group` are online at the broker.
+fn wait_for_members(rocketry: &Rocketry, group: &str, count: usize) {
+    let addr = rocketry.broker_addr.clone().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = protocol::Client::connect(&addr).await.unwrap();
+        for _ in 0..600 {
+            let members = client.get_consumer_list_by_group(group).await;
+            if members.is_ok_and(|ids| ids.len() >= count) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("{count} consumers of {group} never came online");
+    });
 }
 
 /// `rocketry admin ... --output json`, parsed.
