@@ -297,7 +297,8 @@ async fn reconcile_cluster(cluster: &RocketCluster, context: &Context) -> Result
     Ok(Action::requeue(if converged { RESYNC } else { SOON }))
 }
 
-fn pod_ready(pod: &Pod) -> bool {
+/// Whether a pod reports the Ready condition true.
+pub fn pod_ready(pod: &Pod) -> bool {
     pod.status
         .as_ref()
         .and_then(|status| status.conditions.as_ref())

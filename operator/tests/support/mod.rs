@@ -171,16 +171,7 @@ impl RunningController {
     }
 }
 
-pub fn pod_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|status| status.conditions.as_ref())
-        .is_some_and(|conditions| {
-            conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-        })
-}
+pub use operator::controller::pod_ready;
 
 /// Marks a pod Ready (or not) the way a kubelet would, since no kubelet runs here.
 pub async fn set_pod_ready(pods: &Api<Pod>, name: &str, ready: bool) {

@@ -26,41 +26,7 @@ const QUEUE_KEYED_MAPS: &[&str] = &["offsetTable"];
 /// objects, as fastjson writes a `Map<MessageQueue, _>`.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let tree = serde_json::to_value(value).expect("admin bodies serialise to JSON");
-    let mut out = String::new();
-    write_value(&mut out, &tree, false);
-    out.into_bytes()
-}
-
-fn write_value(out: &mut String, value: &Value, object_keys: bool) {
-    match value {
-        Value::Object(object) => {
-            out.push('{');
-            for (index, (key, child)) in object.iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                // A key that is itself a JSON object (a MessageQueue) goes out unquoted.
-                match (object_keys, serde_json::from_str::<Value>(key)) {
-                    (true, Ok(Value::Object(_))) => out.push_str(key),
-                    _ => out.push_str(&Value::String(key.clone()).to_string()),
-                }
-                out.push(':');
-                write_value(out, child, QUEUE_KEYED_MAPS.contains(&key.as_str()));
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (index, item) in items.iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                write_value(out, item, false);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
+    super::fastjson::to_vec_with_bare_keys(&tree, QUEUE_KEYED_MAPS)
 }
 
 /// Serde adapter for `BTreeMap<MessageQueue, V>`: keys are the queue's compact JSON text

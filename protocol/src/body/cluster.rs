@@ -23,7 +23,7 @@ impl ClusterInfo {
     /// so broker ids are bare numbers (`{0:"addr"}`); mqadmin reads it that way.
     pub fn encode(&self) -> Vec<u8> {
         let tree = serde_json::to_value(self).expect("cluster info serialises to JSON");
-        fastjson::to_vec_with_bare_numeric_keys(&tree, &[BROKER_ADDRS])
+        fastjson::to_vec_with_bare_keys(&tree, &[BROKER_ADDRS])
     }
 
     pub fn decode(body: &[u8]) -> crate::Result<Self> {

@@ -3,8 +3,8 @@
 //! fastjson writes maps with non-String keys without quoting the key (`{0:"addr"}`,
 //! `{{"topic":"t",...}:{...}}`), and its reader accepts unquoted names, single quotes and
 //! stray commas. [`normalize`] turns such text into standard JSON (object keys become their
-//! compact JSON text as a string); [`to_vec_with_bare_numeric_keys`] writes the legacy
-//! unquoted-id form Java clients and mqadmin receive from a Java server.
+//! compact JSON text as a string); [`to_vec_with_bare_keys`] writes the unquoted-key form
+//! (broker ids, MessageQueue keys) Java clients and mqadmin receive from a Java server.
 
 use serde_json::Value;
 
@@ -245,11 +245,18 @@ fn push_json_string(out: &mut String, text: &str) {
 }
 
 /// Compact JSON in which the keys of every object stored under one of `maps` are written bare
-/// when they are integers, as fastjson writes a `Map<Long, String>`.
-pub fn to_vec_with_bare_numeric_keys(value: &Value, maps: &[&str]) -> Vec<u8> {
+/// when they are integers or JSON objects, as fastjson writes a `Map<Long, String>` or a
+/// `Map<MessageQueue, _>` (whose keys [`normalize`] and serde carry as compact JSON text).
+pub fn to_vec_with_bare_keys(value: &Value, maps: &[&str]) -> Vec<u8> {
     let mut out = String::new();
     write_value(&mut out, value, false, maps);
     out.into_bytes()
+}
+
+/// A key fastjson would write with its own serializer rather than as a string.
+fn is_bare_key(key: &str) -> bool {
+    key.parse::<i64>().is_ok()
+        || (key.starts_with('{') && matches!(serde_json::from_str(key), Ok(Value::Object(_))))
 }
 
 fn write_value(out: &mut String, value: &Value, bare_keys: bool, maps: &[&str]) {
@@ -260,7 +267,7 @@ fn write_value(out: &mut String, value: &Value, bare_keys: bool, maps: &[&str]) 
                 if index > 0 {
                     out.push(',');
                 }
-                if bare_keys && key.parse::<i64>().is_ok() {
+                if bare_keys && is_bare_key(key) {
                     out.push_str(key);
                 } else {
                     push_json_string(out, key);

@@ -116,7 +116,7 @@ impl TopicRouteData {
             super::to_json(self)
         } else {
             let tree = serde_json::to_value(self).expect("route serialises to JSON");
-            fastjson::to_vec_with_bare_numeric_keys(&tree, &[BROKER_ADDRS])
+            fastjson::to_vec_with_bare_keys(&tree, &[BROKER_ADDRS])
         }
     }
 
