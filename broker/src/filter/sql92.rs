@@ -9,6 +9,20 @@
 use std::cmp::Ordering;
 use std::fmt;
 
+/// How deep parentheses, NOT and unary signs may nest. Apache RocketMQ's JavaCC parser has
+/// no explicit limit: there, deep input overflows the Java thread's stack, which throws an
+/// error. A Rust stack overflow aborts the whole broker instead, so the parser, `eval` and
+/// `Drop`, which all recurse once per level, stop here. 64 is far beyond any filter a person
+/// writes; an unoptimised build needs about 7 KiB of stack a level, so even that stays well
+/// inside a 2 MiB tokio worker stack.
+const MAX_DEPTH: usize = 64;
+
+/// How many operands (property names, literals and parenthesised groups) an expression may
+/// have. A filter runs on every message a pull reads, so this bounds the work one
+/// subscription can cause per message; a long `OR` list is better written as `IN (...)`,
+/// which counts once.
+const MAX_OPERANDS: usize = 4096;
+
 /// A compiled expression.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sql92 {
@@ -62,8 +76,11 @@ enum Expr {
     Property(String),
     Negate(Box<Expr>),
     Not(Box<Expr>),
-    And(Box<Expr>, Box<Expr>),
-    Or(Box<Expr>, Box<Expr>),
+    /// n-ary rather than nested pairs, so that `a AND b AND c ...` is one node however long
+    /// the chain: the tree's depth then follows nesting alone, which `MAX_DEPTH` bounds,
+    /// where a pair per `AND` builds a tree as deep as the chain is long.
+    And(Vec<Expr>),
+    Or(Vec<Expr>),
     Compare(Compare, Box<Expr>, Box<Expr>),
     Between {
         negated: bool,
@@ -212,6 +229,9 @@ fn tokenize(text: &str) -> Result<Vec<(usize, Token)>, ParseError> {
 struct Parser {
     tokens: Vec<(usize, Token)>,
     at: usize,
+    /// Parentheses, NOTs and signs around the token being parsed.
+    depth: usize,
+    operands: usize,
 }
 
 impl Parser {
@@ -264,25 +284,49 @@ impl Parser {
         }
     }
 
-    fn or(&mut self) -> Result<Expr, ParseError> {
-        let mut left = self.and()?;
-        while self.eat_keyword("OR") {
-            left = Expr::Or(Box::new(left), Box::new(self.and()?));
+    /// Parses one level deeper, or refuses past `MAX_DEPTH`.
+    fn nested(
+        &mut self,
+        parse: fn(&mut Self) -> Result<Expr, ParseError>,
+    ) -> Result<Expr, ParseError> {
+        if self.depth == MAX_DEPTH {
+            return self.fail(format!("expression nested deeper than {MAX_DEPTH}"));
         }
-        Ok(left)
+        self.depth += 1;
+        let inner = parse(self);
+        self.depth -= 1;
+        inner
+    }
+
+    /// Terms separated by `keyword`: a single term stands alone, more make one n-ary node.
+    fn chain(
+        &mut self,
+        keyword: &str,
+        term: fn(&mut Self) -> Result<Expr, ParseError>,
+        node: fn(Vec<Expr>) -> Expr,
+    ) -> Result<Expr, ParseError> {
+        let first = term(self)?;
+        if !self.eat_keyword(keyword) {
+            return Ok(first);
+        }
+        let mut terms = vec![first, term(self)?];
+        while self.eat_keyword(keyword) {
+            terms.push(term(self)?);
+        }
+        Ok(node(terms))
+    }
+
+    fn or(&mut self) -> Result<Expr, ParseError> {
+        self.chain("OR", Self::and, Expr::Or)
     }
 
     fn and(&mut self) -> Result<Expr, ParseError> {
-        let mut left = self.not()?;
-        while self.eat_keyword("AND") {
-            left = Expr::And(Box::new(left), Box::new(self.not()?));
-        }
-        Ok(left)
+        self.chain("AND", Self::not, Expr::And)
     }
 
     fn not(&mut self) -> Result<Expr, ParseError> {
         if self.eat_keyword("NOT") {
-            return Ok(Expr::Not(Box::new(self.not()?)));
+            return Ok(Expr::Not(Box::new(self.nested(Self::not)?)));
         }
         self.predicate()
     }
@@ -374,14 +418,18 @@ impl Parser {
 
     fn unary(&mut self) -> Result<Expr, ParseError> {
         if self.eat_symbol("+") {
-            return self.unary();
+            return self.nested(Self::unary);
         }
         if self.eat_symbol("-") {
-            return Ok(match self.unary()? {
+            return Ok(match self.nested(Self::unary)? {
                 Expr::Literal(Literal::Long(n)) => Expr::Literal(Literal::Long(-n)),
                 Expr::Literal(Literal::Double(n)) => Expr::Literal(Literal::Double(-n)),
                 other => Expr::Negate(Box::new(other)),
             });
+        }
+        self.operands += 1;
+        if self.operands > MAX_OPERANDS {
+            return self.fail(format!("expression has more than {MAX_OPERANDS} operands"));
         }
         match self.advance() {
             Token::Long(n) => Ok(Expr::Literal(Literal::Long(n))),
@@ -392,7 +440,7 @@ impl Parser {
             Token::Keyword("NULL") => Ok(Expr::Literal(Literal::Null)),
             Token::Ident(name) => Ok(Expr::Property(name)),
             Token::Symbol("(") => {
-                let inner = self.or()?;
+                let inner = self.nested(Self::or)?;
                 self.expect_symbol(")")?;
                 Ok(inner)
             }
@@ -410,6 +458,8 @@ impl Sql92 {
         let mut parser = Parser {
             tokens: tokenize(text)?,
             at: 0,
+            depth: 0,
+            operands: 0,
         };
         let root = parser.or()?;
         if parser.peek() != &Token::End {
@@ -475,6 +525,23 @@ fn as_bool(value: &Literal) -> Option<bool> {
     }
 }
 
+/// An AND (`decisive` false) or an OR (`decisive` true) of `terms`.
+fn decide<'a>(
+    terms: &[Expr],
+    decisive: bool,
+    property: impl Fn(&str) -> Option<&'a str> + Copy,
+) -> Literal {
+    let mut unknown = false;
+    for term in terms {
+        match as_bool(&eval(term, property)) {
+            Some(value) if value == decisive => return Literal::Bool(decisive),
+            Some(_) => {}
+            None => unknown = true,
+        }
+    }
+    truth((!unknown).then_some(!decisive))
+}
+
 fn eval<'a>(expr: &Expr, property: impl Fn(&str) -> Option<&'a str> + Copy) -> Literal {
     match expr {
         Expr::Literal(value) => value.clone(),
@@ -492,28 +559,10 @@ fn eval<'a>(expr: &Expr, property: impl Fn(&str) -> Option<&'a str> + Copy) -> L
             _ => Literal::Null,
         },
         Expr::Not(inner) => truth(as_bool(&eval(inner, property)).map(|b| !b)),
-        Expr::And(left, right) => {
-            let (l, r) = (
-                as_bool(&eval(left, property)),
-                as_bool(&eval(right, property)),
-            );
-            truth(match (l, r) {
-                (Some(false), _) | (_, Some(false)) => Some(false),
-                (Some(true), Some(true)) => Some(true),
-                _ => None,
-            })
-        }
-        Expr::Or(left, right) => {
-            let (l, r) = (
-                as_bool(&eval(left, property)),
-                as_bool(&eval(right, property)),
-            );
-            truth(match (l, r) {
-                (Some(true), _) | (_, Some(true)) => Some(true),
-                (Some(false), Some(false)) => Some(false),
-                _ => None,
-            })
-        }
+        // Three-valued: one false term decides an AND (one true term an OR), else any
+        // unknown term leaves it unknown. Terms have no side effects, so stopping early is safe.
+        Expr::And(terms) => decide(terms, false, property),
+        Expr::Or(terms) => decide(terms, true, property),
         Expr::Compare(op, left, right) => {
             let (l, r) = (eval(left, property), eval(right, property));
             truth(match op {

@@ -75,3 +75,67 @@ fn bad_expressions_are_refused_with_a_position() {
     let error = Sql92::compile("a = 1 )").unwrap_err();
     assert_eq!(error.position, 6);
 }
+
+/// Runs `work` on a thread with a small stack, so a test proves the parser's bounds
+/// rather than leaning on the 8 MiB main stack: an unbounded recursion aborts the test
+/// binary. 1 MiB, not less, because an unoptimised build spends about 7 KiB of stack per
+/// nesting level; the inputs below would need hundreds of MiB without the bounds.
+fn on_a_small_stack<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(1024 * 1024)
+        .spawn(work)
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+fn compile_on_a_small_stack(expression: String) -> Result<(), ParseError> {
+    on_a_small_stack(move || Sql92::compile(&expression).map(drop))
+}
+
+// A few KB of `((((` or `NOT NOT ...` recursed until the stack overflowed and the
+// whole broker aborted; deep nesting is now a parse error.
+#[test]
+fn deep_parentheses_are_a_parse_error_not_a_stack_overflow() {
+    let deep = format!("{}a = 1{}", "(".repeat(100_000), ")".repeat(100_000));
+    let error = compile_on_a_small_stack(deep).unwrap_err();
+    assert!(error.reason.contains("nested deeper than"), "{error}");
+}
+
+#[test]
+fn deep_not_and_minus_are_a_parse_error_not_a_stack_overflow() {
+    let error = compile_on_a_small_stack(format!("{}a = 1", "NOT ".repeat(100_000))).unwrap_err();
+    assert!(error.reason.contains("nested deeper than"), "{error}");
+    let error = compile_on_a_small_stack(format!("a = {}1", "- ".repeat(100_000))).unwrap_err();
+    assert!(error.reason.contains("nested deeper than"), "{error}");
+}
+
+// A flat `a=1 AND a=1 AND ...` has no nesting, but its binary tree was as deep as the
+// chain was long, and dropping or evaluating it overflowed the stack.
+#[test]
+fn a_long_and_chain_is_a_parse_error_not_a_stack_overflow() {
+    let chain = vec!["a = 1"; 100_000].join(" AND ");
+    let started = std::time::Instant::now();
+    let error = compile_on_a_small_stack(chain).unwrap_err();
+    assert!(error.reason.contains("more than"), "{error}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn expressions_up_to_the_limits_compile_and_match_on_a_small_stack() {
+    // Every level adds an OR and an AND node, the deepest tree the nesting limit allows.
+    let mut deepest = "a = 1".to_string();
+    for _ in 0..MAX_DEPTH {
+        deepest = format!("(b = 2 OR a = 1 AND {deepest})");
+    }
+    let longest = vec!["a = 1"; MAX_OPERANDS / 2].join(" AND ");
+    for text in [deepest.clone(), longest.clone()] {
+        on_a_small_stack(move || {
+            let filter = Sql92::compile(&text).unwrap();
+            assert!(filter.matches(|name| (name == "a").then_some("1")));
+            assert!(!filter.matches(|name| (name == "a").then_some("2")));
+        });
+    }
+    assert!(compile_on_a_small_stack(format!("({deepest})")).is_err());
+    assert!(compile_on_a_small_stack(format!("{longest} AND a = 1")).is_err());
+}
