@@ -9,6 +9,9 @@ pub mod pull;
 pub mod send;
 pub mod send_back;
 
+#[cfg(test)]
+mod send_test;
+
 use protocol::body::{perm, SubscriptionGroupConfig};
 use protocol::{RemotingCommand, ResponseCode};
 

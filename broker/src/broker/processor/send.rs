@@ -86,6 +86,15 @@ pub async fn process(
         Ok(messages) => messages,
         Err(error) => return reply(request, ResponseCode::MessageIllegal, error.to_string()),
     };
+    // Only an empty batch body decodes to no messages; what follows, down to the answer's
+    // first queue offset, needs at least one.
+    if messages.is_empty() {
+        return reply(
+            request,
+            ResponseCode::MessageIllegal,
+            "the batch holds no messages",
+        );
+    }
     let mut puts: Vec<PutMessage> = messages
         .into_iter()
         .map(|message| PutMessage {

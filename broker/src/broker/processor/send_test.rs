@@ -1,0 +1,37 @@
+use protocol::header::{SendMessageRequestHeader, SendMessageRequestHeaderV2};
+use protocol::{RemotingCommand, RequestCode, ResponseCode};
+
+use crate::broker::Broker;
+use crate::config::BrokerConfig;
+use crate::server::{Channel, Service};
+
+// An empty SEND_BATCH_MESSAGE body decodes to no messages, and the answer read the first
+// stored one: the request task panicked and the producer waited out its timeout.
+#[tokio::test]
+async fn an_empty_batch_is_refused_as_illegal_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(
+        BrokerConfig::default(),
+        store::StoreConfig::with_root(dir.path()),
+    )
+    .unwrap();
+    let (channel, _outbound) = Channel::detached(1);
+    let header = SendMessageRequestHeaderV2::from(SendMessageRequestHeader {
+        producer_group: "producer".into(),
+        topic: "Orders".into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 4,
+        queue_id: 0,
+        born_timestamp: 1,
+        ..SendMessageRequestHeader::default()
+    });
+    let request = RemotingCommand::request(RequestCode::SendBatchMessage, &header);
+    let answer = broker.handle(request, &channel).await.unwrap();
+    assert_eq!(answer.code, ResponseCode::MessageIllegal.as_i32());
+    assert_eq!(
+        answer.remark.as_deref(),
+        Some("the batch holds no messages")
+    );
+    assert_eq!(broker.store().commit_log_max_offset(), 0);
+    broker.begin_shutdown();
+}
