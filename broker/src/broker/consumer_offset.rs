@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::config_file;
+use crate::config_file::StateFile;
 use crate::error::Result;
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct OffsetFile {
     /// `topic@group` -> queue id -> next offset to consume. The Java broker writes the queue
@@ -19,9 +19,8 @@ struct OffsetFile {
 }
 
 pub struct ConsumerOffsets {
-    path: PathBuf,
+    file: StateFile,
     table: Mutex<OffsetFile>,
-    dirty: Mutex<bool>,
 }
 
 fn key(topic: &str, group: &str) -> String {
@@ -30,22 +29,21 @@ fn key(topic: &str, group: &str) -> String {
 
 impl ConsumerOffsets {
     pub fn open(path: PathBuf) -> Result<ConsumerOffsets> {
-        let table = config_file::load(&path)?.unwrap_or_default();
+        let file = StateFile::new(path);
         Ok(ConsumerOffsets {
-            path,
-            table: Mutex::new(table),
-            dirty: Mutex::new(false),
+            table: Mutex::new(file.load()?.unwrap_or_default()),
+            file,
         })
     }
 
     pub fn commit(&self, topic: &str, group: &str, queue_id: i32, offset: i64) {
-        self.table
-            .lock()
+        let mut table = self.table.lock();
+        table
             .offset_table
             .entry(key(topic, group))
             .or_default()
             .insert(queue_id, offset);
-        *self.dirty.lock() = true;
+        self.file.note_change();
     }
 
     pub fn query(&self, topic: &str, group: &str, queue_id: i32) -> Option<i64> {
@@ -91,34 +89,22 @@ impl ConsumerOffsets {
 
     pub fn remove_group(&self, group: &str) {
         let suffix = format!("@{group}");
-        self.table
-            .lock()
-            .offset_table
-            .retain(|k, _| !k.ends_with(&suffix));
-        *self.dirty.lock() = true;
+        let mut table = self.table.lock();
+        table.offset_table.retain(|k, _| !k.ends_with(&suffix));
+        self.file.note_change();
     }
 
     pub fn remove_topic(&self, topic: &str) {
         let prefix = format!("{topic}@");
-        self.table
-            .lock()
-            .offset_table
-            .retain(|k, _| !k.starts_with(&prefix));
-        *self.dirty.lock() = true;
+        let mut table = self.table.lock();
+        table.offset_table.retain(|k, _| !k.starts_with(&prefix));
+        self.file.note_change();
     }
 
-    /// Writes the file if anything changed since the last write.
+    /// Writes the file if anything changed since the last write. Commits go on meanwhile:
+    /// the table's lock is held only to copy it.
     pub fn persist(&self) -> Result<()> {
-        let mut dirty = self.dirty.lock();
-        if !*dirty {
-            return Ok(());
-        }
-        let snapshot = OffsetFile {
-            offset_table: self.table.lock().offset_table.clone(),
-        };
-        config_file::store(&self.path, &snapshot)?;
-        *dirty = false;
-        Ok(())
+        self.file.save(self.table.lock())
     }
 }
 

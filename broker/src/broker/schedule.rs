@@ -16,7 +16,7 @@ use store::{GetMessageStatus, PutMessage};
 use tracing::warn;
 
 use super::Broker;
-use crate::config_file;
+use crate::config_file::StateFile;
 use crate::error::Result;
 
 pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
@@ -96,7 +96,7 @@ pub fn defer(put: &mut PutMessage, levels: &DelayLevels) -> bool {
     true
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct OffsetFile {
     /// Delay level (1-based, as RocketMQ keys it) -> next schedule-queue offset to deliver.
@@ -105,7 +105,7 @@ struct OffsetFile {
 
 /// Delivery progress of every level.
 pub struct Schedule {
-    path: PathBuf,
+    file: StateFile,
     offsets: Mutex<OffsetFile>,
     /// CommitLog end of the last re-put: progress is persisted only once the store has
     /// flushed past it, so a crash cannot record a delivery whose copy was lost.
@@ -114,27 +114,25 @@ pub struct Schedule {
 
 impl Schedule {
     pub fn open(path: PathBuf) -> Result<Schedule> {
+        let file = StateFile::new(path);
         Ok(Schedule {
-            offsets: Mutex::new(config_file::load(&path)?.unwrap_or_default()),
-            path,
+            offsets: Mutex::new(file.load()?.unwrap_or_default()),
+            file,
             pending_end: Mutex::new(None),
         })
     }
 
     /// Writes the progress when the store has flushed every re-put it covers.
     pub fn persist(&self, flushed: u64) -> Result<()> {
-        let mut pending = self.pending_end.lock();
-        match *pending {
-            Some(end) if flushed >= end => {
-                let snapshot = OffsetFile {
-                    offset_table: self.offsets.lock().offset_table.clone(),
-                };
-                config_file::store(&self.path, &snapshot)?;
-                *pending = None;
+        let offsets = self.offsets.lock();
+        {
+            let mut pending = self.pending_end.lock();
+            match *pending {
+                Some(end) if flushed < end => return Ok(()),
+                _ => *pending = None,
             }
-            _ => {}
         }
-        Ok(())
+        self.file.save(offsets)
     }
 }
 
@@ -247,10 +245,7 @@ fn save(broker: &Broker, level: i32, offset: i64) {
     let mut offsets = broker.schedule.offsets.lock();
     if offsets.offset_table.get(&level) != Some(&offset) {
         offsets.offset_table.insert(level, offset);
-        let mut pending = broker.schedule.pending_end.lock();
-        if pending.is_none() {
-            *pending = Some(0);
-        }
+        broker.schedule.file.note_change();
     }
 }
 

@@ -10,7 +10,7 @@ use parking_lot::RwLock;
 use protocol::body::SubscriptionGroupConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::config_file;
+use crate::config_file::StateFile;
 use crate::error::Result;
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -20,18 +20,18 @@ struct GroupFile {
 }
 
 pub struct SubscriptionGroups {
-    path: PathBuf,
+    file: StateFile,
     auto_create: bool,
     table: RwLock<GroupFile>,
 }
 
 impl SubscriptionGroups {
     pub fn open(path: PathBuf, auto_create: bool) -> Result<SubscriptionGroups> {
-        let table = config_file::load(&path)?.unwrap_or_default();
+        let file = StateFile::new(path);
         Ok(SubscriptionGroups {
-            path,
+            table: RwLock::new(file.load()?.unwrap_or_default()),
+            file,
             auto_create,
-            table: RwLock::new(table),
         })
     }
 
@@ -58,25 +58,21 @@ impl SubscriptionGroups {
     }
 
     pub fn upsert(&self, config: SubscriptionGroupConfig) -> Result<()> {
-        let snapshot = {
-            let mut table = self.table.write();
-            table
-                .subscription_group_table
-                .insert(config.group_name.clone(), config);
-            table.clone()
-        };
-        config_file::store(&self.path, &snapshot)
+        let mut table = self.table.write();
+        table
+            .subscription_group_table
+            .insert(config.group_name.clone(), config);
+        self.file.note_change();
+        self.file.save(table)
     }
 
     pub fn delete(&self, group: &str) -> Result<bool> {
-        let snapshot = {
-            let mut table = self.table.write();
-            if table.subscription_group_table.remove(group).is_none() {
-                return Ok(false);
-            }
-            table.clone()
-        };
-        config_file::store(&self.path, &snapshot)?;
+        let mut table = self.table.write();
+        if table.subscription_group_table.remove(group).is_none() {
+            return Ok(false);
+        }
+        self.file.note_change();
+        self.file.save(table)?;
         Ok(true)
     }
 

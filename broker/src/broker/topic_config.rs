@@ -8,7 +8,7 @@ use parking_lot::RwLock;
 use protocol::body::{perm, DataVersion, TopicConfig, TopicConfigSerializeWrapper};
 
 use crate::config::BrokerConfig;
-use crate::config_file;
+use crate::config_file::StateFile;
 use crate::error::Result;
 
 /// The template topic clients name in `defaultTopic` when they want a topic auto-created.
@@ -78,14 +78,15 @@ fn topic(name: &str, queues: i32, perm: i32) -> TopicConfig {
 }
 
 pub struct TopicConfigs {
-    path: PathBuf,
+    file: StateFile,
     table: RwLock<TopicConfigSerializeWrapper>,
 }
 
 impl TopicConfigs {
     /// Loads `topics.json` and adds the system topics the broker needs.
     pub fn open(path: PathBuf, config: &BrokerConfig) -> Result<TopicConfigs> {
-        let mut table: TopicConfigSerializeWrapper = config_file::load(&path)?.unwrap_or_default();
+        let file = StateFile::new(path);
+        let mut table: TopicConfigSerializeWrapper = file.load()?.unwrap_or_default();
         let mut system = vec![
             topic(SELF_TEST_TOPIC, 1, perm::READ | perm::WRITE),
             topic(OFFSET_MOVED_EVENT, 1, perm::READ | perm::WRITE),
@@ -118,10 +119,10 @@ impl TopicConfigs {
                 .or_insert(system_topic);
         }
         let topics = TopicConfigs {
-            path,
+            file,
             table: RwLock::new(table),
         };
-        topics.changed()?;
+        topics.change(|_| true)?;
         Ok(topics)
     }
 
@@ -145,17 +146,15 @@ impl TopicConfigs {
 
     /// Creates or replaces a topic; true when anything changed (and was persisted).
     pub fn upsert(&self, config: TopicConfig) -> Result<bool> {
-        {
-            let mut table = self.table.write();
+        self.change(|table| {
             if table.topic_config_table.get(&config.topic_name) == Some(&config) {
-                return Ok(false);
+                return false;
             }
             table
                 .topic_config_table
                 .insert(config.topic_name.clone(), config);
-        }
-        self.changed()?;
-        Ok(true)
+            true
+        })
     }
 
     /// Creates `topic` from a template the way a send does when it does not exist yet
@@ -201,32 +200,25 @@ impl TopicConfigs {
     }
 
     pub fn delete(&self, topic_name: &str) -> Result<bool> {
-        if self
-            .table
-            .write()
-            .topic_config_table
-            .remove(topic_name)
-            .is_none()
-        {
-            return Ok(false);
-        }
-        self.changed()?;
-        Ok(true)
+        self.change(|table| table.topic_config_table.remove(topic_name).is_some())
     }
 
-    /// Bumps the data version and persists.
-    fn changed(&self) -> Result<()> {
-        let snapshot = {
-            let mut table = self.table.write();
-            table.data_version = DataVersion {
-                counter: table.data_version.counter + 1,
-                state_version: table.data_version.state_version,
-                timestamp: now_millis(),
-            };
-            table.clone()
+    /// Applies `edit`, which says whether it changed anything; if it did, bumps the data
+    /// version and persists the table. Returns `edit`'s answer.
+    fn change(&self, edit: impl FnOnce(&mut TopicConfigSerializeWrapper) -> bool) -> Result<bool> {
+        let mut table = self.table.write();
+        if !edit(&mut table) {
+            return Ok(false);
+        }
+        table.data_version = DataVersion {
+            counter: table.data_version.counter + 1,
+            state_version: table.data_version.state_version,
+            timestamp: now_millis(),
         };
+        self.file.note_change();
         // `{"topicConfigTable": {...}, "dataVersion": {...}}`, the shape of RocketMQ's file.
-        config_file::store(&self.path, &snapshot)
+        self.file.save(table)?;
+        Ok(true)
     }
 }
 
@@ -266,6 +258,41 @@ mod tests {
             .is_none());
         let reopened = TopicConfigs::open(path, &config).unwrap();
         assert_eq!(reopened.get("New").unwrap().write_queue_nums, 4);
+    }
+
+    // Concurrent creations each wrote the whole table through one shared `topics.json.tmp`
+    // with no lock: writes interleaved, and an older snapshot could be renamed over a newer
+    // one, so topics a client had been told were created were missing after a restart.
+    #[test]
+    fn topics_created_concurrently_all_survive_a_reopen() {
+        const THREADS: usize = 64;
+        const TOPICS: usize = 1_000;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config/topics.json");
+        let config = BrokerConfig::default();
+        let topics = TopicConfigs::open(path.clone(), &config).unwrap();
+        std::thread::scope(|scope| {
+            for thread in 0..THREADS {
+                let topics = &topics;
+                scope.spawn(move || {
+                    for number in (thread..TOPICS).step_by(THREADS) {
+                        topics
+                            .ensure(&format!("T{number}"), 4, perm::READ | perm::WRITE)
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let files: Vec<_> = std::fs::read_dir(dir.path().join("config"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(files, ["topics.json"]);
+        let reopened = TopicConfigs::open(path, &config).unwrap();
+        let missing: Vec<usize> = (0..TOPICS)
+            .filter(|number| reopened.get(&format!("T{number}")).is_none())
+            .collect();
+        assert!(missing.is_empty(), "topics lost: {missing:?}");
     }
 
     #[test]
