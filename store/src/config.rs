@@ -137,6 +137,10 @@ impl StoreConfig {
     pub(crate) fn index_dir(&self) -> PathBuf {
         self.store_path_root_dir.join("index")
     }
+
+    pub(crate) fn quarantine_dir(&self) -> PathBuf {
+        self.store_path_root_dir.join("quarantine")
+    }
 }
 
 #[cfg(test)]

@@ -58,6 +58,31 @@ pub(crate) struct ConsumeQueue {
     flushed_offset: Mutex<i64>,
 }
 
+/// Entries a hole may span and still not end the queue when it is opened: a queue gets
+/// holes where `store repair` quarantined its messages, and the entries after one must
+/// not be forgotten at the next start. Looking further would read whole empty files.
+const MAX_HOLE: usize = 1024;
+
+/// How many entries from the front of `bytes` belong to the queue: up to the last valid
+/// one that follows valid entries with at most [`MAX_HOLE`] invalid ones in between.
+fn valid_run(bytes: &[u8]) -> usize {
+    let count = bytes.len() / ENTRY_SIZE as usize;
+    let entry = |at: usize| &bytes[at * ENTRY_SIZE as usize..(at + 1) * ENTRY_SIZE as usize];
+    let mut end = 0;
+    let mut at = 0;
+    while at < count {
+        if QueueEntry::decode(entry(at)).is_some() {
+            at += 1;
+            end = at;
+        } else if end > 0 && at - end < MAX_HOLE {
+            at += 1;
+        } else {
+            break;
+        }
+    }
+    end
+}
+
 impl ConsumeQueue {
     /// Opens (or prepares, creating nothing yet) the queue in `dir`, finding its end by
     /// scanning the last segment for the first invalid entry.
@@ -99,19 +124,16 @@ impl ConsumeQueue {
             let base = (segment.start() / ENTRY_SIZE) as i64;
             let is_first = segment.start() == first.start();
             let bytes = segment.read(0, segment.size());
-            let mut entries = bytes.chunks_exact(ENTRY_SIZE as usize).peekable();
-            let mut leading = 0i64;
-            if is_first {
-                while entries
-                    .next_if(|entry| QueueEntry::decode(entry).is_none())
-                    .is_some()
-                {
-                    leading += 1;
-                }
-            }
-            let valid = entries
-                .take_while(|entry| QueueEntry::decode(entry).is_some())
-                .count() as i64;
+            let leading = if is_first {
+                bytes
+                    .chunks_exact(ENTRY_SIZE as usize)
+                    .take_while(|entry| QueueEntry::decode(entry).is_none())
+                    .count()
+            } else {
+                0
+            };
+            let valid = valid_run(&bytes[leading * ENTRY_SIZE as usize..]) as i64;
+            let leading = leading as i64;
             if valid > 0 || is_first {
                 let max = if valid > 0 {
                     base + leading + valid
@@ -175,13 +197,15 @@ impl ConsumeQueue {
                 tracing::warn!(dir = %self.dir.display(), expected = max, got = queue_offset, "consume queue gap");
             }
         }
-        segment.write((byte - segment.start()) as usize, &entry.encode());
+        // SAFETY: only the dispatcher writes, and this entry is past the published max offset
+        // until the store below.
+        unsafe { segment.write((byte - segment.start()) as usize, &entry.encode()) };
         self.max_offset.store(queue_offset + 1, Ordering::Release);
         Ok(())
     }
 
     fn create_segment_for(&self, byte: u64) -> Result<Arc<Segment>> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        segment::create_dir_durably(&self.dir)?;
         let start = byte / self.file_size * self.file_size;
         let mut segments = self.segments.write();
         if let Some(last) = segments.last() {

@@ -22,6 +22,26 @@ pub enum Error {
     /// A file on disk does not have the size or content the store expects.
     #[error("damaged store file {path}: {reason}")]
     DamagedSegment { path: PathBuf, reason: String },
+    /// A record below the checkpointed flushed offset is damaged: that range was durable
+    /// (acknowledged under SYNC_FLUSH), so recovery refuses to cut the CommitLog there and
+    /// the store does not open. `rocketry store repair` quarantines the damaged range.
+    #[error(
+        "damaged record in {path} at CommitLog offset {offset}, below the checkpointed flushed \
+         offset {flushed}: {reason}. The store was not opened, so nothing was deleted; \
+         `rocketry store repair` quarantines the damaged range and keeps every other message \
+         (docs/reliability.md)"
+    )]
+    CorruptBelowCheckpoint {
+        path: PathBuf,
+        offset: u64,
+        flushed: u64,
+        reason: String,
+    },
+    /// A flush failed earlier, so the store accepts no more writes until it is restarted:
+    /// after an fsync/msync error Linux may have dropped the dirty pages and cleared the
+    /// error, and a later flush would "succeed" over lost data.
+    #[error("writes are fenced: {0}")]
+    WritesFenced(String),
     /// The body exceeds `maxMessageSize` (RocketMQ MESSAGE_ILLEGAL).
     #[error("message body of {size} bytes exceeds maxMessageSize {max}")]
     MessageTooLarge { size: usize, max: usize },
@@ -58,6 +78,18 @@ impl Error {
         } else {
             Error::Io { path, source }
         }
+    }
+
+    /// This error and its sources, for a log line or a refusal's remark.
+    pub fn with_sources(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
     }
 
     pub(crate) fn damaged(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {

@@ -140,6 +140,8 @@ struct State {
 pub(crate) struct FlushRequests {
     state: Mutex<State>,
     wake: Condvar,
+    /// Wakes the deadline thread when a request arrives or the queue closes.
+    deadline_changed: Condvar,
 }
 
 impl FlushRequests {
@@ -158,6 +160,7 @@ impl FlushRequests {
         }
         drop(state);
         self.wake.notify_one();
+        self.deadline_changed.notify_one();
         Durable {
             offset: target,
             timeout,
@@ -199,6 +202,37 @@ impl FlushRequests {
         }
     }
 
+    /// Times out overdue requests on their own clock until the queue closes. It runs on a
+    /// thread of its own because the flush thread may be stuck in an msync on a hung disk,
+    /// and a SYNC_FLUSH send must then fail after `syncFlushTimeout`, not hang with it.
+    pub(crate) fn enforce_deadlines(&self) {
+        let mut state = self.state.lock();
+        while !state.closed {
+            match state.pending.iter().map(|pending| pending.deadline).min() {
+                None => self.deadline_changed.wait(&mut state),
+                Some(deadline) => {
+                    self.deadline_changed.wait_until(&mut state, deadline);
+                }
+            }
+            let now = Instant::now();
+            let mut overdue = Vec::new();
+            state.pending.retain(|pending| {
+                let late = pending.deadline <= now;
+                if late {
+                    overdue.push(Arc::clone(&pending.slot));
+                }
+                !late
+            });
+            if !overdue.is_empty() {
+                drop(state);
+                for slot in overdue {
+                    slot.complete(Outcome::TimedOut);
+                }
+                state = self.state.lock();
+            }
+        }
+    }
+
     /// Fails every pending request after a flush error.
     pub(crate) fn failed(&self) {
         let pending = std::mem::take(&mut self.state.lock().pending);
@@ -215,6 +249,7 @@ impl FlushRequests {
             std::mem::take(&mut state.pending)
         };
         self.wake.notify_all();
+        self.deadline_changed.notify_all();
         for pending in pending {
             pending.slot.complete(Outcome::Closed);
         }
@@ -273,5 +308,20 @@ mod tests {
         requests.close();
         assert!(matches!(open.wait(), Err(Error::NotAvailable(_))));
         assert!(Durable::ready(3).wait().is_ok());
+    }
+
+    #[test]
+    fn a_hung_flush_still_times_out_its_waiters() {
+        let requests = Arc::new(FlushRequests::default());
+        let timer = Arc::clone(&requests);
+        let deadlines = std::thread::spawn(move || timer.enforce_deadlines());
+        // Nobody ever calls `flushed`: the flush thread is stuck in the disk.
+        let waiting = requests.request(10, Duration::from_millis(50));
+        assert!(matches!(
+            block_on(waiting),
+            Err(Error::FlushTimeout { offset: 10, .. })
+        ));
+        requests.close();
+        deadlines.join().unwrap();
     }
 }

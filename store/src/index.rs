@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::segment::{self, Segment};
 
 const HEADER_SIZE: usize = 40;
@@ -64,16 +64,17 @@ impl IndexFile {
         self.count.load(Ordering::Acquire) >= self.capacity
     }
 
-    fn slot_position(&self, hash: u32) -> usize {
-        HEADER_SIZE + (hash % self.slots) as usize * SLOT_SIZE
-    }
-
     fn entry_position(&self, index: u32) -> usize {
         HEADER_SIZE + self.slots as usize * SLOT_SIZE + index as usize * ENTRY_SIZE
     }
 
-    fn read_u32(&self, position: usize) -> u32 {
-        u32::from_be_bytes(self.segment.read(position, 4).try_into().unwrap_or([0; 4]))
+    /// The hash slot for `hash`: the newest entry index with that hash, big-endian as
+    /// RocketMQ stores it. The dispatcher updates slots while queries read them, so every
+    /// access is atomic (Release on write, Acquire on read).
+    fn slot(&self, hash: u32) -> &AtomicU32 {
+        self.segment
+            .atomic_u32(HEADER_SIZE + (hash % self.slots) as usize * SLOT_SIZE)
+            .expect("slots are 4-byte aligned and inside the file")
     }
 
     /// Adds one entry; the caller (the single dispatcher) checked it is not full.
@@ -89,18 +90,18 @@ impl IndexFile {
         } else {
             ((timestamp - begin) / 1000).clamp(0, i32::MAX as i64)
         };
-        let slot = self.slot_position(hash);
-        let previous = self.read_u32(slot);
+        let slot = self.slot(hash);
+        let previous = u32::from_be(slot.load(Ordering::Acquire));
         let mut entry = [0u8; ENTRY_SIZE];
         entry[..4].copy_from_slice(&hash.to_be_bytes());
         entry[4..12].copy_from_slice(&(physical as i64).to_be_bytes());
         entry[12..16].copy_from_slice(&(diff as i32).to_be_bytes());
         entry[16..20].copy_from_slice(&previous.to_be_bytes());
-        self.segment.write(self.entry_position(index), &entry);
-        // The entry is complete before the count that makes it reachable is published; a
-        // reader following the slot to an index >= count ignores it.
+        // SAFETY: the single dispatcher writes entry `index`, which no reader follows until
+        // the count below publishes it (a slot pointing at an index >= count is ignored).
+        unsafe { self.segment.write(self.entry_position(index), &entry) };
         self.count.store(index + 1, Ordering::Release);
-        self.segment.write(slot, &index.to_be_bytes());
+        slot.store(index.to_be(), Ordering::Release);
         self.end_timestamp.store(timestamp, Ordering::Release);
         self.end_physical.store(physical, Ordering::Release);
         let mut header = [0u8; HEADER_SIZE];
@@ -111,13 +112,15 @@ impl IndexFile {
         header[24..32].copy_from_slice(&(physical as i64).to_be_bytes());
         header[32..36].copy_from_slice(&index.min(self.slots).to_be_bytes());
         header[36..40].copy_from_slice(&(index + 1).to_be_bytes());
-        self.segment.write(0, &header);
+        // SAFETY: the on-disk header is only read when a file is opened; while it is live,
+        // readers use the atomics above, so the dispatcher is its only user.
+        unsafe { self.segment.write(0, &header) };
     }
 
     fn query(&self, hash: u32, begin: i64, end: i64, max: usize, found: &mut Vec<u64>) {
         let count = self.count.load(Ordering::Acquire);
         let base = self.begin_timestamp.load(Ordering::Acquire);
-        let mut index = self.read_u32(self.slot_position(hash));
+        let mut index = u32::from_be(self.slot(hash).load(Ordering::Acquire));
         let mut steps = 0u32;
         while index > 0 && index < count && found.len() < max && steps < count {
             steps += 1;
@@ -147,7 +150,7 @@ pub(crate) struct Index {
 
 impl Index {
     pub(crate) fn open(dir: &Path, slots: u32, capacity: u32) -> Result<Index> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        segment::create_dir_durably(dir)?;
         let len = IndexFile::file_len(slots, capacity);
         let mut files = Vec::new();
         for (start, path) in segment::list(dir)? {

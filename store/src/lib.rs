@@ -5,6 +5,24 @@
 //! No networking and no async runtime: [`MessageStore::append`] returns at once with the
 //! offsets and a [`Durable`] the caller awaits (or blocks on) for SYNC_FLUSH durability.
 
+/// A named fault point (the `fail` crate's `fail_point!`) where tests inject I/O errors,
+/// stalls and crashes into the real store. Compiled to nothing in builds without the
+/// `failpoints` feature, so release builds pay nothing for it.
+#[cfg(feature = "failpoints")]
+macro_rules! fault {
+    ($name:literal) => {
+        fail::fail_point!($name)
+    };
+    ($name:literal, $action:expr) => {
+        fail::fail_point!($name, $action)
+    };
+}
+#[cfg(not(feature = "failpoints"))]
+macro_rules! fault {
+    ($name:literal) => {};
+    ($name:literal, $action:expr) => {};
+}
+
 mod checkpoint;
 mod commit_log;
 mod config;
@@ -28,7 +46,24 @@ pub use flush::Durable;
 pub use read::{
     ArrivedMessage, GetMessageResult, GetMessageStatus, MessageFilter, QueryMessageResult,
 };
+pub use recovery::{QuarantinedRange, RepairReport};
 pub use store::{AppendResult, MessageStore};
+
+/// Configures the store's fault points from the `FAILPOINTS` environment variable
+/// (`name=action;...`, the `fail` crate's syntax), for tests that start a real broker. Does
+/// nothing in builds without the `failpoints` feature, which release builds never enable.
+pub fn configure_faults_from_env() {
+    #[cfg(feature = "failpoints")]
+    if let Ok(spec) = std::env::var("FAILPOINTS") {
+        for point in spec.split(';').filter(|p| !p.trim().is_empty()) {
+            if let Some((name, actions)) = point.split_once('=') {
+                if let Err(error) = fail::cfg(name.trim(), actions.trim()) {
+                    tracing::error!(%name, %error, "bad FAILPOINTS entry");
+                }
+            }
+        }
+    }
+}
 
 #[doc(hidden)]
 pub mod bench_support {

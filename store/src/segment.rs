@@ -45,6 +45,9 @@ impl Segment {
             let _ = std::fs::remove_file(&path);
             return Err(Error::io(&path, std::io::Error::from_raw_os_error(code)));
         }
+        // The new name must survive a power loss as well as its bytes: a flushed record in a
+        // file whose directory entry was lost is lost with it.
+        sync_dir(dir)?;
         Segment::map(path, file, start, size)
     }
 
@@ -106,18 +109,45 @@ impl Segment {
     }
 
     /// Mutable bytes `[position, position + len)` for the single writer, clamped to the file.
+    ///
+    /// # Safety
+    /// The caller is the one writer of these bytes (it holds its owner's writer lock, or runs
+    /// before any reader exists, as recovery does), and no reader can reach them: they lie
+    /// at or past the position the owner has published. The slice must be dropped before that
+    /// position is published.
     #[allow(clippy::mut_from_ref)]
-    pub(crate) fn write_slice(&self, position: usize, len: usize) -> &mut [u8] {
+    pub(crate) unsafe fn write_slice(&self, position: usize, len: usize) -> &mut [u8] {
         let position = position.min(self.size);
         let len = len.min(self.size - position);
-        // SAFETY: in bounds; only the writer holding the owner's lock calls this, on bytes no
-        // reader can see yet (module contract).
+        // SAFETY: in bounds of the mapping; exclusivity is the caller's promise above.
         unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(position), len) }
     }
 
     /// Copies `data` to `position`.
-    pub(crate) fn write(&self, position: usize, data: &[u8]) {
-        self.write_slice(position, data.len()).copy_from_slice(data);
+    ///
+    /// # Safety
+    /// As [`Segment::write_slice`]: unpublished bytes, one writer.
+    pub(crate) unsafe fn write(&self, position: usize, data: &[u8]) {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.write_slice(position, data.len()) }.copy_from_slice(data);
+    }
+
+    /// The aligned 4-byte word at `position` as an atomic, for words that a writer updates
+    /// while readers look (the index's hash slots): plain reads and writes there would race.
+    /// `None` when the word is out of bounds or not 4-byte aligned.
+    pub(crate) fn atomic_u32(&self, position: usize) -> Option<&std::sync::atomic::AtomicU32> {
+        if !position.is_multiple_of(4) || position + 4 > self.size {
+            return None;
+        }
+        // SAFETY: in bounds and aligned (the mapping is page-aligned); AtomicU32 has the
+        // layout of u32, and every access to this word goes through this atomic view.
+        Some(unsafe {
+            &*self
+                .map
+                .as_ptr()
+                .add(position)
+                .cast::<std::sync::atomic::AtomicU32>()
+        })
     }
 
     /// A zero-copy [`Bytes`] over published bytes; it keeps the mapping alive even if the
@@ -164,7 +194,8 @@ impl Segment {
             )
         };
         if code != 0 {
-            self.write_slice(from, self.size - from).fill(0);
+            // SAFETY: zeroing happens in recovery or truncation, before readers reach `from`.
+            unsafe { self.write_slice(from, self.size - from) }.fill(0);
             self.flush(from, self.size)?;
         }
         self.file.sync_data().map_err(|e| Error::io(&self.path, e))
@@ -173,7 +204,8 @@ impl Segment {
     /// Touches every page so the first appends do not stall on page faults, and asks the
     /// kernel to keep it resident (RocketMQ's `warmMappedFile`).
     pub(crate) fn warm(&self) {
-        let bytes = self.write_slice(0, self.size);
+        // SAFETY: a new segment no reader has seen yet, touched by the thread preparing it.
+        let bytes = unsafe { self.write_slice(0, self.size) };
         for page in bytes.chunks_mut(PAGE_SIZE) {
             page[0] = 0;
         }
@@ -203,6 +235,33 @@ struct SegmentSlice {
 impl AsRef<[u8]> for SegmentSlice {
     fn as_ref(&self) -> &[u8] {
         self.segment.read(self.position, self.len)
+    }
+}
+
+/// fsyncs a directory, so names created or removed in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+/// Creates `dir` and any missing parents, fsyncing the parent of each one created, so the
+/// new folders survive a power loss.
+pub(crate) fn create_dir_durably(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dir_durably(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(Error::io(dir, e)),
+    }
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => Ok(()),
     }
 }
 
@@ -242,7 +301,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let segment = Arc::new(Segment::create(dir.path(), 8192, 8192).unwrap());
         assert_eq!(segment.path().file_name().unwrap(), "00000000000000008192");
-        segment.write(10, b"hello");
+        // SAFETY: this test is the only user of the segment.
+        unsafe { segment.write(10, b"hello") };
         assert_eq!(segment.read(10, 5), b"hello");
         let bytes = segment.bytes(10, 5);
         segment.flush(0, 20).unwrap();

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,7 +15,7 @@ use message::{property, sysflag, StoredMessage};
 use parking_lot::{Mutex, RwLock};
 
 use crate::checkpoint::{Checkpoint, CheckpointFile};
-use crate::commit_log::{now_millis, AppendedMessage, CommitLog, Found, PutMessage};
+use crate::commit_log::{now_millis, AppendedMessage, CommitLog, Found, PutMessage, Quarantine};
 use crate::config::{FlushDiskType, StoreConfig};
 use crate::consume_queue::{ConsumeQueue, QueueEntry};
 use crate::error::{Error, Result};
@@ -24,10 +24,14 @@ use crate::index::Index;
 use crate::read::{
     ArrivedMessage, GetMessageResult, GetMessageStatus, MessageFilter, QueryMessageResult,
 };
+use crate::recovery::RepairReport;
 
 /// RocketMQ scans at most this many consume-queue entries per pull when filtering
 /// (`maxFilterMessageSize` 16000 bytes / 20).
 const MAX_FILTER_SCAN: usize = 800;
+
+/// The thread that times out SYNC_FLUSH waiters when the flush thread is stuck.
+const DEADLINE_THREAD: &str = "flush-deadlines";
 
 type ArrivalListener = Arc<dyn Fn(&ArrivedMessage<'_>) + Send + Sync>;
 
@@ -52,6 +56,9 @@ pub(crate) struct Inner {
     flush_requests: FlushRequests,
     checkpoint: CheckpointFile,
     listener: RwLock<Option<ArrivalListener>>,
+    /// Set once by the first failed flush; from then on appends are refused, the flushed
+    /// offset and the checkpoint stay where they were, and the next start recovers.
+    fence: OnceLock<String>,
     stopping: AtomicBool,
     /// Held from open to shutdown so one store directory has one process (RocketMQ's `lock`).
     lock: Mutex<Option<File>>,
@@ -70,7 +77,7 @@ impl MessageStore {
     pub fn open(config: StoreConfig) -> Result<MessageStore> {
         config.validate()?;
         let root = config.store_path_root_dir.clone();
-        std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+        crate::segment::create_dir_durably(&root)?;
         let lock = lock_root(&root)?;
         let abort = root.join("abort");
         let clean = !abort.exists();
@@ -79,6 +86,7 @@ impl MessageStore {
             &config.commit_log_dir(),
             config.mapped_file_size_commit_log,
             config.warm_maped_file_enable,
+            Quarantine::load(&config.quarantine_dir())?,
         )?;
         let index = if config.message_index_enable {
             Some(Index::open(
@@ -98,17 +106,22 @@ impl MessageStore {
             flush_requests: FlushRequests::default(),
             checkpoint,
             listener: RwLock::new(None),
+            fence: OnceLock::new(),
             stopping: AtomicBool::new(false),
             lock: Mutex::new(Some(lock)),
         });
         crate::recovery::recover(&inner, clean, saved)?;
-        std::fs::write(&abort, std::process::id().to_string()).map_err(|e| Error::io(&abort, e))?;
+        write_durably(&abort, std::process::id().to_string().as_bytes())?;
         inner.save_checkpoint()?;
 
         let mut threads = Vec::new();
         for (name, run) in [
             ("commitlog-flush", flush_loop as fn(Arc<Inner>)),
-            ("store-maintenance", maintenance_loop as fn(Arc<Inner>)),
+            ("store-maintenance", maintenance_loop),
+            // Last: shutdown stops it by closing the requests once the others are done.
+            (DEADLINE_THREAD, |inner: Arc<Inner>| {
+                inner.flush_requests.enforce_deadlines()
+            }),
         ] {
             let inner = Arc::clone(&inner);
             let thread = std::thread::Builder::new()
@@ -122,6 +135,13 @@ impl MessageStore {
             threads: Mutex::new(threads),
             stopped: AtomicBool::new(false),
         })
+    }
+
+    /// `store repair`: offline (the store must not be open elsewhere), sets aside damaged
+    /// CommitLog ranges below the checkpointed flushed offset so the next open succeeds and
+    /// keeps every other message. See `recovery::repair`.
+    pub fn repair(config: &StoreConfig) -> Result<RepairReport> {
+        crate::recovery::repair(config)
     }
 
     /// The configuration in force.
@@ -142,6 +162,9 @@ impl MessageStore {
         if inner.stopping.load(Ordering::Acquire) {
             return Err(Error::NotAvailable("store is shutting down"));
         }
+        if let Some(reason) = inner.fence.get() {
+            return Err(Error::WritesFenced(reason.clone()));
+        }
         for put in messages {
             check_topic(&put.message.topic)?;
         }
@@ -150,7 +173,12 @@ impl MessageStore {
             .append(messages, inner.config.max_message_size)?;
         let durable = match inner.config.flush_disk_type {
             FlushDiskType::AsyncFlush => {
-                inner.dispatch_to(end)?;
+                // The message is stored whatever dispatch does: failing the send now would
+                // make the client send it again. A failed dispatch is retried by the next
+                // append or the maintenance thread, and the message becomes readable then.
+                if let Err(error) = inner.dispatch_to(end) {
+                    tracing::warn!(%error, "dispatch failed; it will be retried");
+                }
                 if !inner.config.flush_commit_log_timed {
                     inner.flush_requests.nudge();
                 }
@@ -396,6 +424,11 @@ impl MessageStore {
         *self.inner.listener.write() = Some(Arc::new(listener));
     }
 
+    /// Why the store refuses writes, once a flush has failed (`None` while it accepts them).
+    pub fn write_fence(&self) -> Option<&str> {
+        self.inner.fence.get().map(String::as_str)
+    }
+
     /// Runs retention now as the admin `deleteExpiredCommitLog` does, judging age against
     /// `now`. Returns the number of CommitLog segments deleted.
     pub fn delete_expired_files(&self, now: SystemTime) -> Result<usize> {
@@ -412,16 +445,27 @@ impl MessageStore {
         inner.stopping.store(true, Ordering::Release);
         inner.flush_requests.nudge();
         for thread in self.threads.lock().drain(..) {
+            if thread.thread().name() == Some(DEADLINE_THREAD) {
+                inner.flush_requests.close();
+            }
             let _ = thread.join();
         }
         inner.flush_requests.close();
+        inner.commit_log.shutdown();
+        if let Some(reason) = inner.fence.get() {
+            // Nothing flushed now could be trusted; keep `abort` so the next start recovers
+            // and checks every record past the last good checkpoint.
+            tracing::warn!(%reason, "store stopped with writes fenced; the next start recovers");
+            inner.lock.lock().take();
+            return Ok(());
+        }
         let end = inner.commit_log.max_offset();
-        inner.commit_log.flush_to(end)?;
+        inner.flush_or_fence(end)?;
         inner.dispatch_to(end)?;
         inner.save_checkpoint()?;
-        inner.commit_log.shutdown();
         let abort = inner.config.store_path_root_dir.join("abort");
         std::fs::remove_file(&abort).map_err(|e| Error::io(&abort, e))?;
+        crate::segment::sync_dir(&inner.config.store_path_root_dir)?;
         inner.lock.lock().take();
         Ok(())
     }
@@ -495,6 +539,12 @@ impl Inner {
     /// in CommitLog order by one writer at a time.
     pub(crate) fn dispatch_to(&self, end: u64) -> Result<()> {
         let mut reput = self.dispatched.lock();
+        if *reput < end {
+            fault!("store::dispatch", |_| Err(Error::io(
+                "consumequeue",
+                std::io::Error::from_raw_os_error(libc::ENOSPC)
+            )));
+        }
         while *reput < end {
             match self.commit_log.find(*reput, end)? {
                 Found::Message(segment, position, size) => {
@@ -507,7 +557,7 @@ impl Inner {
                     }
                     *reput += size as u64;
                 }
-                Found::NextSegment(next) => *reput = next.min(end),
+                Found::ContinueAt(next) => *reput = next.min(end),
                 Found::End => break,
             }
         }
@@ -563,9 +613,40 @@ impl Inner {
         Ok(())
     }
 
+    /// Refuses writes from now on, for `reason`; the first reason is kept.
+    pub(crate) fn fence(&self, reason: String) {
+        if self.fence.set(reason.clone()).is_ok() {
+            tracing::error!(%reason, "store writes fenced: sends are refused until a restart");
+        }
+    }
+
+    /// Flushes the CommitLog up to `target`, fencing writes if that fails.
+    fn flush_or_fence(&self, target: u64) -> Result<u64> {
+        self.commit_log.flush_to(target).inspect_err(|error| {
+            self.fence(format!("CommitLog flush failed: {}", error.with_sources()));
+        })
+    }
+
     /// Flushes consume queues and index, then records how far they (and the CommitLog) are
     /// durable. The dispatched offset is read first, so everything below it is flushed.
+    /// Once writes are fenced the checkpoint never moves again: a flush error may have
+    /// dropped pages that a later, "successful" flush would not bring back.
     pub(crate) fn save_checkpoint(&self) -> Result<()> {
+        if let Some(reason) = self.fence.get() {
+            return Err(Error::WritesFenced(reason.clone()));
+        }
+        let result = self.flush_and_save_checkpoint();
+        if let Err(error) = &result {
+            self.fence(format!("checkpoint failed: {}", error.with_sources()));
+        }
+        result
+    }
+
+    fn flush_and_save_checkpoint(&self) -> Result<()> {
+        fault!("store::checkpoint", |_| Err(Error::io(
+            "checkpoint",
+            std::io::Error::from_raw_os_error(libc::EIO)
+        )));
         let dispatched = self.dispatched();
         let commit_log_flushed = self.commit_log.flushed_offset();
         for (_, _, queue) in self.all_queues() {
@@ -619,7 +700,19 @@ fn check_topic(topic: &str) -> Result<()> {
     Ok(())
 }
 
-fn lock_root(root: &std::path::Path) -> Result<File> {
+/// Writes a small file and makes it and its name durable.
+pub(crate) fn write_durably(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let io = |e| Error::io(path, e);
+    let mut file = File::create(path).map_err(io)?;
+    std::io::Write::write_all(&mut file, bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    match path.parent() {
+        Some(dir) => crate::segment::sync_dir(dir),
+        None => Ok(()),
+    }
+}
+
+pub(crate) fn lock_root(root: &std::path::Path) -> Result<File> {
     let path = root.join("lock");
     let file = File::options()
         .create(true)
@@ -695,18 +788,19 @@ fn flush_loop(inner: Arc<Inner>) {
                 continue;
             }
         }
-        match inner.commit_log.flush_to(target) {
-            Ok(_) => {
-                if sync {
-                    if let Err(error) = inner.dispatch_to(target) {
-                        tracing::error!(%error, "dispatch after flush failed");
+        if inner.fence.get().is_some() {
+            inner.flush_requests.failed();
+        } else {
+            match inner.flush_or_fence(target) {
+                Ok(_) => {
+                    if sync {
+                        if let Err(error) = inner.dispatch_to(target) {
+                            tracing::error!(%error, "dispatch after flush failed; it will be retried");
+                        }
                     }
+                    inner.flush_requests.flushed(target);
                 }
-                inner.flush_requests.flushed(target);
-            }
-            Err(error) => {
-                tracing::error!(%error, "CommitLog flush failed");
-                inner.flush_requests.failed();
+                Err(_) => inner.flush_requests.failed(),
             }
         }
         if stopping {
@@ -724,8 +818,17 @@ fn maintenance_loop(inner: Arc<Inner>) {
         std::thread::sleep(Duration::from_millis(20).min(checkpoint_every));
         if last_checkpoint.elapsed() >= checkpoint_every {
             last_checkpoint = Instant::now();
-            if let Err(error) = inner.save_checkpoint() {
-                tracing::error!(%error, "checkpoint failed");
+            // Catches up a dispatch that failed on the append path (a full disk, say).
+            let end = inner.commit_log.max_offset();
+            if inner.dispatched() < end {
+                if let Err(error) = inner.dispatch_to(end) {
+                    tracing::warn!(%error, "dispatch still failing");
+                }
+            }
+            if inner.fence.get().is_none() {
+                if let Err(error) = inner.save_checkpoint() {
+                    tracing::error!(%error, "checkpoint failed");
+                }
             }
         }
         if last_clean.elapsed() >= clean_every {

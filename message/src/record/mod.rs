@@ -8,7 +8,7 @@
 mod decode;
 mod encode;
 
-pub use decode::{RecordHead, StoredMessage};
+pub use decode::{RecordHead, StoredMessage, MIN_RECORD_LEN};
 pub use encode::{RecordEncoder, RecordFields, StoredRecordMut};
 
 /// V1 magic: 1-byte topic length. The only version every client can decode.

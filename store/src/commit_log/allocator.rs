@@ -109,11 +109,7 @@ impl Allocator {
     }
 
     fn create(&self, start: u64) -> Result<Segment> {
-        let segment = Segment::create(&self.shared.dir, start, self.shared.size)?;
-        if self.shared.warm {
-            segment.warm();
-        }
-        Ok(segment)
+        self.shared.create(start)
     }
 
     pub(crate) fn shutdown(&self) {
@@ -136,6 +132,17 @@ impl Drop for Allocator {
     }
 }
 
+impl Shared {
+    fn create(&self, start: u64) -> Result<Segment> {
+        fault!("store::commitlog::create");
+        let segment = Segment::create(&self.dir, start, self.size)?;
+        if self.warm {
+            segment.warm();
+        }
+        Ok(segment)
+    }
+}
+
 fn run(shared: Arc<Shared>) {
     loop {
         let start = {
@@ -151,12 +158,7 @@ fn run(shared: Arc<Shared>) {
                 shared.changed.wait(&mut state);
             }
         };
-        let result = Segment::create(&shared.dir, start, shared.size).map(|segment| {
-            if shared.warm {
-                segment.warm();
-            }
-            Arc::new(segment)
-        });
+        let result = shared.create(start).map(Arc::new);
         if let Err(error) = &result {
             tracing::warn!(start, %error, "pre-allocating CommitLog segment failed");
         }

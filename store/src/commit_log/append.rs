@@ -181,13 +181,11 @@ impl CommitLog {
             };
             let position = (offset - segment.start()) as usize;
             let size = encoder.encoded_len();
+            // SAFETY: we hold the writer lock, and these bytes lie past the published
+            // write position until the store below, after the slice is gone.
+            let target = unsafe { segment.write_slice(position, size) };
             encoder
-                .encode_into(
-                    segment.write_slice(position, size),
-                    queue_offset,
-                    offset as i64,
-                    store_timestamp,
-                )
+                .encode_into(target, queue_offset, offset as i64, store_timestamp)
                 .map_err(Error::IllegalMessage)?;
             appended.push(AppendedMessage {
                 physical_offset: offset,
@@ -214,7 +212,8 @@ impl CommitLog {
                 }
                 if remaining >= BLANK_MIN_LEN {
                     let position = (offset - segment.start()) as usize;
-                    segment.write(position, &blank_marker(remaining as u32));
+                    // SAFETY: writer lock held; past the published position until the store.
+                    unsafe { segment.write(position, &blank_marker(remaining as u32)) };
                 }
                 self.write_position.store(segment.end(), Ordering::Release);
                 writer.current = None;

@@ -2,6 +2,7 @@
 
 mod allocator;
 mod append;
+mod quarantine;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,13 +20,15 @@ use crate::error::{Error, Result};
 use crate::segment::{self, Segment};
 use allocator::Allocator;
 use append::Writer;
+pub(crate) use quarantine::Quarantine;
 
 /// A record found at a CommitLog offset.
 pub(crate) enum Found {
     /// A message record, its bytes exactly.
     Message(Arc<Segment>, usize, usize),
-    /// A blank marker: continue at the next segment, which starts here.
-    NextSegment(u64),
+    /// Continue at this offset: the next segment (after a blank marker, or at a segment's
+    /// end), or the end of a quarantined range.
+    ContinueAt(u64),
     /// Nothing (yet) at this offset.
     End,
 }
@@ -38,12 +41,18 @@ pub(crate) struct CommitLog {
     write_position: AtomicU64,
     flushed_position: AtomicU64,
     allocator: Allocator,
+    quarantine: Quarantine,
 }
 
 impl CommitLog {
     /// Maps every segment in `dir`. Positions stay at 0 until recovery calls [`Self::reset_end`].
-    pub(crate) fn open(dir: &Path, segment_size: u64, warm: bool) -> Result<CommitLog> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    pub(crate) fn open(
+        dir: &Path,
+        segment_size: u64,
+        warm: bool,
+        quarantine: Quarantine,
+    ) -> Result<CommitLog> {
+        segment::create_dir_durably(dir)?;
         let mut segments = Vec::new();
         let files = segment::list(dir)?;
         let last = files.len().saturating_sub(1);
@@ -76,6 +85,7 @@ impl CommitLog {
             write_position: AtomicU64::new(0),
             flushed_position: AtomicU64::new(0),
             allocator: Allocator::start(dir.to_owned(), segment_size as usize, warm),
+            quarantine,
         })
     }
 
@@ -111,6 +121,9 @@ impl CommitLog {
     /// What lies at `offset`, looking at published bytes only (or, during recovery, at
     /// everything up to `limit`).
     pub(crate) fn find(&self, offset: u64, limit: u64) -> Result<Found> {
+        if let Some(end) = self.quarantine.skip(offset) {
+            return Ok(Found::ContinueAt(end));
+        }
         let Some(segment) = self.segment_for(offset) else {
             return Ok(Found::End);
         };
@@ -118,7 +131,7 @@ impl CommitLog {
         let available = (limit.min(segment.end()) - offset.min(limit)) as usize;
         if available == 0 {
             return Ok(if offset == segment.end() {
-                Found::NextSegment(offset)
+                Found::ContinueAt(offset)
             } else {
                 Found::End
             });
@@ -128,7 +141,7 @@ impl CommitLog {
             Ok(RecordHead::Message { size }) if size <= available => {
                 Ok(Found::Message(segment, position, size))
             }
-            Ok(RecordHead::Blank { .. }) => Ok(Found::NextSegment(segment.end())),
+            Ok(RecordHead::Blank { .. }) => Ok(Found::ContinueAt(segment.end())),
             Ok(RecordHead::End) | Ok(RecordHead::Message { .. }) => Ok(Found::End),
             Err(error) => Err(Error::damaged(
                 segment.path(),
@@ -139,7 +152,10 @@ impl CommitLog {
 
     /// The published record starting exactly at `offset`, zero-copy.
     pub(crate) fn message_bytes(&self, offset: u64, size: usize) -> Option<Bytes> {
-        if offset + size as u64 > self.max_offset() || offset < self.min_offset() {
+        if offset + size as u64 > self.max_offset()
+            || offset < self.min_offset()
+            || self.quarantine.skip(offset).is_some()
+        {
             return None;
         }
         let segment = self.segment_for(offset)?;
@@ -179,16 +195,23 @@ impl CommitLog {
         self.writer.lock().set_queue_offset(topic, queue_id, next);
     }
 
-    /// Flushes everything written up to `target` and returns the new flushed offset.
+    /// Flushes everything written up to `target` and returns the new flushed offset. On an
+    /// error nothing past what was really flushed is published: the caller fences writes.
     pub(crate) fn flush_to(&self, target: u64) -> Result<u64> {
         let flushed = self.flushed_position.load(Ordering::Acquire);
         if target <= flushed {
             return Ok(flushed);
         }
-        let mut at = flushed;
+        fault!("store::commitlog::flush", |_| Err(Error::io(
+            "commitlog",
+            std::io::Error::from_raw_os_error(libc::EIO)
+        )));
+        let mut at = flushed.max(self.min_offset());
         while at < target {
             let Some(segment) = self.segment_for(at) else {
-                break;
+                return Err(Error::NotAvailable(
+                    "flush target lies past the last segment",
+                ));
             };
             let to = target.min(segment.end());
             segment.flush(
@@ -202,15 +225,19 @@ impl CommitLog {
     }
 
     /// Removes the oldest segment if `should_delete` says so and it is not the active one.
+    /// The file is unlinked after the segment list's lock is released: unlinking a 1 GiB
+    /// file can take long on a busy disk, and readers need that lock.
     pub(crate) fn delete_oldest_if(
         &self,
         should_delete: impl Fn(&Segment) -> bool,
     ) -> Result<bool> {
-        let mut segments = self.segments.write();
-        if segments.len() < 2 || !should_delete(&segments[0]) {
-            return Ok(false);
-        }
-        let oldest = segments.remove(0);
+        let oldest = {
+            let mut segments = self.segments.write();
+            if segments.len() < 2 || !should_delete(&segments[0]) {
+                return Ok(false);
+            }
+            segments.remove(0)
+        };
         tracing::info!(path = %oldest.path().display(), "deleting expired CommitLog segment");
         oldest.delete()?;
         Ok(true)
