@@ -46,6 +46,57 @@ enum Command {
         #[arg(long, short = 'c')]
         config: PathBuf,
     },
+    /// Offline work on a stopped broker's store. (Not under `admin`, which talks to a
+    /// running cluster: a store that refuses to start has no broker to talk to.)
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Sets aside damaged CommitLog records below the checkpointed flushed offset (the
+    /// damage that stops a start), so the broker starts and keeps every other message.
+    /// The damaged bytes are kept under `<store>/quarantine/`; consume queues and the
+    /// index are rebuilt at the next start. See docs/reliability.md.
+    Repair {
+        /// The broker.conf the broker runs with (storePathRootDir, segment sizes).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// The store folder (storePathRootDir); overrides the config file.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn repair(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut settings = Settings::default();
+    if let Some(path) = &config {
+        settings.apply_file(path)?;
+    }
+    if let Some(dir) = data_dir {
+        settings.store.store_path_root_dir = dir;
+    }
+    let root = settings.store.store_path_root_dir.clone();
+    let report = store::MessageStore::repair(&settings.store)
+        .map_err(|error| anyhow::anyhow!("{}", error.with_sources()))?;
+    if report.quarantined.is_empty() {
+        println!(
+            "{}: no damage below the flushed offset {}; nothing to repair",
+            root.display(),
+            report.flushed
+        );
+    }
+    for range in &report.quarantined {
+        println!(
+            "quarantined CommitLog [{}, {}) ({} bytes): {}; bytes kept in {}",
+            range.start,
+            range.end,
+            range.end - range.start,
+            range.reason,
+            range.saved_to.display()
+        );
+    }
+    Ok(())
 }
 
 fn warn_unknown(keys: &[String]) {
@@ -72,8 +123,11 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Fault injection for tests; compiled out of release builds (see the store crate).
+    store::configure_faults_from_env();
     let cli = Cli::parse();
     match cli.command {
+        Command::Store(StoreCommand::Repair { config, data_dir }) => repair(config, data_dir)?,
         Command::Admin(args) => admin_cli::run(args).await?,
         Command::Standalone {
             config,

@@ -197,6 +197,15 @@ impl Broker {
         registration::register_now(self).await;
     }
 
+    /// Appends to the store off the async workers' critical path: an append may wait on a
+    /// segment roll or (ASYNC_FLUSH) dispatch into a new index file, which a slow disk can
+    /// stretch to seconds, and heartbeats and pulls must not wait behind it.
+    /// `block_in_place` hands this worker's other tasks to another thread meanwhile, and
+    /// costs nothing when the append does not block long, unlike a `spawn_blocking` hop.
+    fn append(&self, puts: &[store::PutMessage]) -> store::Result<store::AppendResult> {
+        tokio::task::block_in_place(|| self.store.append_batch(puts))
+    }
+
     fn uptime(&self) -> Duration {
         self.started.elapsed()
     }

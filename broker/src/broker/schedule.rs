@@ -213,7 +213,7 @@ async fn deliver_due(broker: &Broker, level: i32) {
                 return;
             }
             match time_up(broker, &stored) {
-                Some(put) => match store.append(&put) {
+                Some(put) => match broker.append(std::slice::from_ref(&put)) {
                     Ok(appended) => {
                         let _ = appended.durable.await;
                         *broker.schedule.pending_end.lock() = Some(appended.end_offset);

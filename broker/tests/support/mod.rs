@@ -186,6 +186,8 @@ pub fn assert_exactly(got: &serde_json::Value, first: u64, count: u64, what: &st
 pub struct Rocketry {
     child: Option<std::process::Child>,
     args: Vec<String>,
+    /// Extra environment for the process (FAILPOINTS for fault tests); kept for restarts.
+    pub env: Vec<(String, String)>,
     pub namesrv: String,
     pub broker_addr: Option<String>,
     pub data_dir: PathBuf,
@@ -205,6 +207,11 @@ pub fn free_port() -> u16 {
 impl Rocketry {
     /// `rocketry standalone` on free ports with `extra_config` (broker.conf lines).
     pub fn standalone(extra_config: &str) -> Rocketry {
+        Rocketry::standalone_with_env(extra_config, &[])
+    }
+
+    /// As [`Rocketry::standalone`], with extra environment variables.
+    pub fn standalone_with_env(extra_config: &str, env: &[(&str, &str)]) -> Rocketry {
         let data = tempfile::tempdir().unwrap();
         let data_dir = data.path().to_path_buf();
         let namesrv_port = free_port();
@@ -228,6 +235,10 @@ impl Rocketry {
         let mut rocketry = Rocketry {
             child: None,
             args,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             namesrv: format!("127.0.0.1:{namesrv_port}"),
             broker_addr: Some(format!("127.0.0.1:{broker_port}")),
             log: data_dir.join("rocketry.log"),
@@ -251,6 +262,7 @@ impl Rocketry {
         let mut rocketry = Rocketry {
             child: None,
             args: vec!["namesrv".into(), "-c".into(), config.display().to_string()],
+            env: Vec::new(),
             namesrv: format!("127.0.0.1:{port}"),
             broker_addr: None,
             log: data.path().join("namesrv.log"),
@@ -279,6 +291,7 @@ impl Rocketry {
         let mut rocketry = Rocketry {
             child: None,
             args: vec!["broker".into(), "-c".into(), config.display().to_string()],
+            env: Vec::new(),
             namesrv: namesrv.to_string(),
             broker_addr: Some(format!("127.0.0.1:{port}")),
             log: data.path().join("broker.log"),
@@ -302,6 +315,7 @@ impl Rocketry {
             .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_rocketry"))
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env(
                 "RUST_LOG",
                 std::env::var("ROCKETRY_LOG").unwrap_or_else(|_| "info".into()),
@@ -373,6 +387,47 @@ impl Rocketry {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Starts the same process again and expects it to refuse to start: returns its exit
+    /// status and what this start logged.
+    pub fn start_expecting_exit(&mut self) -> (std::process::ExitStatus, String) {
+        assert!(self.child.is_none(), "still running");
+        let logged_before = self.log_text().len();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rocketry"))
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start rocketry");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("rocketry kept running:\n{}", self.log_text());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        (status, self.log_text()[logged_before..].to_string())
+    }
+
+    /// The process's resident memory in KiB (VmRSS).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
     }
 
     /// Starts the same process again on the same ports and data.

@@ -117,7 +117,7 @@ pub async fn process(
         .iter()
         .filter_map(|put| put.message.unique_key().map(str::to_string))
         .collect();
-    let appended = match broker.store.append_batch(&puts) {
+    let appended = match broker.append(&puts) {
         Ok(appended) => appended,
         Err(error) => return store_failure(request, error),
     };
@@ -221,16 +221,21 @@ fn store_failure(request: &RemotingCommand, error: store::Error) -> RemotingComm
             ResponseCode::MessageIllegal
         }
         store::Error::IllegalTopic(_) => ResponseCode::InvalidParameter,
-        store::Error::NotAvailable(_) | store::Error::DiskFull { .. } => {
-            ResponseCode::ServiceNotAvailable
-        }
+        store::Error::NotAvailable(_)
+        | store::Error::DiskFull { .. }
+        | store::Error::WritesFenced(_) => ResponseCode::ServiceNotAvailable,
         _ => ResponseCode::SystemError,
     };
     let remark = match &error {
         store::Error::DiskFull { .. } => {
             "service not available now. It may be caused by the disk being full".to_string()
         }
-        other => other.to_string(),
+        store::Error::WritesFenced(reason) => format!(
+            "service not available now: this broker refuses writes after a disk flush \
+             failed ({reason}); messages already acknowledged are kept and can be consumed; \
+             restart the broker once the disk is healthy"
+        ),
+        other => other.with_sources(),
     };
     tracing::warn!(%error, "append refused");
     reply(request, code, remark)

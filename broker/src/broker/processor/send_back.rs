@@ -105,7 +105,7 @@ pub async fn process(broker: &Broker, request: &RemotingCommand) -> RemotingComm
         ..PutMessage::new(message, queue_id, born_host, broker.store_host)
     };
     schedule::defer(&mut put, &broker.delay_levels);
-    match broker.store.append(&put) {
+    match broker.append(std::slice::from_ref(&put)) {
         Ok(appended) => {
             let _ = appended.durable.await;
             success(request)

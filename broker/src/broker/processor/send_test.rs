@@ -7,7 +7,7 @@ use crate::server::{Channel, Service};
 
 // An empty SEND_BATCH_MESSAGE body decodes to no messages, and the answer read the first
 // stored one: the request task panicked and the producer waited out its timeout.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn an_empty_batch_is_refused_as_illegal_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::open(
