@@ -122,6 +122,18 @@ async fn a_failed_flush_fences_sends_and_keeps_every_acknowledged_message() {
         assert_eq!((*offset, got), (n as i64, &body(n)));
     }
     assert!(rocketry.log_text().contains("store writes fenced"));
+    // The broker says so to tools too (mqadmin brokerStatus shows these keys).
+    let status = client.get_broker_runtime_info().await.unwrap().table;
+    assert_eq!(
+        status.get("brokerActive").map(String::as_str),
+        Some("false")
+    );
+    assert!(
+        status
+            .get("writeFenceReason")
+            .is_some_and(|reason| reason.contains("flush failed")),
+        "{status:?}"
+    );
 
     // After a restart on a healthy disk every acknowledged message is there, and sends
     // work again.

@@ -65,7 +65,9 @@ impl CheckpointFile {
         self.file
             .write_all_at(&bytes, 0)
             .and_then(|_| self.file.sync_data())
-            .map_err(|e| Error::io(&self.path, e))
+            .map_err(|e| Error::io(&self.path, e))?;
+        durable!(flushed(&self.path, 0, &bytes));
+        Ok(())
     }
 }
 

@@ -108,7 +108,9 @@ impl ConsumeQueue {
         let (min, max) = queue.scan_bounds();
         queue.min_offset.store(min, Ordering::Release);
         queue.max_offset.store(max, Ordering::Release);
-        *queue.flushed_offset.lock() = max;
+        // Entries found at open may still be dirty in the page cache (a restart without a
+        // power loss): the first checkpoint flushes them all before it counts on them.
+        *queue.flushed_offset.lock() = min;
         Ok(queue)
     }
 
@@ -261,11 +263,21 @@ impl ConsumeQueue {
         Ok(())
     }
 
+    /// Deletes every segment file (the topic is being deleted).
+    pub(crate) fn delete_files(&self) -> Result<()> {
+        for segment in self.segments.write().drain(..) {
+            segment.delete()?;
+        }
+        self.max_offset.store(0, Ordering::Release);
+        self.min_offset.store(0, Ordering::Release);
+        Ok(())
+    }
+
     /// Flushes entries written since the last flush.
     pub(crate) fn flush(&self) -> Result<()> {
         let mut flushed = self.flushed_offset.lock();
         let max = self.max_offset();
-        let mut at = *flushed;
+        let mut at = (*flushed).max(self.min_offset());
         while at < max {
             let Some(segment) = self.segment_for(at) else {
                 break;

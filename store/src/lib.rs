@@ -23,10 +23,21 @@ macro_rules! fault {
     ($name:literal, $action:expr) => {};
 }
 
+/// Tells the crash simulation what reached the disk; nothing without the feature.
+macro_rules! durable {
+    ($call:ident($($arg:expr),*)) => {
+        #[cfg(feature = "failpoints")]
+        crate::durability::$call($($arg),*);
+    };
+}
+
 mod checkpoint;
 mod commit_log;
 mod config;
 mod consume_queue;
+#[cfg(feature = "failpoints")]
+#[doc(hidden)]
+pub mod durability;
 mod error;
 mod flush;
 mod index;

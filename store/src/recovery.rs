@@ -47,18 +47,20 @@ pub(crate) fn recover(inner: &Inner, clean: bool, saved: Option<Checkpoint>) -> 
     if start < end || !clean {
         tracing::info!(clean, start, end, "recovering CommitLog");
     }
-    // Index files that may hold entries past the checkpoint are rebuilt from their start;
-    // re-dispatch skips what the consume queues already have.
+    // Index files that may hold entries past the checkpoint (torn pages) or past the cut
+    // (records that are gone, whose offsets new records will take) are rebuilt from their
+    // start; re-dispatch skips what the consume queues already have.
     let mut dispatch_from = start;
     if !clean {
         if let Some(index) = &inner.index {
-            if let Some(from) = index.drop_unsafe_files(saved.dispatched)? {
+            if let Some(from) = index.drop_unsafe_files(saved.dispatched.min(end))? {
                 dispatch_from = dispatch_from.min(from.max(min));
             }
         }
     }
     inner.truncate_queues(if clean { end } else { start })?;
-    commit_log.reset_end(end)?;
+    commit_log.reset_end(end, floor.min(start))?;
+    commit_log.flush_to(end)?;
     inner.set_dispatched(dispatch_from);
     inner.dispatch_to(end)?;
     inner.set_queue_offsets_from_queues();

@@ -54,13 +54,19 @@ pub(crate) fn clean(inner: &Inner, now: SystemTime, manual: bool) -> Result<usiz
         return Ok(0);
     }
     let reserved = Duration::from_secs(config.file_reserved_time * 3600);
+    // The consume-queue entries of what is about to go must be durable first: lost after a
+    // crash, with their records deleted, nothing could rebuild them, and the queues'
+    // offsets would go back and be handed out again.
+    inner.save_checkpoint()?;
+    let dispatched = inner.dispatched();
     let mut deleted = 0;
     while deleted < config.delete_file_batch_max {
         let expired = |segment: &crate::segment::Segment| {
-            force
-                || segment
-                    .modified()
-                    .is_some_and(|modified| modified + reserved <= now)
+            segment.end() <= dispatched
+                && (force
+                    || segment
+                        .modified()
+                        .is_some_and(|modified| modified + reserved <= now))
         };
         if !inner.commit_log.delete_oldest_if(expired)? {
             break;

@@ -48,6 +48,7 @@ impl Segment {
         // The new name must survive a power loss as well as its bytes: a flushed record in a
         // file whose directory entry was lost is lost with it.
         sync_dir(dir)?;
+        durable!(created(&path, size));
         Segment::map(path, file, start, size)
     }
 
@@ -174,7 +175,9 @@ impl Segment {
         }
         self.map
             .flush_range(from, to - from)
-            .map_err(|e| Error::io(&self.path, e))
+            .map_err(|e| Error::io(&self.path, e))?;
+        durable!(flushed(&self.path, from, self.read(from, to - from)));
+        Ok(())
     }
 
     /// Zeroes `[from, end of file)` durably. Recovery uses it so stale bytes past a cut can
@@ -198,7 +201,11 @@ impl Segment {
             unsafe { self.write_slice(from, self.size - from) }.fill(0);
             self.flush(from, self.size)?;
         }
-        self.file.sync_data().map_err(|e| Error::io(&self.path, e))
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io(&self.path, e))?;
+        durable!(flushed(&self.path, from, &vec![0; self.size - from]));
+        Ok(())
     }
 
     /// Touches every page so the first appends do not stall on page faults, and asks the
@@ -222,7 +229,9 @@ impl Segment {
 
     /// Removes the file; mappings held by readers stay valid until dropped.
     pub(crate) fn delete(&self) -> Result<()> {
-        std::fs::remove_file(&self.path).map_err(|e| Error::io(&self.path, e))
+        std::fs::remove_file(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        durable!(removed(&self.path));
+        Ok(())
     }
 }
 

@@ -60,6 +60,9 @@ pub(crate) struct Inner {
     /// offset and the checkpoint stay where they were, and the next start recovers.
     fence: OnceLock<String>,
     stopping: AtomicBool,
+    /// Set only by the crash simulation: threads stop without flushing anything more.
+    #[cfg(feature = "failpoints")]
+    crashed: AtomicBool,
     /// Held from open to shutdown so one store directory has one process (RocketMQ's `lock`).
     lock: Mutex<Option<File>>,
 }
@@ -108,6 +111,8 @@ impl MessageStore {
             listener: RwLock::new(None),
             fence: OnceLock::new(),
             stopping: AtomicBool::new(false),
+            #[cfg(feature = "failpoints")]
+            crashed: AtomicBool::new(false),
             lock: Mutex::new(Some(lock)),
         });
         crate::recovery::recover(&inner, clean, saved)?;
@@ -424,6 +429,67 @@ impl MessageStore {
         *self.inner.listener.write() = Some(Arc::new(listener));
     }
 
+    /// Joins the store's threads once `stopping` is set: the deadline thread last, after
+    /// the flush requests close.
+    fn join_threads(&self) {
+        for thread in self.threads.lock().drain(..) {
+            if thread.thread().name() == Some(DEADLINE_THREAD) {
+                self.inner.flush_requests.close();
+            }
+            // The maintenance thread naps in `park_timeout`: wake it to see `stopping`.
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
+
+    /// Deletes a topic's consume queues and queue offsets (DELETE_TOPIC_IN_BROKER), so a
+    /// topic created again under the same name starts empty at offset 0 instead of serving
+    /// the old messages. The records stay in the CommitLog until retention removes them;
+    /// the checkpoint taken here keeps a crash recovery from dispatching them again.
+    pub fn delete_topic(&self, topic: &str) -> Result<()> {
+        check_topic(topic)?;
+        let inner = &self.inner;
+        {
+            // Under the dispatch lock, so no entry of the topic is being written meanwhile.
+            let _dispatch = inner.dispatched.lock();
+            let removed = inner.queues.write().remove(topic);
+            for queue in removed.into_iter().flat_map(HashMap::into_values) {
+                queue.delete_files()?;
+            }
+            inner.commit_log.forget_topic(topic);
+            let dir = inner.config.consume_queue_dir().join(topic);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => crate::segment::sync_dir(&inner.config.consume_queue_dir())?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&dir, e)),
+            }
+        }
+        inner.save_checkpoint()
+    }
+
+    /// Test-only (the `failpoints` feature): stops as a power loss would, mid-flight. The
+    /// threads stop without another flush or checkpoint, `abort` stays, and the lock is
+    /// released, so the crash simulation can rebuild the disk and open the store again.
+    #[cfg(feature = "failpoints")]
+    #[doc(hidden)]
+    pub fn crash(self) {
+        let inner = &self.inner;
+        self.stopped.store(true, Ordering::Release);
+        inner.crashed.store(true, Ordering::Release);
+        inner.stopping.store(true, Ordering::Release);
+        inner.flush_requests.nudge();
+        self.join_threads();
+        inner.flush_requests.close();
+        inner.commit_log.shutdown();
+        inner.lock.lock().take();
+    }
+
+    /// Flushes consume queues and the index and writes the checkpoint now, as the
+    /// maintenance thread does every `flushIntervalConsumeQueue`.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.inner.save_checkpoint()
+    }
+
     /// Why the store refuses writes, once a flush has failed (`None` while it accepts them).
     pub fn write_fence(&self) -> Option<&str> {
         self.inner.fence.get().map(String::as_str)
@@ -444,12 +510,7 @@ impl MessageStore {
         let inner = &self.inner;
         inner.stopping.store(true, Ordering::Release);
         inner.flush_requests.nudge();
-        for thread in self.threads.lock().drain(..) {
-            if thread.thread().name() == Some(DEADLINE_THREAD) {
-                inner.flush_requests.close();
-            }
-            let _ = thread.join();
-        }
+        self.join_threads();
         inner.flush_requests.close();
         inner.commit_log.shutdown();
         if let Some(reason) = inner.fence.get() {
@@ -466,6 +527,7 @@ impl MessageStore {
         let abort = inner.config.store_path_root_dir.join("abort");
         std::fs::remove_file(&abort).map_err(|e| Error::io(&abort, e))?;
         crate::segment::sync_dir(&inner.config.store_path_root_dir)?;
+        durable!(removed(&abort));
         inner.lock.lock().take();
         Ok(())
     }
@@ -706,10 +768,12 @@ pub(crate) fn write_durably(path: &std::path::Path, bytes: &[u8]) -> Result<()> 
     let mut file = File::create(path).map_err(io)?;
     std::io::Write::write_all(&mut file, bytes).map_err(io)?;
     file.sync_all().map_err(io)?;
-    match path.parent() {
-        Some(dir) => crate::segment::sync_dir(dir),
-        None => Ok(()),
+    if let Some(dir) = path.parent() {
+        crate::segment::sync_dir(dir)?;
     }
+    durable!(created(path, 0));
+    durable!(flushed(path, 0, bytes));
+    Ok(())
 }
 
 pub(crate) fn lock_root(root: &std::path::Path) -> Result<File> {
@@ -778,6 +842,10 @@ fn flush_loop(inner: Arc<Inner>) {
         if !stopping {
             inner.flush_requests.wait_for_work(interval);
         }
+        #[cfg(feature = "failpoints")]
+        if inner.crashed.load(Ordering::Acquire) {
+            return;
+        }
         let target = inner.commit_log.max_offset();
         let flushed = inner.commit_log.flushed_offset();
         if !sync && !stopping {
@@ -815,7 +883,7 @@ fn maintenance_loop(inner: Arc<Inner>) {
     let mut last_checkpoint = Instant::now();
     let mut last_clean = Instant::now();
     while !inner.stopping.load(Ordering::Acquire) {
-        std::thread::sleep(Duration::from_millis(20).min(checkpoint_every));
+        std::thread::park_timeout(Duration::from_millis(20).min(checkpoint_every));
         if last_checkpoint.elapsed() >= checkpoint_every {
             last_checkpoint = Instant::now();
             // Catches up a dispatch that failed on the append path (a full disk, say).

@@ -158,6 +158,28 @@ fn append_read_statuses_and_reopen() {
 }
 
 #[test]
+fn a_deleted_topic_created_again_starts_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_config(dir.path(), FlushDiskType::AsyncFlush);
+    let store = MessageStore::open(config.clone()).unwrap();
+    for n in 0..5u8 {
+        store.append(&put("Gone", 0, vec![n], "", "")).unwrap();
+    }
+    store.append(&put("Kept", 0, vec![9], "", "")).unwrap();
+    store.delete_topic("Gone").unwrap();
+    assert_eq!(store.max_offset("Gone", 0), 0);
+    assert!(read_all(&store, "Gone", 0).is_empty());
+    let again = store.append(&put("Gone", 0, vec![42], "", "")).unwrap();
+    assert_eq!(again.messages[0].queue_offset, 0);
+    assert_eq!(read_all(&store, "Gone", 0), vec![(0, vec![42])]);
+    assert_eq!(read_all(&store, "Kept", 0), vec![(0, vec![9])]);
+    store.shutdown().unwrap();
+    drop(store);
+    let store = MessageStore::open(config).unwrap();
+    assert_eq!(read_all(&store, "Gone", 0), vec![(0, vec![42])]);
+}
+
+#[test]
 fn errors_are_typed() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = small_config(dir.path(), FlushDiskType::AsyncFlush);

@@ -134,7 +134,9 @@ impl Drop for Allocator {
 
 impl Shared {
     fn create(&self, start: u64) -> Result<Segment> {
-        fault!("store::commitlog::create");
+        fault!("store::commitlog::create", |_| Err(
+            crate::error::Error::io(&self.dir, std::io::Error::from_raw_os_error(libc::ENOSPC))
+        ));
         let segment = Segment::create(&self.dir, start, self.size)?;
         if self.warm {
             segment.warm();

@@ -110,6 +110,10 @@ impl Writer {
             .insert(queue_id, next);
     }
 
+    pub(super) fn forget_topic(&mut self, topic: &str) {
+        self.queue_offsets.remove(topic);
+    }
+
     fn next_queue_offset(&mut self, topic: &str, queue_id: i32) -> &mut i64 {
         if !self.queue_offsets.contains_key(topic) {
             self.queue_offsets.insert(topic.to_owned(), HashMap::new());

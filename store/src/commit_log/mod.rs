@@ -167,8 +167,8 @@ impl CommitLog {
     }
 
     /// Sets where appends continue after recovery: zeroes everything at and past `end` and
-    /// deletes segments that start after it.
-    pub(crate) fn reset_end(&self, end: u64) -> Result<()> {
+    /// deletes segments that start after it. `flushed` is what is known to be on disk.
+    pub(crate) fn reset_end(&self, end: u64, flushed: u64) -> Result<()> {
         let mut segments = self.segments.write();
         while let Some(last) = segments.last() {
             if last.start() > end || (last.start() == end && end > 0 && segments.len() > 1) {
@@ -186,8 +186,17 @@ impl CommitLog {
         let mut writer = self.writer.lock();
         writer.reset(segments.last().filter(|s| end < s.end()).cloned());
         self.write_position.store(end, Ordering::Release);
-        self.flushed_position.store(end, Ordering::Release);
+        // Only `flushed` is known to be on disk: what recovery found past it may still be
+        // dirty in the page cache (a restart without a power loss), and must be flushed
+        // before a checkpoint may claim it.
+        self.flushed_position
+            .store(flushed.min(end), Ordering::Release);
         Ok(())
+    }
+
+    /// Forgets a deleted topic's queue offsets: a topic created again starts at 0.
+    pub(crate) fn forget_topic(&self, topic: &str) {
+        self.writer.lock().forget_topic(topic);
     }
 
     /// Restores the next queue offset of each (topic, queue) after recovery.

@@ -42,7 +42,16 @@ fn runtime_table(broker: &Broker) -> BTreeMap<String, String> {
         "bootTimestamp",
         (now_millis() - broker.uptime().as_millis() as i64).to_string(),
     );
-    put("brokerActive", "true".into());
+    // Active means it takes writes: not stopping, and not fenced after a failed flush.
+    let fence = store.write_fence();
+    put(
+        "brokerActive",
+        (fence.is_none() && !broker.is_stopping()).to_string(),
+    );
+    if let Some(reason) = fence {
+        // Rocketry's own key: why writes are refused (docs/reliability.md).
+        put("writeFenceReason", reason.to_string());
+    }
     put(
         "commitLogMinOffset",
         store.commit_log_min_offset().to_string(),

@@ -94,6 +94,10 @@ pub fn delete(broker: &Broker, request: &RemotingCommand) -> RemotingCommand {
     let h: DeleteTopicRequestHeader = header!(request);
     match broker.topics.delete(&h.topic) {
         Ok(_) => {
+            // Its messages go with it, as in RocketMQ: a topic created again starts empty.
+            if let Err(error) = broker.store.delete_topic(&h.topic) {
+                return reply(request, ResponseCode::SystemError, error.with_sources());
+            }
             broker.offsets.remove_topic(&h.topic);
             broker.topics_changed.notify_one();
             info!(topic = %h.topic, "topic deleted");
