@@ -30,6 +30,21 @@ pub async fn process(
         );
     }
     or_refuse!(request, writeable(broker));
+    if message::sysflag::transaction_type(header.sys_flag) == message::sysflag::TRANSACTION_PREPARED
+    {
+        // Until half messages, END_TRANSACTION and check-back work end to end, storing one
+        // would acknowledge a message that is never delivered. Apache answers the same way
+        // when `rejectTransactionMessage` is set.
+        return reply(
+            request,
+            ResponseCode::NoPermission,
+            format!(
+                "the broker[{}] sending transaction message is forbidden: Rocketry does not \
+                 support transactional messages yet",
+                broker.config.broker_ip1
+            ),
+        );
+    }
     if let Err(reason) = validate_topic_name(&header.topic) {
         return reply(request, ResponseCode::InvalidParameter, reason);
     }
