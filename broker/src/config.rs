@@ -7,6 +7,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
+use crate::server::Limits;
 use crate::{properties, store_settings};
 
 /// Declares a settings struct whose fields are set from RocketMQ's camelCase keys.
@@ -72,6 +73,14 @@ settings! {
         bind_address: String = "0.0.0.0".to_string() => "bindAddress",
         /// How long a broker may stay silent before its routes are dropped, in ms.
         broker_channel_expired_time: u64 = 120_000 => "brokerChannelExpiredTime",
+        /// Limits of the name server's connections; see docs/limits.md.
+        server_max_connections: usize = 10_000 => "serverMaxConnections",
+        /// Clients ask the name server one route at a time; brokers register one at a time.
+        server_max_requests_in_flight: u32 = 256 => "serverMaxRequestsInFlight",
+        server_max_queued_response_bytes: u32 = 4 * 1024 * 1024 => "serverMaxQueuedResponseBytes",
+        server_channel_max_idle_time_seconds: u64 = 120 => "serverChannelMaxIdleTimeSeconds",
+        server_frame_timeout_seconds: u64 = 30 => "serverFrameTimeoutSeconds",
+        server_first_frame_max_bytes: usize = 64 * 1024 => "serverFirstFrameMaxBytes",
     }
 }
 
@@ -106,6 +115,16 @@ settings! {
         message_delay_level: String =
             "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h".to_string()
             => "messageDelayLevel",
+        /// Limits of the broker's connections; see docs/limits.md.
+        server_max_connections: usize = 10_000 => "serverMaxConnections",
+        /// Well above what a Java client keeps in flight: a push consumer holds one pull
+        /// per queue it owns (up to 28 s each), and producers pipeline async sends.
+        server_max_requests_in_flight: u32 = 1024 => "serverMaxRequestsInFlight",
+        server_max_queued_response_bytes: u32 = 4 * 1024 * 1024 => "serverMaxQueuedResponseBytes",
+        /// RocketMQ's key and default; Java clients heartbeat every 30 s.
+        server_channel_max_idle_time_seconds: u64 = 120 => "serverChannelMaxIdleTimeSeconds",
+        server_frame_timeout_seconds: u64 = 30 => "serverFrameTimeoutSeconds",
+        server_first_frame_max_bytes: usize = 64 * 1024 => "serverFirstFrameMaxBytes",
     }
 }
 
@@ -117,6 +136,18 @@ fn read(path: &Path) -> Result<String> {
 }
 
 impl NamesrvConfig {
+    /// The limits the name server holds its connections to.
+    pub fn server_limits(&self) -> Limits {
+        Limits::new(
+            self.server_max_connections,
+            self.server_max_requests_in_flight,
+            self.server_max_queued_response_bytes,
+            self.server_channel_max_idle_time_seconds,
+            self.server_frame_timeout_seconds,
+            self.server_first_frame_max_bytes,
+        )
+    }
+
     /// Reads a `namesrv.conf`; returns the settings and the keys it did not know.
     pub fn load(path: &Path) -> Result<(NamesrvConfig, Vec<String>)> {
         let mut config = NamesrvConfig::default();
@@ -131,6 +162,18 @@ impl NamesrvConfig {
 }
 
 impl BrokerConfig {
+    /// The limits the broker's server holds its connections to.
+    pub fn server_limits(&self) -> Limits {
+        Limits::new(
+            self.server_max_connections,
+            self.server_max_requests_in_flight,
+            self.server_max_queued_response_bytes,
+            self.server_channel_max_idle_time_seconds,
+            self.server_frame_timeout_seconds,
+            self.server_first_frame_max_bytes,
+        )
+    }
+
     /// The name servers to register with.
     pub fn namesrv_addrs(&self) -> Vec<String> {
         self.namesrv_addr
@@ -224,6 +267,22 @@ mod tests {
             text.contains("listenPort") && text.contains("eleven"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn server_limits_come_from_their_keys() {
+        let mut settings = Settings::default();
+        settings
+            .apply("serverChannelMaxIdleTimeSeconds=2\nserverMaxConnections=4\n")
+            .unwrap();
+        let limits = settings.broker.server_limits();
+        assert_eq!(limits.idle_timeout, Some(std::time::Duration::from_secs(2)));
+        assert_eq!(limits.max_connections, 4);
+        assert_eq!(limits.max_requests_in_flight, 1024);
+        // The name server beside a standalone broker keeps its own.
+        let namesrv = settings.namesrv.server_limits();
+        assert_eq!(namesrv.max_connections, 10_000);
+        assert_eq!(namesrv.max_requests_in_flight, 256);
     }
 
     #[test]

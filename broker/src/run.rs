@@ -29,10 +29,11 @@ pub async fn run_namesrv(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    let limits = config.server_limits();
     let namesrv = Namesrv::new(config);
     namesrv.spawn_expiry();
     info!(addr = %local_addr(&listener), "name server ready");
-    server::serve(listener, namesrv, shutdown).await;
+    server::serve(listener, namesrv, limits, shutdown).await;
     info!("name server stopped");
     Ok(())
 }
@@ -50,11 +51,13 @@ impl RunningBroker {
     pub async fn start(mut settings: Settings, listener: TcpListener) -> Result<RunningBroker> {
         // With listenPort 0 (tests) the advertised address must carry the real port.
         settings.broker.listen_port = local_addr(&listener).port();
+        let limits = settings.broker.server_limits();
         let broker = Broker::open(settings.broker, settings.store)?;
         let stop = CancellationToken::new();
         let server = tokio::spawn(server::serve(
             listener,
             broker.clone(),
+            limits,
             stop.clone().cancelled_owned(),
         ));
         broker.start().await;
@@ -107,6 +110,7 @@ pub async fn run_standalone(
     let namesrv_task = tokio::spawn(server::serve(
         namesrv_listener,
         namesrv,
+        settings.namesrv.server_limits(),
         namesrv_stop.clone().cancelled_owned(),
     ));
     let running = RunningBroker::start(settings, broker_listener).await?;

@@ -1,0 +1,242 @@
+//! One client connection as a service sees it, and the bounded queue of frames waiting to
+//! be written to it.
+//!
+//! Every queued frame holds one of the connection's request slots and its size in the
+//! connection's response-byte budget until the writer has written it, so a client that does
+//! not read makes its own requests wait, never the process's memory grow.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use protocol::{RemotingCodec, RemotingCommand};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_util::codec::Encoder;
+use tracing::{debug, warn};
+
+use super::Limits;
+
+/// An encoded frame on its way to the socket, with what it holds of the connection's
+/// budgets; both are given back when the writer drops it.
+pub struct Outgoing {
+    pub frame: Bytes,
+    _request: OwnedSemaphorePermit,
+    _bytes: OwnedSemaphorePermit,
+}
+
+/// One client connection, as seen by a service: who it is and a way to write to it.
+#[derive(Clone, Debug)]
+pub struct Channel {
+    id: u64,
+    peer: SocketAddr,
+    local: SocketAddr,
+    outbound: Arc<Outbound>,
+}
+
+#[derive(Debug)]
+struct Outbound {
+    queue: mpsc::Sender<Outgoing>,
+    requests: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+    max_bytes: u32,
+}
+
+static NEXT_CHANNEL_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Opaques of requests the server starts (NOTIFY_CONSUMER_IDS_CHANGED, ...). Negative, so
+/// they never look like an answer to one of the client's own requests.
+static NEXT_SERVER_OPAQUE: AtomicI32 = AtomicI32::new(i32::MIN);
+
+impl Channel {
+    /// A channel for a new connection and the receiving end of its queue.
+    pub(super) fn open(
+        peer: SocketAddr,
+        local: SocketAddr,
+        limits: &Limits,
+    ) -> (Channel, mpsc::Receiver<Outgoing>) {
+        // Every queued frame holds a request slot, so the queue never holds more than that.
+        let (queue, receiver) = mpsc::channel(limits.max_requests_in_flight as usize);
+        let outbound = Outbound {
+            queue,
+            requests: Arc::new(Semaphore::new(limits.max_requests_in_flight as usize)),
+            bytes: Arc::new(Semaphore::new(limits.max_queued_response_bytes as usize)),
+            max_bytes: limits.max_queued_response_bytes,
+        };
+        let channel = Channel {
+            id: NEXT_CHANNEL_ID.fetch_add(1, Ordering::Relaxed),
+            peer,
+            local,
+            outbound: Arc::new(outbound),
+        };
+        (channel, receiver)
+    }
+
+    /// A channel not backed by a socket, whose writes go to the returned receiver.
+    #[cfg(test)]
+    pub fn detached(id: u64) -> (Channel, mpsc::Receiver<Outgoing>) {
+        let addr: SocketAddr = ([127, 0, 0, 1], 1).into();
+        let limits = Limits::new(1, 64, 1024 * 1024, 0, 0, 65536);
+        let (mut channel, receiver) = Channel::open(addr, addr, &limits);
+        channel.id = id;
+        (channel, receiver)
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Queues a command the server starts (NOTIFY_CONSUMER_IDS_CHANGED, ...); false when
+    /// the connection is gone or so backed up that it has no room. Such commands are hints
+    /// a client also gets by polling, so dropping one beats waiting on a client that does
+    /// not read.
+    pub fn send(&self, command: RemotingCommand) -> bool {
+        let Ok(request) = self.outbound.requests.clone().try_acquire_owned() else {
+            debug!(peer = %self.peer, code = command.code, "connection backed up; command dropped");
+            return false;
+        };
+        let Some(frame) = self.encode(&command) else {
+            return false;
+        };
+        let Ok(bytes) = self
+            .outbound
+            .bytes
+            .clone()
+            .try_acquire_many_owned(self.charge(&frame))
+        else {
+            debug!(peer = %self.peer, code = command.code, "connection backed up; command dropped");
+            return false;
+        };
+        self.outbound
+            .queue
+            .try_send(Outgoing {
+                frame,
+                _request: request,
+                _bytes: bytes,
+            })
+            .is_ok()
+    }
+
+    /// Sends a request of the server's own to the client, with a fresh opaque.
+    pub fn send_request(&self, mut request: RemotingCommand) -> bool {
+        request.opaque = NEXT_SERVER_OPAQUE.fetch_add(1, Ordering::Relaxed);
+        self.send(request)
+    }
+
+    pub fn is_open(&self) -> bool {
+        !self.outbound.queue.is_closed()
+    }
+
+    /// Takes one of the connection's request slots, then waits for room for one more byte
+    /// of answers: the byte budget is fair, so that also waits for every answer already
+    /// waiting to be queued. Reading the next frame only after both is what carries
+    /// backpressure back to a client that does not read.
+    pub(super) async fn admit(&self) -> OwnedSemaphorePermit {
+        let request = self
+            .outbound
+            .requests
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the request semaphore is never closed");
+        // Err only once the connection is closing, when nothing waits for bytes any more.
+        drop(self.outbound.bytes.acquire().await);
+        request
+    }
+
+    /// Queues the answer to a request admitted with `request`, waiting for room in the
+    /// byte budget; false when the connection is gone.
+    pub(super) async fn answer(
+        &self,
+        response: &RemotingCommand,
+        request: OwnedSemaphorePermit,
+    ) -> bool {
+        let Some(frame) = self.encode(response) else {
+            return false;
+        };
+        let Ok(bytes) = self
+            .outbound
+            .bytes
+            .clone()
+            .acquire_many_owned(self.charge(&frame))
+            .await
+        else {
+            return false;
+        };
+        self.outbound
+            .queue
+            .send(Outgoing {
+                frame,
+                _request: request,
+                _bytes: bytes,
+            })
+            .await
+            .is_ok()
+    }
+
+    /// Wakes requests waiting for byte budget once the connection is closing.
+    pub(super) fn close(&self) {
+        self.outbound.bytes.close();
+    }
+
+    /// What a frame takes of the byte budget: all of it at most, so that one answer larger
+    /// than the budget still goes out, alone.
+    fn charge(&self, frame: &Bytes) -> u32 {
+        frame.len().min(self.outbound.max_bytes as usize) as u32
+    }
+
+    fn encode(&self, command: &RemotingCommand) -> Option<Bytes> {
+        let mut frame = BytesMut::new();
+        match RemotingCodec.encode(command, &mut frame) {
+            Ok(()) => Some(frame.freeze()),
+            Err(error) => {
+                warn!(peer = %self.peer, code = command.code, %error, "cannot encode; not sent");
+                None
+            }
+        }
+    }
+}
+
+impl PartialEq for Channel {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for Channel {}
+
+impl std::hash::Hash for Channel {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.id.hash(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backed_up_connection_drops_server_requests_instead_of_queueing_them() {
+        let addr: SocketAddr = ([127, 0, 0, 1], 1).into();
+        let limits = Limits::new(1, 2, 1024 * 1024, 0, 0, 65536);
+        let (channel, mut queue) = Channel::open(addr, addr, &limits);
+        let notice = || RemotingCommand::request(40, &());
+        assert!(channel.send_request(notice()));
+        assert!(channel.send_request(notice()));
+        assert!(
+            !channel.send_request(notice()),
+            "queued past the request slots"
+        );
+        // A written frame gives its slot back.
+        drop(queue.try_recv().unwrap());
+        assert!(channel.send_request(notice()));
+    }
+}

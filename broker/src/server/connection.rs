@@ -1,0 +1,213 @@
+//! One connection: read frames within the server's limits, handle each request in its own
+//! task, and write the answers back as they are ready.
+//!
+//! Each request runs in its own task, because a held PULL (long polling) must not stall the
+//! other requests multiplexed on the same connection; answers are matched by opaque, so
+//! they may leave in any order. One writer task owns the socket's write half and writes
+//! whatever answers are ready with one vectored write.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Buf;
+use protocol::{RemotingCommand, ResponseCode};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, trace, warn};
+
+use super::channel::Outgoing;
+use super::frame_reader::{FrameReader, ReadError};
+use super::{Channel, Limits, Service};
+
+/// Most frames handed to one vectored write.
+const MAX_BATCH: usize = 64;
+
+/// How long answers already queued may take to leave once the client has closed its side;
+/// a client that half-closes and stops reading must not keep the writer forever.
+const CLOSE_LINGER: Duration = Duration::from_secs(5);
+
+/// How the reading side ended.
+enum End {
+    /// The server is stopping: answer what is in flight, then close.
+    Stopping,
+    /// The client closed its side.
+    PeerClosed,
+    /// We close the connection.
+    Failed(ReadError),
+}
+
+pub(super) async fn serve<S: Service>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    service: Arc<S>,
+    limits: Limits,
+    closing: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
+    let (read_half, write_half) = stream.into_split();
+    let (channel, queue) = Channel::open(peer, local, &limits);
+    debug!(%peer, id = channel.id(), "connection opened");
+    let done = CancellationToken::new();
+    let mut writer = tokio::spawn(write(write_half, queue, done.clone(), peer));
+
+    let requests = TaskTracker::new();
+    let mut reader = FrameReader::new(read_half, limits);
+    let end = loop {
+        // Backpressure: take a request slot and wait for room for answers before reading
+        // the next frame, so a client that does not read its answers stops being read and
+        // the kernel's buffers push back on it.
+        let slot = tokio::select! {
+            _ = closing.cancelled() => break End::Stopping,
+            slot = channel.admit() => slot,
+            error = reader.idle() => break End::Failed(error),
+        };
+        let request = tokio::select! {
+            _ = closing.cancelled() => break End::Stopping,
+            next = reader.next() => match next {
+                Ok(Some(command)) => command,
+                Ok(None) => break End::PeerClosed,
+                Err(error) => break End::Failed(error),
+            },
+        };
+        if request.is_response() {
+            // Answers to broker-initiated requests; nothing waits for them yet.
+            continue;
+        }
+        requests.spawn(handle(service.clone(), channel.clone(), request, slot));
+        // Let the request run before reading the next frame: otherwise the reader admits a
+        // burst of requests while the answer budget is still empty, and all of their
+        // answers (256 KiB per PULL) are built before the budget can say no. Measured on
+        // 20,000 pipelined PULLs: +20 MiB without this, +4 MiB with it.
+        tokio::task::yield_now().await;
+    };
+    drop(reader);
+    requests.close();
+    match end {
+        End::Stopping => {
+            requests.wait().await;
+            service.disconnected(&channel);
+            done.cancel();
+            let _ = writer.await;
+        }
+        End::PeerClosed => {
+            service.disconnected(&channel);
+            done.cancel();
+            if tokio::time::timeout(CLOSE_LINGER, &mut writer)
+                .await
+                .is_err()
+            {
+                writer.abort();
+                debug!(%peer, "answers left unwritten: the client stopped reading");
+            }
+        }
+        End::Failed(error) => {
+            match &error {
+                ReadError::Idle(_) | ReadError::Io(_) => {
+                    debug!(%peer, %error, "closing the connection")
+                }
+                _ => warn!(%peer, %error, "closing the connection"),
+            }
+            writer.abort();
+            service.disconnected(&channel);
+        }
+    }
+    // Requests still running (a held PULL) find the connection gone instead of waiting.
+    channel.close();
+    debug!(%peer, "connection closed");
+}
+
+async fn handle<S: Service>(
+    service: Arc<S>,
+    channel: Channel,
+    request: RemotingCommand,
+    slot: OwnedSemaphorePermit,
+) {
+    let oneway = request.is_oneway();
+    let opaque = request.opaque;
+    let code = request.code;
+    let Some(mut response) = service.handle(request, &channel).await else {
+        return;
+    };
+    trace!(peer = %channel.peer_addr(), code, opaque, answer = response.code, remark = ?response.remark, "request served");
+    if oneway {
+        if response.code != ResponseCode::Success.as_i32() {
+            debug!(peer = %channel.peer_addr(), code, answer = response.code, "oneway request failed");
+        }
+        return;
+    }
+    response.opaque = opaque;
+    response.mark_response();
+    channel.answer(&response, slot).await;
+}
+
+/// Writes queued frames until `done`, then whatever is still queued.
+async fn write(
+    mut socket: OwnedWriteHalf,
+    mut queue: mpsc::Receiver<Outgoing>,
+    done: CancellationToken,
+    peer: SocketAddr,
+) {
+    let mut batch = VecDeque::new();
+    loop {
+        let next = tokio::select! {
+            biased;
+            next = queue.recv() => next,
+            _ = done.cancelled() => queue.try_recv().ok(),
+        };
+        let Some(first) = next else {
+            return;
+        };
+        batch.push_back(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(outgoing) => batch.push_back(outgoing),
+                Err(_) => break,
+            }
+        }
+        if let Err(error) = write_batch(&mut socket, &mut batch).await {
+            debug!(%peer, %error, "write failed; closing the connection");
+            return;
+        }
+    }
+}
+
+/// Writes every frame of `batch`, dropping each (and so giving back its budgets) as soon
+/// as it is written.
+async fn write_batch(
+    socket: &mut OwnedWriteHalf,
+    batch: &mut VecDeque<Outgoing>,
+) -> std::io::Result<()> {
+    while !batch.is_empty() {
+        let slices: Vec<IoSlice<'_>> = batch
+            .iter()
+            .map(|outgoing| IoSlice::new(&outgoing.frame))
+            .collect();
+        let mut written = socket.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let front = batch
+                .front_mut()
+                .expect("written bytes come from the batch");
+            if written >= front.frame.len() {
+                written -= front.frame.len();
+                batch.pop_front();
+            } else {
+                front.frame.advance(written);
+                written = 0;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! The TCP side shared by the name server and the broker: accept connections within the
+//! connection cap, read whole frames, hand each request to a [`Service`], and write the
+//! answers back, holding each connection to its limits (see [`Limits`]).
+
+mod channel;
+mod connection;
+mod frame_reader;
+mod limits;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::RemotingCommand;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::warn;
+
+pub use channel::Channel;
+pub use limits::Limits;
+
+/// How long a graceful stop waits for requests already being processed.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Answers requests. `None` means no answer (oneway requests, or a request the service
+/// answers later through the [`Channel`]).
+pub trait Service: Send + Sync + 'static {
+    fn handle(
+        &self,
+        request: RemotingCommand,
+        channel: &Channel,
+    ) -> impl Future<Output = Option<RemotingCommand>> + Send;
+
+    /// Called once when a connection closes, for example to drop the client's registrations.
+    fn disconnected(&self, _channel: &Channel) {}
+}
+
+/// How often, at most, refused connections are logged.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Serves `listener` until `shutdown` resolves, then stops accepting, lets requests in
+/// flight finish (up to a bound) and returns.
+pub async fn serve<S: Service>(
+    listener: TcpListener,
+    service: Arc<S>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let tracker = TaskTracker::new();
+    let closing = CancellationToken::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut refusals = Refusals::default();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    // Accepting and closing at once, rather than leaving connections in the
+                    // backlog, tells the client straight away and costs us nothing to keep.
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        refusals.refused(peer, limits.max_connections);
+                        drop(stream);
+                        continue;
+                    };
+                    let service = service.clone();
+                    let closing = closing.clone();
+                    tracker.spawn(async move {
+                        connection::serve(stream, peer, service, limits, closing).await;
+                        drop(slot);
+                    });
+                }
+                // Running out of file descriptors must not end the server; back off a little.
+                Err(error) => {
+                    warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    closing.cancel();
+    tracker.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("requests still running after {DRAIN_TIMEOUT:?}; stopping anyway");
+    }
+}
+
+/// Logs refused connections at most once per [`REFUSAL_LOG_INTERVAL`], so a flood of them
+/// does not flood the log too.
+#[derive(Default)]
+struct Refusals {
+    last_logged: Option<Instant>,
+    unlogged: u64,
+}
+
+impl Refusals {
+    fn refused(&mut self, peer: SocketAddr, max_connections: usize) {
+        self.unlogged += 1;
+        if self
+            .last_logged
+            .is_some_and(|at| at.elapsed() < REFUSAL_LOG_INTERVAL)
+        {
+            return;
+        }
+        warn!(
+            %peer,
+            refused = self.unlogged,
+            "connection limit of {max_connections} reached (serverMaxConnections); closing new connections"
+        );
+        self.last_logged = Some(Instant::now());
+        self.unlogged = 0;
+    }
+}
+
+#[cfg(test)]
+#[path = "server_test.rs"]
+mod server_test;
