@@ -73,7 +73,7 @@ settings! {
         bind_address: String = "0.0.0.0".to_string() => "bindAddress",
         /// How long a broker may stay silent before its routes are dropped, in ms.
         broker_channel_expired_time: u64 = 120_000 => "brokerChannelExpiredTime",
-        /// Limits of the name server's connections; see docs/limits.md.
+        /// Limits of the name server's connections; see docs/reliability.md ("Limits").
         server_max_connections: usize = 10_000 => "serverMaxConnections",
         /// Clients ask the name server one route at a time; brokers register one at a time.
         server_max_requests_in_flight: u32 = 256 => "serverMaxRequestsInFlight",
@@ -115,7 +115,7 @@ settings! {
         message_delay_level: String =
             "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h".to_string()
             => "messageDelayLevel",
-        /// Limits of the broker's connections; see docs/limits.md.
+        /// Limits of the broker's connections; see docs/reliability.md ("Limits").
         server_max_connections: usize = 10_000 => "serverMaxConnections",
         /// Well above what a Java client keeps in flight: a push consumer holds one pull
         /// per queue it owns (up to 28 s each), and producers pipeline async sends.

@@ -2,7 +2,7 @@
 //! requests and never reads its answers, many idle connections, frames sent by halves, and
 //! more connections than the server allows. Each test asserts that the server stays bounded
 //! and keeps serving everyone else; the bounds are generous, the behaviour is exact.
-//! docs/limits.md lists the limits and their keys.
+//! docs/reliability.md ("Limits") lists the limits and their keys.
 
 mod support;
 

@@ -132,6 +132,8 @@ struct Pending {
 #[derive(Default)]
 struct State {
     pending: Vec<Pending>,
+    /// The store is stopping: the flush thread must not go back to sleep.
+    stopping: bool,
     closed: bool,
 }
 
@@ -173,10 +175,18 @@ impl FlushRequests {
         self.wake.notify_one();
     }
 
+    /// Wakes the flush thread for its last round and keeps it from sleeping again. The
+    /// flag lives under the lock the thread sleeps with, so the wake-up cannot slip in
+    /// between its check and its sleep (and leave it asleep for a whole flush interval).
+    pub(crate) fn stop_waiting(&self) {
+        self.state.lock().stopping = true;
+        self.wake.notify_all();
+    }
+
     /// Waits up to `timeout` for a request; true if one is pending.
     pub(crate) fn wait_for_work(&self, timeout: Duration) -> bool {
         let mut state = self.state.lock();
-        if state.pending.is_empty() && !state.closed {
+        if state.pending.is_empty() && !state.closed && !state.stopping {
             self.wake.wait_for(&mut state, timeout);
         }
         !state.pending.is_empty()

@@ -477,7 +477,7 @@ impl MessageStore {
         self.stopped.store(true, Ordering::Release);
         inner.crashed.store(true, Ordering::Release);
         inner.stopping.store(true, Ordering::Release);
-        inner.flush_requests.nudge();
+        inner.flush_requests.stop_waiting();
         self.join_threads();
         inner.flush_requests.close();
         inner.commit_log.shutdown();
@@ -509,7 +509,7 @@ impl MessageStore {
         }
         let inner = &self.inner;
         inner.stopping.store(true, Ordering::Release);
-        inner.flush_requests.nudge();
+        inner.flush_requests.stop_waiting();
         self.join_threads();
         inner.flush_requests.close();
         inner.commit_log.shutdown();

@@ -1,5 +1,5 @@
 //! What one server allows each connection and all of its connections together, so that no
-//! client, however it behaves, makes the process hold unbounded memory. docs/limits.md
+//! client, however it behaves, makes the process hold unbounded memory. docs/reliability.md ("Limits")
 //! lists each limit with its key and what happens when it is reached.
 
 use std::time::Duration;
