@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
-use bench::scenario::{Disk, FirstSend, Idle, Produce, ProduceConsume};
+use bench::scenario::{Disk, FirstSend, Idle, IdleConnections, Produce, ProduceConsume, PullFlood};
 use bench::{Context, LoadConfig, Report, Scenario};
 use clap::{Args, Parser, Subcommand};
 
@@ -79,6 +79,27 @@ enum Command {
         write_mib: usize,
         #[arg(long, default_value_t = 3.0)]
         sync_seconds: f64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// A client pipelines PULLs of ~256 KiB answers and never reads: how much the broker
+    /// (--pid) grows and whether a bystander is still answered.
+    PullFlood {
+        #[arg(long, default_value = "127.0.0.1:9876")]
+        namesrv: String,
+        #[arg(long, default_value_t = 20_000)]
+        pulls: usize,
+        #[arg(long, default_value_t = 6.0)]
+        seconds: f64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Many connections that go quiet: what each costs the broker (--pid).
+    IdleConnections {
+        #[arg(long, default_value = "127.0.0.1:9876")]
+        namesrv: String,
+        #[arg(long, default_value_t = 2000)]
+        count: usize,
         #[command(flatten)]
         common: Common,
     },
@@ -170,6 +191,24 @@ async fn main() -> Result<()> {
             };
             run(scenario, &common).await
         }
+        Command::PullFlood {
+            namesrv,
+            pulls,
+            seconds,
+            common,
+        } => {
+            let scenario = PullFlood {
+                namesrv,
+                pulls,
+                seconds,
+            };
+            run(scenario, &common).await
+        }
+        Command::IdleConnections {
+            namesrv,
+            count,
+            common,
+        } => run(IdleConnections { namesrv, count }, &common).await,
         Command::CreateTopic {
             namesrv,
             topic,

@@ -11,12 +11,14 @@ use crate::report::Report;
 
 mod disk;
 mod first_send;
+mod hostile;
 mod idle;
 mod produce;
 mod produce_consume;
 
 pub use disk::Disk;
 pub use first_send::FirstSend;
+pub use hostile::{IdleConnections, PullFlood};
 pub use idle::Idle;
 pub use produce::Produce;
 pub use produce_consume::ProduceConsume;
