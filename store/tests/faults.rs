@@ -1,0 +1,112 @@
+//! Disk faults injected at the store's fault points (the `failpoints` feature, test builds
+//! only): a failed flush or checkpoint fences writes for good, and a dispatch error after
+//! an ASYNC_FLUSH append does not fail a message that was stored.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use fail::FailScenario;
+use message::Message;
+use store::{Error, FlushDiskType, MessageStore, PutMessage, StoreConfig};
+
+fn config(dir: &Path, flush: FlushDiskType) -> StoreConfig {
+    StoreConfig {
+        mapped_file_size_commit_log: 1 << 20,
+        mapped_file_size_consume_queue: 20 * 100,
+        flush_disk_type: flush,
+        flush_interval_consume_queue: 50,
+        max_hash_slot_num: 101,
+        max_index_num: 1000,
+        ..StoreConfig::with_root(dir)
+    }
+}
+
+fn put(body: &str) -> PutMessage {
+    PutMessage::new(
+        Message::new("T", body.to_string()),
+        0,
+        "127.0.0.1:1".parse().unwrap(),
+        "127.0.0.1:2".parse().unwrap(),
+    )
+}
+
+fn bodies(store: &MessageStore) -> Vec<Vec<u8>> {
+    let result = store.get_message("T", 0, 0, 32, 1 << 20, None);
+    result
+        .messages
+        .iter()
+        .map(|bytes| {
+            message::StoredMessage::parse(bytes)
+                .unwrap()
+                .body()
+                .to_vec()
+        })
+        .collect()
+}
+
+#[test]
+fn a_failed_flush_fences_writes_and_never_publishes_the_failed_range() {
+    let scenario = FailScenario::setup();
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(config(dir.path(), FlushDiskType::SyncFlush)).unwrap();
+    let first = store.append(&put("durable")).unwrap();
+    first.durable.wait().unwrap();
+    let flushed = store.commit_log_flushed_offset();
+
+    fail::cfg("store::commitlog::flush", "return").unwrap();
+    let failed = store.append(&put("lost flush")).unwrap();
+    assert!(matches!(failed.durable.wait(), Err(Error::FlushFailed(_))));
+    // The disk "recovers", as Linux makes it look after an EIO: nothing may flush again.
+    fail::remove("store::commitlog::flush");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(store.commit_log_flushed_offset(), flushed);
+    assert!(matches!(
+        store.append(&put("refused")),
+        Err(Error::WritesFenced(_))
+    ));
+    assert!(store.write_fence().unwrap().contains("flush failed"));
+    assert!(matches!(store.checkpoint(), Err(Error::WritesFenced(_))));
+    // Reads go on; a stop leaves `abort`, so the next start recovers.
+    assert_eq!(bodies(&store)[0], b"durable");
+    store.shutdown().unwrap();
+    drop(store);
+    assert!(dir.path().join("abort").exists());
+    let store = MessageStore::open(config(dir.path(), FlushDiskType::SyncFlush)).unwrap();
+    assert_eq!(bodies(&store)[0], b"durable");
+    assert!(store.append(&put("after restart")).is_ok());
+    scenario.teardown();
+}
+
+#[test]
+fn a_failed_checkpoint_fences_writes() {
+    let scenario = FailScenario::setup();
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(config(dir.path(), FlushDiskType::AsyncFlush)).unwrap();
+    store.append(&put("one")).unwrap();
+    fail::cfg("store::checkpoint", "1*return").unwrap();
+    assert!(store.checkpoint().is_err());
+    assert!(matches!(
+        store.append(&put("two")),
+        Err(Error::WritesFenced(_))
+    ));
+    scenario.teardown();
+}
+
+#[test]
+fn a_dispatch_error_after_an_async_append_still_acknowledges_it() {
+    let scenario = FailScenario::setup();
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(config(dir.path(), FlushDiskType::AsyncFlush)).unwrap();
+    fail::cfg("store::dispatch", "1*return").unwrap();
+    // Stored: failing it would make the client send it again.
+    let appended = store.append(&put("stored")).unwrap();
+    appended.durable.wait().unwrap();
+    // Dispatch is retried in the background and the message becomes readable.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.max_offset("T", 0) < 1 {
+        assert!(Instant::now() < deadline, "never dispatched");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(bodies(&store), vec![b"stored".to_vec()]);
+    scenario.teardown();
+}
