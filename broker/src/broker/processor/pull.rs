@@ -84,9 +84,7 @@ pub async fn process(broker: &Broker, request: &RemotingCommand) -> RemotingComm
         );
     }
     let mut result = read(broker, &header, &filter);
-    let nothing_yet = result.status == GetMessageStatus::OffsetOverflowOne
-        || (result.status == GetMessageStatus::NoMessageInQueue && header.queue_offset == 0);
-    if nothing_yet && suspend && !broker.is_stopping() {
+    if suspend && nothing_yet(result.status, header.queue_offset) && !broker.is_stopping() {
         let hold = if broker.config.long_polling_enable {
             Duration::from_millis(header.suspend_timeout_millis.max(0) as u64)
         } else {
@@ -108,6 +106,22 @@ pub async fn process(broker: &Broker, request: &RemotingCommand) -> RemotingComm
     }
     broker.stats.record_get(result.messages.len());
     answer(request, header.queue_offset, result)
+}
+
+/// Whether the pull found nothing only because nothing is written at its offset yet, so a
+/// suspended pull waits for the next message: RocketMQ holds every PULL_NOT_FOUND. A queue
+/// never written counts too; `%RETRY%<group>` usually is one (the store has no consume
+/// queue for it before its first message), and answering it at once sends every idle push
+/// consumer into a re-pull loop. OFFSET_FOUND_NULL is PULL_NOT_FOUND as well, but its next
+/// offset is past the hole, so the client's re-pull makes progress and holding it would
+/// only delay the messages behind the hole.
+fn nothing_yet(status: GetMessageStatus, requested_offset: i64) -> bool {
+    use GetMessageStatus::*;
+    match status {
+        OffsetOverflowOne => true,
+        NoMessageInQueue | NoMatchedLogicQueue => requested_offset == 0,
+        _ => false,
+    }
 }
 
 fn read(
@@ -236,4 +250,50 @@ fn answer(
     RemotingCommand::response_to(request, code, Some(format!("{:?}", result.status)))
         .with_header(&header)
         .with_body(body.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::RequestCode;
+
+    #[test]
+    fn a_pull_waits_exactly_when_rocketmq_answers_pull_not_found_for_lack_of_messages() {
+        use GetMessageStatus::*;
+        let statuses = [
+            Found,
+            NoMatchedMessage,
+            MessageWasRemoving,
+            NoMessageInQueue,
+            NoMatchedLogicQueue,
+            OffsetTooSmall,
+            OffsetOverflowOne,
+            OffsetOverflowBadly,
+            OffsetFoundNull,
+        ];
+        for status in statuses {
+            for offset in [0, 7] {
+                let result = GetMessageResult {
+                    status,
+                    messages: Vec::new(),
+                    queue_offsets: Vec::new(),
+                    next_begin_offset: offset,
+                    min_offset: 0,
+                    max_offset: offset,
+                };
+                let code = answer(
+                    &RemotingCommand::request(RequestCode::PullMessage, &()),
+                    offset,
+                    result,
+                )
+                .code;
+                let not_found = code == ResponseCode::PullNotFound.as_i32();
+                assert_eq!(
+                    nothing_yet(status, offset),
+                    not_found && status != OffsetFoundNull,
+                    "{status:?} at offset {offset}"
+                );
+            }
+        }
+    }
 }
