@@ -1,5 +1,7 @@
-//! An idle consumer costs the broker nothing: pulls on queues that were never written are
-//! held like any other pull that finds nothing.
+//! An idle consumer costs the broker nothing, and a name server that is down or silent
+//! costs a client nothing: pulls on queues that were never written are held like any other
+//! pull that finds nothing, and registration with the name servers happens beside the
+//! requests that need it, never in their way.
 
 mod support;
 
@@ -184,4 +186,108 @@ async fn an_idle_push_consumer_makes_a_handful_of_pulls_not_thousands() {
     // Each pull is held for its 1 s suspend time: about five answers per queue.
     assert!(retry_answers <= 8, "retry queue: {retry_answers} answers");
     assert!(topic_answers <= 8, "topic queue: {topic_answers} answers");
+}
+
+/// A name server that takes the connection and never answers: the kernel completes the
+/// handshake into the listen backlog, and nobody reads. Held open while the value lives.
+fn silent_name_server() -> (std::net::TcpListener, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    (listener, addr)
+}
+
+/// A name server whose connects hang, as behind a firewall that drops packets: a listener
+/// with a full accept queue, whose kernel drops every further SYN. Returns the listener and
+/// the connections that fill its queue, to hold while the test runs.
+async fn unreachable_name_server() -> (tokio::net::TcpListener, Vec<tokio::net::TcpStream>, String)
+{
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mut fillers = Vec::new();
+    loop {
+        let connect = tokio::net::TcpStream::connect(&addr);
+        match tokio::time::timeout(Duration::from_millis(300), connect).await {
+            Ok(stream) => fillers.push(stream.unwrap()),
+            Err(_) => break,
+        }
+        assert!(fillers.len() < 16, "the accept queue never filled");
+    }
+    (listener, fillers, addr)
+}
+
+/// Sends the first message of a new topic (the broker creates it and registers it) and
+/// returns how long the send took.
+async fn time_topic_creating_send(broker_addr: &str, topic: &str) -> Duration {
+    let producer = Client::connect(broker_addr).await.unwrap();
+    // Longer than the Java producer's 3 s, so a slow answer is measured, not lost.
+    producer.set_default_timeout(Duration::from_secs(20));
+    let started = Instant::now();
+    producer
+        .send_message(send_header(topic, 0), "new topic")
+        .await
+        .unwrap();
+    started.elapsed()
+}
+
+// Pins registration on the send path: topic creation registered with every name server in
+// turn before answering, so a silent one held the send for its whole request timeout (6 s).
+#[tokio::test]
+async fn a_silent_name_server_delays_neither_topic_creation_nor_shutdown() {
+    let namesrv = Rocketry::namesrv();
+    let (_silent, silent_addr) = silent_name_server();
+    let mut broker = Rocketry::broker(
+        &format!("{};{silent_addr}", namesrv.namesrv),
+        "silent_ns_broker",
+    );
+    let broker_addr = broker.broker_addr.clone().unwrap();
+
+    let took = time_topic_creating_send(&broker_addr, "SilentNsTopic").await;
+    println!("the topic-creating send took {took:?}");
+    assert!(took < Duration::from_secs(2), "the send took {took:?}");
+    // The live name server knew the route before the producer was answered.
+    let lookup = Client::connect(&namesrv.namesrv).await.unwrap();
+    let route = lookup.get_route_info("SilentNsTopic").await.unwrap();
+    assert_eq!(route.broker_datas[0].broker_name, "silent_ns_broker");
+
+    let started = Instant::now();
+    assert!(broker.terminate().success());
+    let stopping = started.elapsed();
+    println!("stopping took {stopping:?}");
+    assert!(
+        stopping < Duration::from_secs(5),
+        "stopping took {stopping:?}"
+    );
+    // Unregistered: the live name server stopped routing to the broker at once.
+    let gone = lookup.get_route_info("SilentNsTopic").await;
+    assert!(
+        gone.as_ref().is_err() || gone.as_ref().unwrap().broker_datas.is_empty(),
+        "{gone:?}"
+    );
+}
+
+// Pins the connect without a timeout: a name server whose packets are dropped held the
+// broker's start (and every topic-creating send) until the kernel gave up, minutes later.
+#[tokio::test]
+async fn an_unreachable_name_server_delays_neither_start_nor_topic_creation() {
+    let namesrv = Rocketry::namesrv();
+    let (_listener, _fillers, unreachable_addr) = unreachable_name_server().await;
+    let started = Instant::now();
+    let broker = Rocketry::broker(
+        &format!("{};{unreachable_addr}", namesrv.namesrv),
+        "unreachable_ns_broker",
+    );
+    let start = started.elapsed();
+    println!("the start took {start:?}");
+    assert!(start < Duration::from_secs(10), "the start took {start:?}");
+
+    let took =
+        time_topic_creating_send(broker.broker_addr.as_deref().unwrap(), "UnreachableNsTopic")
+            .await;
+    println!("the topic-creating send took {took:?}");
+    assert!(took < Duration::from_secs(2), "the send took {took:?}");
+    let lookup = Client::connect(&namesrv.namesrv).await.unwrap();
+    let route = lookup.get_route_info("UnreachableNsTopic").await.unwrap();
+    assert_eq!(route.broker_datas[0].broker_name, "unreachable_ns_broker");
 }
