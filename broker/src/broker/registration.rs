@@ -154,7 +154,9 @@ fn register_header(broker: &Broker) -> RegisterBrokerRequestHeader {
         broker_name: config.broker_name.clone(),
         broker_addr: config.advertised_addr(),
         cluster_name: config.broker_cluster_name.clone(),
-        ha_server_addr: format!("{}:{}", config.broker_ip1, config.listen_port as u32 + 1),
+        // No master-slave HA service listens anywhere (replication will be Raft's), so no
+        // address is advertised for one: a slave or tool would find nobody on listenPort+1.
+        ha_server_addr: String::new(),
         broker_id: config.broker_id as i64,
         heartbeat_timeout_millis: None,
         enable_acting_master: Some(false),
