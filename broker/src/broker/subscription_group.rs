@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::config_file::StateFile;
 use crate::error::Result;
 
+/// Longest group name created on demand (`Validators.CHARACTER_MAX_LENGTH`).
+const MAX_GROUP_NAME: usize = 255;
+
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct GroupFile {
@@ -49,7 +52,13 @@ impl SubscriptionGroups {
         if let Some(found) = self.get(group) {
             return Ok(Some(found));
         }
-        if !self.auto_create {
+        // Apache creates only legal names (`findSubscriptionGroupConfig`): a group names a
+        // retry topic, which names a folder, and a client could invent anything.
+        if !self.auto_create
+            || group.is_empty()
+            || group.len() > MAX_GROUP_NAME
+            || !super::topic_config::has_legal_characters(group)
+        {
             return Ok(None);
         }
         let created = SubscriptionGroupConfig::named(group);
@@ -100,5 +109,19 @@ mod tests {
         assert!(reopened.find_or_create("other").unwrap().is_none());
         assert!(reopened.delete("g").unwrap());
         assert!(reopened.get("g").is_none());
+    }
+
+    #[test]
+    fn only_legal_group_names_are_created_on_demand() {
+        let dir = tempfile::tempdir().unwrap();
+        let groups = SubscriptionGroups::open(dir.path().join("groups.json"), true).unwrap();
+        for illegal in ["", "../escape", "a b", "a/b", &"g".repeat(256)] {
+            assert!(
+                groups.find_or_create(illegal).unwrap().is_none(),
+                "{illegal:?}"
+            );
+        }
+        assert!(groups.find_or_create("Legal_group-1").unwrap().is_some());
+        assert_eq!(groups.all().len(), 1);
     }
 }

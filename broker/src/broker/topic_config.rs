@@ -28,6 +28,13 @@ pub const NOT_ALLOWED_SEND_TOPICS: [&str; 6] = [
     OFFSET_MOVED_EVENT,
 ];
 
+/// `^[%|a-zA-Z0-9_-]+$`, the characters RocketMQ allows in topic and group names
+/// (`TopicValidator.isTopicOrGroupIllegal`).
+pub fn has_legal_characters(name: &str) -> bool {
+    name.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'%' || b == b'|' || b == b'_' || b == b'-')
+}
+
 /// Why a topic name is refused (`TopicValidator.validateTopic`).
 pub fn validate_topic_name(topic: &str) -> std::result::Result<(), String> {
     if topic.trim().is_empty() {
@@ -45,10 +52,7 @@ pub fn validate_topic_name(topic: &str) -> std::result::Result<(), String> {
             "The specified topic is longer than topic max length {max}."
         ));
     }
-    if !topic
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'%' || b == b'|' || b == b'_' || b == b'-')
-    {
+    if !has_legal_characters(topic) {
         return Err(format!(
             "The specified topic[{topic}] contains illegal characters, allowing only ^[%|a-zA-Z0-9_-]+$"
         ));
