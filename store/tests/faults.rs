@@ -110,3 +110,27 @@ fn a_dispatch_error_after_an_async_append_still_acknowledges_it() {
     assert_eq!(bodies(&store), vec![b"stored".to_vec()]);
     scenario.teardown();
 }
+
+#[test]
+fn a_roll_waits_for_a_slow_background_segment_instead_of_racing_it() {
+    let scenario = FailScenario::setup();
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        mapped_file_size_commit_log: 64 * 1024,
+        ..config(dir.path(), FlushDiskType::AsyncFlush)
+    };
+    // The first segment is made at once; every later creation takes 5.2 s. The roll used
+    // to give up on the background file after 5 s and make the same file itself, which
+    // failed with EEXIST once the background thread got there first.
+    fail::cfg("store::commitlog::create", "1*off->sleep(5200)").unwrap();
+    let store = MessageStore::open(config).unwrap();
+    let body = "r".repeat(20 * 1024);
+    for _ in 0..6 {
+        store
+            .append(&put(&body))
+            .expect("a roll onto a slow segment waits for it");
+    }
+    assert_eq!(store.max_offset("T", 0), 6);
+    fail::remove("store::commitlog::create");
+    scenario.teardown();
+}

@@ -12,8 +12,8 @@ use parking_lot::{Condvar, Mutex};
 use crate::error::Result;
 use crate::segment::Segment;
 
-/// How long a roll waits for the background file before creating it itself (RocketMQ: 5 s).
-const WAIT_FOR_READY: Duration = Duration::from_secs(5);
+/// How often a roll still waiting for the background file says so.
+const WAIT_LOG_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 struct State {
@@ -72,17 +72,15 @@ impl Allocator {
     pub(crate) fn take(&self, start: u64) -> Result<Arc<Segment>> {
         let taken = {
             let mut state = self.shared.state.lock();
-            if state.working == Some(start) {
-                let deadline = std::time::Instant::now() + WAIT_FOR_READY;
-                while state.working == Some(start) {
-                    if self
-                        .shared
-                        .changed
-                        .wait_until(&mut state, deadline)
-                        .timed_out()
-                    {
-                        break;
-                    }
+            // The background thread is making this very file: wait for it, however long
+            // the disk takes. Making it here as well would race it for the same name.
+            while state.working == Some(start) {
+                let waited = self.shared.changed.wait_for(&mut state, WAIT_LOG_EVERY);
+                if waited.timed_out() && state.working == Some(start) {
+                    tracing::warn!(
+                        start,
+                        "still waiting for the next CommitLog segment: the disk is slow"
+                    );
                 }
             }
             match state.ready.take() {
