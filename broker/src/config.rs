@@ -73,6 +73,8 @@ settings! {
         bind_address: String = "0.0.0.0".to_string() => "bindAddress",
         /// How long a broker may stay silent before its routes are dropped, in ms.
         broker_channel_expired_time: u64 = 120_000 => "brokerChannelExpiredTime",
+        /// How often silent brokers are looked for, in ms (RocketMQ's key and default).
+        scan_not_active_broker_interval: u64 = 5000 => "scanNotActiveBrokerInterval",
         /// Limits of the name server's connections; see docs/reliability.md ("Limits").
         server_max_connections: usize = 10_000 => "serverMaxConnections",
         /// Clients ask the name server one route at a time; brokers register one at a time.
@@ -136,6 +138,11 @@ fn read(path: &Path) -> Result<String> {
 }
 
 impl NamesrvConfig {
+    /// The keys UPDATE_NAMESRV_CONFIG may change: the ones the name server reads again on
+    /// every use. Never a path (see `config_update`).
+    pub const RUNTIME_KEYS: &'static [&'static str] =
+        &["brokerChannelExpiredTime", "scanNotActiveBrokerInterval"];
+
     /// The limits the name server holds its connections to.
     pub fn server_limits(&self) -> Limits {
         Limits::new(
@@ -283,6 +290,14 @@ mod tests {
         let namesrv = settings.namesrv.server_limits();
         assert_eq!(namesrv.max_connections, 10_000);
         assert_eq!(namesrv.max_requests_in_flight, 256);
+    }
+
+    #[test]
+    fn run_time_keys_are_known_and_none_is_a_path() {
+        for key in NamesrvConfig::RUNTIME_KEYS {
+            assert!(NamesrvConfig::KEYS.contains(key), "{key}");
+            assert!(!crate::config_update::names_a_path(key), "{key}");
+        }
     }
 
     #[test]

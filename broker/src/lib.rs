@@ -6,6 +6,7 @@
 pub mod broker;
 pub mod config;
 mod config_file;
+mod config_update;
 pub mod error;
 pub mod filter;
 pub mod namesrv;

@@ -25,10 +25,11 @@ pub async fn bind(addr: &str) -> Result<TcpListener> {
 
 /// Serves a name server on `listener` until `shutdown` resolves.
 pub async fn run_namesrv(
-    config: NamesrvConfig,
+    mut config: NamesrvConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    listening_on(&mut config, &listener);
     let limits = config.server_limits();
     let namesrv = Namesrv::new(config);
     namesrv.spawn_expiry();
@@ -36,6 +37,15 @@ pub async fn run_namesrv(
     server::serve(listener, namesrv, limits, shutdown).await;
     info!("name server stopped");
     Ok(())
+}
+
+/// Sets the name server's `listenPort` and `bindAddress` to what it really listens on, so
+/// GET_NAMESRV_CONFIG tells the truth in `standalone` (whose name server reads no file of
+/// its own) and with port 0.
+fn listening_on(config: &mut NamesrvConfig, listener: &TcpListener) {
+    let addr = local_addr(listener);
+    config.listen_port = addr.port();
+    config.bind_address = addr.ip().to_string();
 }
 
 /// A broker that is open and serving; [`RunningBroker::stop`] ends it cleanly.
@@ -104,6 +114,7 @@ pub async fn run_standalone(
 ) -> Result<()> {
     let namesrv_addr = local_addr(&namesrv_listener);
     settings.broker.namesrv_addr = format!("127.0.0.1:{}", namesrv_addr.port());
+    listening_on(&mut settings.namesrv, &namesrv_listener);
     let namesrv = Namesrv::new(settings.namesrv.clone());
     namesrv.spawn_expiry();
     let namesrv_stop = CancellationToken::new();

@@ -1,7 +1,9 @@
 //! The real mqadmin 5.5.0 against a fresh `rocketry standalone` and against Apache RocketMQ
 //! 5.5.0, on the same scenario: a 4/4-queue topic, 20 messages with keys `<run>-key-<i>`, a
-//! push consumer group that stays online. Each command must succeed on both, and the fields
-//! it prints must match where they should (names, queue counts, offsets, lags, counts).
+//! push consumer group that stays online; then name-server settings and a broker's write
+//! permission. Each command must succeed on both (or, where the scenario asks for a refusal,
+//! be refused with the same code), and the fields it prints must match where they should
+//! (names, queue counts, offsets, lags, counts, perms).
 //! Every difference found is listed in docs/compatibility.md.
 //!
 //! mqadmin starts a JVM per command (about 5 s), so the two scenarios run side by side and
@@ -55,6 +57,52 @@ fn admin(args: &[&str]) -> String {
         println!("mqadmin {args:?} failed, retrying: {last}");
     }
     panic!("mqadmin {args:?} failed three times: {last}")
+}
+
+/// The `CODE: n` of the exception mqadmin prints (on stderr) for a command the server
+/// refused; tried up to three times while a run ends some other way (an RPC timeout).
+fn admin_refusal_code(args: &[&str]) -> String {
+    let mut last = String::new();
+    for _ in 0..3 {
+        let output = Command::new(repo_root().join("scripts/peers/rocketmq"))
+            .arg("mqadmin")
+            .args(args)
+            .output()
+            .expect("failed to spawn mqadmin");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        if let Some(code) = stderr
+            .split("CODE:")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+        {
+            return code.to_string();
+        }
+        last = format!(
+            "stdout:\n{}\nstderr:\n{stderr}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        println!("mqadmin {args:?} was not refused, retrying: {last}");
+    }
+    panic!("mqadmin {args:?} was not refused with a code three times: {last}")
+}
+
+/// Gives a broker group write permission back if the scenario stops between
+/// `wipeWritePerm` and `addWritePerm`, so a failed run leaves the shared peer writable.
+struct WriteRestore<'a> {
+    namesrv: &'a str,
+    broker_name: String,
+    armed: bool,
+}
+
+impl Drop for WriteRestore<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = Command::new(repo_root().join("scripts/peers/rocketmq"))
+                .args(["mqadmin", "addWritePerm", "-n", self.namesrv])
+                .args(["-b", &self.broker_name])
+                .output();
+        }
+    }
 }
 
 /// A push consumer that stays online (the harness prints HOLDING once it has `expect`).
@@ -310,6 +358,31 @@ fn scenario(target: &Target) -> Facts {
         format!("{:?}", labelled(&out, "Consume Diff Total")),
     );
 
+    // Rows only for queues whose group consumed something (lastTimestamp > 0), so this
+    // runs before resetOffsetByTime moves the offsets back to 0.
+    let out = admin(&["brokerConsumeStats", "-n", n, "-b", &broker_addr]);
+    let ours: Vec<_> = rows(&out, &topic)
+        .into_iter()
+        .filter(|cells| cells.get(1) == Some(&group.as_str()))
+        .collect();
+    fact("brokerConsumeStats.queues", ours.len().to_string());
+    for cells in &ours {
+        fact(
+            &format!("brokerConsumeStats.q{}", cells[3]),
+            format!(
+                "broker={} consumer={} diff={} lastTime={}",
+                cells[4],
+                cells[5],
+                cells[6],
+                cells.get(7).is_some_and(|t| t.starts_with("20"))
+            ),
+        );
+    }
+    fact(
+        "brokerConsumeStats.diffTotalPrinted",
+        labelled(&out, "Diff Total").is_some().to_string(),
+    );
+
     let sub_group = format!("{group}_sub");
     let out = admin(&[
         "updateSubGroup",
@@ -389,7 +462,84 @@ fn scenario(target: &Target) -> Facts {
         ),
     );
     drop(consumer);
+
+    namesrv_config(n, &mut fact);
+    write_perm(n, &topic, &route.broker_datas[0].broker_name, &mut fact);
     facts
+}
+
+/// `updateNamesrvConfig` of a key both servers change at run time, `getNamesrvConfig`, and a
+/// path-like key both refuse. The key goes back to its default after.
+fn namesrv_config(n: &str, fact: &mut impl FnMut(&str, String)) {
+    let key = "scanNotActiveBrokerInterval";
+    let out = admin(&["updateNamesrvConfig", "-n", n, "-k", key, "-v", "4000"]);
+    fact(
+        "updateNamesrvConfig.success",
+        out.contains("update name server config success")
+            .to_string(),
+    );
+    let out = admin(&["getNamesrvConfig", "-n", n]);
+    let value = |name: &str| {
+        out.lines().find_map(|line| {
+            let (k, v) = line.split_once('=')?;
+            (k.trim() == name).then(|| v.trim().to_string())
+        })
+    };
+    fact(
+        &format!("getNamesrvConfig.{key}"),
+        format!("{:?}", value(key)),
+    );
+    fact(
+        "getNamesrvConfig.listenPortMatches",
+        (value("listenPort").as_deref() == n.rsplit(':').next()).to_string(),
+    );
+    fact(
+        "getNamesrvConfig.bindAddress",
+        format!("{:?}", value("bindAddress")),
+    );
+    // CVE-2023-37582: a path set over the network.
+    let code = admin_refusal_code(&[
+        "updateNamesrvConfig",
+        "-n",
+        n,
+        "-k",
+        "configStorePath",
+        "-v",
+        "/tmp/rocketry-never-written",
+    ]);
+    fact("updateNamesrvConfig.pathRefusedCode", code);
+    admin(&["updateNamesrvConfig", "-n", n, "-k", key, "-v", "5000"]);
+}
+
+/// `wipeWritePerm` makes the broker's queues read-only in the route, `addWritePerm` makes
+/// them writable again; both report a topic count (Apache's broker has more topics, so only
+/// their agreement is compared).
+fn write_perm(n: &str, topic: &str, broker_name: &str, fact: &mut impl FnMut(&str, String)) {
+    let count = |out: &str| -> Option<i64> {
+        out.lines()
+            .find(|line| line.contains(&format!("broker[{broker_name}]")) && line.contains("OK"))
+            .and_then(|line| line.rsplit(", ").next())
+            .and_then(|count| count.trim().parse().ok())
+    };
+    let route_perm = || {
+        let out = admin(&["topicRoute", "-n", n, "-t", topic]);
+        let route = protocol::body::TopicRouteData::decode(out.trim().as_bytes())
+            .unwrap_or_else(|e| panic!("topicRoute does not parse ({e}): {out}"));
+        route.queue_datas[0].perm.to_string()
+    };
+    let mut restore = WriteRestore {
+        namesrv: n,
+        broker_name: broker_name.to_string(),
+        armed: true,
+    };
+    let wiped = count(&admin(&["wipeWritePerm", "-n", n, "-b", broker_name]));
+    fact("wipeWritePerm.ok", wiped.is_some_and(|c| c > 0).to_string());
+    fact("wipeWritePerm.routePerm", route_perm());
+    let added = count(&admin(&["addWritePerm", "-n", n, "-b", broker_name]));
+    restore.armed = added.is_none();
+    fact("addWritePerm.ok", added.is_some_and(|c| c > 0).to_string());
+    fact("addWritePerm.sameCount", (added == wiped).to_string());
+    fact("addWritePerm.routePerm", route_perm());
 }
 
 /// The broker name in a table whose rows start with it: the first cell of the first row
@@ -431,6 +581,16 @@ fn assert_rocketry_facts(facts: &Facts) {
     want("brokerStatus.putTotal", &MESSAGES.to_string());
     want("queryMsgByKey.found", "1");
     want("queryMsgById.topicMatches", "true");
+    want("brokerConsumeStats.queues", "4");
+    want(
+        "getNamesrvConfig.scanNotActiveBrokerInterval",
+        r#"Some("4000")"#,
+    );
+    want("getNamesrvConfig.listenPortMatches", "true");
+    want("updateNamesrvConfig.pathRefusedCode", "16");
+    want("wipeWritePerm.routePerm", "4");
+    want("addWritePerm.routePerm", "6");
+    want("addWritePerm.sameCount", "true");
     want("resetOffsetByTime.queues", "4");
     want("resetOffsetByTime.offsets", r#"["0", "0", "0", "0"]"#);
     let lag: i64 = (0..4)

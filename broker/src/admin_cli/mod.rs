@@ -2,7 +2,9 @@
 //! for cluster info or a topic route, then sends each admin request to the master of every
 //! broker concerned, and prints a table (or `--output json`).
 
+mod broker;
 mod dead_letter;
+mod namesrv;
 mod table;
 
 use std::collections::BTreeMap;
@@ -59,6 +61,12 @@ enum AdminCommand {
     /// Clusters and their brokers.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// One broker, by address.
+    #[command(subcommand)]
+    Broker(broker::BrokerCommand),
+    /// The name server: write permission of broker groups, its settings.
+    #[command(subcommand)]
+    Namesrv(namesrv::NamesrvCommand),
 }
 
 #[derive(Subcommand)]
@@ -179,20 +187,29 @@ enum ClusterCommand {
 }
 
 pub async fn run(args: AdminArgs) -> Result<()> {
-    let namesrv = connect(&args.namesrv).await?;
     let value = match args.command {
-        AdminCommand::Topic(command) => topic(&namesrv, command).await?,
-        AdminCommand::Group(command) => group(&namesrv, command).await?,
-        AdminCommand::Consumer(command) => consumer(&namesrv, command).await?,
-        AdminCommand::Offset(command) => offset(&namesrv, command).await?,
-        AdminCommand::Message(command) => message(&namesrv, command).await?,
-        AdminCommand::Cluster(ClusterCommand::List) => cluster_list(&namesrv).await?,
+        // Addressed to one broker: no name server involved.
+        AdminCommand::Broker(command) => broker::run(command).await?,
+        command => via_namesrv(&connect(&args.namesrv).await?, command).await?,
     };
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&value.json)?),
         Output::Table => print!("{}", value.table),
     }
     Ok(())
+}
+
+async fn via_namesrv(namesrv: &Client, command: AdminCommand) -> Result<Answer> {
+    match command {
+        AdminCommand::Topic(command) => topic(namesrv, command).await,
+        AdminCommand::Group(command) => group(namesrv, command).await,
+        AdminCommand::Consumer(command) => consumer(namesrv, command).await,
+        AdminCommand::Offset(command) => offset(namesrv, command).await,
+        AdminCommand::Message(command) => message(namesrv, command).await,
+        AdminCommand::Cluster(ClusterCommand::List) => cluster_list(namesrv).await,
+        AdminCommand::Namesrv(command) => namesrv::run(namesrv, command).await,
+        AdminCommand::Broker(_) => unreachable!("broker commands need no name server"),
+    }
 }
 
 /// What a command prints: the same rows as a table and as JSON.

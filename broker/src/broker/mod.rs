@@ -261,6 +261,7 @@ impl Service for Broker {
             | DeleteSubscriptiongroup
             | GetSubscriptiongroupConfig
             | GetConsumeStats
+            | GetBrokerConsumeStats
             | QueryTopicConsumeByWho
             | GetConsumerConnectionList
             | GetProducerConnectionList

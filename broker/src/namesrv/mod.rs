@@ -6,16 +6,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use protocol::body::{
     self, BrokerData, ClusterInfo, KvTable, QueueData, RegisterBrokerBody, TopicList,
     TopicRouteData,
 };
 use protocol::header::{
-    DeleteTopicFromNamesrvRequestHeader, GetKvConfigResponseHeader,
-    GetKvListByNamespaceRequestHeader, GetRouteInfoRequestHeader, GetTopicsByClusterRequestHeader,
-    KvConfigKeyRequestHeader, PutKvConfigRequestHeader, QueryDataVersionResponseHeader,
-    RegisterBrokerRequestHeader, RegisterBrokerResponseHeader, UnregisterBrokerRequestHeader,
+    AddWritePermOfBrokerResponseHeader, DeleteTopicFromNamesrvRequestHeader,
+    GetKvConfigResponseHeader, GetKvListByNamespaceRequestHeader, GetRouteInfoRequestHeader,
+    GetTopicsByClusterRequestHeader, KvConfigKeyRequestHeader, PutKvConfigRequestHeader,
+    QueryDataVersionResponseHeader, RegisterBrokerRequestHeader, RegisterBrokerResponseHeader,
+    UnregisterBrokerRequestHeader, WipeWritePermOfBrokerResponseHeader,
+    WritePermOfBrokerRequestHeader,
 };
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 use tracing::{info, warn};
@@ -23,13 +25,15 @@ use tracing::{info, warn};
 pub use route_table::{QueueLayout, Registration, RouteTable};
 
 use crate::config::NamesrvConfig;
+use crate::config_update;
 use crate::server::{Channel, Service};
 
-/// How often silent brokers are looked for (RocketMQ scans every 5 s as well).
-const EXPIRY_SCAN_INTERVAL: Duration = Duration::from_secs(5);
+/// The shortest scan interval an update can set, so a typo cannot make the scan spin.
+const MIN_EXPIRY_SCAN_INTERVAL: Duration = Duration::from_millis(100);
 
 pub struct Namesrv {
-    config: NamesrvConfig,
+    /// Changed at run time by UPDATE_NAMESRV_CONFIG (only `NamesrvConfig::RUNTIME_KEYS`).
+    config: RwLock<NamesrvConfig>,
     routes: Mutex<RouteTable>,
     /// KV config namespaces (ORDER_TOPIC_CONFIG and whatever mqadmin stores). In memory
     /// only, as a documented difference: RocketMQ persists them to kvConfig.json.
@@ -39,23 +43,29 @@ pub struct Namesrv {
 impl Namesrv {
     pub fn new(config: NamesrvConfig) -> Arc<Namesrv> {
         Arc::new(Namesrv {
-            config,
+            config: RwLock::new(config),
             routes: Mutex::new(RouteTable::default()),
             kv: Mutex::new(BTreeMap::new()),
         })
     }
 
-    /// Drops silent brokers every few seconds until the namesrv is dropped.
+    /// Drops silent brokers every `scanNotActiveBrokerInterval` until the namesrv is
+    /// dropped. Both settings are read on every scan, so an update takes effect at once.
     pub fn spawn_expiry(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(EXPIRY_SCAN_INTERVAL);
             loop {
-                ticker.tick().await;
+                let Some(interval) = weak.upgrade().map(|namesrv| {
+                    Duration::from_millis(namesrv.config.read().scan_not_active_broker_interval)
+                }) else {
+                    return;
+                };
+                tokio::time::sleep(interval.max(MIN_EXPIRY_SCAN_INTERVAL)).await;
                 let Some(namesrv) = weak.upgrade() else {
                     return;
                 };
-                let timeout = Duration::from_millis(namesrv.config.broker_channel_expired_time);
+                let timeout =
+                    Duration::from_millis(namesrv.config.read().broker_channel_expired_time);
                 for addr in namesrv.routes.lock().expire(Instant::now(), timeout) {
                     warn!(broker = %addr, "broker silent for {timeout:?}; its routes are dropped");
                 }
@@ -124,6 +134,9 @@ impl Namesrv {
                 broker_id,
                 ha_server_addr: header.ha_server_addr.clone(),
                 topics,
+                data_version: registration_body
+                    .topic_config_serialize_wrapper
+                    .data_version,
                 channel_id: channel.id(),
             },
             Instant::now(),
@@ -264,6 +277,64 @@ impl Namesrv {
             },
         }
     }
+
+    /// WIPE_WRITE_PERM_OF_BROKER and ADD_WRITE_PERM_OF_BROKER: answers how many topics the
+    /// broker group serves, each now read-only or read-write.
+    fn write_perm(&self, request: &RemotingCommand, wipe: bool) -> RemotingCommand {
+        let header: WritePermOfBrokerRequestHeader = match request.decode_header() {
+            Ok(header) => header,
+            Err(error) => return invalid(request, error),
+        };
+        let name = &header.broker_name;
+        let ok = RemotingCommand::response_to(request, ResponseCode::Success, None);
+        if wipe {
+            let count = self.routes.lock().wipe_write_perm(name);
+            info!(broker = %name, topics = count, "write permission wiped");
+            ok.with_header(&WipeWritePermOfBrokerResponseHeader {
+                wipe_topic_count: count as i32,
+            })
+        } else {
+            let count = self.routes.lock().add_write_perm(name);
+            info!(broker = %name, topics = count, "write permission given back");
+            ok.with_header(&AddWritePermOfBrokerResponseHeader {
+                add_topic_count: count as i32,
+            })
+        }
+    }
+
+    /// GET_NAMESRV_CONFIG: every setting as Java properties text.
+    fn get_config(&self, request: &RemotingCommand) -> RemotingCommand {
+        let text: String = self
+            .config
+            .read()
+            .entries()
+            .into_iter()
+            .map(|(key, value)| format!("{key}={value}\n"))
+            .collect();
+        RemotingCommand::response_to(request, ResponseCode::Success, None)
+            .with_body(text.into_bytes())
+    }
+
+    /// UPDATE_NAMESRV_CONFIG: only `NamesrvConfig::RUNTIME_KEYS`, whole or not at all.
+    fn update_config(&self, request: &RemotingCommand) -> RemotingCommand {
+        let mut config = self.config.write();
+        match config_update::apply(
+            &*config,
+            &request.body,
+            NamesrvConfig::RUNTIME_KEYS,
+            NamesrvConfig::set,
+        ) {
+            Ok(updated) => {
+                info!(update = %String::from_utf8_lossy(&request.body).trim(), "name server config updated");
+                *config = updated;
+                RemotingCommand::response_to(request, ResponseCode::Success, None)
+            }
+            Err(refusal) => {
+                warn!(remark = %refusal.remark, "name server config update refused");
+                RemotingCommand::response_to(request, refusal.code, Some(refusal.remark))
+            }
+        }
+    }
 }
 
 /// The KV namespace mqadmin's `updateOrderConf` writes and routes read.
@@ -361,6 +432,10 @@ impl Service for Namesrv {
                 RemotingCommand::response_to(&request, ResponseCode::Success, None)
                     .with_header(&QueryDataVersionResponseHeader { changed: true })
             }
+            RequestCode::WipeWritePermOfBroker => self.write_perm(&request, true),
+            RequestCode::AddWritePermOfBroker => self.write_perm(&request, false),
+            RequestCode::GetNamesrvConfig => self.get_config(&request),
+            RequestCode::UpdateNamesrvConfig => self.update_config(&request),
             RequestCode::PutKvConfig
             | RequestCode::GetKvConfig
             | RequestCode::DeleteKvConfig
@@ -374,5 +449,47 @@ impl Service for Namesrv {
         for addr in self.routes.lock().channel_closed(channel.id()) {
             info!(broker = %addr, "broker connection closed; its routes are dropped");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn ask(namesrv: &Namesrv, code: RequestCode, body: &str) -> RemotingCommand {
+        let (channel, _outbound) = Channel::detached(1);
+        let request = RemotingCommand::request(code, &()).with_body(body.to_string());
+        namesrv.handle(request, &channel).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_config_update_changes_allowed_keys_and_refuses_the_rest() {
+        let namesrv = Namesrv::new(NamesrvConfig::default());
+        let answer = ask(
+            &namesrv,
+            RequestCode::UpdateNamesrvConfig,
+            "scanNotActiveBrokerInterval=1000\n",
+        )
+        .await;
+        assert_eq!(answer.code, ResponseCode::Success.as_i32());
+        let refused = ask(
+            &namesrv,
+            RequestCode::UpdateNamesrvConfig,
+            "brokerChannelExpiredTime=1\nconfigStorePath=/tmp/x\n",
+        )
+        .await;
+        assert_eq!(refused.code, ResponseCode::NoPermission.as_i32());
+        assert!(refused
+            .remark
+            .unwrap()
+            .starts_with("configStorePath names a file"));
+        let config = ask(&namesrv, RequestCode::GetNamesrvConfig, "").await;
+        let text = String::from_utf8(config.body.to_vec()).unwrap();
+        assert!(
+            text.contains("scanNotActiveBrokerInterval=1000\n"),
+            "{text}"
+        );
+        assert!(text.contains("brokerChannelExpiredTime=120000\n"), "{text}");
+        assert!(text.contains("listenPort=9876\n"), "{text}");
     }
 }

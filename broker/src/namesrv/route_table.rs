@@ -1,9 +1,22 @@
 //! What the name server knows: which brokers live in which cluster and group, at which
 //! addresses, and which queues each topic has on each broker group. Brokers keep it true by
 //! registering every 30 s; silent brokers expire.
+//!
+//! An operator may take write permission away from a broker group here (mqadmin
+//! `wipeWritePerm`, to drain it before a restart) and give it back. The wipe lasts while the
+//! broker keeps registering the same topic table: as in RocketMQ 5, a registration only
+//! rewrites a topic's queues when the broker's DataVersion differs from its last one (or
+//! the topic is new to the group), so the 30 s re-registration does not undo it, while a
+//! changed topic table, or a broker that reconnects after a restart, does.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
+
+use protocol::body::{perm, DataVersion};
+
+/// `PermName` bits in the width [`QueueLayout`] keeps them.
+const READ: u32 = perm::READ as u32;
+const WRITE: u32 = perm::WRITE as u32;
 
 /// Perm and queue counts of one topic on one broker group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +46,8 @@ pub struct Registration {
     pub ha_server_addr: String,
     /// The broker's whole topic table; for a master it replaces what the name server had.
     pub topics: Vec<(String, QueueLayout)>,
+    /// The version of that table; the same version as last time means nothing changed.
+    pub data_version: DataVersion,
     /// Identifies the connection it came over, so a closed connection drops the broker.
     pub channel_id: u64,
 }
@@ -44,6 +59,7 @@ struct LiveBroker {
     last_seen: Instant,
     channel_id: u64,
     ha_server_addr: String,
+    data_version: DataVersion,
 }
 
 /// A topic's route: which groups serve it, with what queues.
@@ -71,8 +87,16 @@ impl RouteTable {
             broker_id,
             ha_server_addr,
             topics,
+            data_version,
             channel_id,
         } = registration;
+        // Same broker, same id, same table version: keep what the name server holds for
+        // topics it already lists, which may carry a wiped write permission.
+        let unchanged = self.live.get(&broker_addr).is_some_and(|live| {
+            live.broker_name == broker_name
+                && live.broker_id == broker_id
+                && live.data_version == data_version
+        });
         self.clusters
             .entry(cluster.clone())
             .or_default()
@@ -100,10 +124,10 @@ impl RouteTable {
                 }
             }
             for (topic, layout) in topics {
-                self.topics
-                    .entry(topic)
-                    .or_default()
-                    .insert(broker_name.clone(), layout);
+                let groups = self.topics.entry(topic).or_default();
+                if !(unchanged && groups.contains_key(&broker_name)) {
+                    groups.insert(broker_name.clone(), layout);
+                }
             }
             self.topics.retain(|_, groups| !groups.is_empty());
         }
@@ -115,6 +139,7 @@ impl RouteTable {
                 last_seen: now,
                 channel_id,
                 ha_server_addr,
+                data_version,
             },
         );
         let master = self.groups.get(&broker_name)?.addrs.get(&0)?;
@@ -239,6 +264,32 @@ impl RouteTable {
             .collect()
     }
 
+    /// Takes write permission from every queue of the broker group `broker_name`
+    /// (WIPE_WRITE_PERM_OF_BROKER); returns how many topics it touched.
+    pub fn wipe_write_perm(&mut self, broker_name: &str) -> usize {
+        self.change_perm(broker_name, |bits| bits & !WRITE)
+    }
+
+    /// Gives write permission back (ADD_WRITE_PERM_OF_BROKER). Like RocketMQ, this sets
+    /// read+write rather than adding the write bit, so a wiped `TBW102` comes back as 6,
+    /// not 7 (the route's inherit bit is not used by clients). Returns how many topics it
+    /// touched.
+    pub fn add_write_perm(&mut self, broker_name: &str) -> usize {
+        self.change_perm(broker_name, |_| READ | WRITE)
+    }
+
+    /// Counts every topic the group serves, changed or not, as RocketMQ counts them.
+    fn change_perm(&mut self, broker_name: &str, change: impl Fn(u32) -> u32) -> usize {
+        let mut count = 0;
+        for groups in self.topics.values_mut() {
+            if let Some(layout) = groups.get_mut(broker_name) {
+                layout.perm = change(layout.perm);
+                count += 1;
+            }
+        }
+        count
+    }
+
     /// Removes a topic everywhere, or only from the groups of `cluster`.
     pub fn delete_topic(&mut self, topic: &str, cluster: Option<&str>) {
         match cluster.and_then(|cluster| self.clusters.get(cluster)) {
@@ -269,6 +320,23 @@ mod tests {
         topic_sys_flag: 0,
     };
 
+    fn version(counter: i64) -> DataVersion {
+        DataVersion {
+            counter,
+            ..DataVersion::default()
+        }
+    }
+
+    fn perm_of(table: &RouteTable, topic: &str, broker_name: &str) -> u32 {
+        let route = table.route(topic).unwrap();
+        let (_, layout) = route
+            .queues
+            .iter()
+            .find(|(name, _)| name == broker_name)
+            .unwrap();
+        layout.perm
+    }
+
     fn registration(name: &str, addr: &str, id: u64, topics: &[&str]) -> Registration {
         Registration {
             cluster: "C".into(),
@@ -277,6 +345,7 @@ mod tests {
             broker_id: id,
             ha_server_addr: String::new(),
             topics: topics.iter().map(|t| (t.to_string(), LAYOUT)).collect(),
+            data_version: version(1),
             channel_id: 1,
         }
     }
@@ -357,5 +426,64 @@ mod tests {
         assert_eq!(table.route("T").unwrap().groups[0].broker_name, "b");
         table.delete_topic("T", None);
         assert!(table.route("T").is_none());
+    }
+
+    #[test]
+    fn a_wipe_lasts_while_the_broker_registers_the_same_table() {
+        let mut table = RouteTable::default();
+        let now = Instant::now();
+        table.register(registration("a", "h1:10911", 0, &["T", "U"]), now);
+        table.register(registration("b", "h2:10911", 0, &["T"]), now);
+        assert_eq!(table.wipe_write_perm("a"), 2);
+        assert_eq!(perm_of(&table, "T", "a"), READ);
+        assert_eq!(perm_of(&table, "T", "b"), READ | WRITE);
+        // The periodic re-registration carries the same DataVersion.
+        table.register(registration("a", "h1:10911", 0, &["T", "U"]), now);
+        assert_eq!(perm_of(&table, "T", "a"), READ);
+        assert_eq!(perm_of(&table, "U", "a"), READ);
+        assert_eq!(table.add_write_perm("a"), 2);
+        assert_eq!(perm_of(&table, "U", "a"), READ | WRITE);
+        assert_eq!(table.wipe_write_perm("nobody"), 0);
+    }
+
+    #[test]
+    fn a_changed_topic_table_or_a_reconnect_undoes_a_wipe_as_in_rocketmq() {
+        let mut table = RouteTable::default();
+        let now = Instant::now();
+        table.register(registration("a", "h1:10911", 0, &["T"]), now);
+        table.wipe_write_perm("a");
+        let mut changed = registration("a", "h1:10911", 0, &["T", "V"]);
+        changed.data_version = version(2);
+        table.register(changed, now);
+        assert_eq!(perm_of(&table, "T", "a"), READ | WRITE);
+
+        table.wipe_write_perm("a");
+        table.channel_closed(1);
+        let mut restarted = registration("a", "h1:10911", 0, &["T", "V"]);
+        restarted.data_version = version(2);
+        table.register(restarted, now);
+        assert_eq!(perm_of(&table, "T", "a"), READ | WRITE);
+    }
+
+    #[test]
+    fn a_topic_new_to_the_group_is_listed_even_with_an_unchanged_version() {
+        let mut table = RouteTable::default();
+        let now = Instant::now();
+        table.register(registration("a", "h1:10911", 0, &["T"]), now);
+        table.delete_topic("T", None);
+        table.register(registration("a", "h1:10911", 0, &["T"]), now);
+        assert!(table.route("T").is_some());
+    }
+
+    #[test]
+    fn add_write_perm_sets_read_write_as_rocketmq_does() {
+        let mut table = RouteTable::default();
+        let mut registration = registration("a", "h1:10911", 0, &["TBW102"]);
+        registration.topics[0].1.perm = READ | WRITE | perm::INHERIT as u32;
+        table.register(registration, Instant::now());
+        table.wipe_write_perm("a");
+        assert_eq!(perm_of(&table, "TBW102", "a"), READ | perm::INHERIT as u32);
+        table.add_write_perm("a");
+        assert_eq!(perm_of(&table, "TBW102", "a"), READ | WRITE);
     }
 }

@@ -275,6 +275,11 @@ impl Rocketry {
 
     /// `rocketry broker` named `broker_name`, registering with `namesrv`.
     pub fn broker(namesrv: &str, broker_name: &str) -> Rocketry {
+        Rocketry::broker_with_config(namesrv, broker_name, "")
+    }
+
+    /// As [`Rocketry::broker`], with `extra_config` (broker.conf lines) after its own.
+    pub fn broker_with_config(namesrv: &str, broker_name: &str, extra_config: &str) -> Rocketry {
         let data = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = data.path().join("broker.conf");
@@ -283,7 +288,7 @@ impl Rocketry {
             format!(
                 "brokerClusterName=TestCluster\nbrokerName={broker_name}\nnamesrvAddr={namesrv}\n\
                  listenPort={port}\nbindAddress=127.0.0.1\nbrokerIP1=127.0.0.1\n\
-                 storePathRootDir={}\nmappedFileSizeCommitLog=67108864\n",
+                 storePathRootDir={}\nmappedFileSizeCommitLog=67108864\n{extra_config}",
                 data.path().join("store").display()
             ),
         )

@@ -131,6 +131,28 @@ impl ConsumeStats {
     }
 }
 
+/// GET_BROKER_CONSUME_STATS's answer (`ConsumeStatsList`): for each group on the broker,
+/// one `ConsumeStats` per topic it has offsets on, each list in a map of its own (Java's
+/// `List<Map<group, List<ConsumeStats>>>`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumeStatsList {
+    #[serde(default)]
+    pub consume_stats_list: Vec<BTreeMap<String, Vec<ConsumeStats>>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::option_string"
+    )]
+    pub broker_addr: Option<String>,
+    /// Broker minus consumer offset over every queue of every group.
+    #[serde(default, deserialize_with = "lenient::i64")]
+    pub total_diff: i64,
+    /// Pull minus consumer offset over the same queues.
+    #[serde(default, deserialize_with = "lenient::i64")]
+    pub total_inflight_diff: i64,
+}
+
 /// One client connection (`Connection`). `language` is the Java enum name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -229,6 +251,37 @@ mod tests {
         );
         let back: TopicStatsTable = crate::body::from_json(text.as_bytes()).unwrap();
         assert_eq!(back, stats);
+    }
+
+    #[test]
+    fn a_broker_consume_stats_list_writes_nested_queue_keys_bare() {
+        let mut stats = ConsumeStats::default();
+        stats.offset_table.insert(
+            queue(0),
+            OffsetWrapper {
+                broker_offset: 5,
+                consumer_offset: 3,
+                pull_offset: 3,
+                last_timestamp: 9,
+            },
+        );
+        let list = ConsumeStatsList {
+            consume_stats_list: vec![
+                BTreeMap::from([("g".to_string(), vec![stats])]),
+                BTreeMap::from([("idle".to_string(), Vec::new())]),
+            ],
+            broker_addr: Some("127.0.0.1:10911".into()),
+            total_diff: 2,
+            total_inflight_diff: 0,
+        };
+        let text = String::from_utf8(encode(&list)).unwrap();
+        assert!(
+            text.contains(r#"{"g":[{"consumeTps":0.0,"offsetTable":{{"brokerName":"b","queueId":0,"topic":"T"}:"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"{"idle":[]}"#), "{text}");
+        let back: ConsumeStatsList = crate::body::from_json(text.as_bytes()).unwrap();
+        assert_eq!(back, list);
     }
 
     #[test]

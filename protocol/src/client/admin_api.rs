@@ -1,24 +1,27 @@
 //! Typed admin calls, as mqadmin makes them: topic and consume statistics, connections,
-//! subscription groups, offset resets, message queries and broker runtime info. Each sends
-//! to the address this client is connected to; callers find brokers through the name
-//! server's cluster info or a topic route.
+//! subscription groups, offset resets, message queries, broker runtime info, a broker's or
+//! name server's run-time config, and the name server's write-perm switch. Each sends to the
+//! address this client is connected to; callers find brokers through the name server's
+//! cluster info or a topic route.
 
 use bytes::Bytes;
 
 use super::api::{expect_success, remote_error};
 use super::Client;
 use crate::body::admin::{
-    ConsumeStats, ConsumerConnection, ResetOffsetBody, SubscriptionGroupWrapper, TopicStatsTable,
+    ConsumeStats, ConsumeStatsList, ConsumerConnection, ResetOffsetBody, SubscriptionGroupWrapper,
+    TopicStatsTable,
 };
 use crate::body::{self, KvTable, SubscriptionGroupConfig, TopicConfigSerializeWrapper};
 use crate::code::{RequestCode, ResponseCode};
 use crate::command::RemotingCommand;
 use crate::error::Result;
 use crate::header::{
-    DeleteSubscriptionGroupRequestHeader, DeleteTopicFromNamesrvRequestHeader,
-    DeleteTopicRequestHeader, GetConsumeStatsRequestHeader, GetConsumerConnectionListRequestHeader,
+    AddWritePermOfBrokerResponseHeader, DeleteSubscriptionGroupRequestHeader,
+    DeleteTopicFromNamesrvRequestHeader, DeleteTopicRequestHeader, GetConsumeStatsInBrokerHeader,
+    GetConsumeStatsRequestHeader, GetConsumerConnectionListRequestHeader,
     QueryMessageRequestHeader, ResetOffsetRequestHeader, TopicRequestHeader,
-    ViewMessageRequestHeader,
+    ViewMessageRequestHeader, WipeWritePermOfBrokerResponseHeader, WritePermOfBrokerRequestHeader,
 };
 
 impl Client {
@@ -175,4 +178,60 @@ impl Client {
         }
         body::from_json(&response.body)
     }
+
+    /// GET_BROKER_CONSUME_STATS: every group's offsets on every topic it consumes on this
+    /// broker (`order` keeps ordered topics only).
+    pub async fn get_broker_consume_stats(&self, order: bool) -> Result<ConsumeStatsList> {
+        let header = GetConsumeStatsInBrokerHeader { is_order: order };
+        let request = RemotingCommand::request(RequestCode::GetBrokerConsumeStats, &header);
+        body::from_json(&self.admin_call(request).await?.body)
+    }
+
+    /// WIPE_WRITE_PERM_OF_BROKER, sent to a name server: clients stop sending to the broker
+    /// group `broker_name` once they refresh its routes. Returns how many topics changed.
+    pub async fn wipe_write_perm_of_broker(&self, broker_name: &str) -> Result<i32> {
+        let header = WritePermOfBrokerRequestHeader {
+            broker_name: broker_name.to_owned(),
+        };
+        let request = RemotingCommand::request(RequestCode::WipeWritePermOfBroker, &header);
+        let answer: WipeWritePermOfBrokerResponseHeader =
+            self.admin_call(request).await?.decode_header()?;
+        Ok(answer.wipe_topic_count)
+    }
+
+    /// ADD_WRITE_PERM_OF_BROKER, sent to a name server: undoes a wipe. Returns how many
+    /// topics changed.
+    pub async fn add_write_perm_of_broker(&self, broker_name: &str) -> Result<i32> {
+        let header = WritePermOfBrokerRequestHeader {
+            broker_name: broker_name.to_owned(),
+        };
+        let request = RemotingCommand::request(RequestCode::AddWritePermOfBroker, &header);
+        let answer: AddWritePermOfBrokerResponseHeader =
+            self.admin_call(request).await?.decode_header()?;
+        Ok(answer.add_topic_count)
+    }
+
+    /// GET_NAMESRV_CONFIG, sent to a name server: its settings as Java properties text.
+    pub async fn get_namesrv_config(&self) -> Result<String> {
+        let request = RemotingCommand::request(RequestCode::GetNamesrvConfig, &());
+        let response = self.admin_call(request).await?;
+        Ok(String::from_utf8_lossy(&response.body).into_owned())
+    }
+
+    /// UPDATE_NAMESRV_CONFIG, sent to a name server. A key it does not allow to change at
+    /// run time is `Error::Remote { code: 16, .. }` (NO_PERMISSION) and nothing changes.
+    pub async fn update_namesrv_config(&self, entries: &[(&str, &str)]) -> Result<()> {
+        let request = RemotingCommand::request(RequestCode::UpdateNamesrvConfig, &())
+            .with_body(properties_text(entries));
+        self.admin_call(request).await.map(drop)
+    }
+}
+
+/// `key=value` lines, as Java's `MixAll.properties2String` writes a config update.
+fn properties_text(entries: &[(&str, &str)]) -> Vec<u8> {
+    entries
+        .iter()
+        .map(|(key, value)| format!("{key}={value}\n"))
+        .collect::<String>()
+        .into_bytes()
 }

@@ -70,6 +70,14 @@ custom_header! {
 }
 
 custom_header! {
+    /// GET_BROKER_CONSUME_STATS (317): every group on the broker; `isOrder` keeps only
+    /// ordered topics.
+    pub struct GetConsumeStatsInBrokerHeader {
+        required is_order: bool = "isOrder",
+    }
+}
+
+custom_header! {
     /// DELETE_SUBSCRIPTIONGROUP (207).
     pub struct DeleteSubscriptionGroupRequestHeader {
         required group_name: String = "groupName",

@@ -105,3 +105,25 @@ custom_header! {
         required namespace: String = "namespace",
     }
 }
+
+custom_header! {
+    /// WIPE_WRITE_PERM_OF_BROKER (205) and ADD_WRITE_PERM_OF_BROKER (327): every queue the
+    /// name server lists for this broker name.
+    pub struct WritePermOfBrokerRequestHeader {
+        required broker_name: String = "brokerName",
+    }
+}
+
+custom_header! {
+    /// WIPE_WRITE_PERM_OF_BROKER's answer: how many topics it changed.
+    pub struct WipeWritePermOfBrokerResponseHeader {
+        required wipe_topic_count: i32 = "wipeTopicCount",
+    }
+}
+
+custom_header! {
+    /// ADD_WRITE_PERM_OF_BROKER's answer: how many topics it changed.
+    pub struct AddWritePermOfBrokerResponseHeader {
+        required add_topic_count: i32 = "addTopicCount",
+    }
+}

@@ -1,18 +1,19 @@
 //! What consumers are doing: GET_CONSUME_STATS 208 (lag per queue),
-//! QUERY_TOPIC_CONSUME_BY_WHO 300, GET_CONSUMER_CONNECTION_LIST 203,
+//! GET_BROKER_CONSUME_STATS 317 (the same for every group at once), QUERY_TOPIC_CONSUME_BY_WHO 300, GET_CONSUMER_CONNECTION_LIST 203,
 //! GET_PRODUCER_CONNECTION_LIST 204, and INVOKE_BROKER_TO_RESET_OFFSET 222, which moves a
 //! group's offsets to a point in time and tells its online clients (RESET_CONSUMER_CLIENT_OFFSET 220).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use protocol::body::admin::{
-    self, ConsumeStats, ConsumerConnection, GroupList, OffsetWrapper, ProducerConnection,
-    ResetOffsetBody,
+    self, ConsumeStats, ConsumeStatsList, ConsumerConnection, GroupList, OffsetWrapper,
+    ProducerConnection, ResetOffsetBody,
 };
 use protocol::body::{self, MessageQueue};
 use protocol::header::{
-    GetConsumeStatsRequestHeader, GetConsumerConnectionListRequestHeader,
-    GetProducerConnectionListRequestHeader, ResetOffsetRequestHeader, TopicRequestHeader,
+    GetConsumeStatsInBrokerHeader, GetConsumeStatsRequestHeader,
+    GetConsumerConnectionListRequestHeader, GetProducerConnectionListRequestHeader,
+    ResetOffsetRequestHeader, TopicRequestHeader,
 };
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 use tracing::info;
@@ -29,8 +30,41 @@ fn queue(broker: &Broker, topic: &str, queue_id: i32) -> MessageQueue {
     }
 }
 
-/// Per queue: the queue's max offset, the group's committed offset (0 when none) and the
-/// store time of the last message the group consumed, as Java's `getConsumeStats`.
+/// One queue as a group sees it: the queue's max offset, the group's committed offset (0
+/// when none) and the store time of the last message the group consumed, as Java's
+/// `getConsumeStats`.
+fn offsets_of(broker: &Broker, group: &str, topic: &str, queue_id: i32) -> OffsetWrapper {
+    let store = &broker.store;
+    let broker_offset = store.max_offset(topic, queue_id).max(0);
+    let consumer_offset = broker
+        .offsets
+        .query(topic, group, queue_id)
+        .unwrap_or(0)
+        .max(0);
+    let last_timestamp = if consumer_offset > 0 {
+        store
+            .store_timestamp_at(topic, queue_id, consumer_offset - 1)
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    OffsetWrapper {
+        broker_offset,
+        consumer_offset,
+        pull_offset: consumer_offset,
+        last_timestamp,
+    }
+}
+
+/// The topics a group online with subscriptions subscribes to; `None` when any topic counts.
+fn subscribed_topics(broker: &Broker, group: &str) -> Option<BTreeSet<String>> {
+    broker
+        .clients
+        .consumer_group(group)
+        .filter(|g| !g.subscriptions.is_empty())
+        .map(|g| g.subscriptions.keys().cloned().collect())
+}
+
 pub fn consume_stats(broker: &Broker, request: &RemotingCommand) -> RemotingCommand {
     let h: GetConsumeStatsRequestHeader = header!(request);
     let group = &h.consumer_group;
@@ -49,12 +83,7 @@ pub fn consume_stats(broker: &Broker, request: &RemotingCommand) -> RemotingComm
         topics.extend(broker.offsets.topics_of_group(group));
     }
     // A group online with subscriptions reports only the topics it subscribes to.
-    let subscribed: Option<BTreeSet<String>> = broker
-        .clients
-        .consumer_group(group)
-        .filter(|g| !g.subscriptions.is_empty())
-        .map(|g| g.subscriptions.keys().cloned().collect());
-    let store = &broker.store;
+    let subscribed = subscribed_topics(broker, group);
     let mut stats = ConsumeStats::default();
     for topic in topics {
         let Some(config) = broker.topics.get(&topic) else {
@@ -64,31 +93,56 @@ pub fn consume_stats(broker: &Broker, request: &RemotingCommand) -> RemotingComm
             continue;
         }
         for queue_id in 0..config.read_queue_nums {
-            let broker_offset = store.max_offset(&topic, queue_id).max(0);
-            let consumer_offset = broker
-                .offsets
-                .query(&topic, group, queue_id)
-                .unwrap_or(0)
-                .max(0);
-            let last_timestamp = if consumer_offset > 0 {
-                store
-                    .store_timestamp_at(&topic, queue_id, consumer_offset - 1)
-                    .unwrap_or(0)
-            } else {
-                0
-            };
             stats.offset_table.insert(
                 queue(broker, &topic, queue_id),
-                OffsetWrapper {
-                    broker_offset,
-                    consumer_offset,
-                    pull_offset: consumer_offset,
-                    last_timestamp,
-                },
+                offsets_of(broker, group, &topic, queue_id),
             );
         }
     }
     success(request).with_body(admin::encode(&stats))
+}
+
+/// Every subscription group, each with one `ConsumeStats` per topic it has offsets on (a
+/// group without any still gets its empty list), over each topic's write queues, as Java's
+/// `fetchAllConsumeStatsInBroker`; `isOrder` keeps ordered topics only.
+pub fn broker_consume_stats(broker: &Broker, request: &RemotingCommand) -> RemotingCommand {
+    let h: GetConsumeStatsInBrokerHeader = header!(request);
+    let mut answer = ConsumeStatsList {
+        broker_addr: Some(broker.config.advertised_addr()),
+        ..ConsumeStatsList::default()
+    };
+    for group in broker.groups.all().into_keys() {
+        let subscribed = subscribed_topics(broker, &group);
+        let mut per_topic = Vec::new();
+        for topic in broker.offsets.topics_of_group(&group) {
+            let Some(config) = broker.topics.get(&topic) else {
+                continue;
+            };
+            if (h.is_order && !config.order)
+                || subscribed.as_ref().is_some_and(|s| !s.contains(&topic))
+            {
+                continue;
+            }
+            let mut stats = ConsumeStats::default();
+            for queue_id in 0..config.write_queue_nums {
+                stats.offset_table.insert(
+                    queue(broker, &topic, queue_id),
+                    offsets_of(broker, &group, &topic, queue_id),
+                );
+            }
+            answer.total_diff += stats.total_diff();
+            answer.total_inflight_diff += stats
+                .offset_table
+                .values()
+                .map(|w| w.pull_offset - w.consumer_offset)
+                .sum::<i64>();
+            per_topic.push(stats);
+        }
+        answer
+            .consume_stats_list
+            .push(BTreeMap::from([(group, per_topic)]));
+    }
+    success(request).with_body(admin::encode(&answer))
 }
 
 /// Groups with a live subscription to the topic or a committed offset on it.

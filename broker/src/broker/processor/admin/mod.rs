@@ -10,6 +10,8 @@ mod topics;
 
 #[cfg(test)]
 mod compatibility_test;
+#[cfg(test)]
+mod consumers_test;
 
 use protocol::{RemotingCommand, RequestCode};
 
@@ -29,6 +31,7 @@ pub fn process(broker: &Broker, code: RequestCode, request: &RemotingCommand) ->
         DeleteSubscriptiongroup => groups::delete(broker, request),
         GetSubscriptiongroupConfig => groups::one(broker, request),
         GetConsumeStats => consumers::consume_stats(broker, request),
+        GetBrokerConsumeStats => consumers::broker_consume_stats(broker, request),
         QueryTopicConsumeByWho => consumers::consumed_by(broker, request),
         GetConsumerConnectionList => consumers::consumer_connections(broker, request),
         GetProducerConnectionList => consumers::producer_connections(broker, request),
