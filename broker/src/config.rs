@@ -169,6 +169,10 @@ impl NamesrvConfig {
 }
 
 impl BrokerConfig {
+    /// The keys UPDATE_BROKER_CONFIG may change: the ones the broker reads again on every
+    /// use. Never a path (see `config_update`).
+    pub const RUNTIME_KEYS: &'static [&'static str] = &["brokerPermission"];
+
     /// The limits the broker's server holds its connections to.
     pub fn server_limits(&self) -> Limits {
         Limits::new(
@@ -296,6 +300,10 @@ mod tests {
     fn run_time_keys_are_known_and_none_is_a_path() {
         for key in NamesrvConfig::RUNTIME_KEYS {
             assert!(NamesrvConfig::KEYS.contains(key), "{key}");
+            assert!(!crate::config_update::names_a_path(key), "{key}");
+        }
+        for key in BrokerConfig::RUNTIME_KEYS {
+            assert!(BrokerConfig::KEYS.contains(key), "{key}");
             assert!(!crate::config_update::names_a_path(key), "{key}");
         }
     }

@@ -86,20 +86,28 @@ fn admin_refusal_code(args: &[&str]) -> String {
     panic!("mqadmin {args:?} was not refused with a code three times: {last}")
 }
 
-/// Gives a broker group write permission back if the scenario stops between
-/// `wipeWritePerm` and `addWritePerm`, so a failed run leaves the shared peer writable.
-struct WriteRestore<'a> {
-    namesrv: &'a str,
-    broker_name: String,
+/// Runs an mqadmin command on drop unless disarmed: what gives the shared peer its write
+/// permission back if the scenario stops between taking it and giving it back.
+struct Undo {
+    args: Vec<String>,
     armed: bool,
 }
 
-impl Drop for WriteRestore<'_> {
+impl Undo {
+    fn new(args: &[&str]) -> Undo {
+        Undo {
+            args: args.iter().map(|arg| arg.to_string()).collect(),
+            armed: true,
+        }
+    }
+}
+
+impl Drop for Undo {
     fn drop(&mut self) {
         if self.armed {
             let _ = Command::new(repo_root().join("scripts/peers/rocketmq"))
-                .args(["mqadmin", "addWritePerm", "-n", self.namesrv])
-                .args(["-b", &self.broker_name])
+                .arg("mqadmin")
+                .args(&self.args)
                 .output();
         }
     }
@@ -465,7 +473,65 @@ fn scenario(target: &Target) -> Facts {
 
     namesrv_config(n, &mut fact);
     write_perm(n, &topic, &route.broker_datas[0].broker_name, &mut fact);
+    broker_permission(n, &topic, &broker_addr, &mut fact);
     facts
+}
+
+/// `updateBrokerConfig -k brokerPermission`: 4 makes the broker register its queues
+/// read-only, 6 gives write back; a path-like key is refused by both.
+fn broker_permission(n: &str, topic: &str, broker_addr: &str, fact: &mut impl FnMut(&str, String)) {
+    let set = |value: &str| {
+        let out = admin(&[
+            "updateBrokerConfig",
+            "-n",
+            n,
+            "-b",
+            broker_addr,
+            "-k",
+            "brokerPermission",
+            "-v",
+            value,
+        ]);
+        out.contains("update broker config success").to_string()
+    };
+    let mut restore = Undo::new(&[
+        "updateBrokerConfig",
+        "-n",
+        n,
+        "-b",
+        broker_addr,
+        "-k",
+        "brokerPermission",
+        "-v",
+        "6",
+    ]);
+    fact("updateBrokerConfig.readOnly", set("4"));
+    fact("updateBrokerConfig.readOnlyRoutePerm", route_perm(n, topic));
+    // CVE-2023-33246: a path set over the network.
+    let code = admin_refusal_code(&[
+        "updateBrokerConfig",
+        "-n",
+        n,
+        "-b",
+        broker_addr,
+        "-k",
+        "brokerConfigPath",
+        "-v",
+        "/tmp/rocketry-never-written",
+    ]);
+    fact("updateBrokerConfig.pathRefusedCode", code);
+    let writable = set("6");
+    restore.armed = writable != "true";
+    fact("updateBrokerConfig.writable", writable);
+    fact("updateBrokerConfig.writableRoutePerm", route_perm(n, topic));
+}
+
+/// The perm of the topic's first queue data, as `topicRoute` prints it.
+fn route_perm(n: &str, topic: &str) -> String {
+    let out = admin(&["topicRoute", "-n", n, "-t", topic]);
+    let route = protocol::body::TopicRouteData::decode(out.trim().as_bytes())
+        .unwrap_or_else(|e| panic!("topicRoute does not parse ({e}): {out}"));
+    route.queue_datas[0].perm.to_string()
 }
 
 /// `updateNamesrvConfig` of a key both servers change at run time, `getNamesrvConfig`, and a
@@ -521,25 +587,15 @@ fn write_perm(n: &str, topic: &str, broker_name: &str, fact: &mut impl FnMut(&st
             .and_then(|line| line.rsplit(", ").next())
             .and_then(|count| count.trim().parse().ok())
     };
-    let route_perm = || {
-        let out = admin(&["topicRoute", "-n", n, "-t", topic]);
-        let route = protocol::body::TopicRouteData::decode(out.trim().as_bytes())
-            .unwrap_or_else(|e| panic!("topicRoute does not parse ({e}): {out}"));
-        route.queue_datas[0].perm.to_string()
-    };
-    let mut restore = WriteRestore {
-        namesrv: n,
-        broker_name: broker_name.to_string(),
-        armed: true,
-    };
+    let mut restore = Undo::new(&["addWritePerm", "-n", n, "-b", broker_name]);
     let wiped = count(&admin(&["wipeWritePerm", "-n", n, "-b", broker_name]));
     fact("wipeWritePerm.ok", wiped.is_some_and(|c| c > 0).to_string());
-    fact("wipeWritePerm.routePerm", route_perm());
+    fact("wipeWritePerm.routePerm", route_perm(n, topic));
     let added = count(&admin(&["addWritePerm", "-n", n, "-b", broker_name]));
     restore.armed = added.is_none();
     fact("addWritePerm.ok", added.is_some_and(|c| c > 0).to_string());
     fact("addWritePerm.sameCount", (added == wiped).to_string());
-    fact("addWritePerm.routePerm", route_perm());
+    fact("addWritePerm.routePerm", route_perm(n, topic));
 }
 
 /// The broker name in a table whose rows start with it: the first cell of the first row
@@ -591,6 +647,9 @@ fn assert_rocketry_facts(facts: &Facts) {
     want("wipeWritePerm.routePerm", "4");
     want("addWritePerm.routePerm", "6");
     want("addWritePerm.sameCount", "true");
+    want("updateBrokerConfig.readOnlyRoutePerm", "4");
+    want("updateBrokerConfig.pathRefusedCode", "16");
+    want("updateBrokerConfig.writableRoutePerm", "6");
     want("resetOffsetByTime.queues", "4");
     want("resetOffsetByTime.offsets", r#"["0", "0", "0", "0"]"#);
     let lag: i64 = (0..4)

@@ -2,6 +2,8 @@
 //! `wipeWritePerm`) makes its queues read-only in the name server's routes, so producers
 //! move to the other groups; ADD_WRITE_PERM_OF_BROKER (`addWritePerm`) gives write back.
 //! The wipe has to outlive the broker's periodic REGISTER_BROKER, or it drains nothing.
+//! The broker can also make itself read-only: UPDATE_BROKER_CONFIG `brokerPermission=4`
+//! (mqadmin `updateBrokerConfig`), which it registers at once.
 
 mod support;
 
@@ -113,6 +115,59 @@ async fn a_wiped_broker_stays_read_only_across_its_registrations_until_write_is_
     assert_eq!(added, wiped);
     assert_eq!(perms(&ns, "Drained").await, to_owned(&both_writable));
     assert_eq!(ns.wipe_write_perm_of_broker("broker-z").await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_made_read_only_registers_its_queues_read_only_until_made_writable() {
+    let namesrv = Rocketry::namesrv();
+    let a = Rocketry::broker(&namesrv.namesrv, "broker-a");
+    let b = Rocketry::broker(&namesrv.namesrv, "broker-b");
+    let a_client = Client::connect(a.broker_addr.as_deref().unwrap())
+        .await
+        .unwrap();
+    let b_client = Client::connect(b.broker_addr.as_deref().unwrap())
+        .await
+        .unwrap();
+    a_client
+        .create_topic(&topic_header("Drained"))
+        .await
+        .unwrap();
+    b_client
+        .create_topic(&topic_header("Drained"))
+        .await
+        .unwrap();
+    let ns = Client::connect(&namesrv.namesrv).await.unwrap();
+    let both_writable = [("broker-a", READ_WRITE), ("broker-b", READ_WRITE)];
+    await_perms(&ns, "Drained", &both_writable).await;
+
+    a_client
+        .update_broker_config(&[("brokerPermission", "4")])
+        .await
+        .unwrap();
+    // Registered at once: well before the 30 s period.
+    await_perms(
+        &ns,
+        "Drained",
+        &[("broker-a", READ_ONLY), ("broker-b", READ_WRITE)],
+    )
+    .await;
+    let config = a_client.get_broker_config().await.unwrap();
+    assert!(config.contains("brokerPermission=4\n"), "{config}");
+
+    let refused = a_client
+        .update_broker_config(&[("storePathRootDir", "/tmp/elsewhere")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, protocol::Error::Remote { code: 16, .. }),
+        "{refused:?}"
+    );
+
+    a_client
+        .update_broker_config(&[("brokerPermission", "6")])
+        .await
+        .unwrap();
+    await_perms(&ns, "Drained", &both_writable).await;
 }
 
 fn to_owned(perms: &[(&str, i32)]) -> Vec<(String, i32)> {

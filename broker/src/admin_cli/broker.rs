@@ -1,11 +1,11 @@
 //! `rocketry admin broker ...`: requests about one broker, addressed by `host:port`, as
-//! mqadmin's `brokerConsumeStats -b`.
+//! mqadmin's `brokerConsumeStats -b`, `getBrokerConfig -b` and `updateBrokerConfig -b`.
 
 use anyhow::Result;
 use clap::Subcommand;
 
 use super::table::Table;
-use super::{connect, millis, Answer};
+use super::{connect, millis, properties_table, Answer};
 
 #[derive(Subcommand)]
 pub enum BrokerCommand {
@@ -17,6 +17,22 @@ pub enum BrokerCommand {
         /// Only ordered topics.
         #[arg(long)]
         order: bool,
+    },
+    /// The broker's settings.
+    Config {
+        #[arg(short = 'b', long)]
+        broker_addr: String,
+    },
+    /// Change one setting until the broker restarts (only the keys docs/configuration.md
+    /// lists as changeable at run time), for example `brokerPermission` 4 to make the broker
+    /// read-only.
+    UpdateConfig {
+        #[arg(short = 'b', long)]
+        broker_addr: String,
+        #[arg(short, long)]
+        key: String,
+        #[arg(short, long)]
+        value: String,
     },
 }
 
@@ -56,6 +72,21 @@ pub async fn run(command: BrokerCommand) -> Result<Answer> {
                 }
             }
             Ok(Answer::rows(table))
+        }
+        BrokerCommand::Config { broker_addr } => {
+            let text = connect(&broker_addr).await?.get_broker_config().await?;
+            Ok(Answer::rows(properties_table(&text)))
+        }
+        BrokerCommand::UpdateConfig {
+            broker_addr,
+            key,
+            value,
+        } => {
+            connect(&broker_addr)
+                .await?
+                .update_broker_config(&[(&key, &value)])
+                .await?;
+            Ok(Answer::done(format!("{key}={value} on {broker_addr}")))
         }
     }
 }

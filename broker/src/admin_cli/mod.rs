@@ -656,6 +656,17 @@ async fn cluster_list(namesrv: &Client) -> Result<Answer> {
     Ok(Answer::rows(table))
 }
 
+/// A server's settings (`key=value` lines) as a two-column table.
+fn properties_table(text: &str) -> Table {
+    let mut table = Table::new(["key", "value"]);
+    for line in text.lines() {
+        if let Some((key, value)) = line.split_once('=') {
+            table.row([key.to_string(), value.to_string()]);
+        }
+    }
+    table
+}
+
 fn perm_name(bits: i32) -> String {
     format!(
         "{}{}{}",

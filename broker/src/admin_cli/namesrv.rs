@@ -5,8 +5,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use protocol::Client;
 
-use super::table::Table;
-use super::Answer;
+use super::{properties_table, Answer};
 
 #[derive(Subcommand)]
 pub enum NamesrvCommand {
@@ -49,13 +48,7 @@ pub async fn run(namesrv: &Client, command: NamesrvCommand) -> Result<Answer> {
             ))
         }
         NamesrvCommand::Config => {
-            let mut table = Table::new(["key", "value"]);
-            for line in namesrv.get_namesrv_config().await?.lines() {
-                if let Some((key, value)) = line.split_once('=') {
-                    table.row([key.to_string(), value.to_string()]);
-                }
-            }
-            Answer::rows(table)
+            Answer::rows(properties_table(&namesrv.get_namesrv_config().await?))
         }
         NamesrvCommand::UpdateConfig { key, value } => {
             namesrv.update_namesrv_config(&[(&key, &value)]).await?;

@@ -17,6 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::RwLock;
 use protocol::{RemotingCommand, RequestCode};
 use store::MessageStore;
 use tokio::sync::Notify;
@@ -38,7 +39,11 @@ use crate::server::{Channel, Service};
 const CLIENT_SCAN_INTERVAL: Duration = Duration::from_secs(10);
 
 pub struct Broker {
+    /// The settings the broker started with.
     config: BrokerConfig,
+    /// `config` as UPDATE_BROKER_CONFIG has changed it since: only
+    /// `BrokerConfig::RUNTIME_KEYS` can differ, and those are read from here on every use.
+    current: RwLock<BrokerConfig>,
     store: MessageStore,
     topics: TopicConfigs,
     offsets: ConsumerOffsets,
@@ -100,6 +105,7 @@ impl Broker {
         let registrar = registration::Registrar::new(config.namesrv_addrs().len());
         let store_host = SocketAddr::new(resolve_ip(&config.broker_ip1), config.listen_port);
         Ok(Arc::new(Broker {
+            current: RwLock::new(config.clone()),
             config,
             store,
             topics,
@@ -122,6 +128,11 @@ impl Broker {
 
     pub fn config(&self) -> &BrokerConfig {
         &self.config
+    }
+
+    /// `brokerPermission` now: PermName bits, 6 unless an update made the broker read-only.
+    pub fn permission(&self) -> u32 {
+        self.current.read().broker_permission
     }
 
     pub fn store(&self) -> &MessageStore {
@@ -268,6 +279,7 @@ impl Service for Broker {
             | InvokeBrokerToResetOffset
             | GetBrokerRuntimeInfo
             | GetBrokerConfig
+            | UpdateBrokerConfig
             | ViewMessageById
             | QueryMessage => processor::admin::process(self, code, &request),
             _ => not_supported(&request),

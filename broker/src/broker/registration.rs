@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use parking_lot::Mutex;
-use protocol::body::{self, RegisterBrokerBody};
+use protocol::body::{self, perm, RegisterBrokerBody, TopicConfigSerializeWrapper};
 use protocol::header::{RegisterBrokerRequestHeader, UnregisterBrokerRequestHeader};
 use protocol::{Client, RemotingCommand, RequestCode, ResponseCode};
 use tokio::sync::watch;
@@ -165,9 +165,23 @@ fn register_header(broker: &Broker) -> RegisterBrokerRequestHeader {
     }
 }
 
+/// The topic table as registered: a broker made read-only (or write-only) by
+/// `brokerPermission` registers every topic with at most that permission, as RocketMQ's
+/// `registerBrokerAll` does, so clients stop writing to (or reading from) it.
+fn registered_topics(broker: &Broker) -> TopicConfigSerializeWrapper {
+    let mut topics = broker.topics.snapshot();
+    let permission = broker.permission() as i32;
+    if !perm::is_writeable(permission) || !perm::is_readable(permission) {
+        for topic in topics.topic_config_table.values_mut() {
+            topic.perm &= permission;
+        }
+    }
+    topics
+}
+
 fn register_request(broker: &Broker) -> RemotingCommand {
     let body = body::to_json(&RegisterBrokerBody {
-        topic_config_serialize_wrapper: broker.topics.snapshot(),
+        topic_config_serialize_wrapper: registered_topics(broker),
         filter_server_list: Vec::new(),
     });
     let mut header = register_header(broker);
@@ -310,5 +324,38 @@ mod tests {
             .progress
             .send_modify(|all| all[0].registered = newer);
         waiter.await.unwrap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BrokerConfig;
+
+    #[test]
+    fn a_read_only_broker_registers_every_topic_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::open(
+            BrokerConfig::default(),
+            store::StoreConfig::with_root(dir.path()),
+        )
+        .unwrap();
+        let perm_of =
+            |topics: &TopicConfigSerializeWrapper, name: &str| topics.topic_config_table[name].perm;
+        let as_is = registered_topics(&broker);
+        assert_eq!(
+            perm_of(&as_is, "TBW102"),
+            perm::READ | perm::WRITE | perm::INHERIT
+        );
+        broker.current.write().broker_permission = perm::READ as u32;
+        let read_only = registered_topics(&broker);
+        assert_eq!(perm_of(&read_only, "TBW102"), perm::READ);
+        assert_eq!(perm_of(&read_only, "SELF_TEST_TOPIC"), perm::READ);
+        // The broker's own table keeps its perms.
+        assert_eq!(
+            perm_of(&broker.topics.snapshot(), "TBW102"),
+            perm::READ | perm::WRITE | perm::INHERIT
+        );
+        broker.begin_shutdown();
     }
 }

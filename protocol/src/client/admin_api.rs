@@ -225,6 +225,21 @@ impl Client {
             .with_body(properties_text(entries));
         self.admin_call(request).await.map(drop)
     }
+
+    /// GET_BROKER_CONFIG, sent to a broker: its settings as Java properties text.
+    pub async fn get_broker_config(&self) -> Result<String> {
+        let request = RemotingCommand::request(RequestCode::GetBrokerConfig, &());
+        let response = self.admin_call(request).await?;
+        Ok(String::from_utf8_lossy(&response.body).into_owned())
+    }
+
+    /// UPDATE_BROKER_CONFIG, sent to a broker. A key it does not allow to change at run time
+    /// is `Error::Remote { code: 16, .. }` (NO_PERMISSION) and nothing changes.
+    pub async fn update_broker_config(&self, entries: &[(&str, &str)]) -> Result<()> {
+        let request = RemotingCommand::request(RequestCode::UpdateBrokerConfig, &())
+            .with_body(properties_text(entries));
+        self.admin_call(request).await.map(drop)
+    }
 }
 
 /// `key=value` lines, as Java's `MixAll.properties2String` writes a config update.

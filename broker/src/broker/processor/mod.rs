@@ -62,7 +62,7 @@ pub(crate) fn subscription_group(
 
 /// Refuses writes on a broker whose `brokerPermission` forbids them.
 pub(crate) fn writeable(broker: &Broker) -> Result<(), Refusal> {
-    if perm::is_writeable(broker.config.broker_permission as i32) {
+    if perm::is_writeable(broker.permission() as i32) {
         Ok(())
     } else {
         Err(Refusal(

@@ -24,7 +24,7 @@ const MAX_HOLD: Duration = Duration::from_secs(28);
 
 pub async fn process(broker: &Broker, request: &RemotingCommand) -> RemotingCommand {
     let header: PullMessageRequestHeader = header!(request);
-    if !perm::is_readable(broker.config.broker_permission as i32) {
+    if !perm::is_readable(broker.permission() as i32) {
         return reply(
             request,
             ResponseCode::NoPermission,

@@ -1,14 +1,20 @@
 //! Broker state: GET_BROKER_RUNTIME_INFO 28 (what mqadmin's clusterList and brokerStatus
-//! print) and GET_BROKER_CONFIG 26.
+//! print), GET_BROKER_CONFIG 26 and UPDATE_BROKER_CONFIG 25.
 
 use std::collections::BTreeMap;
 
 use protocol::body::{self, KvTable};
-use protocol::RemotingCommand;
+use protocol::{RemotingCommand, ResponseCode};
+use tracing::{info, warn};
 
 use super::now_millis;
-use crate::broker::processor::success;
+use crate::broker::processor::{reply, success};
 use crate::broker::Broker;
+use crate::config::BrokerConfig;
+use crate::config_update;
+
+/// `PermName.isValid`: the read, write and inherit bits and nothing else.
+const MAX_PERMISSION: u32 = 7;
 
 pub fn runtime_info(broker: &Broker, request: &RemotingCommand) -> RemotingCommand {
     success(request).with_body(body::to_json(&KvTable {
@@ -18,10 +24,51 @@ pub fn runtime_info(broker: &Broker, request: &RemotingCommand) -> RemotingComma
 
 pub fn config(broker: &Broker, request: &RemotingCommand) -> RemotingCommand {
     let mut text = String::new();
-    for (key, value) in broker.config.entries() {
+    for (key, value) in broker.current.read().entries() {
         text.push_str(&format!("{key}={value}\n"));
     }
     success(request).with_body(text.into_bytes())
+}
+
+/// Only `BrokerConfig::RUNTIME_KEYS`, whole or not at all (see `config_update`).
+pub fn update_config(broker: &Broker, request: &RemotingCommand) -> RemotingCommand {
+    let mut current = broker.current.write();
+    let refused = |refusal: config_update::Refusal| {
+        warn!(remark = %refusal.remark, "broker config update refused");
+        reply(request, refusal.code, refusal.remark)
+    };
+    let updated = match config_update::apply(
+        &*current,
+        &request.body,
+        BrokerConfig::RUNTIME_KEYS,
+        BrokerConfig::set,
+    ) {
+        Ok(updated) => updated,
+        Err(refusal) => return refused(refusal),
+    };
+    if updated.broker_permission > MAX_PERMISSION {
+        // The text mqadmin prints when its own check (`Validators.checkBrokerConfig`) fails.
+        return refused(config_update::Refusal {
+            code: ResponseCode::NoPermission,
+            remark: format!(
+                "brokerPermission value: {} is invalid.",
+                updated.broker_permission
+            ),
+        });
+    }
+    let permission_changed = updated.broker_permission != current.broker_permission;
+    *current = updated;
+    drop(current);
+    info!(update = %String::from_utf8_lossy(&request.body).trim(), "broker config updated");
+    if permission_changed {
+        // Registered now with the new perms, under a new data version: the name servers
+        // keep a broker's queues as they are while its version stays the same.
+        if let Err(error) = broker.topics.bump_version() {
+            return reply(request, ResponseCode::SystemError, error.to_string());
+        }
+        broker.topics_changed.notify_one();
+    }
+    success(request)
 }
 
 /// Values are strings, as in Java. Only figures Rocketry measures are present; mqadmin

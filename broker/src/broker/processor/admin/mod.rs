@@ -9,6 +9,8 @@ mod messages;
 mod topics;
 
 #[cfg(test)]
+mod broker_info_test;
+#[cfg(test)]
 mod compatibility_test;
 #[cfg(test)]
 mod consumers_test;
@@ -38,6 +40,7 @@ pub fn process(broker: &Broker, code: RequestCode, request: &RemotingCommand) ->
         InvokeBrokerToResetOffset => consumers::reset_offset(broker, request),
         GetBrokerRuntimeInfo => broker_info::runtime_info(broker, request),
         GetBrokerConfig => broker_info::config(broker, request),
+        UpdateBrokerConfig => broker_info::update_config(broker, request),
         ViewMessageById => messages::view_by_id(broker, request),
         QueryMessage => messages::query(broker, request),
         other => reply(
