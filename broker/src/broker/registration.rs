@@ -325,15 +325,10 @@ mod tests {
             .send_modify(|all| all[0].registered = newer);
         waiter.await.unwrap();
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::BrokerConfig;
 
     #[test]
     fn a_read_only_broker_registers_every_topic_read_only() {
+        use crate::config::BrokerConfig;
         let dir = tempfile::tempdir().unwrap();
         let broker = Broker::open(
             BrokerConfig::default(),
