@@ -58,29 +58,15 @@ pub(crate) struct ConsumeQueue {
     flushed_offset: Mutex<i64>,
 }
 
-/// Entries a hole may span and still not end the queue when it is opened: a queue gets
-/// holes where `store repair` quarantined its messages, and the entries after one must
-/// not be forgotten at the next start. Looking further would read whole empty files.
-const MAX_HOLE: usize = 1024;
-
-/// How many entries from the front of `bytes` belong to the queue: up to the last valid
-/// one that follows valid entries with at most [`MAX_HOLE`] invalid ones in between.
-fn valid_run(bytes: &[u8]) -> usize {
-    let count = bytes.len() / ENTRY_SIZE as usize;
-    let entry = |at: usize| &bytes[at * ENTRY_SIZE as usize..(at + 1) * ENTRY_SIZE as usize];
-    let mut end = 0;
-    let mut at = 0;
-    while at < count {
-        if QueueEntry::decode(entry(at)).is_some() {
-            at += 1;
-            end = at;
-        } else if end > 0 && at - end < MAX_HOLE {
-            at += 1;
-        } else {
-            break;
-        }
-    }
-    end
+/// The index of the last valid entry in `bytes`, searched backward from the last written
+/// byte (files are zeroed past what was written): a hole where `store repair` quarantined
+/// a queue's messages, however long, does not end the queue.
+fn last_valid_entry(bytes: &[u8]) -> Option<usize> {
+    let size = ENTRY_SIZE as usize;
+    let written = bytes.iter().rposition(|b| *b != 0)? / size + 1;
+    (0..written)
+        .rev()
+        .find(|at| QueueEntry::decode(&bytes[at * size..(at + 1) * size]).is_some())
 }
 
 impl ConsumeQueue {
@@ -120,33 +106,16 @@ impl ConsumeQueue {
             return (0, 0);
         };
         let first_offset = (first.start() / ENTRY_SIZE) as i64;
-        // The last segment may be empty if it was created just before a stop; the first may
-        // start with invalid units when the queue began past offset 0.
+        // The first file may start with invalid units when the queue began past offset 0;
+        // the last ones may be empty when they were created just before a stop.
+        let first_leading = first
+            .read(0, first.size())
+            .chunks_exact(ENTRY_SIZE as usize)
+            .take_while(|entry| QueueEntry::decode(entry).is_none())
+            .count() as i64;
         for segment in segments.iter().rev() {
-            let base = (segment.start() / ENTRY_SIZE) as i64;
-            let is_first = segment.start() == first.start();
-            let bytes = segment.read(0, segment.size());
-            let leading = if is_first {
-                bytes
-                    .chunks_exact(ENTRY_SIZE as usize)
-                    .take_while(|entry| QueueEntry::decode(entry).is_none())
-                    .count()
-            } else {
-                0
-            };
-            let valid = valid_run(&bytes[leading * ENTRY_SIZE as usize..]) as i64;
-            let leading = leading as i64;
-            if valid > 0 || is_first {
-                let max = if valid > 0 {
-                    base + leading + valid
-                } else {
-                    base
-                };
-                let first_bytes = first.read(0, first.size());
-                let first_leading = first_bytes
-                    .chunks_exact(ENTRY_SIZE as usize)
-                    .take_while(|entry| QueueEntry::decode(entry).is_none())
-                    .count() as i64;
+            if let Some(last) = last_valid_entry(segment.read(0, segment.size())) {
+                let max = (segment.start() / ENTRY_SIZE) as i64 + last as i64 + 1;
                 return ((first_offset + first_leading).min(max), max);
             }
         }
@@ -280,7 +249,15 @@ impl ConsumeQueue {
         let mut at = (*flushed).max(self.min_offset());
         while at < max {
             let Some(segment) = self.segment_for(at) else {
-                break;
+                // Retention removed this file meanwhile: go on from the new minimum, and
+                // never record as flushed what was not.
+                let min = self.min_offset();
+                if at < min {
+                    at = min;
+                    continue;
+                }
+                *flushed = at;
+                return Ok(());
             };
             let from = (at as u64 * ENTRY_SIZE - segment.start()) as usize;
             let to_offset = max.min((segment.end() / ENTRY_SIZE) as i64);

@@ -118,9 +118,11 @@ impl IndexFile {
     }
 
     fn query(&self, hash: u32, begin: i64, end: i64, max: usize, found: &mut Vec<u64>) {
+        // The slot first: `put` publishes the count before the slot, so a count loaded
+        // after the slot always covers the entry the slot names.
+        let mut index = u32::from_be(self.slot(hash).load(Ordering::Acquire));
         let count = self.count.load(Ordering::Acquire);
         let base = self.begin_timestamp.load(Ordering::Acquire);
-        let mut index = u32::from_be(self.slot(hash).load(Ordering::Acquire));
         let mut steps = 0u32;
         while index > 0 && index < count && found.len() < max && steps < count {
             steps += 1;

@@ -36,6 +36,12 @@ pub(crate) fn recover(inner: &Inner, clean: bool, saved: Option<Checkpoint>) -> 
     }
     .clamp(min, limit);
     let check_crc = !clean && inner.config.check_crc_on_recover;
+    if !clean {
+        // Walk what is on the disk, not what a failed flush left in the page cache.
+        for segment in commit_log.segments().iter().filter(|s| s.end() > floor) {
+            segment.drop_cached(floor.saturating_sub(segment.start()) as usize);
+        }
+    }
     let walked = walk(commit_log, start, limit, check_crc);
     if walked.end < floor {
         return Err(below_checkpoint(commit_log, walked, floor));
@@ -247,7 +253,15 @@ pub(crate) fn repair(config: &StoreConfig) -> Result<RepairReport> {
     if report.quarantined.is_empty() {
         return Ok(report);
     }
-    // Rebuilt from the CommitLog at the next start, which now skips the damaged ranges.
+    // The next start must rebuild everything from the CommitLog (which now skips the
+    // damaged ranges): say so durably first, then delete what it rebuilds, so a repair cut
+    // short leaves a store that still starts right.
+    checkpoint.save(&Checkpoint {
+        commit_log_flushed: floor,
+        dispatched: min,
+        ..saved.unwrap_or_default()
+    })?;
+    crate::store::write_durably(&root.join("abort"), b"repair")?;
     for dir in [config.consume_queue_dir(), config.index_dir()] {
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
@@ -255,12 +269,7 @@ pub(crate) fn repair(config: &StoreConfig) -> Result<RepairReport> {
             Err(e) => return Err(Error::io(&dir, e)),
         }
     }
-    checkpoint.save(&Checkpoint {
-        commit_log_flushed: floor,
-        dispatched: min,
-        ..saved.unwrap_or_default()
-    })?;
-    crate::store::write_durably(&root.join("abort"), b"repair")?;
+    crate::segment::sync_dir(root)?;
     Ok(report)
 }
 

@@ -57,8 +57,10 @@ pub(crate) fn clean(inner: &Inner, now: SystemTime, manual: bool) -> Result<usiz
     // The consume-queue entries of what is about to go must be durable first: lost after a
     // crash, with their records deleted, nothing could rebuild them, and the queues'
     // offsets would go back and be handed out again.
+    // Read first: what the checkpoint below records is at least this. A segment not yet
+    // flushed stays too, or flushing it later would find it gone.
+    let dispatched = inner.dispatched().min(inner.commit_log.flushed_offset());
     inner.save_checkpoint()?;
-    let dispatched = inner.dispatched();
     let mut deleted = 0;
     while deleted < config.delete_file_batch_max {
         let expired = |segment: &crate::segment::Segment| {

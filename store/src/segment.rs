@@ -222,6 +222,25 @@ impl Segment {
         }
     }
 
+    /// Drops `[from, end of file)` from the page cache where the kernel can, so the next
+    /// read of it comes from the disk. After a failed flush Linux may keep pages it could
+    /// not write, marked clean: read back, they would look durable when they are not.
+    /// Dirty pages are written back first, never dropped, so nothing written is lost.
+    pub(crate) fn drop_cached(&self, from: usize) {
+        if from >= self.size {
+            return;
+        }
+        // SAFETY: plain syscall on an open descriptor; advice only.
+        unsafe {
+            libc::posix_fadvise(
+                self.file.as_raw_fd(),
+                from as libc::off_t,
+                (self.size - from) as libc::off_t,
+                libc::POSIX_FADV_DONTNEED,
+            );
+        }
+    }
+
     /// Seconds since the file was last modified, for retention.
     pub(crate) fn modified(&self) -> Option<std::time::SystemTime> {
         self.file.metadata().and_then(|m| m.modified()).ok()
@@ -230,6 +249,10 @@ impl Segment {
     /// Removes the file; mappings held by readers stay valid until dropped.
     pub(crate) fn delete(&self) -> Result<()> {
         std::fs::remove_file(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        // A file recovery cut away must not come back after a power loss.
+        if let Some(dir) = self.path.parent() {
+            sync_dir(dir)?;
+        }
         durable!(removed(&self.path));
         Ok(())
     }

@@ -449,14 +449,20 @@ impl MessageStore {
     pub fn delete_topic(&self, topic: &str) -> Result<()> {
         check_topic(topic)?;
         let inner = &self.inner;
+        // No append while the topic goes: one appended before its queues are deleted but
+        // dispatched after would bring a queue back at the old offsets.
+        let mut paused = inner.commit_log.pause_appends();
+        // Every record of the topic is flushed and dispatched first, and the checkpoint
+        // below records both, so a crash recovery never dispatches them again.
+        let end = inner.commit_log.max_offset();
+        inner.flush_or_fence(end)?;
+        inner.dispatch_to(end)?;
         {
-            // Under the dispatch lock, so no entry of the topic is being written meanwhile.
             let _dispatch = inner.dispatched.lock();
             let removed = inner.queues.write().remove(topic);
             for queue in removed.into_iter().flat_map(HashMap::into_values) {
                 queue.delete_files()?;
             }
-            inner.commit_log.forget_topic(topic);
             let dir = inner.config.consume_queue_dir().join(topic);
             match std::fs::remove_dir_all(&dir) {
                 Ok(()) => crate::segment::sync_dir(&inner.config.consume_queue_dir())?,
@@ -464,6 +470,8 @@ impl MessageStore {
                 Err(e) => return Err(Error::io(&dir, e)),
             }
         }
+        paused.forget_topic(topic);
+        drop(paused);
         inner.save_checkpoint()
     }
 
@@ -886,8 +894,13 @@ fn maintenance_loop(inner: Arc<Inner>) {
         std::thread::park_timeout(Duration::from_millis(20).min(checkpoint_every));
         if last_checkpoint.elapsed() >= checkpoint_every {
             last_checkpoint = Instant::now();
-            // Catches up a dispatch that failed on the append path (a full disk, say).
-            let end = inner.commit_log.max_offset();
+            // Catches up a dispatch that failed (a full disk, say). Under SYNC_FLUSH only
+            // what is flushed may be dispatched: a consumer must never see a message whose
+            // flush failed or has not happened.
+            let end = match inner.config.flush_disk_type {
+                FlushDiskType::SyncFlush => inner.commit_log.flushed_offset(),
+                FlushDiskType::AsyncFlush => inner.commit_log.max_offset(),
+            };
             if inner.dispatched() < end {
                 if let Err(error) = inner.dispatch_to(end) {
                     tracing::warn!(%error, "dispatch still failing");

@@ -12,7 +12,7 @@
 //! flushed by the group-commit thread's 10 ms poll at a moment no seed controls, and a seed
 //! must replay exactly. Background flushes and checkpoints are off for the same reason.
 //!
-//! `cargo test -p store --test simulation` runs a short sweep (SIM_SEEDS seeds from
+//! `cargo test -p store --features failpoints --test simulation` runs a short sweep (SIM_SEEDS seeds from
 //! SIM_FIRST_SEED; 2,000 by default). `SIM_SEED=n` replays one seed with its operations
 //! printed. `scripts/soak/simulate` runs the long sweep. The store's record of what each
 //! flush made durable and its crash stop exist only with the `failpoints` feature, which
@@ -93,7 +93,7 @@ impl Sim {
 
     fn fail(&self, what: String) -> ! {
         panic!(
-            "seed {}: invariant violated: {what}\nreplay: SIM_SEED={} cargo test -p store --test simulation -- --nocapture",
+            "seed {}: invariant violated: {what}\nreplay: SIM_SEED={} cargo test -p store --features failpoints --test simulation -- --nocapture",
             self.seed, self.seed
         );
     }

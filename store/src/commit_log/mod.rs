@@ -22,6 +22,16 @@ use allocator::Allocator;
 use append::Writer;
 pub(crate) use quarantine::Quarantine;
 
+/// Appends wait while this lives (a topic is being deleted).
+pub(crate) struct AppendsPaused<'a>(parking_lot::MutexGuard<'a, Writer>);
+
+impl AppendsPaused<'_> {
+    /// Forgets a deleted topic's queue offsets: a topic created again starts at 0.
+    pub(crate) fn forget_topic(&mut self, topic: &str) {
+        self.0.forget_topic(topic);
+    }
+}
+
 /// A record found at a CommitLog offset.
 pub(crate) enum Found {
     /// A message record, its bytes exactly.
@@ -194,9 +204,9 @@ impl CommitLog {
         Ok(())
     }
 
-    /// Forgets a deleted topic's queue offsets: a topic created again starts at 0.
-    pub(crate) fn forget_topic(&self, topic: &str) {
-        self.writer.lock().forget_topic(topic);
+    /// Holds off every append until the returned guard is dropped.
+    pub(crate) fn pause_appends(&self) -> AppendsPaused<'_> {
+        AppendsPaused(self.writer.lock())
     }
 
     /// Restores the next queue offset of each (topic, queue) after recovery.
@@ -218,6 +228,12 @@ impl CommitLog {
         let mut at = flushed.max(self.min_offset());
         while at < target {
             let Some(segment) = self.segment_for(at) else {
+                // Retention removed it meanwhile: nothing there needs flushing any more.
+                let min = self.min_offset();
+                if at < min {
+                    at = min;
+                    continue;
+                }
                 return Err(Error::NotAvailable(
                     "flush target lies past the last segment",
                 ));
