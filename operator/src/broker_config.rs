@@ -32,6 +32,13 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "traceOn",
     "enablePropertyFilter",
     "messageDelayLevel",
+    // Server limits (docs/reliability.md)
+    "serverMaxConnections",
+    "serverMaxRequestsInFlight",
+    "serverMaxQueuedResponseBytes",
+    "serverChannelMaxIdleTimeSeconds",
+    "serverFrameTimeoutSeconds",
+    "serverFirstFrameMaxBytes",
     // Store
     "storePathRootDir",
     "mappedFileSizeCommitLog",
