@@ -344,7 +344,10 @@ fn scenario(target: &Target) -> Facts {
         labelled(&out, "msgPutTotalTodayNow").unwrap_or_default(),
     );
 
-    // The consumer commits its offsets every 5 s; by now it has.
+    // The consumer commits its offsets every 5 s, but its retry queue gets one only after
+    // its first pull there, held on the empty queue for 15 s (by both brokers), ends: wait
+    // for it, so the retry row does not depend on how fast the commands above ran.
+    wait_for_offset(&broker_addr, &group, &retry);
     let out = admin(&["consumerProgress", "-n", n, "-g", &group]);
     let progress = rows(&out, &topic);
     fact("consumerProgress.queues", progress.len().to_string());
@@ -600,6 +603,30 @@ fn write_perm(n: &str, topic: &str, broker_name: &str, fact: &mut impl FnMut(&st
 
 /// The broker name in a table whose rows start with it: the first cell of the first row
 /// that is not a header.
+/// Waits (up to 60 s) until the broker at `addr` reports consume stats of `group` on
+/// `topic`, which is what mqadmin's consumerProgress prints.
+fn wait_for_offset(addr: &str, group: &str, topic: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = protocol::Client::connect(addr).await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let stats = client.get_consume_stats(group, None).await.unwrap();
+            if stats.offset_table.keys().any(|queue| queue.topic == topic) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{addr}: no consume stats of {group} on {topic}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    });
+}
+
 fn broker_name_of(text: &str) -> String {
     text.lines()
         .filter(|l| !l.starts_with('#'))
