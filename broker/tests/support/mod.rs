@@ -307,20 +307,33 @@ impl Rocketry {
         rocketry
     }
 
+    /// This build's `rocketry` with this process's arguments and environment.
+    fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rocketry"));
+        command
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+    }
+
+    /// The log, opened for appending (a restart appends to the same log).
+    fn open_log(&self) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap()
+    }
+
     fn start(&mut self, ready: &str) {
         use std::io::{BufRead, BufReader};
         // Only what this start writes counts: a restart appends to the same log.
         let logged_before = std::fs::metadata(&self.log)
             .map(|m| m.len() as usize)
             .unwrap_or(0);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rocketry"))
-            .args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
+        let log = self.open_log();
+        let mut child = self
+            .command()
             .env(
                 "RUST_LOG",
                 std::env::var("ROCKETRY_LOG").unwrap_or_else(|_| "info".into()),
@@ -399,14 +412,9 @@ impl Rocketry {
     pub fn start_expecting_exit(&mut self) -> (std::process::ExitStatus, String) {
         assert!(self.child.is_none(), "still running");
         let logged_before = self.log_text().len();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rocketry"))
-            .args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
+        let log = self.open_log();
+        let mut child = self
+            .command()
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

@@ -5,10 +5,12 @@ use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::server::{Channel, Service};
 
-// An empty SEND_BATCH_MESSAGE body decodes to no messages, and the answer read the first
-// stored one: the request task panicked and the producer waited out its timeout.
-#[tokio::test(flavor = "multi_thread")]
-async fn an_empty_batch_is_refused_as_illegal_and_stores_nothing() {
+/// A broker on a fresh store, and what it answers to one send built from `header`.
+async fn answer_to(
+    code: RequestCode,
+    header: SendMessageRequestHeader,
+    body: &'static str,
+) -> (RemotingCommand, u64) {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::open(
         BrokerConfig::default(),
@@ -17,51 +19,49 @@ async fn an_empty_batch_is_refused_as_illegal_and_stores_nothing() {
     .unwrap();
     let (channel, _outbound) = Channel::detached(1);
     let header = SendMessageRequestHeaderV2::from(SendMessageRequestHeader {
-        producer_group: "producer".into(),
-        topic: "Orders".into(),
         default_topic: "TBW102".into(),
         default_topic_queue_nums: 4,
-        queue_id: 0,
         born_timestamp: 1,
-        ..SendMessageRequestHeader::default()
+        ..header
     });
-    let request = RemotingCommand::request(RequestCode::SendBatchMessage, &header);
+    let request = RemotingCommand::request(code, &header).with_body(body);
     let answer = broker.handle(request, &channel).await.unwrap();
+    let stored = broker.store().commit_log_max_offset();
+    broker.begin_shutdown();
+    (answer, stored)
+}
+
+// An empty SEND_BATCH_MESSAGE body decodes to no messages, and the answer read the first
+// stored one: the request task panicked and the producer waited out its timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_batch_is_refused_as_illegal_and_stores_nothing() {
+    let header = SendMessageRequestHeader {
+        producer_group: "producer".into(),
+        topic: "Orders".into(),
+        ..SendMessageRequestHeader::default()
+    };
+    let (answer, stored) = answer_to(RequestCode::SendBatchMessage, header, "").await;
     assert_eq!(answer.code, ResponseCode::MessageIllegal.as_i32());
     assert_eq!(
         answer.remark.as_deref(),
         Some("the batch holds no messages")
     );
-    assert_eq!(broker.store().commit_log_max_offset(), 0);
-    broker.begin_shutdown();
+    assert_eq!(stored, 0);
 }
 
 // A transactional producer's half message was answered SEND_OK and never delivered, not even
 // once committed: until transactions work, it is refused and nothing is stored.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_half_message_is_refused_not_acknowledged_and_dropped() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(
-        BrokerConfig::default(),
-        store::StoreConfig::with_root(dir.path()),
-    )
-    .unwrap();
-    let (channel, _outbound) = Channel::detached(1);
-    let header = SendMessageRequestHeaderV2::from(SendMessageRequestHeader {
+    let header = SendMessageRequestHeader {
         producer_group: "tx_producer".into(),
         topic: "Orders".into(),
-        default_topic: "TBW102".into(),
-        default_topic_queue_nums: 4,
-        queue_id: 0,
         sys_flag: message::sysflag::TRANSACTION_PREPARED,
-        born_timestamp: 1,
         ..SendMessageRequestHeader::default()
-    });
-    let request = RemotingCommand::request(RequestCode::SendMessageV2, &header).with_body("half");
-    let answer = broker.handle(request, &channel).await.unwrap();
+    };
+    let (answer, stored) = answer_to(RequestCode::SendMessageV2, header, "half").await;
     assert_eq!(answer.code, ResponseCode::NoPermission.as_i32());
     let remark = answer.remark.unwrap_or_default();
     assert!(remark.contains("transaction"), "{remark}");
-    assert_eq!(broker.store().commit_log_max_offset(), 0);
-    broker.begin_shutdown();
+    assert_eq!(stored, 0);
 }
