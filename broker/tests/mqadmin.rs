@@ -36,32 +36,35 @@ type Facts = BTreeMap<String, String>;
 /// two busy cores its 3 s RPC timeout is sometimes hit, so a run that printed nothing
 /// useful is tried again, up to three times.
 fn admin(args: &[&str]) -> String {
-    let mut last = String::new();
-    for _ in 0..3 {
-        let output = Command::new(repo_root().join("scripts/peers/rocketmq"))
-            .arg("mqadmin")
-            .args(args)
-            .output()
-            .expect("failed to spawn mqadmin");
+    mqadmin_until(args, "failed", |output| {
         let stdout: String = String::from_utf8_lossy(&output.stdout)
             .lines()
             .filter(|line| !line.contains("|-INFO in") && !line.contains("|-WARN in"))
             .filter(|line| !line.trim().is_empty())
             .collect::<Vec<_>>()
             .join("\n");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        if output.status.success() && !stdout.is_empty() {
-            return stdout;
-        }
-        last = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
-        println!("mqadmin {args:?} failed, retrying: {last}");
-    }
-    panic!("mqadmin {args:?} failed three times: {last}")
+        (output.status.success() && !stdout.is_empty()).then_some(stdout)
+    })
 }
 
 /// The `CODE: n` of the exception mqadmin prints (on stderr) for a command the server
 /// refused; tried up to three times while a run ends some other way (an RPC timeout).
 fn admin_refusal_code(args: &[&str]) -> String {
+    mqadmin_until(args, "was not refused with a code", |output| {
+        String::from_utf8_lossy(&output.stderr)
+            .split("CODE:")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_string)
+    })
+}
+
+/// Runs mqadmin up to three times, until `accept` takes what a run printed.
+fn mqadmin_until<T>(
+    args: &[&str],
+    otherwise: &str,
+    accept: impl Fn(&std::process::Output) -> Option<T>,
+) -> T {
     let mut last = String::new();
     for _ in 0..3 {
         let output = Command::new(repo_root().join("scripts/peers/rocketmq"))
@@ -69,21 +72,17 @@ fn admin_refusal_code(args: &[&str]) -> String {
             .args(args)
             .output()
             .expect("failed to spawn mqadmin");
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        if let Some(code) = stderr
-            .split("CODE:")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-        {
-            return code.to_string();
+        if let Some(accepted) = accept(&output) {
+            return accepted;
         }
         last = format!(
-            "stdout:\n{}\nstderr:\n{stderr}",
-            String::from_utf8_lossy(&output.stdout)
+            "stdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
         );
-        println!("mqadmin {args:?} was not refused, retrying: {last}");
+        println!("mqadmin {args:?} {otherwise}, retrying: {last}");
     }
-    panic!("mqadmin {args:?} was not refused with a code three times: {last}")
+    panic!("mqadmin {args:?} {otherwise} three times: {last}")
 }
 
 /// Runs an mqadmin command on drop unless disarmed: what gives the shared peer its write
