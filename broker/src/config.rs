@@ -7,6 +7,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
+use crate::metrics::ExporterType;
 use crate::server::Limits;
 use crate::{properties, store_settings};
 
@@ -83,6 +84,12 @@ settings! {
         server_channel_max_idle_time_seconds: u64 = 120 => "serverChannelMaxIdleTimeSeconds",
         server_frame_timeout_seconds: u64 = 30 => "serverFrameTimeoutSeconds",
         server_first_frame_max_bytes: usize = 64 * 1024 => "serverFirstFrameMaxBytes",
+        /// The metrics endpoint (docs/observability.md); the broker's keys, with a port of
+        /// its own so a name server and a broker on one host both start with the defaults.
+        metrics_exporter_type: ExporterType = ExporterType::Prom => "metricsExporterType",
+        /// Empty: the name server's `bindAddress`.
+        metrics_prom_exporter_host: String = String::new() => "metricsPromExporterHost",
+        metrics_prom_exporter_port: u16 = 5558 => "metricsPromExporterPort",
     }
 }
 
@@ -127,6 +134,15 @@ settings! {
         server_channel_max_idle_time_seconds: u64 = 120 => "serverChannelMaxIdleTimeSeconds",
         server_frame_timeout_seconds: u64 = 30 => "serverFrameTimeoutSeconds",
         server_first_frame_max_bytes: usize = 64 * 1024 => "serverFirstFrameMaxBytes",
+        /// The metrics endpoint (docs/observability.md), Apache's keys and port; Apache's
+        /// default type is DISABLE, Rocketry's is PROM.
+        metrics_exporter_type: ExporterType = ExporterType::Prom => "metricsExporterType",
+        /// Empty: the broker's `bindAddress`.
+        metrics_prom_exporter_host: String = String::new() => "metricsPromExporterHost",
+        metrics_prom_exporter_port: u16 = 5557 => "metricsPromExporterPort",
+        /// At most this many topic × consumer group pairs get series (lag, messages out,
+        /// dead letters); Rocketry's own key.
+        metrics_max_topic_group_series: usize = 10_000 => "metricsMaxTopicGroupSeries",
     }
 }
 
@@ -152,6 +168,16 @@ impl NamesrvConfig {
             self.server_channel_max_idle_time_seconds,
             self.server_frame_timeout_seconds,
             self.server_first_frame_max_bytes,
+        )
+    }
+
+    /// Where the metrics endpoint listens; `None` when it is disabled.
+    pub fn metrics_addr(&self) -> Option<String> {
+        metrics_addr(
+            self.metrics_exporter_type,
+            &self.metrics_prom_exporter_host,
+            &self.bind_address,
+            self.metrics_prom_exporter_port,
         )
     }
 
@@ -185,6 +211,16 @@ impl BrokerConfig {
         )
     }
 
+    /// Where the metrics endpoint listens; `None` when it is disabled.
+    pub fn metrics_addr(&self) -> Option<String> {
+        metrics_addr(
+            self.metrics_exporter_type,
+            &self.metrics_prom_exporter_host,
+            &self.bind_address,
+            self.metrics_prom_exporter_port,
+        )
+    }
+
     /// The name servers to register with.
     pub fn namesrv_addrs(&self) -> Vec<String> {
         self.namesrv_addr
@@ -199,6 +235,11 @@ impl BrokerConfig {
     pub fn advertised_addr(&self) -> String {
         format!("{}:{}", self.broker_ip1, self.listen_port)
     }
+}
+
+fn metrics_addr(kind: ExporterType, host: &str, bind: &str, port: u16) -> Option<String> {
+    let host = if host.trim().is_empty() { bind } else { host };
+    (kind == ExporterType::Prom).then(|| format!("{host}:{port}"))
 }
 
 /// Everything one config file sets, split by owner.
@@ -294,6 +335,30 @@ mod tests {
         let namesrv = settings.namesrv.server_limits();
         assert_eq!(namesrv.max_connections, 10_000);
         assert_eq!(namesrv.max_requests_in_flight, 256);
+    }
+
+    #[test]
+    fn the_metrics_endpoint_follows_apaches_keys() {
+        let mut settings = Settings::default();
+        settings.broker.bind_address = "127.0.0.1".to_string();
+        assert_eq!(
+            settings.broker.metrics_addr().as_deref(),
+            Some("127.0.0.1:5557")
+        );
+        assert_eq!(
+            settings.namesrv.metrics_addr().as_deref(),
+            Some("0.0.0.0:5558")
+        );
+        settings
+            .apply("metricsPromExporterPort=9100\nmetricsPromExporterHost=10.0.0.1\n")
+            .unwrap();
+        assert_eq!(
+            settings.broker.metrics_addr().as_deref(),
+            Some("10.0.0.1:9100")
+        );
+        settings.apply("metricsExporterType=disable\n").unwrap();
+        assert_eq!(settings.broker.metrics_addr(), None);
+        assert!(settings.apply("metricsExporterType=OTLP_GRPC\n").is_err());
     }
 
     #[test]

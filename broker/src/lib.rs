@@ -9,6 +9,7 @@ mod config_file;
 mod config_update;
 pub mod error;
 pub mod filter;
+pub mod metrics;
 pub mod namesrv;
 mod properties;
 pub mod run;

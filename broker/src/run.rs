@@ -3,15 +3,16 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::broker::Broker;
+use crate::broker::{metrics as broker_metrics, Broker};
 use crate::config::{NamesrvConfig, Settings};
 use crate::error::{Error, Result};
 use crate::namesrv::Namesrv;
-use crate::server;
+use crate::{metrics, server};
 
 /// Binds `addr`, naming it in the error.
 pub async fn bind(addr: &str) -> Result<TcpListener> {
@@ -31,12 +32,58 @@ pub async fn run_namesrv(
 ) -> Result<()> {
     listening_on(&mut config, &listener);
     let limits = config.server_limits();
+    let registry = Registry::new();
+    let endpoint = MetricsEndpoint::start(config.metrics_addr(), registry.clone()).await?;
     let namesrv = Namesrv::new(config);
+    namesrv
+        .register_metrics(&registry)
+        .expect("each metric registers once");
     namesrv.spawn_expiry();
     info!(addr = %local_addr(&listener), "name server ready");
     server::serve(listener, namesrv, limits, shutdown).await;
+    endpoint.stop().await;
     info!("name server stopped");
     Ok(())
+}
+
+/// A process's metrics endpoint (docs/observability.md), or nothing when
+/// `metricsExporterType` is DISABLE.
+struct MetricsEndpoint {
+    addr: Option<std::net::SocketAddr>,
+    stop: CancellationToken,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl MetricsEndpoint {
+    /// Binds `addr` and serves `registry` there. A port already taken stops the start, as
+    /// the remoting port does: a broker silently without metrics would alert no one.
+    async fn start(addr: Option<String>, registry: Registry) -> Result<MetricsEndpoint> {
+        let stop = CancellationToken::new();
+        let Some(addr) = addr else {
+            return Ok(MetricsEndpoint {
+                addr: None,
+                stop,
+                server: None,
+            });
+        };
+        let listener = bind(&addr).await?;
+        Ok(MetricsEndpoint {
+            addr: Some(local_addr(&listener)),
+            server: Some(tokio::spawn(metrics::serve(
+                listener,
+                registry,
+                stop.clone().cancelled_owned(),
+            ))),
+            stop,
+        })
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        if let Some(server) = self.server {
+            let _ = server.await;
+        }
+    }
 }
 
 /// Sets the name server's `listenPort` and `bindAddress` to what it really listens on, so
@@ -51,6 +98,9 @@ fn listening_on(config: &mut NamesrvConfig, listener: &TcpListener) {
 /// A broker that is open and serving; [`RunningBroker::stop`] ends it cleanly.
 pub struct RunningBroker {
     pub broker: Arc<Broker>,
+    /// What the metrics endpoint exports; a standalone name server adds its own.
+    pub registry: Registry,
+    endpoint: MetricsEndpoint,
     stop: CancellationToken,
     server: tokio::task::JoinHandle<()>,
 }
@@ -62,7 +112,11 @@ impl RunningBroker {
         // With listenPort 0 (tests) the advertised address must carry the real port.
         settings.broker.listen_port = local_addr(&listener).port();
         let limits = settings.broker.server_limits();
+        let metrics_addr = settings.broker.metrics_addr();
         let broker = Broker::open(settings.broker, settings.store)?;
+        let registry = Registry::new();
+        broker_metrics::register(&broker, &registry).expect("each metric registers once");
+        let endpoint = MetricsEndpoint::start(metrics_addr, registry.clone()).await?;
         let stop = CancellationToken::new();
         let server = tokio::spawn(server::serve(
             listener,
@@ -73,9 +127,16 @@ impl RunningBroker {
         broker.start().await;
         Ok(RunningBroker {
             broker,
+            registry,
+            endpoint,
             stop,
             server,
         })
+    }
+
+    /// Where the metrics endpoint listens, when enabled.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.endpoint.addr
     }
 
     /// Stops accepting, finishes requests in flight, then flushes, checkpoints and
@@ -84,6 +145,7 @@ impl RunningBroker {
         self.broker.begin_shutdown();
         self.stop.cancel();
         let _ = self.server.await;
+        self.endpoint.stop().await;
         self.broker.shutdown().await
     }
 }
@@ -120,14 +182,23 @@ pub async fn run_standalone(
     let namesrv_stop = CancellationToken::new();
     let namesrv_task = tokio::spawn(server::serve(
         namesrv_listener,
-        namesrv,
+        namesrv.clone(),
         settings.namesrv.server_limits(),
         namesrv_stop.clone().cancelled_owned(),
     ));
     let running = RunningBroker::start(settings, broker_listener).await?;
+    // One process, one endpoint: the broker's, with the name server's series beside its own
+    // (told apart by node_type); the name server's metrics keys are not read.
+    namesrv
+        .register_metrics(&running.registry)
+        .expect("each metric registers once");
     let store_dir = running.broker.store().config().store_path_root_dir.clone();
+    let metrics = running
+        .metrics_addr()
+        .map(|addr| format!(", metrics http://{addr}/metrics"))
+        .unwrap_or_default();
     println!(
-        "Rocketry standalone is ready: name server {namesrv_addr}, broker {}, data in {}",
+        "Rocketry standalone is ready: name server {namesrv_addr}, broker {}, data in {}{metrics}",
         running.broker.config().advertised_addr(),
         store_dir.display()
     );

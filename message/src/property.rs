@@ -71,6 +71,8 @@ pub const TIMER_DELIVER_MS: &str = "TIMER_DELIVER_MS";
 pub const DLQ_ORIGIN_TOPIC: &str = "DLQ_ORIGIN_TOPIC";
 /// Original message id of a dead-lettered message.
 pub const DLQ_ORIGIN_MESSAGE_ID: &str = "DLQ_ORIGIN_MESSAGE_ID";
+/// The key of an ordered (FIFO) message (`__SHARDINGKEY`, 5.x).
+pub const SHARDING_KEY: &str = "__SHARDINGKEY";
 
 /// A message's properties in the order they were set.
 ///

@@ -75,9 +75,3 @@ pub fn configure_faults_from_env() {
         }
     }
 }
-
-#[doc(hidden)]
-pub mod bench_support {
-    //! Raw flush primitives, exposed only so the benchmark can measure them on this disk.
-    pub use crate::retention::disk_used_percent;
-}

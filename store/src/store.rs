@@ -34,6 +34,7 @@ const MAX_FILTER_SCAN: usize = 800;
 const DEADLINE_THREAD: &str = "flush-deadlines";
 
 type ArrivalListener = Arc<dyn Fn(&ArrivedMessage<'_>) + Send + Sync>;
+type FlushListener = Arc<dyn Fn(Duration) + Send + Sync>;
 
 /// Where an append went, and the handle that resolves once it is durable.
 #[derive(Debug)]
@@ -56,6 +57,7 @@ pub(crate) struct Inner {
     flush_requests: FlushRequests,
     checkpoint: CheckpointFile,
     listener: RwLock<Option<ArrivalListener>>,
+    flush_listener: RwLock<Option<FlushListener>>,
     /// Set once by the first failed flush; from then on appends are refused, the flushed
     /// offset and the checkpoint stay where they were, and the next start recovers.
     fence: OnceLock<String>,
@@ -109,6 +111,7 @@ impl MessageStore {
             flush_requests: FlushRequests::default(),
             checkpoint,
             listener: RwLock::new(None),
+            flush_listener: RwLock::new(None),
             fence: OnceLock::new(),
             stopping: AtomicBool::new(false),
             #[cfg(feature = "failpoints")]
@@ -409,6 +412,25 @@ impl MessageStore {
         self.inner.commit_log.flushed_offset()
     }
 
+    /// CommitLog offset below which records are in the consume queues and the index.
+    pub fn dispatched_offset(&self) -> u64 {
+        self.inner.dispatched()
+    }
+
+    /// STORETIMESTAMP of the oldest message still in the CommitLog; `None` when it is empty.
+    pub fn earliest_commit_log_time(&self) -> Option<i64> {
+        let oldest = self.message_at(self.commit_log_min_offset())?;
+        StoredMessage::parse(&oldest)
+            .ok()
+            .map(|m| m.store_timestamp())
+    }
+
+    /// Share of the store's filesystem in use, 0 to 1, as `df` reports it.
+    pub fn disk_used_ratio(&self) -> Option<f64> {
+        crate::retention::disk_used_percent(&self.inner.config.store_path_root_dir)
+            .map(|percent| percent as f64 / 100.0)
+    }
+
     /// Every (topic, queue id) that has a consume queue.
     pub fn queues(&self) -> Vec<(String, i32)> {
         let queues = self.inner.queues.read();
@@ -427,6 +449,12 @@ impl MessageStore {
         listener: impl Fn(&ArrivedMessage<'_>) + Send + Sync + 'static,
     ) {
         *self.inner.listener.write() = Some(Arc::new(listener));
+    }
+
+    /// Called after each CommitLog flush that succeeded, with how long it took, on the
+    /// flush thread: keep it short (observe a histogram).
+    pub fn set_flush_listener(&self, listener: impl Fn(Duration) + Send + Sync + 'static) {
+        *self.inner.flush_listener.write() = Some(Arc::new(listener));
     }
 
     /// Joins the store's threads once `stopping` is set: the deadline thread last, after
@@ -867,8 +895,13 @@ fn flush_loop(inner: Arc<Inner>) {
         if inner.fence.get().is_some() {
             inner.flush_requests.failed();
         } else {
+            let started = Instant::now();
             match inner.flush_or_fence(target) {
                 Ok(_) => {
+                    let listener = inner.flush_listener.read().clone();
+                    if let Some(listener) = listener {
+                        listener(started.elapsed());
+                    }
                     if sync {
                         if let Err(error) = inner.dispatch_to(target) {
                             tracing::error!(%error, "dispatch after flush failed; it will be retried");

@@ -206,6 +206,29 @@ fn errors_are_typed() {
 }
 
 #[test]
+fn what_the_metrics_read_follows_the_commit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(small_config(dir.path(), FlushDiskType::SyncFlush)).unwrap();
+    assert_eq!(store.earliest_commit_log_time(), None);
+    let flushes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = flushes.clone();
+    store.set_flush_listener(move |_took| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    });
+    let first = store.append(&put("M", 0, vec![1], "", "")).unwrap();
+    let stored_at = first.messages[0].store_timestamp;
+    first.durable.wait().unwrap();
+    let second = store.append(&put("M", 0, vec![2], "", "")).unwrap();
+    second.durable.wait().unwrap();
+    assert!(flushes.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert_eq!(store.earliest_commit_log_time(), Some(stored_at));
+    // SYNC_FLUSH dispatches what it flushed before the waiter returns.
+    assert_eq!(store.dispatched_offset(), store.commit_log_max_offset());
+    let ratio = store.disk_used_ratio().unwrap();
+    assert!((0.0..=1.0).contains(&ratio), "{ratio}");
+}
+
+#[test]
 fn sync_flush_group_commit_from_many_threads() {
     let dir = tempfile::tempdir().unwrap();
     let store = std::sync::Arc::new(

@@ -3,6 +3,7 @@
 //! broker concerned, and prints a table (or `--output json`).
 
 mod broker;
+mod consumer;
 mod dead_letter;
 mod namesrv;
 mod table;
@@ -51,7 +52,7 @@ enum AdminCommand {
     Group(GroupCommand),
     /// What a consumer group is doing.
     #[command(subcommand)]
-    Consumer(ConsumerCommand),
+    Consumer(consumer::ConsumerCommand),
     /// Move a group's offsets.
     #[command(subcommand)]
     Offset(OffsetCommand),
@@ -131,20 +132,6 @@ enum GroupCommand {
 }
 
 #[derive(Subcommand)]
-enum ConsumerCommand {
-    /// Broker offset, consumer offset and lag per queue.
-    Progress {
-        #[arg(short, long)]
-        group: String,
-    },
-    /// The group's online clients and subscriptions.
-    Connections {
-        #[arg(short, long)]
-        group: String,
-    },
-}
-
-#[derive(Subcommand)]
 enum OffsetCommand {
     /// Move the group's offsets on a topic to the first message stored at or after a time.
     ResetByTime {
@@ -203,7 +190,7 @@ async fn via_namesrv(namesrv: &Client, command: AdminCommand) -> Result<Answer> 
     match command {
         AdminCommand::Topic(command) => topic(namesrv, command).await,
         AdminCommand::Group(command) => group(namesrv, command).await,
-        AdminCommand::Consumer(command) => consumer(namesrv, command).await,
+        AdminCommand::Consumer(command) => consumer::run(namesrv, command).await,
         AdminCommand::Offset(command) => offset(namesrv, command).await,
         AdminCommand::Message(command) => message(namesrv, command).await,
         AdminCommand::Cluster(ClusterCommand::List) => cluster_list(namesrv).await,
@@ -423,66 +410,6 @@ async fn group_masters(namesrv: &Client, group: &str) -> Result<Vec<(String, Str
         .await
         .with_context(|| format!("group {group} has never consumed (no %RETRY%{group} route)"))?;
     Ok(route_masters(&route))
-}
-
-async fn consumer(namesrv: &Client, command: ConsumerCommand) -> Result<Answer> {
-    match command {
-        ConsumerCommand::Progress { group } => {
-            let mut table = Table::new([
-                "topic",
-                "broker",
-                "queue",
-                "broker offset",
-                "consumer offset",
-                "lag",
-                "last consumed",
-            ]);
-            for (_, addr) in group_masters(namesrv, &group).await? {
-                let stats = connect(&addr)
-                    .await?
-                    .get_consume_stats(&group, None)
-                    .await?;
-                for (queue, offsets) in stats.offset_table {
-                    table.row([
-                        queue.topic,
-                        queue.broker_name,
-                        queue.queue_id.to_string(),
-                        offsets.broker_offset.to_string(),
-                        offsets.consumer_offset.to_string(),
-                        (offsets.broker_offset - offsets.consumer_offset).to_string(),
-                        millis(offsets.last_timestamp),
-                    ]);
-                }
-            }
-            Ok(Answer::rows(table))
-        }
-        ConsumerCommand::Connections { group } => {
-            let mut table = Table::new(["client id", "address", "language", "version"]);
-            let mut found = false;
-            for (_, addr) in group_masters(namesrv, &group).await? {
-                match connect(&addr).await?.get_consumer_connections(&group).await {
-                    Ok(connections) => {
-                        found = true;
-                        for c in connections.connection_set {
-                            table.row([
-                                c.client_id,
-                                c.client_addr,
-                                c.language,
-                                c.version.to_string(),
-                            ]);
-                        }
-                    }
-                    Err(protocol::Error::Remote { code, .. })
-                        if code == ResponseCode::ConsumerNotOnline.as_i32() => {}
-                    Err(error) => return Err(error.into()),
-                }
-            }
-            if !found {
-                bail!("no consumer of group {group} is online");
-            }
-            Ok(Answer::rows(table))
-        }
-    }
 }
 
 async fn offset(namesrv: &Client, command: OffsetCommand) -> Result<Answer> {

@@ -131,6 +131,30 @@ impl ClientManager {
         changed
     }
 
+    /// The language of each producer connection (once per group it produces for).
+    pub fn producer_languages(&self) -> Vec<LanguageCode> {
+        let producers = self.producers.lock();
+        producers
+            .values()
+            .flat_map(HashMap::values)
+            .map(|client| client.language)
+            .collect()
+    }
+
+    /// Each consumer connection: its group, language and the group's consume type.
+    pub fn consumer_connections(&self) -> Vec<(String, LanguageCode, ConsumeType)> {
+        let consumers = self.consumers.lock();
+        consumers
+            .iter()
+            .flat_map(|(name, group)| {
+                group
+                    .clients
+                    .values()
+                    .map(|client| (name.clone(), client.language, group.consume_type))
+            })
+            .collect()
+    }
+
     /// Client ids of the group's live members, sorted as clients sort them.
     pub fn consumer_ids(&self, group: &str) -> Vec<String> {
         let consumers = self.consumers.lock();

@@ -87,6 +87,17 @@ impl ConsumerOffsets {
             .collect()
     }
 
+    /// Every (topic, group) with committed offsets.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        self.table
+            .lock()
+            .offset_table
+            .keys()
+            .filter_map(|k| k.split_once('@'))
+            .map(|(topic, group)| (topic.to_string(), group.to_string()))
+            .collect()
+    }
+
     pub fn remove_group(&self, group: &str) {
         let suffix = format!("@{group}");
         let mut table = self.table.lock();
@@ -127,5 +138,7 @@ mod tests {
         assert_eq!(reopened.query("T", "h", 0), None);
         assert_eq!(reopened.topics_of_group("g"), vec!["T", "U"]);
         assert_eq!(reopened.groups_of_topic("T"), vec!["g"]);
+        let pair = |topic: &str| (topic.to_string(), "g".to_string());
+        assert_eq!(reopened.pairs(), vec![pair("T"), pair("U")]);
     }
 }

@@ -2,8 +2,10 @@
 //! keeps beside it (topics, consumer offsets, client registrations, held pulls).
 
 mod client_manager;
+mod consume_progress;
 mod consumer_offset;
 mod long_polling;
+pub mod metrics;
 mod processor;
 mod queue_lock;
 mod registration;
@@ -55,6 +57,8 @@ pub struct Broker {
     pulls: Arc<PullHolds>,
     /// Message counters for GET_BROKER_RUNTIME_INFO.
     stats: stats::BrokerStats,
+    /// What the metrics endpoint exports (docs/observability.md).
+    metrics: metrics::BrokerMetrics,
     /// The address written into stored messages and offset message ids: where clients
     /// reach this broker (brokerIP1, resolved, and the listen port).
     store_host: SocketAddr,
@@ -104,6 +108,7 @@ impl Broker {
         });
         let registrar = registration::Registrar::new(config.namesrv_addrs().len());
         let store_host = SocketAddr::new(resolve_ip(&config.broker_ip1), config.listen_port);
+        let metrics = metrics::BrokerMetrics::new(&config);
         Ok(Arc::new(Broker {
             current: RwLock::new(config.clone()),
             config,
@@ -117,6 +122,7 @@ impl Broker {
             schedule,
             pulls,
             stats: stats::BrokerStats::default(),
+            metrics,
             store_host,
             unique_ids: message::UniqueIdGenerator::new(store_host.ip(), std::process::id() as i32),
             registrar,
@@ -252,6 +258,7 @@ impl Service for Broker {
             return Some(not_supported(&request));
         };
         use RequestCode::*;
+        let started = Instant::now();
         let response = match code {
             SendMessage | SendMessageV2 | SendBatchMessage => {
                 processor::send::process(self, &request, channel).await
@@ -290,6 +297,9 @@ impl Service for Broker {
             | QueryMessage => processor::admin::process(self, code, &request),
             _ => not_supported(&request),
         };
+        self.metrics
+            .rpc
+            .observe(request.code, response.code, started.elapsed());
         Some(response)
     }
 

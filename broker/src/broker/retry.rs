@@ -38,6 +38,7 @@ pub fn to_dead_letter(broker: &Broker, group: &str, message: &mut Message) -> Re
         .get(property::RETRY_TOPIC)
         .unwrap_or(&message.topic)
         .to_string();
+    broker.metrics.record_dead_letter(&origin_topic, group);
     message
         .properties
         .insert(property::DLQ_ORIGIN_TOPIC, origin_topic);

@@ -88,6 +88,10 @@ impl SubscriptionGroups {
     pub fn all(&self) -> BTreeMap<String, SubscriptionGroupConfig> {
         self.table.read().subscription_group_table.clone()
     }
+
+    pub fn count(&self) -> usize {
+        self.table.read().subscription_group_table.len()
+    }
 }
 
 #[cfg(test)]

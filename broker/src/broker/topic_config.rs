@@ -139,6 +139,10 @@ impl TopicConfigs {
         self.table.read().clone()
     }
 
+    pub fn count(&self) -> usize {
+        self.table.read().topic_config_table.len()
+    }
+
     pub fn names(&self) -> Vec<String> {
         self.table
             .read()

@@ -26,6 +26,7 @@ pub use route_table::{QueueLayout, Registration, RouteTable};
 
 use crate::config::NamesrvConfig;
 use crate::config_update;
+use crate::metrics::{Node, RpcLatency};
 use crate::server::{Channel, Service};
 
 /// The shortest scan interval an update can set, so a typo cannot make the scan spin.
@@ -38,15 +39,28 @@ pub struct Namesrv {
     /// KV config namespaces (ORDER_TOPIC_CONFIG and whatever mqadmin stores). In memory
     /// only, as a documented difference: RocketMQ persists them to kvConfig.json.
     kv: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
+    /// `rocketmq_rpc_latency` with `node_type="nameserver"`. A name server serves every
+    /// cluster, so its series carry an empty `cluster`.
+    rpc: RpcLatency,
 }
 
 impl Namesrv {
     pub fn new(config: NamesrvConfig) -> Arc<Namesrv> {
+        let node = Node::nameserver(
+            "",
+            &format!("{}:{}", config.bind_address, config.listen_port),
+        );
         Arc::new(Namesrv {
+            rpc: RpcLatency::new(&node),
             config: RwLock::new(config),
             routes: Mutex::new(RouteTable::default()),
             kv: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Registers the name server's metrics.
+    pub fn register_metrics(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
+        self.rpc.register(registry)
     }
 
     /// Drops silent brokers every `scanNotActiveBrokerInterval` until the namesrv is
@@ -372,6 +386,7 @@ impl Service for Namesrv {
         let Some(code) = RequestCode::from_i32(request.code) else {
             return Some(not_supported(&request));
         };
+        let started = Instant::now();
         let response = match code {
             RequestCode::RegisterBroker => self.register(&request, channel),
             RequestCode::UnregisterBroker => {
@@ -442,6 +457,8 @@ impl Service for Namesrv {
             | RequestCode::GetKvlistByNamespace => self.kv(&request, code),
             _ => not_supported(&request),
         };
+        self.rpc
+            .observe(request.code, response.code, started.elapsed());
         Some(response)
     }
 

@@ -182,6 +182,29 @@ pub fn assert_exactly(got: &serde_json::Value, first: u64, count: u64, what: &st
     assert_eq!(got["maxIndex"], first + count - 1, "{what}: {got}");
 }
 
+/// The value of the series of `name` carrying every one of `labels` in a scrape.
+pub fn metric(scrape: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?.strip_prefix('{')?;
+        let (label_text, value) = rest.split_once("} ")?;
+        labels
+            .iter()
+            .all(|(key, value)| label_text.contains(&format!("{key}=\"{value}\"")))
+            .then(|| value.trim().parse().ok())?
+    })
+}
+
+/// Every series of `name` in a scrape.
+pub fn series_count(scrape: &str, name: &str) -> usize {
+    scrape
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{'))
+        })
+        .count()
+}
+
 /// A `rocketry` process of this build, started fresh in its own data folder.
 pub struct Rocketry {
     child: Option<std::process::Child>,
@@ -190,6 +213,8 @@ pub struct Rocketry {
     pub env: Vec<(String, String)>,
     pub namesrv: String,
     pub broker_addr: Option<String>,
+    /// The metrics endpoint, `host:port` (each process gets a free port of its own).
+    pub metrics_addr: String,
     pub data_dir: PathBuf,
     _data: Option<tempfile::TempDir>,
     log: PathBuf,
@@ -216,8 +241,14 @@ impl Rocketry {
         let data_dir = data.path().to_path_buf();
         let namesrv_port = free_port();
         let broker_port = free_port();
+        let metrics_port = free_port();
         let config = data_dir.join("broker.conf");
-        std::fs::write(&config, extra_config).unwrap();
+        // First, so `extra_config` may set it again.
+        std::fs::write(
+            &config,
+            format!("metricsPromExporterPort={metrics_port}\n{extra_config}"),
+        )
+        .unwrap();
         let mut args = vec![
             "standalone".to_string(),
             "--config".into(),
@@ -241,6 +272,7 @@ impl Rocketry {
                 .collect(),
             namesrv: format!("127.0.0.1:{namesrv_port}"),
             broker_addr: Some(format!("127.0.0.1:{broker_port}")),
+            metrics_addr: format!("127.0.0.1:{metrics_port}"),
             log: data_dir.join("rocketry.log"),
             data_dir,
             _data: Some(data),
@@ -253,10 +285,13 @@ impl Rocketry {
     pub fn namesrv() -> Rocketry {
         let data = tempfile::tempdir().unwrap();
         let port = free_port();
+        let metrics_port = free_port();
         let config = data.path().join("namesrv.conf");
         std::fs::write(
             &config,
-            format!("listenPort={port}\nbindAddress=127.0.0.1\n"),
+            format!(
+                "listenPort={port}\nbindAddress=127.0.0.1\nmetricsPromExporterPort={metrics_port}\n"
+            ),
         )
         .unwrap();
         let mut rocketry = Rocketry {
@@ -265,6 +300,7 @@ impl Rocketry {
             env: Vec::new(),
             namesrv: format!("127.0.0.1:{port}"),
             broker_addr: None,
+            metrics_addr: format!("127.0.0.1:{metrics_port}"),
             log: data.path().join("namesrv.log"),
             data_dir: data.path().to_path_buf(),
             _data: Some(data),
@@ -282,12 +318,14 @@ impl Rocketry {
     pub fn broker_with_config(namesrv: &str, broker_name: &str, extra_config: &str) -> Rocketry {
         let data = tempfile::tempdir().unwrap();
         let port = free_port();
+        let metrics_port = free_port();
         let config = data.path().join("broker.conf");
         std::fs::write(
             &config,
             format!(
                 "brokerClusterName=TestCluster\nbrokerName={broker_name}\nnamesrvAddr={namesrv}\n\
                  listenPort={port}\nbindAddress=127.0.0.1\nbrokerIP1=127.0.0.1\n\
+                 metricsPromExporterPort={metrics_port}\n\
                  storePathRootDir={}\nmappedFileSizeCommitLog=67108864\n{extra_config}",
                 data.path().join("store").display()
             ),
@@ -299,6 +337,7 @@ impl Rocketry {
             env: Vec::new(),
             namesrv: namesrv.to_string(),
             broker_addr: Some(format!("127.0.0.1:{port}")),
+            metrics_addr: format!("127.0.0.1:{metrics_port}"),
             log: data.path().join("broker.log"),
             data_dir: data.path().to_path_buf(),
             _data: Some(data),
@@ -378,6 +417,23 @@ impl Rocketry {
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+    }
+
+    /// `GET /metrics`: the Prometheus text exposition.
+    pub fn scrape(&self) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&self.metrics_addr).unwrap();
+        write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.metrics_addr
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        body.to_string()
     }
 
     pub fn log_text(&self) -> String {

@@ -100,11 +100,18 @@ pub async fn process(broker: &Broker, request: &RemotingCommand) -> RemotingComm
         // A message may have landed between the read and the hold: look once more
         // before sleeping, so it is not left waiting for the whole hold.
         if broker.store.max_offset(&header.topic, header.queue_id) <= header.queue_offset {
+            let _held = broker.metrics.pull_held();
             let _ = tokio::time::timeout(hold, wakeup).await;
         }
         result = read(broker, &header, &filter);
     }
     broker.stats.record_get(result.messages.len());
+    broker.metrics.record_out(
+        &header.topic,
+        &header.consumer_group,
+        result.messages.len(),
+        result.buffer_total_size(),
+    );
     answer(request, header.queue_offset, result)
 }
 

@@ -137,6 +137,7 @@ pub async fn process(
         Err(error) => return store_failure(request, error),
     };
     broker.stats.record_put(appended.messages.len());
+    broker.metrics.record_in(&puts, &appended);
     let mut code = ResponseCode::Success;
     let mut remark = None;
     if let Err(error) = appended.durable.await {

@@ -130,13 +130,8 @@ fn runtime_table(broker: &Broker) -> BTreeMap<String, String> {
     );
     put("putTps", format!("{:.2}", stats.put_tps));
     put("getTransferredTps", format!("{:.2}", stats.get_tps));
-    if let Some(percent) =
-        store::bench_support::disk_used_percent(&store.config().store_path_root_dir)
-    {
-        put(
-            "commitLogDiskRatio",
-            format!("{:.4}", percent as f64 / 100.0),
-        );
+    if let Some(ratio) = store.disk_used_ratio() {
+        put("commitLogDiskRatio", format!("{ratio:.4}"));
     }
     table
 }

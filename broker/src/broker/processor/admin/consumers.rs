@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use protocol::body::admin::{
-    self, ConsumeStats, ConsumeStatsList, ConsumerConnection, GroupList, OffsetWrapper,
-    ProducerConnection, ResetOffsetBody,
+    self, ConsumeStats, ConsumeStatsList, ConsumerConnection, GroupList, ProducerConnection,
+    ResetOffsetBody,
 };
 use protocol::body::{self, MessageQueue};
 use protocol::header::{
@@ -19,51 +19,9 @@ use protocol::{RemotingCommand, RequestCode, ResponseCode};
 use tracing::info;
 
 use crate::broker::client_manager::ClientInfo;
+use crate::broker::consume_progress::{offsets_of, queue, subscribed_topics, topic_progress};
 use crate::broker::processor::{header, reply, success};
 use crate::broker::Broker;
-
-fn queue(broker: &Broker, topic: &str, queue_id: i32) -> MessageQueue {
-    MessageQueue {
-        topic: topic.to_string(),
-        broker_name: broker.config.broker_name.clone(),
-        queue_id,
-    }
-}
-
-/// One queue as a group sees it: the queue's max offset, the group's committed offset (0
-/// when none) and the store time of the last message the group consumed, as Java's
-/// `getConsumeStats`.
-fn offsets_of(broker: &Broker, group: &str, topic: &str, queue_id: i32) -> OffsetWrapper {
-    let store = &broker.store;
-    let broker_offset = store.max_offset(topic, queue_id).max(0);
-    let consumer_offset = broker
-        .offsets
-        .query(topic, group, queue_id)
-        .unwrap_or(0)
-        .max(0);
-    let last_timestamp = if consumer_offset > 0 {
-        store
-            .store_timestamp_at(topic, queue_id, consumer_offset - 1)
-            .unwrap_or(0)
-    } else {
-        0
-    };
-    OffsetWrapper {
-        broker_offset,
-        consumer_offset,
-        pull_offset: consumer_offset,
-        last_timestamp,
-    }
-}
-
-/// The topics a group online with subscriptions subscribes to; `None` when any topic counts.
-fn subscribed_topics(broker: &Broker, group: &str) -> Option<BTreeSet<String>> {
-    broker
-        .clients
-        .consumer_group(group)
-        .filter(|g| !g.subscriptions.is_empty())
-        .map(|g| g.subscriptions.keys().cloned().collect())
-}
 
 pub fn consume_stats(broker: &Broker, request: &RemotingCommand) -> RemotingCommand {
     let h: GetConsumeStatsRequestHeader = header!(request);
@@ -86,17 +44,8 @@ pub fn consume_stats(broker: &Broker, request: &RemotingCommand) -> RemotingComm
     let subscribed = subscribed_topics(broker, group);
     let mut stats = ConsumeStats::default();
     for topic in topics {
-        let Some(config) = broker.topics.get(&topic) else {
-            continue;
-        };
-        if subscribed.as_ref().is_some_and(|s| !s.contains(&topic)) {
-            continue;
-        }
-        for queue_id in 0..config.read_queue_nums {
-            stats.offset_table.insert(
-                queue(broker, &topic, queue_id),
-                offsets_of(broker, group, &topic, queue_id),
-            );
+        if let Some(progress) = topic_progress(broker, group, &topic, subscribed.as_ref()) {
+            stats.offset_table.extend(progress.offset_table);
         }
     }
     success(request).with_body(admin::encode(&stats))

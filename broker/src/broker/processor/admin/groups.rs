@@ -63,6 +63,8 @@ pub fn delete(broker: &Broker, request: &RemotingCommand) -> RemotingCommand {
     if h.clean_offset == Some(true) {
         broker.offsets.remove_group(&h.group_name);
     }
+    // Kept offsets still have lag, which the next scrape reports again from them.
+    broker.metrics.forget_group(&h.group_name);
     info!(group = %h.group_name, clean_offset = h.clean_offset == Some(true), "subscription group deleted");
     success(request)
 }

@@ -52,7 +52,7 @@ pub fn process(broker: &Broker, code: RequestCode, request: &RemotingCommand) ->
 }
 
 /// Milliseconds since the epoch.
-fn now_millis() -> i64 {
+pub(crate) fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

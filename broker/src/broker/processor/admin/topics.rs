@@ -99,6 +99,7 @@ pub fn delete(broker: &Broker, request: &RemotingCommand) -> RemotingCommand {
                 return reply(request, ResponseCode::SystemError, error.with_sources());
             }
             broker.offsets.remove_topic(&h.topic);
+            broker.metrics.forget_topic(&h.topic);
             broker.topics_changed.notify_one();
             info!(topic = %h.topic, "topic deleted");
             success(request)

@@ -31,8 +31,12 @@ import org.apache.rocketmq.common.message.MessageExt;
  *
  * <pre>
  *   Harness produce namesrv=H:P topic=T count=N mode=sync|async|oneway|batch [first=0] [size=B] [batch=32] [run=ID]
- *   Harness consume namesrv=H:P topic=T group=G type=push|litePull expect=N [timeoutMs=60000] [run=ID] [holdMs=0]
+ *   Harness consume namesrv=H:P topic=T group=G type=push|litePull expect=N [timeoutMs=60000] [run=ID] [holdMs=0] [max=0]
  * </pre>
+ *
+ * With {@code max}, a litePull consumer takes one message per poll and stops after
+ * {@code max} of them, then commits: the group's committed offsets then add up to exactly
+ * {@code max} (what a test of lag figures needs).
  *
  * With {@code holdMs}, a push consumer prints "HOLDING" on stdout once it has the expected
  * messages and stays online that long before it shuts down, so a test can inspect it live.
@@ -299,12 +303,19 @@ public final class Harness {
             DefaultLitePullConsumer consumer = new DefaultLitePullConsumer(group);
             consumer.setNamesrvAddr(need(args, "namesrv"));
             consumer.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
+            int max = Integer.parseInt(args.getOrDefault("max", "0"));
+            if (max > 0) {
+                // A poll returns what one pull fetched: one message each, so none past max.
+                consumer.setPullBatchSize(1);
+            }
             consumer.subscribe(topic, args.getOrDefault("filter", "*"));
             consumer.start();
             long settleUntil = Long.MAX_VALUE;
-            while (System.currentTimeMillis() < Math.min(deadline, settleUntil)) {
+            int polled = 0;
+            while (System.currentTimeMillis() < Math.min(deadline, settleUntil) && (max == 0 || polled < max)) {
                 for (MessageExt m : consumer.poll(200)) {
                     tally.add(m);
+                    polled++;
                 }
                 if (settleUntil == Long.MAX_VALUE && tally.unique() >= expect) {
                     settleUntil = System.currentTimeMillis() + settleMs;

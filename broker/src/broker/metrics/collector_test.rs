@@ -1,0 +1,191 @@
+use std::sync::Arc;
+
+use message::{property, Properties};
+use prometheus::proto::MetricFamily;
+use prometheus::Registry;
+use protocol::body::admin::ConsumeStats;
+use protocol::body::{self};
+use protocol::header::{
+    DeleteTopicRequestHeader, GetConsumeStatsRequestHeader, SendMessageRequestHeader,
+    SendMessageRequestHeaderV2,
+};
+use protocol::{RemotingCommand, RequestCode, ResponseCode};
+
+use super::collector::lag_of;
+use crate::broker::Broker;
+use crate::config::BrokerConfig;
+use crate::server::{Channel, Service};
+
+/// A broker on a fresh store, with its metrics in a registry of their own.
+fn broker(dir: &tempfile::TempDir) -> (Arc<Broker>, Registry) {
+    let broker = Broker::open(
+        BrokerConfig::default(),
+        store::StoreConfig::with_root(dir.path()),
+    )
+    .unwrap();
+    let registry = Registry::new();
+    super::register(&broker, &registry).unwrap();
+    (broker, registry)
+}
+
+async fn ask(broker: &Broker, request: RemotingCommand) -> RemotingCommand {
+    let (channel, _outbound) = Channel::detached(1);
+    let answer = broker.handle(request, &channel).await.unwrap();
+    assert_eq!(answer.code, ResponseCode::Success.as_i32(), "{answer:?}");
+    answer
+}
+
+/// Sends one message to queue 0 of `topic` with `properties`.
+async fn send(broker: &Broker, topic: &str, properties: &Properties) {
+    let header = SendMessageRequestHeaderV2::from(SendMessageRequestHeader {
+        producer_group: "producer".into(),
+        topic: topic.into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 4,
+        queue_id: 0,
+        born_timestamp: 1,
+        properties: Some(properties.encode()),
+        ..SendMessageRequestHeader::default()
+    });
+    ask(
+        broker,
+        RemotingCommand::request(RequestCode::SendMessageV2, &header).with_body("m"),
+    )
+    .await;
+}
+
+/// The value of the one series of `name` whose labels include `labels`.
+fn value(families: &[MetricFamily], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let family = families.iter().find(|f| f.name() == name)?;
+    let series = family.get_metric().iter().find(|m| {
+        labels.iter().all(|(key, value)| {
+            m.get_label()
+                .iter()
+                .any(|l| l.name() == *key && l.value() == *value)
+        })
+    })?;
+    Some(
+        if family.get_field_type() == prometheus::proto::MetricType::COUNTER {
+            series.get_counter().get_value()
+        } else {
+            series.get_gauge().get_value()
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lag_is_what_get_consume_stats_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, registry) = broker(&dir);
+    for _ in 0..5 {
+        send(&broker, "Orders", &Properties::new()).await;
+    }
+    broker.offsets.commit("Orders", "g", 0, 2);
+
+    let request = RemotingCommand::request(
+        RequestCode::GetConsumeStats,
+        &GetConsumeStatsRequestHeader {
+            consumer_group: "g".into(),
+            topic: Some("Orders".into()),
+            topic_list: None,
+        },
+    );
+    let stats: ConsumeStats = body::from_json(&ask(&broker, request).await.body).unwrap();
+    let lag = lag_of(&broker, "g", "Orders", None).unwrap();
+    assert_eq!(lag.messages, stats.total_diff());
+    assert_eq!(lag.messages, 3);
+    assert_eq!(
+        lag.oldest_uncommitted,
+        broker.store.store_timestamp_at("Orders", 0, 2)
+    );
+    assert_eq!(lag_of(&broker, "g", "Missing", None), None);
+
+    let families = registry.gather();
+    let series = [("topic", "Orders"), ("consumer_group", "g")];
+    assert_eq!(
+        value(&families, "rocketmq_consumer_lag_messages", &series),
+        Some(3.0)
+    );
+    assert!(value(&families, "rocketmq_consumer_lag_latency", &series).unwrap() >= 0.0);
+    assert_eq!(
+        value(
+            &families,
+            "rocketmq_messages_in_total",
+            &[("topic", "Orders")]
+        ),
+        Some(5.0)
+    );
+    assert_eq!(
+        value(&families, "rocketmq_broker_permission", &[]),
+        Some(6.0)
+    );
+    assert_eq!(value(&families, "rocketry_broker_writable", &[]), Some(1.0));
+    assert_eq!(
+        value(&families, "rocketry_store_write_fenced", &[]),
+        Some(0.0)
+    );
+    broker.begin_shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delayed_message_counts_under_its_own_topic_as_delay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, registry) = broker(&dir);
+    let mut delayed = Properties::new();
+    delayed.insert(property::DELAY, "3");
+    send(&broker, "Later", &delayed).await;
+    let mut ordered = Properties::new();
+    ordered.insert(property::SHARDING_KEY, "k");
+    send(&broker, "Later", &ordered).await;
+    let families = registry.gather();
+    let count = |kind: &str| {
+        value(
+            &families,
+            "rocketmq_messages_in_total",
+            &[("topic", "Later"), ("message_type", kind)],
+        )
+    };
+    assert_eq!(count("delay"), Some(1.0));
+    assert_eq!(count("fifo"), Some(1.0));
+    assert_eq!(count("normal"), None);
+    broker.begin_shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_topic_leaves_no_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, registry) = broker(&dir);
+    send(&broker, "Gone", &Properties::new()).await;
+    broker.offsets.commit("Gone", "g", 0, 0);
+    broker.metrics.record_out("Gone", "g", 1, 100);
+    let families = registry.gather();
+    assert!(value(
+        &families,
+        "rocketmq_messages_out_total",
+        &[("topic", "Gone")]
+    )
+    .is_some());
+    assert!(value(
+        &families,
+        "rocketmq_consumer_lag_messages",
+        &[("topic", "Gone")]
+    )
+    .is_some());
+
+    let request = RemotingCommand::request(
+        RequestCode::DeleteTopicInBroker,
+        &DeleteTopicRequestHeader {
+            topic: "Gone".into(),
+        },
+    );
+    ask(&broker, request).await;
+    let families = registry.gather();
+    for name in [
+        "rocketmq_messages_in_total",
+        "rocketmq_messages_out_total",
+        "rocketmq_consumer_lag_messages",
+    ] {
+        assert_eq!(value(&families, name, &[("topic", "Gone")]), None, "{name}");
+    }
+    broker.begin_shutdown();
+}

@@ -1,0 +1,265 @@
+//! The broker's metrics under Apache RocketMQ 5.x's names (BrokerMetricsConstant): what
+//! the send, pull and dead-letter paths count as they go, here; what is read from the
+//! broker's state when Prometheus scrapes, in [`collector`].
+
+mod collector;
+#[cfg(test)]
+mod collector_test;
+
+use std::sync::{Arc, Weak};
+
+use message::property;
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use store::{AppendResult, PutMessage};
+
+use crate::broker::schedule::SCHEDULE_TOPIC;
+use crate::broker::Broker;
+use crate::config::BrokerConfig;
+use crate::metrics::{valid, Node, RpcLatency, SeriesCap};
+
+/// Apache's message size buckets (BrokerMetricsManager): 1 KB, 4 KB, 512 KB, 1 MB, 2 MB,
+/// 4 MB, in bytes.
+const MESSAGE_SIZE_BUCKETS: [f64; 6] = [
+    1024.0,
+    4.0 * 1024.0,
+    512.0 * 1024.0,
+    1024.0 * 1024.0,
+    2.0 * 1024.0 * 1024.0,
+    4.0 * 1024.0 * 1024.0,
+];
+
+/// Flush latency buckets in milliseconds: Apache's RPC buckets, since a SYNC_FLUSH send
+/// waits for its flush and the two are read side by side.
+const FLUSH_LATENCY_BUCKETS_MS: [f64; 9] =
+    [1.0, 3.0, 5.0, 7.0, 10.0, 100.0, 1000.0, 2000.0, 3000.0];
+
+/// Apache's `message_type` label values (TopicMessageType, lowercased).
+const MESSAGE_TYPES: [&str; 4] = ["normal", "fifo", "delay", "transaction"];
+
+pub struct BrokerMetrics {
+    node: Node,
+    messages_in: IntCounterVec,
+    throughput_in: IntCounterVec,
+    message_size: HistogramVec,
+    messages_out: IntCounterVec,
+    throughput_out: IntCounterVec,
+    send_to_dlq: IntCounterVec,
+    flush_latency: Histogram,
+    held_pulls: IntGauge,
+    pub(crate) rpc: RpcLatency,
+    series: SeriesCap,
+}
+
+fn counter(node: &Node, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    valid(IntCounterVec::new(
+        Opts::new(name, help).const_labels(node.const_labels()),
+        labels,
+    ))
+}
+
+/// Apache's TopicMessageType.parseFromMessageProperty: a prepared transaction, then any
+/// delay, then a sharding key (FIFO); anything else is normal.
+fn message_type(put: &PutMessage) -> &'static str {
+    let properties = &put.message.properties;
+    if properties.get(property::TRAN_MSG) == Some("true") {
+        "transaction"
+    } else if [
+        property::DELAY,
+        property::TIMER_DELIVER_MS,
+        property::TIMER_DELAY_SEC,
+        property::TIMER_DELAY_MS,
+    ]
+    .iter()
+    .any(|name| properties.get(name).is_some())
+    {
+        "delay"
+    } else if properties.get(property::SHARDING_KEY).is_some() {
+        "fifo"
+    } else {
+        "normal"
+    }
+}
+
+/// The topic a producer sent to: a delayed message waits in the schedule topic and names
+/// its own in REAL_TOPIC.
+fn sent_topic(put: &PutMessage) -> &str {
+    match put.message.properties.get(property::REAL_TOPIC) {
+        Some(real) if put.message.topic == SCHEDULE_TOPIC => real,
+        _ => &put.message.topic,
+    }
+}
+
+impl BrokerMetrics {
+    pub fn new(config: &BrokerConfig) -> BrokerMetrics {
+        let node = Node::broker(&config.broker_cluster_name, &config.broker_name);
+        let in_labels = ["topic", "message_type"];
+        let out_labels = ["topic", "consumer_group"];
+        BrokerMetrics {
+            messages_in: counter(
+                &node,
+                "rocketmq_messages_in_total",
+                "Messages stored, by topic and message type.",
+                &in_labels,
+            ),
+            throughput_in: counter(
+                &node,
+                "rocketmq_throughput_in_total",
+                "Bytes stored (whole records), by topic and message type.",
+                &in_labels,
+            ),
+            message_size: valid(HistogramVec::new(
+                HistogramOpts::new(
+                    "rocketmq_message_size",
+                    "Size of each stored message (whole record), in bytes.",
+                )
+                .const_labels(node.const_labels())
+                .buckets(MESSAGE_SIZE_BUCKETS.to_vec()),
+                &in_labels,
+            )),
+            messages_out: counter(
+                &node,
+                "rocketmq_messages_out_total",
+                "Messages handed to consumers by pulls, by topic and consumer group.",
+                &out_labels,
+            ),
+            throughput_out: counter(
+                &node,
+                "rocketmq_throughput_out_total",
+                "Bytes handed to consumers by pulls, by topic and consumer group.",
+                &out_labels,
+            ),
+            send_to_dlq: counter(
+                &node,
+                "rocketmq_send_to_dlq_messages_total",
+                "Messages moved to a dead-letter queue, by original topic and consumer group.",
+                &out_labels,
+            ),
+            flush_latency: valid(Histogram::with_opts(
+                HistogramOpts::new(
+                    "rocketry_storage_flush_latency",
+                    "Time each CommitLog flush took, in milliseconds.",
+                )
+                .const_labels(node.const_labels())
+                .buckets(FLUSH_LATENCY_BUCKETS_MS.to_vec()),
+            )),
+            held_pulls: valid(IntGauge::with_opts(
+                Opts::new(
+                    "rocketry_pulls_held",
+                    "Pulls waiting for messages (long polling).",
+                )
+                .const_labels(node.const_labels()),
+            )),
+            rpc: RpcLatency::new(&node),
+            series: SeriesCap::new(config.metrics_max_topic_group_series, &node),
+            node,
+        }
+    }
+
+    /// Registers every broker metric, and the collector that reads `broker` at scrape time.
+    pub fn register(&self, registry: &Registry, broker: Weak<Broker>) -> prometheus::Result<()> {
+        for metric in [
+            Box::new(self.messages_in.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(self.throughput_in.clone()),
+            Box::new(self.message_size.clone()),
+            Box::new(self.messages_out.clone()),
+            Box::new(self.throughput_out.clone()),
+            Box::new(self.send_to_dlq.clone()),
+            Box::new(self.flush_latency.clone()),
+            Box::new(self.held_pulls.clone()),
+            Box::new(collector::BrokerCollector::new(broker, self.node.clone())),
+        ] {
+            registry.register(metric)?;
+        }
+        self.rpc.register(registry)?;
+        self.series.register(registry)
+    }
+
+    /// Messages the store accepted: `appended` holds one entry per `puts` entry.
+    pub fn record_in(&self, puts: &[PutMessage], appended: &AppendResult) {
+        for (put, stored) in puts.iter().zip(&appended.messages) {
+            let labels = [sent_topic(put), message_type(put)];
+            self.messages_in.with_label_values(&labels).inc();
+            self.throughput_in
+                .with_label_values(&labels)
+                .inc_by(stored.size as u64);
+            self.message_size
+                .with_label_values(&labels)
+                .observe(stored.size as f64);
+        }
+    }
+
+    /// A pull handed `count` messages of `bytes` to `group`.
+    pub fn record_out(&self, topic: &str, group: &str, count: usize, bytes: usize) {
+        if count == 0 || !self.series.admit(topic, group) {
+            return;
+        }
+        let labels = [topic, group];
+        self.messages_out
+            .with_label_values(&labels)
+            .inc_by(count as u64);
+        self.throughput_out
+            .with_label_values(&labels)
+            .inc_by(bytes as u64);
+    }
+
+    /// A message of `topic` consumed by `group` went to the group's dead-letter queue.
+    pub fn record_dead_letter(&self, topic: &str, group: &str) {
+        if self.series.admit(topic, group) {
+            self.send_to_dlq.with_label_values(&[topic, group]).inc();
+        }
+    }
+
+    /// Counts a pull as held until the guard drops, however its wait ends.
+    pub fn pull_held(&self) -> HeldPull {
+        self.held_pulls.inc();
+        HeldPull(self.held_pulls.clone())
+    }
+
+    /// A deleted topic leaves no series behind.
+    pub fn forget_topic(&self, topic: &str) {
+        for message_type in MESSAGE_TYPES {
+            let labels = [topic, message_type];
+            let _ = self.messages_in.remove_label_values(&labels);
+            let _ = self.throughput_in.remove_label_values(&labels);
+            let _ = self.message_size.remove_label_values(&labels);
+        }
+        for group in self.series.forget_topic(topic) {
+            self.forget_pair(topic, &group);
+        }
+    }
+
+    /// A deleted group leaves no series behind.
+    pub fn forget_group(&self, group: &str) {
+        for topic in self.series.forget_group(group) {
+            self.forget_pair(&topic, group);
+        }
+    }
+
+    fn forget_pair(&self, topic: &str, group: &str) {
+        let labels = [topic, group];
+        let _ = self.messages_out.remove_label_values(&labels);
+        let _ = self.throughput_out.remove_label_values(&labels);
+        let _ = self.send_to_dlq.remove_label_values(&labels);
+    }
+}
+
+/// See [`BrokerMetrics::pull_held`].
+pub struct HeldPull(IntGauge);
+
+impl Drop for HeldPull {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Registers `broker`'s metrics and feeds the store's flush timings into them.
+pub fn register(broker: &Arc<Broker>, registry: &Registry) -> prometheus::Result<()> {
+    broker.metrics.register(registry, Arc::downgrade(broker))?;
+    // The histogram alone, not the broker: the flush thread must never hold the last
+    // reference to the broker that owns its store.
+    let flush_latency = broker.metrics.flush_latency.clone();
+    broker
+        .store
+        .set_flush_listener(move |took| flush_latency.observe(took.as_secs_f64() * 1000.0));
+    Ok(())
+}
