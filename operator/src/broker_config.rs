@@ -39,6 +39,11 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "serverChannelMaxIdleTimeSeconds",
     "serverFrameTimeoutSeconds",
     "serverFirstFrameMaxBytes",
+    // Metrics (docs/observability.md)
+    "metricsExporterType",
+    "metricsPromExporterHost",
+    "metricsPromExporterPort",
+    "metricsMaxTopicGroupSeries",
     // Store
     "storePathRootDir",
     "mappedFileSizeCommitLog",
@@ -77,10 +82,16 @@ pub const MANAGED_KEYS: &[&str] = &[
     "brokerIP1",
     "storePathRootDir",
     "flushDiskType",
+    // Left at its default, METRICS_PORT: the pod's named port and scrape annotation say 5557.
+    "metricsPromExporterPort",
 ];
 
 /// The port brokers listen on, RocketMQ's default.
 pub const BROKER_PORT: i32 = 10911;
+/// The port of a broker's `/metrics`, Apache's default (`metricsPromExporterPort`).
+pub const METRICS_PORT: i32 = 5557;
+/// The port of a name server's `/metrics`, Rocketry's default.
+pub const NAME_SERVER_METRICS_PORT: i32 = 5558;
 /// The port name servers listen on, RocketMQ's default.
 pub const NAME_SERVER_PORT: i32 = 9876;
 /// The port of the Raft (DLedger) replication between the brokers of a group, RocketMQ's default.

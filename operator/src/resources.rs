@@ -27,7 +27,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
 use crate::broker_config::{
-    self, BrokerIdentity, BROKER_PORT, NAME_SERVER_PORT, RAFT_PORT, STORE_PATH,
+    self, BrokerIdentity, BROKER_PORT, METRICS_PORT, NAME_SERVER_METRICS_PORT, NAME_SERVER_PORT,
+    RAFT_PORT, STORE_PATH,
 };
 use crate::crd::{ReclaimPolicy, RocketCluster};
 
@@ -228,7 +229,10 @@ pub fn name_server(cluster: &RocketCluster) -> (StatefulSet, Service, Service) {
     let name = name_server_name(cluster);
     let component = "namesrv";
     let mut main = container(cluster, "namesrv", vec!["namesrv".to_string()]);
-    main.ports = Some(vec![container_port("namesrv", NAME_SERVER_PORT)]);
+    main.ports = Some(vec![
+        container_port("namesrv", NAME_SERVER_PORT),
+        container_port("metrics", NAME_SERVER_METRICS_PORT),
+    ]);
     main.readiness_probe = Some(tcp_probe("namesrv"));
     main.resources = cluster.spec.name_server.resources.clone();
     let stateful_set = StatefulSet {
@@ -319,7 +323,10 @@ pub fn broker_group(cluster: &RocketCluster, index: i32) -> BrokerGroup {
         ..ConfigMap::default()
     };
 
-    let mut ports = vec![container_port("broker", BROKER_PORT)];
+    let mut ports = vec![
+        container_port("broker", BROKER_PORT),
+        container_port("metrics", METRICS_PORT),
+    ];
     let mut service_ports = vec![port("broker", BROKER_PORT)];
     if raft {
         ports.push(container_port("raft", RAFT_PORT));
@@ -373,7 +380,8 @@ pub fn broker_group(cluster: &RocketCluster, index: i32) -> BrokerGroup {
     let mut extra_annotations = vec![(CONFIG_HASH_ANNOTATION, config_hash.clone())];
     if spec.metrics.enabled {
         extra_annotations.push(("prometheus.io/scrape", "true".to_string()));
-        extra_annotations.push(("prometheus.io/port", BROKER_PORT.to_string()));
+        extra_annotations.push(("prometheus.io/port", METRICS_PORT.to_string()));
+        extra_annotations.push(("prometheus.io/path", "/metrics".to_string()));
     }
     let retention = match spec.storage.reclaim_policy {
         ReclaimPolicy::Retain => "Retain",
@@ -551,6 +559,30 @@ mod tests {
             (owner.kind.as_str(), owner.controller),
             ("RocketCluster", Some(true))
         );
+    }
+
+    // The annotations named the remoting port 10911, so every annotation-based scrape
+    // of a broker failed (issue 14).
+    #[test]
+    fn metrics_annotations_name_the_metrics_port() {
+        let mut cluster = cluster(1);
+        cluster.spec.metrics.enabled = true;
+        let group = broker_group(&cluster, 0);
+        let template = &group.stateful_set.spec.template;
+        let annotations = template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap();
+        assert_eq!(annotations["prometheus.io/port"], "5557");
+        assert_eq!(annotations["prometheus.io/path"], "/metrics");
+        let container = &template.spec.as_ref().unwrap().containers[0];
+        let ports = container.ports.as_ref().unwrap();
+        assert!(ports
+            .iter()
+            .any(|p| p.name.as_deref() == Some("metrics") && p.container_port == 5557));
     }
 
     #[test]
