@@ -19,8 +19,8 @@ pub fn queue(broker: &Broker, topic: &str, queue_id: i32) -> MessageQueue {
 }
 
 /// One queue as a group sees it: the queue's max offset, the group's committed offset (0
-/// when none) and the store time of the last message the group consumed, as Java's
-/// `getConsumeStats`.
+/// when none), where its last pull left off (never below the committed offset) and the
+/// store time of the last message the group consumed, as Java 5.x's `getConsumeStats`.
 pub fn offsets_of(broker: &Broker, group: &str, topic: &str, queue_id: i32) -> OffsetWrapper {
     let store = &broker.store;
     let broker_offset = store.max_offset(topic, queue_id).max(0);
@@ -36,10 +36,16 @@ pub fn offsets_of(broker: &Broker, group: &str, topic: &str, queue_id: i32) -> O
     } else {
         0
     };
+    let pull_offset = broker
+        .offsets
+        .query_pulled(topic, group, queue_id)
+        .map_or(consumer_offset, |pulled| {
+            pulled.clamp(consumer_offset, broker_offset.max(consumer_offset))
+        });
     OffsetWrapper {
         broker_offset,
         consumer_offset,
-        pull_offset: consumer_offset,
+        pull_offset,
         last_timestamp,
     }
 }

@@ -1,7 +1,7 @@
 //! Committed consumer offsets of clustering consumers, per `topic@group` and queue,
 //! kept in memory and persisted to `config/consumerOffset.json` periodically and at stop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use parking_lot::Mutex;
@@ -21,6 +21,10 @@ struct OffsetFile {
 pub struct ConsumerOffsets {
     file: StateFile,
     table: Mutex<OffsetFile>,
+    /// `topic@group` -> queue id -> next offset the group's last pull asked the broker to
+    /// continue from (Apache 5.x's pull offset table). Kept in memory only: after a restart
+    /// the committed offset stands in for it until the next pull.
+    pulled: Mutex<HashMap<String, HashMap<i32, i64>>>,
 }
 
 fn key(topic: &str, group: &str) -> String {
@@ -32,6 +36,7 @@ impl ConsumerOffsets {
         let file = StateFile::new(path);
         Ok(ConsumerOffsets {
             table: Mutex::new(file.load()?.unwrap_or_default()),
+            pulled: Mutex::new(HashMap::new()),
             file,
         })
     }
@@ -50,6 +55,25 @@ impl ConsumerOffsets {
         self.table
             .lock()
             .offset_table
+            .get(&key(topic, group))?
+            .get(&queue_id)
+            .copied()
+    }
+
+    /// A pull of `group` answered up to `next_offset` (the offset it continues from).
+    pub fn pulled(&self, topic: &str, group: &str, queue_id: i32, next_offset: i64) {
+        self.pulled
+            .lock()
+            .entry(key(topic, group))
+            .or_default()
+            .insert(queue_id, next_offset);
+    }
+
+    /// Where the group's last pull of the queue left off; `None` when it never pulled it
+    /// since the broker started.
+    pub fn query_pulled(&self, topic: &str, group: &str, queue_id: i32) -> Option<i64> {
+        self.pulled
+            .lock()
             .get(&key(topic, group))?
             .get(&queue_id)
             .copied()
@@ -103,6 +127,7 @@ impl ConsumerOffsets {
         let mut table = self.table.lock();
         table.offset_table.retain(|k, _| !k.ends_with(&suffix));
         self.file.note_change();
+        self.pulled.lock().retain(|k, _| !k.ends_with(&suffix));
     }
 
     pub fn remove_topic(&self, topic: &str) {
@@ -110,6 +135,7 @@ impl ConsumerOffsets {
         let mut table = self.table.lock();
         table.offset_table.retain(|k, _| !k.starts_with(&prefix));
         self.file.note_change();
+        self.pulled.lock().retain(|k, _| !k.starts_with(&prefix));
     }
 
     /// Writes the file if anything changed since the last write. Commits go on meanwhile:
@@ -140,5 +166,18 @@ mod tests {
         assert_eq!(reopened.groups_of_topic("T"), vec!["g"]);
         let pair = |topic: &str| (topic.to_string(), "g".to_string());
         assert_eq!(reopened.pairs(), vec![pair("T"), pair("U")]);
+    }
+
+    #[test]
+    fn pull_offsets_go_with_their_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let offsets = ConsumerOffsets::open(dir.path().join("consumerOffset.json")).unwrap();
+        offsets.pulled("T", "g", 0, 9);
+        offsets.pulled("T", "h", 0, 4);
+        assert_eq!(offsets.query_pulled("T", "g", 0), Some(9));
+        offsets.remove_group("g");
+        assert_eq!(offsets.query_pulled("T", "g", 0), None);
+        offsets.remove_topic("T");
+        assert_eq!(offsets.query_pulled("T", "h", 0), None);
     }
 }

@@ -1,11 +1,12 @@
-//! Gauge families written at scrape time by a collector, labelled as the prometheus crate
-//! labels its own metrics (label names sorted), so they merge with registered metrics.
+//! Gauge and counter families written at scrape time by a collector, labelled as the
+//! prometheus crate labels its own metrics (label names sorted), so they merge with
+//! registered metrics.
 
-use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 
 use super::Node;
 
-/// One gauge family, filled series by series while a collector walks the broker's state.
+/// One family, filled series by series while a collector walks the broker's state.
 pub struct Family {
     family: MetricFamily,
     series: Vec<Metric>,
@@ -13,10 +14,18 @@ pub struct Family {
 
 impl Family {
     pub fn gauge(name: &str, help: &str) -> Family {
+        Family::of(MetricType::GAUGE, name, help)
+    }
+
+    pub fn counter(name: &str, help: &str) -> Family {
+        Family::of(MetricType::COUNTER, name, help)
+    }
+
+    fn of(kind: MetricType, name: &str, help: &str) -> Family {
         let mut family = MetricFamily::default();
         family.set_name(name.to_string());
         family.set_help(help.to_string());
-        family.set_field_type(MetricType::GAUGE);
+        family.set_field_type(kind);
         Family {
             family,
             series: Vec::new(),
@@ -37,10 +46,16 @@ impl Family {
             })
             .collect();
         pairs.sort_by(|a, b| a.name().cmp(b.name()));
-        let mut gauge = Gauge::default();
-        gauge.set_value(value);
-        let mut metric = Metric::from_gauge(gauge);
-        metric.set_label(pairs);
+        let mut metric = Metric::from_label(pairs);
+        if self.family.get_field_type() == MetricType::COUNTER {
+            let mut counter = Counter::default();
+            counter.set_value(value);
+            metric.set_counter(counter);
+        } else {
+            let mut gauge = Gauge::default();
+            gauge.set_value(value);
+            metric.set_gauge(gauge);
+        }
         self.series.push(metric);
     }
 

@@ -2,15 +2,13 @@
 //! consumer group is whatever name a client sends: without a cap, a client that invents
 //! groups would grow every per-group metric, and Prometheus with it. Pairs are admitted
 //! first come, first served until the cap, and stay until their topic or group is deleted;
-//! a pair refused is counted in `rocketry_metrics_series_dropped_total`.
+//! a pair refused is counted (the broker exports the count as
+//! `rocketry_metrics_series_dropped_total`).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::RwLock;
-use prometheus::{IntCounter, Opts, Registry};
-
-use super::{valid, Node};
 
 pub struct SeriesCap {
     limit: usize,
@@ -20,27 +18,19 @@ pub struct SeriesCap {
     /// Pairs in `admitted`, changed only under its write lock; read without it so a client
     /// past the cap never takes the write lock.
     count: AtomicUsize,
-    dropped: IntCounter,
+    /// Refusals since start; the broker's collector reads it after its lag series, so a
+    /// scrape includes its own refusals.
+    dropped: AtomicU64,
 }
 
 impl SeriesCap {
-    pub fn new(limit: usize, node: &Node) -> SeriesCap {
+    pub fn new(limit: usize) -> SeriesCap {
         SeriesCap {
             limit,
             admitted: RwLock::new(HashMap::new()),
             count: AtomicUsize::new(0),
-            dropped: valid(IntCounter::with_opts(
-                Opts::new(
-                    "rocketry_metrics_series_dropped_total",
-                    "Topic and consumer group series left out because metricsMaxTopicGroupSeries was reached, counted each time one was refused.",
-                )
-                .const_labels(node.const_labels()),
-            )),
+            dropped: AtomicU64::new(0),
         }
-    }
-
-    pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
-        registry.register(Box::new(self.dropped.clone()))
     }
 
     /// Whether series for `topic` and `group` may be written: already admitted, or admitted
@@ -67,7 +57,7 @@ impl SeriesCap {
                 return true;
             }
         }
-        self.dropped.inc();
+        self.dropped.fetch_add(1, Ordering::Relaxed);
         false
     }
 
@@ -94,8 +84,9 @@ impl SeriesCap {
         topics
     }
 
+    /// Pairs refused since start, each time one was refused.
     pub fn dropped(&self) -> u64 {
-        self.dropped.get()
+        self.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -105,7 +96,7 @@ mod tests {
 
     #[test]
     fn the_cap_holds_and_deleting_frees_room() {
-        let cap = SeriesCap::new(2, &Node::broker("C", "b"));
+        let cap = SeriesCap::new(2);
         assert!(cap.admit("T", "g1"));
         assert!(cap.admit("T", "g2"));
         assert!(cap.admit("T", "g1"), "admitted pairs stay admitted");

@@ -103,7 +103,7 @@ pub struct OffsetWrapper {
     /// The group's committed offset.
     #[serde(default, deserialize_with = "lenient::i64")]
     pub consumer_offset: i64,
-    /// 5.x: the offset the group last pulled from; Rocketry reports the committed offset.
+    /// 5.x: where the group's last pull left off (the committed offset until it pulls).
     #[serde(default, deserialize_with = "lenient::i64")]
     pub pull_offset: i64,
     /// Store time of the message just before the committed offset; 0 when none.

@@ -40,6 +40,13 @@ impl Collector for BrokerCollector {
         };
         let now = crate::broker::processor::admin::now_millis();
         let mut families = lag(&broker, &self.node, now);
+        // After the lag series, so this scrape's refusals are in it.
+        let mut dropped = Family::counter(
+            "rocketry_metrics_series_dropped_total",
+            "Topic and consumer group series left out because metricsMaxTopicGroupSeries was reached, counted each time one was refused.",
+        );
+        dropped.add(&self.node, &[], broker.metrics.series.dropped() as f64);
+        families.push(dropped.into_family());
         families.extend(store(&broker, &self.node, now));
         families.extend(connections(&broker, &self.node));
         families.extend(state(&broker, &self.node));

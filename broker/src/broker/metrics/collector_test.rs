@@ -81,6 +81,7 @@ async fn lag_is_what_get_consume_stats_reports() {
         send(&broker, "Orders", &Properties::new()).await;
     }
     broker.offsets.commit("Orders", "g", 0, 2);
+    broker.offsets.pulled("Orders", "g", 0, 4);
 
     let request = RemotingCommand::request(
         RequestCode::GetConsumeStats,
@@ -94,9 +95,16 @@ async fn lag_is_what_get_consume_stats_reports() {
     let lag = lag_of(&broker, "g", "Orders", None).unwrap();
     assert_eq!(lag.messages, stats.total_diff());
     assert_eq!(lag.messages, 3);
+    let pulled: i64 = stats.offset_table.values().map(|w| w.pull_offset).sum();
+    assert_eq!(pulled, 4);
+    assert_eq!((lag.ready, lag.inflight), (1, 2));
     assert_eq!(
         lag.oldest_uncommitted,
         broker.store.store_timestamp_at("Orders", 0, 2)
+    );
+    assert_eq!(
+        lag.oldest_ready,
+        broker.store.store_timestamp_at("Orders", 0, 4)
     );
     assert_eq!(lag_of(&broker, "g", "Missing", None), None);
 
@@ -107,6 +115,14 @@ async fn lag_is_what_get_consume_stats_reports() {
         Some(3.0)
     );
     assert!(value(&families, "rocketmq_consumer_lag_latency", &series).unwrap() >= 0.0);
+    assert_eq!(
+        value(&families, "rocketmq_consumer_inflight_messages", &series),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&families, "rocketmq_consumer_ready_messages", &series),
+        Some(1.0)
+    );
     assert_eq!(
         value(
             &families,

@@ -150,7 +150,7 @@ impl BrokerMetrics {
                 .const_labels(node.const_labels()),
             )),
             rpc: RpcLatency::new(&node),
-            series: SeriesCap::new(config.metrics_max_topic_group_series, &node),
+            series: SeriesCap::new(config.metrics_max_topic_group_series),
             node,
         }
     }
@@ -170,8 +170,7 @@ impl BrokerMetrics {
         ] {
             registry.register(metric)?;
         }
-        self.rpc.register(registry)?;
-        self.series.register(registry)
+        self.rpc.register(registry)
     }
 
     /// Messages the store accepted: `appended` holds one entry per `puts` entry.

@@ -105,6 +105,14 @@ pub async fn process(broker: &Broker, request: &RemotingCommand) -> RemotingComm
         }
         result = read(broker, &header, &filter);
     }
+    if !result.messages.is_empty() {
+        broker.offsets.pulled(
+            &header.topic,
+            &header.consumer_group,
+            header.queue_id,
+            result.next_begin_offset,
+        );
+    }
     broker.stats.record_get(result.messages.len());
     broker.metrics.record_out(
         &header.topic,
