@@ -252,29 +252,29 @@ fn resolve_ip(host: &str) -> IpAddr {
     IpAddr::V4(Ipv4Addr::LOCALHOST)
 }
 
-impl Service for Broker {
-    async fn handle(&self, request: RemotingCommand, channel: &Channel) -> Option<RemotingCommand> {
+impl Broker {
+    /// The answer to one request, from the processor of its code.
+    async fn answer(&self, request: &RemotingCommand, channel: &Channel) -> RemotingCommand {
         let Some(code) = RequestCode::from_i32(request.code) else {
-            return Some(not_supported(&request));
+            return not_supported(request);
         };
         use RequestCode::*;
-        let started = Instant::now();
-        let response = match code {
+        match code {
             SendMessage | SendMessageV2 | SendBatchMessage => {
-                processor::send::process(self, &request, channel).await
+                processor::send::process(self, request, channel).await
             }
-            PullMessage | LitePullMessage => processor::pull::process(self, &request).await,
+            PullMessage | LitePullMessage => processor::pull::process(self, request).await,
             QueryConsumerOffset
             | UpdateConsumerOffset
             | GetMaxOffset
             | GetMinOffset
             | SearchOffsetByTimestamp
-            | GetEarliestMsgStoretime => processor::offset::process(self, code, &request),
+            | GetEarliestMsgStoretime => processor::offset::process(self, code, request),
             HeartBeat | UnregisterClient | GetConsumerListByGroup | CheckClientConfig => {
-                processor::client::process(self, code, &request, channel).await
+                processor::client::process(self, code, request, channel).await
             }
-            ConsumerSendMsgBack => processor::send_back::process(self, &request).await,
-            LockBatchMq | UnlockBatchMq => processor::lock::process(self, code, &request),
+            ConsumerSendMsgBack => processor::send_back::process(self, request).await,
+            LockBatchMq | UnlockBatchMq => processor::lock::process(self, code, request),
             UpdateAndCreateTopic
             | DeleteTopicInBroker
             | GetAllTopicConfig
@@ -294,9 +294,16 @@ impl Service for Broker {
             | GetBrokerConfig
             | UpdateBrokerConfig
             | ViewMessageById
-            | QueryMessage => processor::admin::process(self, code, &request),
-            _ => not_supported(&request),
-        };
+            | QueryMessage => processor::admin::process(self, code, request),
+            _ => not_supported(request),
+        }
+    }
+}
+
+impl Service for Broker {
+    async fn handle(&self, request: RemotingCommand, channel: &Channel) -> Option<RemotingCommand> {
+        let started = Instant::now();
+        let response = self.answer(&request, channel).await;
         self.metrics
             .rpc
             .observe(request.code, response.code, started.elapsed());

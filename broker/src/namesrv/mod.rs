@@ -381,14 +381,14 @@ pub(crate) fn not_supported(request: &RemotingCommand) -> RemotingCommand {
     )
 }
 
-impl Service for Namesrv {
-    async fn handle(&self, request: RemotingCommand, channel: &Channel) -> Option<RemotingCommand> {
+impl Namesrv {
+    /// The answer to one request, from the processor of its code.
+    async fn answer(&self, request: &RemotingCommand, channel: &Channel) -> RemotingCommand {
         let Some(code) = RequestCode::from_i32(request.code) else {
-            return Some(not_supported(&request));
+            return not_supported(request);
         };
-        let started = Instant::now();
-        let response = match code {
-            RequestCode::RegisterBroker => self.register(&request, channel),
+        match code {
+            RequestCode::RegisterBroker => self.register(request, channel),
             RequestCode::UnregisterBroker => {
                 match request.decode_header::<UnregisterBrokerRequestHeader>() {
                     Ok(h) => {
@@ -398,24 +398,24 @@ impl Service for Namesrv {
                             h.broker_id.max(0) as u64,
                         );
                         info!(broker = %h.broker_name, addr = %h.broker_addr, "broker unregistered");
-                        RemotingCommand::response_to(&request, ResponseCode::Success, None)
+                        RemotingCommand::response_to(request, ResponseCode::Success, None)
                     }
-                    Err(error) => invalid(&request, error),
+                    Err(error) => invalid(request, error),
                 }
             }
-            RequestCode::GetRouteinfoByTopic => self.route(&request),
-            RequestCode::GetBrokerClusterInfo => self.cluster_info(&request),
+            RequestCode::GetRouteinfoByTopic => self.route(request),
+            RequestCode::GetBrokerClusterInfo => self.cluster_info(request),
             RequestCode::GetAllTopicListFromNameserver => {
                 let topics = self.routes.lock().topic_names().cloned().collect();
-                self.topic_list(&request, topics)
+                self.topic_list(request, topics)
             }
             RequestCode::GetTopicsByCluster => {
                 match request.decode_header::<GetTopicsByClusterRequestHeader>() {
                     Ok(h) => {
                         let topics = self.routes.lock().topics_of_cluster(&h.cluster);
-                        self.topic_list(&request, topics)
+                        self.topic_list(request, topics)
                     }
-                    Err(error) => invalid(&request, error),
+                    Err(error) => invalid(request, error),
                 }
             }
             RequestCode::GetSystemTopicListFromNs => {
@@ -429,7 +429,7 @@ impl Service for Namesrv {
                     })
                     .collect();
                 drop(routes);
-                self.topic_list(&request, topics)
+                self.topic_list(request, topics)
             }
             RequestCode::DeleteTopicInNamesrv => {
                 match request.decode_header::<DeleteTopicFromNamesrvRequestHeader>() {
@@ -437,26 +437,33 @@ impl Service for Namesrv {
                         self.routes
                             .lock()
                             .delete_topic(&h.topic, h.cluster_name.as_deref());
-                        RemotingCommand::response_to(&request, ResponseCode::Success, None)
+                        RemotingCommand::response_to(request, ResponseCode::Success, None)
                     }
-                    Err(error) => invalid(&request, error),
+                    Err(error) => invalid(request, error),
                 }
             }
             // Rocketry brokers register in full every time, so the answer is always "changed".
             RequestCode::QueryDataVersion => {
-                RemotingCommand::response_to(&request, ResponseCode::Success, None)
+                RemotingCommand::response_to(request, ResponseCode::Success, None)
                     .with_header(&QueryDataVersionResponseHeader { changed: true })
             }
-            RequestCode::WipeWritePermOfBroker => self.write_perm(&request, true),
-            RequestCode::AddWritePermOfBroker => self.write_perm(&request, false),
-            RequestCode::GetNamesrvConfig => self.get_config(&request),
-            RequestCode::UpdateNamesrvConfig => self.update_config(&request),
+            RequestCode::WipeWritePermOfBroker => self.write_perm(request, true),
+            RequestCode::AddWritePermOfBroker => self.write_perm(request, false),
+            RequestCode::GetNamesrvConfig => self.get_config(request),
+            RequestCode::UpdateNamesrvConfig => self.update_config(request),
             RequestCode::PutKvConfig
             | RequestCode::GetKvConfig
             | RequestCode::DeleteKvConfig
-            | RequestCode::GetKvlistByNamespace => self.kv(&request, code),
-            _ => not_supported(&request),
-        };
+            | RequestCode::GetKvlistByNamespace => self.kv(request, code),
+            _ => not_supported(request),
+        }
+    }
+}
+
+impl Service for Namesrv {
+    async fn handle(&self, request: RemotingCommand, channel: &Channel) -> Option<RemotingCommand> {
+        let started = Instant::now();
+        let response = self.answer(&request, channel).await;
         self.rpc
             .observe(request.code, response.code, started.elapsed());
         Some(response)
