@@ -319,7 +319,7 @@ fn failed_messages_retry_then_land_in_the_dead_letter_queue() {
         .all(|d| d.topic == format!("%DLQ%{group}")));
 
     // An operator sends the dead letters back where they came from, once.
-    let resent = admin(&namesrv, &["message", "resend-dlq", "--group", &group]);
+    let resent = rocketry_admin(&namesrv, &["message", "resend-dlq", "--group", &group]);
     let rows = resent.as_array().expect("a JSON array of resent messages");
     // The three, and the warm-up message if the failing consumer saw it too.
     assert!((3..=4).contains(&rows.len()), "{resent}");
@@ -327,7 +327,7 @@ fn failed_messages_retry_then_land_in_the_dead_letter_queue() {
         rows.iter().all(|row| row["resent_to"] == topic.as_str()),
         "{resent}"
     );
-    let again = admin(&namesrv, &["message", "resend-dlq", "--group", &group]);
+    let again = rocketry_admin(&namesrv, &["message", "resend-dlq", "--group", &group]);
     assert_eq!(
         again.as_array().map(Vec::len),
         Some(0),
@@ -365,21 +365,6 @@ fn wait_for_members(rocketry: &Rocketry, group: &str, count: usize) {
         }
         panic!("{count} consumers of {group} never came online");
     });
-}
-
-/// `rocketry admin ... --output json`, parsed.
-fn admin(namesrv: &str, args: &[&str]) -> serde_json::Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_rocketry"))
-        .args(["admin", "-n", namesrv, "--output", "json"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "rocketry admin {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
 }
 
 /// Delay level 3 (10 s) arrives no earlier than 10 s after the send and within 1 s after

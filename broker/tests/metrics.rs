@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use protocol::header::{CreateTopicRequestHeader, UpdateConsumerOffsetRequestHeader};
@@ -27,21 +26,6 @@ fn scrape_until(rocketry: &Rocketry, what: &str, ready: impl Fn(&str) -> bool) -
         assert!(Instant::now() < deadline, "never {what}:\n{scrape}");
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-/// `rocketry admin ... --output json`, parsed.
-fn admin(namesrv: &str, args: &[&str]) -> serde_json::Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_rocketry"))
-        .args(["admin", "-n", namesrv, "--output", "json"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "rocketry admin {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
 }
 
 /// mqadmin's `Consume Diff Total` for the group. mqadmin exits 0 even when its RPC timed
@@ -125,13 +109,14 @@ fn a_known_backlog_reads_the_same_in_a_scrape_rocketry_admin_and_mqadmin() {
     // Both halves of the standalone process are on the one endpoint.
     assert!(scrape.contains(r#"node_type="nameserver""#), "{scrape}");
 
-    let lag = admin(
+    let lag = rocketry_admin(
         &namesrv,
         &["consumer", "lag", "--group", &group, "--topic", &topic],
     );
+    println!("rocketry admin consumer lag: {lag}");
     assert_eq!(lag[0]["topic"], topic.as_str(), "{lag}");
     assert_eq!(lag[0]["lag_messages"], PRODUCED - COMMITTED, "{lag}");
-    let lag = admin(&namesrv, &["consumer", "lag", "--group", &group]);
+    let lag = rocketry_admin(&namesrv, &["consumer", "lag", "--group", &group]);
     assert_eq!(
         lag.as_array()
             .unwrap()
@@ -142,10 +127,9 @@ fn a_known_backlog_reads_the_same_in_a_scrape_rocketry_admin_and_mqadmin() {
         "{lag}"
     );
 
-    assert_eq!(
-        mqadmin_diff_total(&namesrv, &group),
-        (PRODUCED - COMMITTED) as i64
-    );
+    let diff_total = mqadmin_diff_total(&namesrv, &group);
+    println!("mqadmin consumerProgress: Consume Diff Total: {diff_total}");
+    assert_eq!(diff_total, (PRODUCED - COMMITTED) as i64);
 }
 
 #[test]

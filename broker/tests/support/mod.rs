@@ -93,6 +93,21 @@ pub fn mqadmin(args: &[&str]) -> String {
     stdout
 }
 
+/// `rocketry admin ... --output json` of this build, parsed.
+pub fn rocketry_admin(namesrv: &str, args: &[&str]) -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_rocketry"))
+        .args(["admin", "-n", namesrv, "--output", "json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "rocketry admin {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 /// A name unique to this test run, so topics and groups never collide across runs.
 pub fn unique(prefix: &str) -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
