@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -17,22 +16,6 @@ use operator::RocketCluster;
 use support::*;
 
 const RELEASE_NAMESPACE: &str = "rocketry-system";
-
-/// Runs a verb of the Kubernetes peer script (helm, kubectl, kubernetes-validate) and returns stdout.
-fn peer(args: &[&str]) -> String {
-    let output = Command::new(repo_root().join("scripts/peers/kubernetes"))
-        .args(args)
-        .current_dir(repo_root())
-        .output()
-        .expect("runs scripts/peers/kubernetes");
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(
-        output.status.success(),
-        "{args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
 
 async fn service_account_client(admin: &Client, path: &std::path::PathBuf, name: &str) -> Client {
     let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), RELEASE_NAMESPACE);
@@ -120,7 +103,7 @@ async fn chart_lints_renders_valid_manifests_installs_and_its_rbac_suffices() {
     assert!(!validated.contains("ERROR"), "{validated}");
 
     let admin = admin_client(&path).await;
-    let _ = Command::new(repo_root().join("scripts/peers/kubernetes"))
+    let _ = std::process::Command::new(repo_root().join("scripts/peers/kubernetes"))
         .args([
             "helm",
             "uninstall",

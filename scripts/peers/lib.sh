@@ -55,6 +55,22 @@ wait_for_log() {
   done
 }
 
+# Installs the Debian packages among PACKAGES that are missing (the test ground runs as root).
+debian_packages() {
+  local missing=() p
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  command -v apt-get >/dev/null || die "${missing[*]} (Debian packages) are needed and apt-get is missing"
+  log "installing ${missing[*]} from Debian"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >"$ROCKETRY_CACHE/apt.log" 2>&1 \
+    || { tail -n 20 "$ROCKETRY_CACHE/apt.log" >&2; die "apt-get install failed"; }
+}
+
+# buildah with its storage in the cache, so base and built images are kept between runs.
+buildah_() {
+  buildah --root "$ROCKETRY_CACHE/buildah/storage" --runroot "$ROCKETRY_CACHE/run/buildah" --storage-driver vfs "$@"
+}
+
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # Copy the dependencies of a pom-only Maven project into DEST/lib, once per pom content.

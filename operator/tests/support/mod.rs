@@ -23,6 +23,23 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Runs a verb of the Kubernetes peer script (helm, kubectl, kubernetes-validate) and returns
+/// stdout, failing the test with its output when it fails.
+pub fn peer(args: &[&str]) -> String {
+    let output = std::process::Command::new(repo_root().join("scripts/peers/kubernetes"))
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("runs scripts/peers/kubernetes");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "{args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 /// The admin kubeconfig of the Kubernetes peer, if `scripts/test` started it.
 ///
 /// Tests that need the peer print `SKIPPED: <reason>` and return when it is absent, so a plain
