@@ -72,26 +72,38 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = context.client.clone();
-    let (clusters, sets) = match namespace {
-        Some(namespace) => (
-            Api::<RocketCluster>::namespaced(client.clone(), namespace),
-            Api::<StatefulSet>::namespaced(client, namespace),
-        ),
-        None => (Api::all(client.clone()), Api::all(client)),
-    };
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=rocketry-operator");
-    Controller::new(clusters, watcher::Config::default())
-        // A StatefulSet's status follows its pods, so watching the sets is enough to see a
-        // rolled pod become ready again.
-        .owns(sets, owned)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(error = %error, "controller event");
-            }
-        })
-        .await;
+    Controller::new(
+        scoped::<RocketCluster>(&client, namespace),
+        watcher::Config::default(),
+    )
+    // A StatefulSet's status follows its pods, so watching the sets is enough to see a
+    // rolled pod become ready again. The rest is watched so that drift (an edited
+    // ConfigMap, a deleted Service or PDB) is put right at once, not at the next resync.
+    .owns(scoped::<StatefulSet>(&client, namespace), owned.clone())
+    .owns(scoped::<ConfigMap>(&client, namespace), owned.clone())
+    .owns(scoped::<Service>(&client, namespace), owned.clone())
+    .owns(scoped::<PodDisruptionBudget>(&client, namespace), owned)
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, context)
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(error = %error, "controller event");
+        }
+    })
+    .await;
+}
+
+/// An Api over one namespace, or over every namespace when `None`.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
 }
 
 fn kube_error<'a>(

@@ -64,8 +64,14 @@ async fn main() -> anyhow::Result<()> {
         ready: ready.clone(),
     };
     let server = tokio::spawn(http::serve(listener, health, wait_for(stopped.clone())));
+    // SIGTERM is how the kubelet stops the pod; SIGINT is Ctrl-C at a terminal.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
         let _ = stop.send(true);
     });
 
@@ -102,7 +108,14 @@ async fn main() -> anyhow::Result<()> {
         Ok(())
     } else {
         tokio::select! {
-            _ = controller => Ok(()),
+            _ = controller => {
+                // Stopped on a signal: hand the lease to a standby now rather than after it
+                // expires.
+                if let Err(error) = lease.release().await {
+                    tracing::warn!(%error, "cannot release the leader lease");
+                }
+                Ok(())
+            }
             held = lease.hold() => {
                 // Exiting is the safe answer to a lost lease: another replica may already be
                 // reconciling, and the Deployment restarts this one as a standby.

@@ -677,5 +677,14 @@ async fn only_one_replica_holds_the_leader_lease() {
     let spec = lease.spec.unwrap();
     assert_eq!(spec.holder_identity.as_deref(), Some("second"));
     assert_eq!(spec.lease_transitions, Some(1));
+    // A holder that stops cleanly releases the lease: the standby takes it at once, well
+    // within the lease's duration.
+    first.release().await.unwrap();
+    assert!(
+        second.try_acquire_or_renew().await.unwrap(),
+        "a non-holder released it"
+    );
+    second.release().await.unwrap();
+    assert!(first.try_acquire_or_renew().await.unwrap());
     namespace.delete().await;
 }

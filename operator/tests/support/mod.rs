@@ -126,8 +126,13 @@ impl TestNamespace {
     pub async fn create(client: &Client, prefix: &str) -> Self {
         let name = format!("{prefix}-{}", std::process::id() % 100_000);
         let api: Api<Namespace> = Api::all(client.clone());
-        let namespace: Namespace =
-            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        // The apiserver's PodSecurity admission refuses any pod of the cluster that is not
+        // "restricted", so every test here also checks the pods the operator makes.
+        let namespace: Namespace = serde_json::from_value(serde_json::json!({"metadata": {
+            "name": name,
+            "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
+        }}))
+        .unwrap();
         if api.get_opt(&name).await.unwrap().is_some() {
             api.delete(&name, &DeleteParams::default()).await.unwrap();
             wait_for(Duration::from_secs(60), "an old namespace to go", || {
