@@ -293,3 +293,129 @@ fn the_broker_image_runs_on_the_real_node_and_keeps_its_messages_across_pods() {
 
     kubectl(&["delete", "namespace", &namespace, "--wait=false"]);
 }
+
+/// The chart's operator runs as a pod on the node (its ServiceAccount token, in-cluster
+/// config through the `kubernetes` Service, leader election), and a RocketCluster it makes in
+/// a namespace that enforces Pod Security "restricted" reaches Running and carries messages.
+#[test]
+fn the_charts_operator_runs_a_cluster_in_a_restricted_namespace() {
+    if kubeconfig().is_none() {
+        return;
+    }
+    let (broker_image, client_image) = images();
+    let tolerations =
+        r#"[{"key":"rocketry.dev/real-node","operator":"Exists","effect":"NoSchedule"}]"#;
+    let system = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: rocketry-system\n  labels: {pod-security.kubernetes.io/enforce: restricted}\n";
+    apply("default", system);
+    peer(&[
+        "helm",
+        "upgrade",
+        "--install",
+        "rocketry",
+        "charts/rocketry",
+        "--namespace",
+        "rocketry-system",
+        "--set",
+        "image.pullPolicy=Never",
+        "--set-json",
+        &format!("tolerations={tolerations}"),
+        "--wait",
+        "--timeout",
+        TIMEOUT,
+    ]);
+
+    let namespace = format!("e2e-{}", std::process::id() % 100_000);
+    kubectl(&[
+        "delete",
+        "namespace",
+        &namespace,
+        "--ignore-not-found",
+        "--wait",
+    ]);
+    apply(
+        "default",
+        &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n  labels: {{pod-security.kubernetes.io/enforce: restricted}}\n"),
+    );
+    apply(
+        &namespace,
+        &format!(
+            r#"
+apiVersion: rocketry.dev/v1alpha1
+kind: RocketCluster
+metadata: {{name: e2e}}
+spec:
+  image: {broker_image}
+  imagePullPolicy: Never
+  nameServer: {{replicas: 1}}
+  brokerGroups: 1
+  replicasPerGroup: 1
+  storage: {{size: 1Gi, reclaimPolicy: Delete}}
+  tolerations: {tolerations}
+"#
+        ),
+    );
+    let start = Instant::now();
+    loop {
+        let phase = kubectl(&[
+            "get",
+            "rocketcluster",
+            "e2e",
+            "-n",
+            &namespace,
+            "-o",
+            "jsonpath={.status.phase}",
+        ]);
+        if phase == "Running" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "cluster still {phase:?} after 300 s:\n{}\n{}",
+            kubectl(&["get", "pods,events", "-n", &namespace]),
+            kubectl(&[
+                "logs",
+                "-n",
+                "rocketry-system",
+                "deployment/rocketry",
+                "--tail=40"
+            ])
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let namesrv = kubectl(&[
+        "get",
+        "rocketcluster",
+        "e2e",
+        "-n",
+        &namespace,
+        "-o",
+        "jsonpath={.status.nameServerAddresses}",
+    ]);
+    println!("Running; name servers {namesrv}");
+    let run = format!("e2e{}", std::process::id());
+    let sent = client_pod(
+        &namespace,
+        &client_image,
+        "producer",
+        &[
+            "dev.rocketry.harness.Features".into(),
+            "produce".into(),
+            format!("namesrv={namesrv}"),
+            "topic=smoke".into(),
+            "count=1000".into(),
+            format!("run={run}"),
+        ],
+    );
+    assert_eq!(sent["sent"], 1000, "{sent}");
+    let got = consume(&namespace, &client_image, "consumer", &namesrv, &run);
+    assert_eq!(got["unique"], 1000, "{got}");
+
+    kubectl(&["delete", "namespace", &namespace, "--wait=false"]);
+    peer(&[
+        "helm",
+        "uninstall",
+        "rocketry",
+        "--namespace",
+        "rocketry-system",
+    ]);
+}

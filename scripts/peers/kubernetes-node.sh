@@ -103,7 +103,7 @@ TOML
   "cniVersion": "1.0.0",
   "name": "rocketry-testground",
   "plugins": [
-    {"type": "bridge", "bridge": "$NODE_BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+    {"type": "bridge", "bridge": "$NODE_BRIDGE", "isGateway": true, "isDefaultGateway": true, "ipMasq": false, "hairpinMode": true,
      "ipam": {"type": "host-local", "dataDir": "$node/cni-ipam", "ranges": [[{"subnet": "$POD_SUBNET", "gateway": "$NODE_IP"}]]}},
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
