@@ -202,10 +202,14 @@ impl FlushDiskType {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricsSpec {
-    /// Annotate broker pods for Prometheus scraping.
+    /// Annotate broker and name server pods with `prometheus.io/scrape`, `port` and `path` for
+    /// annotation-based scraping (leave off with the chart's PodMonitor, or each series is
+    /// scraped twice).
     #[serde(default)]
     pub enabled: bool,
-    /// Also create a ServiceMonitor (needs the Prometheus operator's CRDs).
+    /// Not acted on: install the chart with `monitoring.podMonitor.enabled` instead, whose
+    /// PodMonitor scrapes every cluster's brokers and name servers. Kept so that manifests
+    /// setting it still apply.
     #[serde(default)]
     pub service_monitor: bool,
 }

@@ -248,6 +248,19 @@ fn pod_annotations(
     (!annotations.is_empty()).then_some(annotations)
 }
 
+/// The `prometheus.io/*` annotations that annotation-based scrape configs follow to `port`,
+/// when the cluster asks for them.
+fn scrape_annotations(cluster: &RocketCluster, port: i32) -> Vec<(&'static str, String)> {
+    if !cluster.spec.metrics.enabled {
+        return Vec::new();
+    }
+    vec![
+        ("prometheus.io/scrape", "true".to_string()),
+        ("prometheus.io/port", port.to_string()),
+        ("prometheus.io/path", "/metrics".to_string()),
+    ]
+}
+
 /// The name server StatefulSet, its headless Service and its client Service.
 pub fn name_server(cluster: &RocketCluster) -> (StatefulSet, Service, Service) {
     let name = name_server_name(cluster);
@@ -272,7 +285,10 @@ pub fn name_server(cluster: &RocketCluster) -> (StatefulSet, Service, Service) {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels(cluster, component)),
-                    annotations: pod_annotations(cluster, &[]),
+                    annotations: pod_annotations(
+                        cluster,
+                        &scrape_annotations(cluster, NAME_SERVER_METRICS_PORT),
+                    ),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(pod_spec(cluster, vec![main], vec![], NAME_SERVER_GRACE)),
@@ -402,11 +418,7 @@ pub fn broker_group(cluster: &RocketCluster, index: i32) -> BrokerGroup {
         ..Volume::default()
     }];
     let mut extra_annotations = vec![(CONFIG_HASH_ANNOTATION, config_hash.clone())];
-    if spec.metrics.enabled {
-        extra_annotations.push(("prometheus.io/scrape", "true".to_string()));
-        extra_annotations.push(("prometheus.io/port", METRICS_PORT.to_string()));
-        extra_annotations.push(("prometheus.io/path", "/metrics".to_string()));
-    }
+    extra_annotations.extend(scrape_annotations(cluster, METRICS_PORT));
     let retention = match spec.storage.reclaim_policy {
         ReclaimPolicy::Retain => "Retain",
         ReclaimPolicy::Delete => "Delete",
@@ -642,6 +654,23 @@ mod tests {
                 .iter()
                 .all(|v| v.host_path.is_none()));
         }
+    }
+
+    // Name servers serve /metrics too (5558), but only broker pods were annotated, so an
+    // annotation-based scrape never saw them.
+    #[test]
+    fn metrics_annotations_name_the_name_servers_metrics_port_too() {
+        let mut cluster = cluster(1);
+        let annotations = |cluster: &RocketCluster| {
+            let (stateful_set, _, _) = name_server(cluster);
+            stateful_set.spec.template.metadata.unwrap().annotations
+        };
+        assert_eq!(annotations(&cluster), None);
+        cluster.spec.metrics.enabled = true;
+        let annotations = annotations(&cluster).unwrap();
+        assert_eq!(annotations["prometheus.io/scrape"], "true");
+        assert_eq!(annotations["prometheus.io/port"], "5558");
+        assert_eq!(annotations["prometheus.io/path"], "/metrics");
     }
 
     #[test]
