@@ -5,28 +5,12 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-
 use protocol::header::{CreateTopicRequestHeader, UpdateConsumerOffsetRequestHeader};
 use protocol::Client;
 use support::*;
 
-const PRODUCED: u64 = 1000;
-const COMMITTED: u64 = 400;
-
-/// Scrapes until `ready` accepts the scrape. Offsets reach the broker when a client
-/// persists them, not when it returns; 60 s is far past any client's persist interval.
-fn scrape_until(rocketry: &Rocketry, what: &str, ready: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let scrape = rocketry.scrape();
-        if ready(&scrape) {
-            return scrape;
-        }
-        assert!(Instant::now() < deadline, "never {what}:\n{scrape}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+const PRODUCED: u64 = KnownBacklog::PRODUCED;
+const COMMITTED: u64 = KnownBacklog::COMMITTED;
 
 /// mqadmin's `Consume Diff Total` for the group. mqadmin exits 0 even when its RPC timed
 /// out (two busy cores), so a run without the line is tried again.
@@ -49,37 +33,13 @@ fn mqadmin_diff_total(namesrv: &str, group: &str) -> i64 {
 fn a_known_backlog_reads_the_same_in_a_scrape_rocketry_admin_and_mqadmin() {
     let rocketry = Rocketry::standalone("");
     let namesrv = rocketry.namesrv.clone();
-    let topic = unique("backlog");
-    let group = unique("backlog_cg");
-    let run = unique("run");
-    produce("5.5.0", &namesrv, &topic, "sync", 0, PRODUCED, &run);
-    let consumed = java_client(
-        "5.5.0",
-        &[
-            "consume".into(),
-            format!("namesrv={namesrv}"),
-            format!("topic={topic}"),
-            format!("group={group}"),
-            "type=litePull".into(),
-            format!("expect={COMMITTED}"),
-            format!("max={COMMITTED}"),
-            format!("run={run}"),
-            "timeoutMs=120000".into(),
-        ],
-    );
-    assert_eq!(consumed["unique"], COMMITTED, "{consumed}");
-
-    let backlog = (PRODUCED - COMMITTED) as f64;
-    let series = [
-        ("topic", topic.as_str()),
-        ("consumer_group", group.as_str()),
-    ];
-    let scrape = scrape_until(&rocketry, "a lag of 600", |scrape| {
-        metric(scrape, "rocketmq_consumer_lag_messages", &series) == Some(backlog)
-    });
+    let backlog = KnownBacklog::make(&namesrv);
+    let (topic, group) = (backlog.topic.as_str(), backlog.group.as_str());
+    let series = backlog.series();
+    let scrape = backlog.scrape_when_committed(&rocketry);
     println!("scrape:\n{scrape}");
     assert_eq!(
-        metric(&scrape, "rocketmq_messages_in_total", &[("topic", &topic)]),
+        metric(&scrape, "rocketmq_messages_in_total", &[("topic", topic)]),
         Some(PRODUCED as f64)
     );
     assert_eq!(
@@ -87,7 +47,7 @@ fn a_known_backlog_reads_the_same_in_a_scrape_rocketry_admin_and_mqadmin() {
             &scrape,
             "rocketmq_messages_in_total",
             &[
-                ("topic", &topic),
+                ("topic", topic),
                 ("message_type", "normal"),
                 ("node_type", "broker")
             ]
@@ -111,23 +71,23 @@ fn a_known_backlog_reads_the_same_in_a_scrape_rocketry_admin_and_mqadmin() {
 
     let lag = rocketry_admin(
         &namesrv,
-        &["consumer", "lag", "--group", &group, "--topic", &topic],
+        &["consumer", "lag", "--group", group, "--topic", topic],
     );
     println!("rocketry admin consumer lag: {lag}");
-    assert_eq!(lag[0]["topic"], topic.as_str(), "{lag}");
+    assert_eq!(lag[0]["topic"], topic, "{lag}");
     assert_eq!(lag[0]["lag_messages"], PRODUCED - COMMITTED, "{lag}");
-    let lag = rocketry_admin(&namesrv, &["consumer", "lag", "--group", &group]);
+    let lag = rocketry_admin(&namesrv, &["consumer", "lag", "--group", group]);
     assert_eq!(
         lag.as_array()
             .unwrap()
             .iter()
-            .find(|row| row["topic"] == topic.as_str())
+            .find(|row| row["topic"] == topic)
             .unwrap()["lag_messages"],
         PRODUCED - COMMITTED,
         "{lag}"
     );
 
-    let diff_total = mqadmin_diff_total(&namesrv, &group);
+    let diff_total = mqadmin_diff_total(&namesrv, group);
     println!("mqadmin consumerProgress: Consume Diff Total: {diff_total}");
     assert_eq!(diff_total, (PRODUCED - COMMITTED) as i64);
 }

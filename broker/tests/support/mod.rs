@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -195,6 +196,64 @@ pub fn assert_exactly(got: &serde_json::Value, first: u64, count: u64, what: &st
     assert_eq!(got["gaps"], 0, "{what}: {got}");
     assert_eq!(got["minIndex"], first, "{what}: {got}");
     assert_eq!(got["maxIndex"], first + count - 1, "{what}: {got}");
+}
+
+/// A backlog made by the real Java 5.5.0 client: `PRODUCED` messages sent to a new topic, of
+/// which a new litePull group committed `COMMITTED`, then went offline.
+pub struct KnownBacklog {
+    pub topic: String,
+    pub group: String,
+}
+
+impl KnownBacklog {
+    pub const PRODUCED: u64 = 1000;
+    pub const COMMITTED: u64 = 400;
+
+    pub fn make(namesrv: &str) -> KnownBacklog {
+        let backlog = KnownBacklog {
+            topic: unique("backlog"),
+            group: unique("backlog_cg"),
+        };
+        let run = unique("run");
+        produce(
+            "5.5.0",
+            namesrv,
+            &backlog.topic,
+            "sync",
+            0,
+            Self::PRODUCED,
+            &run,
+        );
+        let consumed = java_client(
+            "5.5.0",
+            &[
+                "consume".into(),
+                format!("namesrv={namesrv}"),
+                format!("topic={}", backlog.topic),
+                format!("group={}", backlog.group),
+                "type=litePull".into(),
+                format!("expect={}", Self::COMMITTED),
+                format!("max={}", Self::COMMITTED),
+                format!("run={run}"),
+                "timeoutMs=120000".into(),
+            ],
+        );
+        assert_eq!(consumed["unique"], Self::COMMITTED, "{consumed}");
+        backlog
+    }
+
+    /// The labels of its (topic, consumer group) series.
+    pub fn series(&self) -> [(&str, &str); 2] {
+        [("topic", &self.topic), ("consumer_group", &self.group)]
+    }
+
+    /// Scrapes `rocketry` until its lag reads `PRODUCED - COMMITTED`, and returns that scrape.
+    pub fn scrape_when_committed(&self, rocketry: &Rocketry) -> String {
+        let backlog = (Self::PRODUCED - Self::COMMITTED) as f64;
+        rocketry.scrape_until("a lag of 600", |scrape| {
+            metric(scrape, "rocketmq_consumer_lag_messages", &self.series()) == Some(backlog)
+        })
+    }
 }
 
 /// The value of the series of `name` carrying every one of `labels` in a scrape.
@@ -449,6 +508,20 @@ impl Rocketry {
         let (head, body) = response.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         body.to_string()
+    }
+
+    /// Scrapes until `ready` accepts the scrape. Offsets reach the broker when a client
+    /// persists them, not when it returns; 60 s is far past any client's persist interval.
+    pub fn scrape_until(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let scrape = self.scrape();
+            if ready(&scrape) {
+                return scrape;
+            }
+            assert!(Instant::now() < deadline, "never {what}:\n{scrape}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     pub fn log_text(&self) -> String {
