@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod prometheus;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
