@@ -673,6 +673,33 @@ mod tests {
         assert_eq!(annotations["prometheus.io/path"], "/metrics");
     }
 
+    // The chart's PodMonitor finds pods by the labels and port name given here; renaming one
+    // would silently stop every scrape of every cluster.
+    #[test]
+    fn the_charts_pod_monitor_selects_the_pods_and_port_made_here() {
+        let pod_monitor = include_str!("../../charts/rocketry/templates/podmonitor.yaml");
+        let components = pod_monitor
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("values: "))
+            .expect("the PodMonitor selects components");
+        let cluster = cluster(1);
+        let (name_servers, _, _) = name_server(&cluster);
+        for set in [name_servers, broker_group(&cluster, 0).stateful_set] {
+            let pod = set.spec.template;
+            let labels = pod.metadata.unwrap().labels.unwrap();
+            for key in ["app.kubernetes.io/name", "app.kubernetes.io/managed-by"] {
+                assert!(pod_monitor.contains(&format!("{key}: {}\n", labels[key])));
+            }
+            assert!(
+                components.contains(&labels[COMPONENT_LABEL]),
+                "{components}"
+            );
+            let ports = pod.spec.unwrap().containers[0].ports.clone().unwrap();
+            assert!(ports.iter().any(|p| p.name.as_deref() == Some("metrics")));
+            assert!(pod_monitor.contains("- port: metrics\n"));
+        }
+    }
+
     #[test]
     fn a_config_change_changes_the_hash_and_nothing_else_does() {
         let mut cluster = cluster(1);
