@@ -7,11 +7,9 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 use support::*;
-
-const CLIENT: &str = "5.5.0";
 
 /// One delivery as the consumer saw it.
 #[derive(Debug, Clone)]
@@ -44,35 +42,6 @@ fn deliveries(path: &Path) -> Vec<Delivery> {
         .collect()
 }
 
-fn features_command(args: &[String]) -> Command {
-    let mut command = Command::new(repo_root().join("scripts/peers/java-clients"));
-    command
-        .env("HARNESS_MAIN", "Features")
-        .arg("run")
-        .arg(CLIENT)
-        .args(args);
-    command
-}
-
-fn features(args: Vec<String>) -> serde_json::Value {
-    let output = features_command(&args).output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap_or_else(|| {
-            panic!(
-                "Features {args:?} failed: {stdout}\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        });
-    println!("Features {args:?}\n  -> {line}");
-    // Captured, so shown only when the test fails: the client's warnings.
-    print!("{}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_str(line).unwrap()
-}
-
 /// A consumer running in the background; its deliveries are in its output file.
 fn spawn_consumer(args: Vec<String>) -> Child {
     features_command(&args)
@@ -93,26 +62,6 @@ fn produce(namesrv: &str, topic: &str, run: &str, count: u64, extra: &[&str]) {
     args.extend(extra.iter().map(|s| s.to_string()));
     let sent = features(args);
     assert_eq!(sent["sent"], count, "{sent}");
-}
-
-fn consume_args(
-    namesrv: &str,
-    topic: &str,
-    group: &str,
-    run: &str,
-    out: &Path,
-    extra: &[&str],
-) -> Vec<String> {
-    let mut args = vec![
-        "consume".to_string(),
-        format!("namesrv={namesrv}"),
-        format!("topic={topic}"),
-        format!("group={group}"),
-        format!("run={run}"),
-        format!("out={}", out.display()),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
 }
 
 fn create_topic(rocketry: &Rocketry, topic: &str, queues: u32) {

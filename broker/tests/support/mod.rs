@@ -111,6 +111,59 @@ pub fn rocketry_admin(namesrv: &str, args: &[&str]) -> Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
+/// The Features harness (tests/java-harness/.../Features.java) on the 5.5.0 client: consumer
+/// groups, retries and dead letters, delays, orderly consumption and filters.
+pub fn features_command(args: &[String]) -> Command {
+    let mut command = Command::new(repo_root().join("scripts/peers/java-clients"));
+    command
+        .env("HARNESS_MAIN", "Features")
+        .arg("run")
+        .arg("5.5.0")
+        .args(args);
+    command
+}
+
+/// Runs the Features harness to its end and returns its `RESULT` object.
+pub fn features(args: Vec<String>) -> Value {
+    let output = features_command(&args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| {
+            panic!(
+                "Features {args:?} failed: {stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+    println!("Features {args:?}\n  -> {line}");
+    // Captured, so shown only when the test fails: the client's warnings.
+    print!("{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_str(line).unwrap()
+}
+
+/// The Features harness's `consume` arguments: deliveries of `run` go to the file `out`.
+pub fn consume_args(
+    namesrv: &str,
+    topic: &str,
+    group: &str,
+    run: &str,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args = vec![
+        "consume".to_string(),
+        format!("namesrv={namesrv}"),
+        format!("topic={topic}"),
+        format!("group={group}"),
+        format!("run={run}"),
+        format!("out={}", out.display()),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
 /// A name unique to this test run, so topics and groups never collide across runs.
 pub fn unique(prefix: &str) -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
@@ -205,6 +258,8 @@ pub fn assert_exactly(got: &serde_json::Value, first: u64, count: u64, what: &st
 pub struct KnownBacklog {
     pub topic: String,
     pub group: String,
+    /// The run id in every message body, which the harnesses' consumers count by.
+    pub run: String,
 }
 
 impl KnownBacklog {
@@ -215,8 +270,9 @@ impl KnownBacklog {
         let backlog = KnownBacklog {
             topic: unique("backlog"),
             group: unique("backlog_cg"),
+            run: unique("run"),
         };
-        let run = unique("run");
+        let run = &backlog.run;
         produce(
             "5.5.0",
             namesrv,
@@ -224,7 +280,7 @@ impl KnownBacklog {
             "sync",
             0,
             Self::PRODUCED,
-            &run,
+            run,
         );
         let consumed = java_client(
             "5.5.0",
