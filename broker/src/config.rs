@@ -84,8 +84,9 @@ settings! {
         server_channel_max_idle_time_seconds: u64 = 120 => "serverChannelMaxIdleTimeSeconds",
         server_frame_timeout_seconds: u64 = 30 => "serverFrameTimeoutSeconds",
         server_first_frame_max_bytes: usize = 64 * 1024 => "serverFirstFrameMaxBytes",
-        /// The metrics endpoint (docs/observability.md); the broker's keys, with a port of
-        /// its own so a name server and a broker on one host both start with the defaults.
+        /// The HTTP endpoint: health always, metrics with PROM (docs/observability.md); the
+        /// broker's keys, with a port of its own so a name server and a broker on one host
+        /// both start with the defaults.
         metrics_exporter_type: ExporterType = ExporterType::Prom => "metricsExporterType",
         /// Empty: the name server's `bindAddress`.
         metrics_prom_exporter_host: String = String::new() => "metricsPromExporterHost",
@@ -134,8 +135,8 @@ settings! {
         server_channel_max_idle_time_seconds: u64 = 120 => "serverChannelMaxIdleTimeSeconds",
         server_frame_timeout_seconds: u64 = 30 => "serverFrameTimeoutSeconds",
         server_first_frame_max_bytes: usize = 64 * 1024 => "serverFirstFrameMaxBytes",
-        /// The metrics endpoint (docs/observability.md), Apache's keys and port; Apache's
-        /// default type is DISABLE, Rocketry's is PROM.
+        /// The HTTP endpoint: health always, metrics with PROM (docs/observability.md);
+        /// Apache's keys and port. Apache's default type is DISABLE, Rocketry's is PROM.
         metrics_exporter_type: ExporterType = ExporterType::Prom => "metricsExporterType",
         /// Empty: the broker's `bindAddress`.
         metrics_prom_exporter_host: String = String::new() => "metricsPromExporterHost",
@@ -171,10 +172,9 @@ impl NamesrvConfig {
         )
     }
 
-    /// Where the metrics endpoint listens; `None` when it is disabled.
-    pub fn metrics_addr(&self) -> Option<String> {
-        metrics_addr(
-            self.metrics_exporter_type,
+    /// Where the HTTP endpoint listens (health always, metrics when enabled).
+    pub fn http_addr(&self) -> String {
+        http_addr(
             &self.metrics_prom_exporter_host,
             &self.bind_address,
             self.metrics_prom_exporter_port,
@@ -211,10 +211,9 @@ impl BrokerConfig {
         )
     }
 
-    /// Where the metrics endpoint listens; `None` when it is disabled.
-    pub fn metrics_addr(&self) -> Option<String> {
-        metrics_addr(
-            self.metrics_exporter_type,
+    /// Where the HTTP endpoint listens (health always, metrics when enabled).
+    pub fn http_addr(&self) -> String {
+        http_addr(
             &self.metrics_prom_exporter_host,
             &self.bind_address,
             self.metrics_prom_exporter_port,
@@ -237,9 +236,11 @@ impl BrokerConfig {
     }
 }
 
-fn metrics_addr(kind: ExporterType, host: &str, bind: &str, port: u16) -> Option<String> {
+/// Apache's metrics keys place the whole HTTP endpoint: Kubernetes probes it on the pod's
+/// `metrics` port whether or not metrics are exported.
+fn http_addr(host: &str, bind: &str, port: u16) -> String {
     let host = if host.trim().is_empty() { bind } else { host };
-    (kind == ExporterType::Prom).then(|| format!("{host}:{port}"))
+    format!("{host}:{port}")
 }
 
 /// Everything one config file sets, split by owner.
@@ -338,26 +339,19 @@ mod tests {
     }
 
     #[test]
-    fn the_metrics_endpoint_follows_apaches_keys() {
+    fn the_http_endpoint_follows_apaches_metrics_keys() {
         let mut settings = Settings::default();
         settings.broker.bind_address = "127.0.0.1".to_string();
-        assert_eq!(
-            settings.broker.metrics_addr().as_deref(),
-            Some("127.0.0.1:5557")
-        );
-        assert_eq!(
-            settings.namesrv.metrics_addr().as_deref(),
-            Some("0.0.0.0:5558")
-        );
+        assert_eq!(settings.broker.http_addr(), "127.0.0.1:5557");
+        assert_eq!(settings.namesrv.http_addr(), "0.0.0.0:5558");
         settings
             .apply("metricsPromExporterPort=9100\nmetricsPromExporterHost=10.0.0.1\n")
             .unwrap();
-        assert_eq!(
-            settings.broker.metrics_addr().as_deref(),
-            Some("10.0.0.1:9100")
-        );
+        assert_eq!(settings.broker.http_addr(), "10.0.0.1:9100");
+        // Disabling metrics keeps the endpoint where it was, for health.
         settings.apply("metricsExporterType=disable\n").unwrap();
-        assert_eq!(settings.broker.metrics_addr(), None);
+        assert_eq!(settings.broker.metrics_exporter_type, ExporterType::Disable);
+        assert_eq!(settings.broker.http_addr(), "10.0.0.1:9100");
         assert!(settings.apply("metricsExporterType=OTLP_GRPC\n").is_err());
     }
 

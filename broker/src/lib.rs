@@ -9,6 +9,8 @@ mod config_file;
 mod config_update;
 pub mod error;
 pub mod filter;
+pub mod health;
+mod http;
 pub mod metrics;
 pub mod namesrv;
 mod properties;

@@ -1,7 +1,7 @@
 //! Starting and stopping the name server, the broker, or both in one process.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use prometheus::Registry;
 use tokio::net::TcpListener;
@@ -11,8 +11,11 @@ use tracing::info;
 use crate::broker::{metrics as broker_metrics, Broker};
 use crate::config::{NamesrvConfig, Settings};
 use crate::error::{Error, Result};
+use crate::health::Readiness;
+use crate::http::Endpoint;
+use crate::metrics::ExporterType;
 use crate::namesrv::Namesrv;
-use crate::{metrics, server};
+use crate::server;
 
 /// Binds `addr`, naming it in the error.
 pub async fn bind(addr: &str) -> Result<TcpListener> {
@@ -33,7 +36,13 @@ pub async fn run_namesrv(
     listening_on(&mut config, &listener);
     let limits = config.server_limits();
     let registry = Registry::new();
-    let endpoint = MetricsEndpoint::start(config.metrics_addr(), registry.clone()).await?;
+    let endpoint = Endpoint::start(
+        &config.http_addr(),
+        config.metrics_exporter_type,
+        registry.clone(),
+        Readiness::Listening,
+    )
+    .await?;
     let namesrv = Namesrv::new(config);
     namesrv
         .register_metrics(&registry)
@@ -44,46 +53,6 @@ pub async fn run_namesrv(
     endpoint.stop().await;
     info!("name server stopped");
     Ok(())
-}
-
-/// A process's metrics endpoint (docs/observability.md), or nothing when
-/// `metricsExporterType` is DISABLE.
-struct MetricsEndpoint {
-    addr: Option<std::net::SocketAddr>,
-    stop: CancellationToken,
-    server: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl MetricsEndpoint {
-    /// Binds `addr` and serves `registry` there. A port already taken stops the start, as
-    /// the remoting port does: a broker silently without metrics would alert no one.
-    async fn start(addr: Option<String>, registry: Registry) -> Result<MetricsEndpoint> {
-        let stop = CancellationToken::new();
-        let Some(addr) = addr else {
-            return Ok(MetricsEndpoint {
-                addr: None,
-                stop,
-                server: None,
-            });
-        };
-        let listener = bind(&addr).await?;
-        Ok(MetricsEndpoint {
-            addr: Some(local_addr(&listener)),
-            server: Some(tokio::spawn(metrics::serve(
-                listener,
-                registry,
-                stop.clone().cancelled_owned(),
-            ))),
-            stop,
-        })
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        if let Some(server) = self.server {
-            let _ = server.await;
-        }
-    }
 }
 
 /// Sets the name server's `listenPort` and `bindAddress` to what it really listens on, so
@@ -100,7 +69,7 @@ pub struct RunningBroker {
     pub broker: Arc<Broker>,
     /// What the metrics endpoint exports; a standalone name server adds its own.
     pub registry: Registry,
-    endpoint: MetricsEndpoint,
+    endpoint: Endpoint,
     stop: CancellationToken,
     server: tokio::task::JoinHandle<()>,
 }
@@ -108,15 +77,35 @@ pub struct RunningBroker {
 impl RunningBroker {
     /// Opens the store, starts serving on `listener`, and registers with the name servers
     /// once before returning, so clients find its routes as soon as it says it is ready.
+    /// The HTTP endpoint starts first, so `/livez` answers through a long recovery while
+    /// `/readyz` says what the broker is waiting for.
     pub async fn start(mut settings: Settings, listener: TcpListener) -> Result<RunningBroker> {
         // With listenPort 0 (tests) the advertised address must carry the real port.
         settings.broker.listen_port = local_addr(&listener).port();
         let limits = settings.broker.server_limits();
-        let metrics_addr = settings.broker.metrics_addr();
-        let broker = Broker::open(settings.broker, settings.store)?;
+        // Filled once the store has recovered; a scrape before then finds no series.
         let registry = Registry::new();
+        let opened = Arc::new(OnceLock::new());
+        let endpoint = Endpoint::start(
+            &settings.broker.http_addr(),
+            settings.broker.metrics_exporter_type,
+            registry.clone(),
+            Readiness::Broker(opened.clone()),
+        )
+        .await?;
+        // Recovery reads and checks the CommitLog's tail, which may take minutes: on a
+        // blocking thread, so the endpoint keeps answering on the runtime's.
+        let (config, store) = (settings.broker, settings.store);
+        let broker = match tokio::task::spawn_blocking(move || Broker::open(config, store)).await {
+            Ok(Ok(broker)) => broker,
+            Ok(Err(error)) => {
+                endpoint.stop().await;
+                return Err(error);
+            }
+            Err(panicked) => std::panic::resume_unwind(panicked.into_panic()),
+        };
         broker_metrics::register(&broker, &registry).expect("each metric registers once");
-        let endpoint = MetricsEndpoint::start(metrics_addr, registry.clone()).await?;
+        let _ = opened.set(broker.clone());
         let stop = CancellationToken::new();
         let server = tokio::spawn(server::serve(
             listener,
@@ -134,9 +123,9 @@ impl RunningBroker {
         })
     }
 
-    /// Where the metrics endpoint listens, when enabled.
-    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
-        self.endpoint.addr
+    /// Where the HTTP endpoint (health, and metrics when enabled) listens.
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        self.endpoint.addr()
     }
 
     /// Stops accepting, finishes requests in flight, then flushes, checkpoints and
@@ -193,12 +182,13 @@ pub async fn run_standalone(
         .register_metrics(&running.registry)
         .expect("each metric registers once");
     let store_dir = running.broker.store().config().store_path_root_dir.clone();
-    let metrics = running
-        .metrics_addr()
-        .map(|addr| format!(", metrics http://{addr}/metrics"))
-        .unwrap_or_default();
+    let http = running.http_addr();
+    let metrics = match running.broker.config().metrics_exporter_type {
+        ExporterType::Prom => format!(", metrics http://{http}/metrics"),
+        ExporterType::Disable => String::new(),
+    };
     println!(
-        "Rocketry standalone is ready: name server {namesrv_addr}, broker {}, data in {}{metrics}",
+        "Rocketry standalone is ready: name server {namesrv_addr}, broker {}, data in {}{metrics}, health http://{http}/readyz",
         running.broker.config().advertised_addr(),
         store_dir.display()
     );

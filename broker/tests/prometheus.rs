@@ -58,7 +58,7 @@ fn prometheus_scraping_a_known_backlog_fires_the_backlog_alerts_and_answers_ever
         return;
     };
     let rocketry = Rocketry::standalone("");
-    let server = prometheus.start(&rules, &[&rocketry.metrics_addr]);
+    let server = prometheus.start(&rules, &[&rocketry.http_addr]);
     let started = unix_seconds();
     let backlog = KnownBacklog::make(&rocketry.namesrv);
     // A second group refuses every message once with no retry allowed (maxReconsume=0), so

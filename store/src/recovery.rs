@@ -25,6 +25,9 @@ use crate::error::{Error, Result};
 use crate::store::Inner;
 
 pub(crate) fn recover(inner: &Inner, clean: bool, saved: Option<Checkpoint>) -> Result<()> {
+    // Tests stall here to stand for a long recovery (the broker's /livez must answer
+    // through it while /readyz does not).
+    fault!("store::recover");
     let commit_log = &inner.commit_log;
     let (min, limit) = bounds(commit_log);
     let floor = flushed_floor(commit_log, saved, min, limit)?;

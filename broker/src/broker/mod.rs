@@ -34,6 +34,7 @@ pub use topic_config::TopicConfigs;
 
 use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
+use crate::health::NotReady;
 use crate::namesrv::not_supported;
 use crate::server::{Channel, Service};
 
@@ -195,6 +196,20 @@ impl Broker {
     pub fn begin_shutdown(&self) {
         self.stopping.cancel();
         self.pulls.wake_all();
+    }
+
+    /// Whether clients can use the broker (its `/readyz`): its store is open, which it is
+    /// once it exists, and some name server knows its routes.
+    pub fn readiness(&self) -> std::result::Result<(), NotReady> {
+        if self.is_stopping() {
+            return Err(NotReady::Stopping);
+        }
+        if self.registrar.registered_with() == 0 {
+            return Err(NotReady::Unregistered {
+                name_servers: self.config.namesrv_addrs().len(),
+            });
+        }
+        Ok(())
     }
 
     fn is_stopping(&self) -> bool {

@@ -69,6 +69,17 @@ impl Registrar {
         generation
     }
 
+    /// How many name servers have accepted a registration since the broker started. A name
+    /// server that later goes away still counts: the broker did its part, and turning every
+    /// broker unready because name servers are down would only take the brokers away too.
+    pub fn registered_with(&self) -> usize {
+        self.progress
+            .borrow()
+            .iter()
+            .filter(|server| server.registered > 0)
+            .count()
+    }
+
     /// Waits, at most [`ROUTE_WAIT`], until a name server accepted `generation` or every one
     /// of them has been tried with it, so no one waits on a name server known to be down.
     async fn settled(&self, generation: u64) {
@@ -324,6 +335,34 @@ mod tests {
             .progress
             .send_modify(|all| all[0].registered = newer);
         waiter.await.unwrap();
+    }
+
+    #[test]
+    fn a_broker_is_ready_once_one_name_server_accepted_it_and_until_it_stops() {
+        use crate::config::BrokerConfig;
+        use crate::health::NotReady;
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig {
+            namesrv_addr: "127.0.0.1:1;127.0.0.1:2".into(),
+            ..BrokerConfig::default()
+        };
+        let broker = Broker::open(config, store::StoreConfig::with_root(dir.path())).unwrap();
+        let unregistered = Err(NotReady::Unregistered { name_servers: 2 });
+        assert_eq!(broker.readiness(), unregistered);
+        // Tried and refused is not registered.
+        broker
+            .registrar
+            .progress
+            .send_modify(|all| all[0].tried = 1);
+        assert_eq!(broker.readiness(), unregistered);
+        broker
+            .registrar
+            .progress
+            .send_modify(|all| all[1].registered = 1);
+        assert_eq!(broker.registrar.registered_with(), 1);
+        assert_eq!(broker.readiness(), Ok(()));
+        broker.begin_shutdown();
+        assert_eq!(broker.readiness(), Err(NotReady::Stopping));
     }
 
     #[test]

@@ -1,7 +1,5 @@
-//! The HTTP side: `GET /metrics` in Prometheus text exposition, on its own small axum
-//! server so a slow scrape never shares a connection or a task with remoting traffic.
-
-use std::future::Future;
+//! `GET /metrics` in Prometheus text exposition, served by the process's HTTP endpoint
+//! (`crate::http`) when `metricsExporterType` is PROM.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -9,27 +7,12 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use prometheus::{Encoder, Registry, TextEncoder};
-use tokio::net::TcpListener;
-use tracing::{info, warn};
 
-/// Serves `registry` at `/metrics` on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: TcpListener,
-    registry: Registry,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    if let Ok(addr) = listener.local_addr() {
-        info!(%addr, "metrics endpoint ready: http://{addr}/metrics");
-    }
-    let app = Router::new()
+/// `/metrics`, serving `registry`.
+pub fn router(registry: Registry) -> Router {
+    Router::new()
         .route("/metrics", get(scrape))
-        .with_state(registry);
-    if let Err(error) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        warn!(%error, "metrics endpoint stopped");
-    }
+        .with_state(registry)
 }
 
 async fn scrape(State(registry): State<Registry>) -> impl IntoResponse {

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
-pub use exporter::serve;
+pub use exporter::router;
 pub use family::Family;
 pub use rpc_latency::RpcLatency;
 pub use series_cap::SeriesCap;

@@ -345,8 +345,9 @@ pub struct Rocketry {
     pub env: Vec<(String, String)>,
     pub namesrv: String,
     pub broker_addr: Option<String>,
-    /// The metrics endpoint, `host:port` (each process gets a free port of its own).
-    pub metrics_addr: String,
+    /// The HTTP endpoint (health, metrics), `host:port`; each process gets a free port of
+    /// its own.
+    pub http_addr: String,
     pub data_dir: PathBuf,
     _data: Option<tempfile::TempDir>,
     log: PathBuf,
@@ -404,7 +405,7 @@ impl Rocketry {
                 .collect(),
             namesrv: format!("127.0.0.1:{namesrv_port}"),
             broker_addr: Some(format!("127.0.0.1:{broker_port}")),
-            metrics_addr: format!("127.0.0.1:{metrics_port}"),
+            http_addr: format!("127.0.0.1:{metrics_port}"),
             log: data_dir.join("rocketry.log"),
             data_dir,
             _data: Some(data),
@@ -415,8 +416,12 @@ impl Rocketry {
 
     /// `rocketry namesrv` on a free port.
     pub fn namesrv() -> Rocketry {
+        Rocketry::namesrv_on(free_port())
+    }
+
+    /// `rocketry namesrv` on `port`, one a broker was told of before it listened.
+    pub fn namesrv_on(port: u16) -> Rocketry {
         let data = tempfile::tempdir().unwrap();
-        let port = free_port();
         let metrics_port = free_port();
         let config = data.path().join("namesrv.conf");
         std::fs::write(
@@ -432,7 +437,7 @@ impl Rocketry {
             env: Vec::new(),
             namesrv: format!("127.0.0.1:{port}"),
             broker_addr: None,
-            metrics_addr: format!("127.0.0.1:{metrics_port}"),
+            http_addr: format!("127.0.0.1:{metrics_port}"),
             log: data.path().join("namesrv.log"),
             data_dir: data.path().to_path_buf(),
             _data: Some(data),
@@ -448,6 +453,14 @@ impl Rocketry {
 
     /// As [`Rocketry::broker`], with `extra_config` (broker.conf lines) after its own.
     pub fn broker_with_config(namesrv: &str, broker_name: &str, extra_config: &str) -> Rocketry {
+        let mut rocketry = Rocketry::broker_unstarted(namesrv, broker_name, extra_config);
+        rocketry.start("broker ready");
+        rocketry
+    }
+
+    /// As [`Rocketry::broker_with_config`], not started: set `env`, then
+    /// [`Rocketry::start`] it.
+    pub fn broker_unstarted(namesrv: &str, broker_name: &str, extra_config: &str) -> Rocketry {
         let data = tempfile::tempdir().unwrap();
         let port = free_port();
         let metrics_port = free_port();
@@ -463,19 +476,17 @@ impl Rocketry {
             ),
         )
         .unwrap();
-        let mut rocketry = Rocketry {
+        Rocketry {
             child: None,
             args: vec!["broker".into(), "-c".into(), config.display().to_string()],
             env: Vec::new(),
             namesrv: namesrv.to_string(),
             broker_addr: Some(format!("127.0.0.1:{port}")),
-            metrics_addr: format!("127.0.0.1:{metrics_port}"),
+            http_addr: format!("127.0.0.1:{metrics_port}"),
             log: data.path().join("broker.log"),
             data_dir: data.path().to_path_buf(),
             _data: Some(data),
-        };
-        rocketry.start("broker ready");
-        rocketry
+        }
     }
 
     /// This build's `rocketry` with this process's arguments and environment.
@@ -496,7 +507,8 @@ impl Rocketry {
             .unwrap()
     }
 
-    fn start(&mut self, ready: &str) {
+    /// Starts the process and waits until its stdout or log says `ready`.
+    pub fn start(&mut self, ready: &str) {
         use std::io::{BufRead, BufReader};
         // Only what this start writes counts: a restart appends to the same log.
         let logged_before = std::fs::metadata(&self.log)
@@ -551,21 +563,32 @@ impl Rocketry {
         }
     }
 
-    /// `GET /metrics`: the Prometheus text exposition.
-    pub fn scrape(&self) -> String {
+    /// `GET path` from the HTTP endpoint: the status code and the body.
+    pub fn http_get(&self, path: &str) -> (u16, String) {
         use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(&self.metrics_addr).unwrap();
+        let mut stream = std::net::TcpStream::connect(&self.http_addr).unwrap();
         write!(
             stream,
-            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.metrics_addr
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.http_addr
         )
         .unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         let (head, body) = response.split_once("\r\n\r\n").unwrap();
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        body.to_string()
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("no status line: {head}"));
+        (status, body.to_string())
+    }
+
+    /// `GET /metrics`: the Prometheus text exposition.
+    pub fn scrape(&self) -> String {
+        let (status, body) = self.http_get("/metrics");
+        assert_eq!(status, 200, "{body}");
+        body
     }
 
     /// Scrapes until `ready` accepts the scrape. Offsets reach the broker when a client
