@@ -17,9 +17,9 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Service, ServicePort,
-    ServiceSpec, TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
+    HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Service,
+    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -46,6 +46,15 @@ const RUN_AS_USER: i64 = 10001;
 const BROKER_GRACE: Duration = Duration::from_secs(60);
 /// A name server only drains its requests (up to 20 s).
 const NAME_SERVER_GRACE: Duration = Duration::from_secs(30);
+
+/// How often readiness (and the startup probe) ask.
+const PROBE_PERIOD: Duration = Duration::from_secs(5);
+/// The longest a broker may take before its `/livez` first answers: 60 probes 5 s apart.
+/// Its endpoint starts before the store recovers, so this bounds the process's own start,
+/// not recovery; generous, because a broker killed at start restarts into the same wait.
+const BROKER_STARTUP: Duration = Duration::from_secs(300);
+/// A name server has no store: it answers within seconds.
+const NAME_SERVER_STARTUP: Duration = Duration::from_secs(60);
 
 /// Everything one broker group is made of.
 pub struct BrokerGroup {
@@ -226,15 +235,36 @@ fn container(cluster: &RocketCluster, name: &str, args: Vec<String>) -> Containe
     }
 }
 
-fn tcp_probe(port: &str) -> Probe {
+/// `GET path` on the container's `metrics` port, where the broker and the name server serve
+/// `/livez` and `/readyz` whatever `metricsExporterType` says. No `host`: Pod Security
+/// "baseline" (and so "restricted") refuses probes aimed elsewhere than the pod.
+fn http_probe(path: &str, period: Duration, failure_threshold: i32) -> Probe {
     Probe {
-        tcp_socket: Some(TCPSocketAction {
-            port: IntOrString::String(port.to_string()),
-            ..TCPSocketAction::default()
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_string()),
+            port: IntOrString::String("metrics".to_string()),
+            ..HTTPGetAction::default()
         }),
-        period_seconds: Some(5),
+        period_seconds: Some(period.as_secs() as i32),
+        failure_threshold: Some(failure_threshold),
         ..Probe::default()
     }
+}
+
+/// The probes of a broker or name server container. Readiness is `/readyz` (a broker: store
+/// recovered and registered with a name server), which the roll waits on. Liveness is
+/// `/livez`, 3 misses 10 s apart. `/livez` answers from before the store opens, so a long
+/// recovery does not count against it; the startupProbe allows `startup` for the first
+/// answer, so a start slowed by a loaded node or a cold disk is not killed by the liveness
+/// probe's 30 s before the process ever answered.
+fn set_probes(container: &mut Container, startup: Duration) {
+    container.readiness_probe = Some(http_probe("/readyz", PROBE_PERIOD, 3));
+    container.liveness_probe = Some(http_probe("/livez", Duration::from_secs(10), 3));
+    container.startup_probe = Some(http_probe(
+        "/livez",
+        PROBE_PERIOD,
+        (startup.as_secs() / PROBE_PERIOD.as_secs()) as i32,
+    ));
 }
 
 fn pod_annotations(
@@ -270,7 +300,7 @@ pub fn name_server(cluster: &RocketCluster) -> (StatefulSet, Service, Service) {
         container_port("namesrv", NAME_SERVER_PORT),
         container_port("metrics", NAME_SERVER_METRICS_PORT),
     ]);
-    main.readiness_probe = Some(tcp_probe("namesrv"));
+    set_probes(&mut main, NAME_SERVER_STARTUP);
     main.resources = cluster.spec.name_server.resources.clone();
     let stateful_set = StatefulSet {
         metadata: metadata(cluster, name.clone(), labels(cluster, component)),
@@ -394,7 +424,7 @@ pub fn broker_group(cluster: &RocketCluster, index: i32) -> BrokerGroup {
         ..EnvVar::default()
     }]);
     main.ports = Some(ports);
-    main.readiness_probe = Some(tcp_probe("broker"));
+    set_probes(&mut main, BROKER_STARTUP);
     main.resources = spec.resources.clone();
     main.volume_mounts = Some(vec![
         VolumeMount {
@@ -621,6 +651,44 @@ mod tests {
             .any(|p| p.name.as_deref() == Some("metrics") && p.container_port == 5557));
     }
 
+    // Readiness was a TCP check of the remoting port, which the broker binds before it
+    // recovers its store and registers, so a recovering broker read Ready and the roll
+    // trusted it (issue 13).
+    #[test]
+    fn brokers_and_name_servers_are_probed_over_http_on_the_metrics_port() {
+        let cluster = cluster(1);
+        let (name_servers, _, _) = name_server(&cluster);
+        let brokers = broker_group(&cluster, 0).stateful_set;
+        for (role, set, startup_seconds) in
+            [("namesrv", name_servers, 60), ("broker", brokers, 300)]
+        {
+            let container = set.spec.template.spec.unwrap().containers.remove(0);
+            let probed = |probe: Option<Probe>| {
+                let probe = probe.unwrap_or_else(|| panic!("{role}: a probe is missing"));
+                let get = probe.http_get.clone().unwrap();
+                assert_eq!(get.port, IntOrString::String("metrics".into()), "{role}");
+                assert!(probe.tcp_socket.is_none(), "{role}");
+                (get.path.unwrap(), probe)
+            };
+            let (path, _) = probed(container.readiness_probe);
+            assert_eq!(path, "/readyz", "{role}");
+            let (path, _) = probed(container.liveness_probe);
+            assert_eq!(path, "/livez", "{role}");
+            let (path, startup) = probed(container.startup_probe);
+            assert_eq!(path, "/livez", "{role}");
+            assert_eq!(
+                startup.failure_threshold.unwrap() * startup.period_seconds.unwrap(),
+                startup_seconds,
+                "{role}"
+            );
+            assert!(container
+                .ports
+                .unwrap()
+                .iter()
+                .any(|port| port.name.as_deref() == Some("metrics")));
+        }
+    }
+
     /// Pod Security "restricted": every pod of every role. The operator's tests against the
     /// real apiserver also run in namespaces that enforce it.
     #[test]
@@ -647,6 +715,15 @@ mod tests {
                     "{role}"
                 );
                 assert!(context.privileged.is_none(), "{role}");
+                // Baseline refuses probes with a host of their own.
+                for probe in [
+                    &container.readiness_probe,
+                    &container.liveness_probe,
+                    &container.startup_probe,
+                ] {
+                    let get = probe.as_ref().and_then(|probe| probe.http_get.as_ref());
+                    assert!(get.is_none_or(|get| get.host.is_none()), "{role}");
+                }
             }
             assert!(pod
                 .volumes
