@@ -84,6 +84,9 @@ pub const MANAGED_KEYS: &[&str] = &[
     "flushDiskType",
     // Left at its default, METRICS_PORT: the pod's named port and scrape annotation say 5557.
     "metricsPromExporterPort",
+    // Left at its default (bindAddress, every interface): the kubelet probes /readyz there,
+    // and a loopback host would keep the broker from ever turning Ready.
+    "metricsPromExporterHost",
 ];
 
 /// The port brokers listen on, RocketMQ's default.
