@@ -127,6 +127,19 @@ fn prometheus_scraping_a_known_backlog_fires_the_backlog_alerts_and_answers_ever
             .unwrap(),
     )
     .unwrap();
+    // The dead-letter series are the scenario's newest: a rate needs two samples of them, and
+    // the alerts above can fire before Prometheus has scraped them twice.
+    let samples = format!(
+        "count_over_time(rocketmq_send_to_dlq_messages_total{{consumer_group=\"{dead_letter_group}\"}}[5m]) >= 2"
+    );
+    server.wait_until(
+        "two scrapes of the dead-letter series",
+        Duration::from_secs(60),
+        || {
+            let answer = server.api("/api/v1/query", &[("query", samples.as_str())]);
+            (!answer["data"]["result"].as_array()?.is_empty()).then_some(())
+        },
+    );
     let (start, end) = (started.to_string(), unix_seconds().to_string());
     let panels = dashboard["panels"].as_array().unwrap();
     assert!(!panels.is_empty());
