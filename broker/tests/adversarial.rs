@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use protocol::header::{
-    pull_sys_flag, CreateTopicRequestHeader, GetMaxOffsetRequestHeader, PullMessageRequestHeader,
-    SendMessageRequestHeader,
+    pull_sys_flag, GetMaxOffsetRequestHeader, PullMessageRequestHeader, SendMessageRequestHeader,
 };
 use protocol::{Client, RemotingCodec, RemotingCommand, RequestCode, ResponseCode};
 use support::*;
@@ -60,22 +59,6 @@ fn send_header(topic: &str, queue_id: i32) -> SendMessageRequestHeader {
         born_timestamp: 1,
         ..SendMessageRequestHeader::default()
     }
-}
-
-async fn create_topic(client: &Client, topic: &str, queues: i32) {
-    client
-        .create_topic(&CreateTopicRequestHeader {
-            topic: topic.into(),
-            default_topic: "TBW102".into(),
-            read_queue_nums: queues,
-            write_queue_nums: queues,
-            perm: 6,
-            topic_filter_type: "SINGLE_TAG".into(),
-            order: false,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
 }
 
 fn get_max_offset(opaque: i32) -> RemotingCommand {
@@ -139,7 +122,7 @@ async fn a_client_that_never_reads_cannot_grow_the_broker() {
     let rocketry = Rocketry::standalone("");
     let addr = rocketry.broker_addr.clone().unwrap();
     let producer = Client::connect(&addr).await.unwrap();
-    create_topic(&producer, "Flood", 1).await;
+    create_topic_on(&producer, "Flood", 1).await;
     // 200 messages of 8 KiB, so every pull from offset 0 answers with ~256 KiB.
     let body = vec![b'f'; 8 * 1024];
     for _ in 0..200 {
@@ -338,7 +321,7 @@ async fn before_its_first_request_a_connection_cannot_send_a_large_frame() {
 
     // A producer whose first request is a large send is served: its header is a request.
     let producer = Client::connect(&addr).await.unwrap();
-    create_topic(&producer, "FirstBig", 1).await;
+    create_topic_on(&producer, "FirstBig", 1).await;
     let fresh = Client::connect(&addr).await.unwrap();
     fresh
         .send_message(send_header("FirstBig", 0), vec![b'b'; MIB as usize])

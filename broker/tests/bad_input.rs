@@ -6,9 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use protocol::header::{
-    CreateTopicRequestHeader, GetRouteInfoRequestHeader, SendMessageRequestHeader,
-};
+use protocol::header::{GetRouteInfoRequestHeader, SendMessageRequestHeader};
 use protocol::{Client, RemotingCommand, RequestCode, ResponseCode};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -231,19 +229,7 @@ async fn a_full_disk_refuses_sends_and_loses_nothing() {
     let broker = Client::connect(rocketry.broker_addr.as_deref().unwrap())
         .await
         .unwrap();
-    broker
-        .create_topic(&CreateTopicRequestHeader {
-            topic: "Full".into(),
-            default_topic: "TBW102".into(),
-            read_queue_nums: 1,
-            write_queue_nums: 1,
-            perm: 6,
-            topic_filter_type: "SINGLE_TAG".into(),
-            order: false,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    create_topic_on(&broker, "Full", 1).await;
     let body = vec![b'd'; 64 * 1024];
     let mut acknowledged = 0i64;
     let refusal = loop {

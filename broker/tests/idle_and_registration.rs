@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 
 use protocol::body::{ConsumerData, HeartbeatData, SubscriptionData};
 use protocol::client::{PullResult, PullStatus};
-use protocol::header::{
-    pull_sys_flag, CreateTopicRequestHeader, PullMessageRequestHeader, SendMessageRequestHeader,
-};
+use protocol::header::{pull_sys_flag, PullMessageRequestHeader, SendMessageRequestHeader};
 use protocol::Client;
 use support::*;
 
@@ -163,18 +161,7 @@ async fn an_idle_push_consumer_makes_a_handful_of_pulls_not_thousands() {
         .unwrap();
     join_as_push_consumer(&broker, "idle_group", "IdleTopic").await;
     // The topic itself exists (created by an admin) but no message was ever sent to it.
-    broker
-        .create_topic(&CreateTopicRequestHeader {
-            topic: "IdleTopic".into(),
-            default_topic: "TBW102".into(),
-            read_queue_nums: 1,
-            write_queue_nums: 1,
-            perm: 6,
-            topic_filter_type: "SINGLE_TAG".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    create_topic_on(&broker, "IdleTopic", 1).await;
 
     let window = Duration::from_secs(5);
     let retry_topic = retry("idle_group");

@@ -5,7 +5,7 @@
 
 mod support;
 
-use protocol::header::{CreateTopicRequestHeader, UpdateConsumerOffsetRequestHeader};
+use protocol::header::UpdateConsumerOffsetRequestHeader;
 use protocol::Client;
 use support::*;
 
@@ -106,19 +106,7 @@ fn invented_groups_stay_within_the_cap_and_deleting_their_topic_drops_their_seri
         let client = Client::connect(rocketry.broker_addr.as_deref().unwrap())
             .await
             .unwrap();
-        client
-            .create_topic(&CreateTopicRequestHeader {
-                topic: topic.clone(),
-                default_topic: "TBW102".into(),
-                read_queue_nums: 1,
-                write_queue_nums: 1,
-                perm: 6,
-                topic_filter_type: "SINGLE_TAG".into(),
-                order: false,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        create_topic_on(&client, &topic, 1).await;
         for n in 0..INVENTED {
             client
                 .update_consumer_offset(&UpdateConsumerOffsetRequestHeader {

@@ -687,3 +687,21 @@ impl Drop for Rocketry {
         }
     }
 }
+
+/// Creates `topic` with `queues` read and write queues on the broker `client` talks to, as an
+/// admin would (UPDATE_AND_CREATE_TOPIC).
+pub async fn create_topic_on(client: &protocol::Client, topic: &str, queues: i32) {
+    client
+        .create_topic(&protocol::header::CreateTopicRequestHeader {
+            topic: topic.into(),
+            default_topic: "TBW102".into(),
+            read_queue_nums: queues,
+            write_queue_nums: queues,
+            perm: 6,
+            topic_filter_type: "SINGLE_TAG".into(),
+            order: false,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
