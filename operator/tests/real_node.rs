@@ -11,11 +11,54 @@ use std::time::{Duration, Instant};
 use support::*;
 
 const TIMEOUT: &str = "240s";
+/// What a pod needs to run on the test ground's node (its taint). JSON, which is YAML too.
+const TOLERATIONS: &str =
+    r#"[{"key":"rocketry.dev/real-node","operator":"Exists","effect":"NoSchedule"}]"#;
 
 fn kubectl(args: &[&str]) -> String {
     let mut all = vec!["kubectl"];
     all.extend_from_slice(args);
     peer(&all)
+}
+
+/// One field of an object, by kubectl's jsonpath; empty when the object does not exist.
+fn field(namespace: &str, object: &str, path: &str) -> String {
+    kubectl(&[
+        "get",
+        object,
+        "-n",
+        namespace,
+        "-o",
+        &format!("jsonpath={path}"),
+        "--ignore-not-found",
+    ])
+}
+
+/// Polls `check` every second until it answers, failing with `failure()` after `limit`.
+fn poll<T>(
+    limit: Duration,
+    failure: impl Fn() -> String,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(start.elapsed() < limit, "{}", failure());
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// A fresh namespace that enforces Pod Security "restricted", as every pod here must pass it.
+fn restricted_namespace(name: &str) {
+    kubectl(&["delete", "namespace", name, "--ignore-not-found", "--wait"]);
+    apply(
+        "default",
+        &format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels: {{pod-security.kubernetes.io/enforce: restricted}}\n"
+        ),
+    );
 }
 
 fn images() -> (String, String) {
@@ -58,7 +101,7 @@ spec:
   template:
     metadata: {{labels: {{app: bk}}}}
     spec:
-      tolerations: [{{key: rocketry.dev/real-node, operator: Exists, effect: NoSchedule}}]
+      tolerations: {TOLERATIONS}
       securityContext:
         runAsNonRoot: true
         runAsUser: 10001
@@ -102,7 +145,7 @@ kind: Pod
 metadata: {{name: {name}}}
 spec:
   restartPolicy: Never
-  tolerations: [{{key: rocketry.dev/real-node, operator: Exists, effect: NoSchedule}}]
+  tolerations: {TOLERATIONS}
   securityContext: {{runAsNonRoot: true, runAsUser: 10001, seccompProfile: {{type: RuntimeDefault}}}}
   containers:
   - name: client
@@ -113,31 +156,19 @@ spec:
 "#
     );
     apply(namespace, &manifest);
-    let start = Instant::now();
-    loop {
-        let phase = kubectl(&[
-            "get",
-            "pod",
-            name,
-            "-n",
-            namespace,
-            "-o",
-            "jsonpath={.status.phase}",
-        ]);
-        match phase.as_str() {
-            "Succeeded" => break,
+    let pod = format!("pod/{name}");
+    poll(
+        Duration::from_secs(240),
+        || format!("client pod {name} not done after 240 s"),
+        || match field(namespace, &pod, "{.status.phase}").as_str() {
+            "Succeeded" => Some(()),
             "Failed" => panic!(
                 "client pod {name} failed:\n{}",
                 kubectl(&["logs", name, "-n", namespace])
             ),
-            _ => {}
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(240),
-            "client pod {name} still {phase} after 240 s"
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    }
+            _ => None,
+        },
+    );
     let logs = kubectl(&["logs", name, "-n", namespace]);
     let line = logs
         .lines()
@@ -171,6 +202,24 @@ fn wait_ready(namespace: &str, pod: &str) {
     ]);
 }
 
+/// A producer pod sends 1,000 messages of `run` to topic `smoke`.
+fn produce(namespace: &str, image: &str, namesrv: &str, run: &str) {
+    let sent = client_pod(
+        namespace,
+        image,
+        "producer",
+        &[
+            "dev.rocketry.harness.Features".into(),
+            "produce".into(),
+            format!("namesrv={namesrv}"),
+            "topic=smoke".into(),
+            "count=1000".into(),
+            format!("run={run}"),
+        ],
+    );
+    assert_eq!(sent["sent"], 1000, "{sent}");
+}
+
 fn consume(namespace: &str, image: &str, pod: &str, namesrv: &str, run: &str) -> serde_json::Value {
     client_pod(
         namespace,
@@ -197,14 +246,7 @@ fn the_broker_image_runs_on_the_real_node_and_keeps_its_messages_across_pods() {
     }
     let (broker_image, client_image) = images();
     let namespace = format!("smoke-{}", std::process::id() % 100_000);
-    kubectl(&[
-        "delete",
-        "namespace",
-        &namespace,
-        "--ignore-not-found",
-        "--wait",
-    ]);
-    kubectl(&["create", "namespace", &namespace]);
+    restricted_namespace(&namespace);
 
     apply(&namespace, &broker_manifest(&namespace, &broker_image));
     wait_ready(&namespace, "bk-0");
@@ -228,55 +270,21 @@ fn the_broker_image_runs_on_the_real_node_and_keeps_its_messages_across_pods() {
 
     let namesrv = format!("bk-0.bk.{namespace}.svc.cluster.local:9876");
     let run = format!("smoke{}", std::process::id());
-    let sent = client_pod(
-        &namespace,
-        &client_image,
-        "producer",
-        &[
-            "dev.rocketry.harness.Features".into(),
-            "produce".into(),
-            format!("namesrv={namesrv}"),
-            "topic=smoke".into(),
-            "count=1000".into(),
-            format!("run={run}"),
-        ],
-    );
-    assert_eq!(sent["sent"], 1000, "{sent}");
+    produce(&namespace, &client_image, &namesrv, &run);
     let first = consume(&namespace, &client_image, "consumer-1", &namesrv, &run);
     assert_eq!(first["unique"], 1000, "{first}");
 
     // The replacement pod mounts the same claim and serves the same messages.
-    let uid_before = kubectl(&[
-        "get",
-        "pod",
-        "bk-0",
-        "-n",
-        &namespace,
-        "-o",
-        "jsonpath={.metadata.uid}",
-    ]);
+    let uid_before = field(&namespace, "pod/bk-0", "{.metadata.uid}");
     kubectl(&["delete", "pod", "bk-0", "-n", &namespace, "--wait"]);
-    let start = Instant::now();
-    loop {
-        let uid = kubectl(&[
-            "get",
-            "pod",
-            "bk-0",
-            "-n",
-            &namespace,
-            "-o",
-            "jsonpath={.metadata.uid}",
-            "--ignore-not-found",
-        ]);
-        if !uid.is_empty() && uid != uid_before {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no replacement for bk-0"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    poll(
+        Duration::from_secs(120),
+        || "no replacement for bk-0".to_string(),
+        || {
+            let uid = field(&namespace, "pod/bk-0", "{.metadata.uid}");
+            (!uid.is_empty() && uid != uid_before).then_some(())
+        },
+    );
     wait_ready(&namespace, "bk-0");
     let status = kubectl(&[
         "exec", "-n", &namespace, "bk-0", "--", "rocketry", "admin", "--output", "json", "topic",
@@ -303,10 +311,7 @@ fn the_charts_operator_runs_a_cluster_in_a_restricted_namespace() {
         return;
     }
     let (broker_image, client_image) = images();
-    let tolerations =
-        r#"[{"key":"rocketry.dev/real-node","operator":"Exists","effect":"NoSchedule"}]"#;
-    let system = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: rocketry-system\n  labels: {pod-security.kubernetes.io/enforce: restricted}\n";
-    apply("default", system);
+    restricted_namespace("rocketry-system");
     peer(&[
         "helm",
         "upgrade",
@@ -318,24 +323,14 @@ fn the_charts_operator_runs_a_cluster_in_a_restricted_namespace() {
         "--set",
         "image.pullPolicy=Never",
         "--set-json",
-        &format!("tolerations={tolerations}"),
+        &format!("tolerations={TOLERATIONS}"),
         "--wait",
         "--timeout",
         TIMEOUT,
     ]);
 
     let namespace = format!("e2e-{}", std::process::id() % 100_000);
-    kubectl(&[
-        "delete",
-        "namespace",
-        &namespace,
-        "--ignore-not-found",
-        "--wait",
-    ]);
-    apply(
-        "default",
-        &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n  labels: {{pod-security.kubernetes.io/enforce: restricted}}\n"),
-    );
+    restricted_namespace(&namespace);
     apply(
         &namespace,
         &format!(
@@ -350,63 +345,35 @@ spec:
   brokerGroups: 1
   replicasPerGroup: 1
   storage: {{size: 1Gi, reclaimPolicy: Delete}}
-  tolerations: {tolerations}
+  tolerations: {TOLERATIONS}
 "#
         ),
     );
-    let start = Instant::now();
-    loop {
-        let phase = kubectl(&[
-            "get",
-            "rocketcluster",
-            "e2e",
-            "-n",
-            &namespace,
-            "-o",
-            "jsonpath={.status.phase}",
-        ]);
-        if phase == "Running" {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "cluster still {phase:?} after 300 s:\n{}\n{}",
-            kubectl(&["get", "pods,events", "-n", &namespace]),
-            kubectl(&[
-                "logs",
-                "-n",
-                "rocketry-system",
-                "deployment/rocketry",
-                "--tail=40"
-            ])
-        );
-        std::thread::sleep(Duration::from_secs(2));
-    }
-    let namesrv = kubectl(&[
-        "get",
-        "rocketcluster",
-        "e2e",
-        "-n",
+    poll(
+        Duration::from_secs(300),
+        || {
+            format!(
+                "cluster not Running after 300 s:\n{}\n{}",
+                kubectl(&["get", "rocketcluster,pods,events", "-n", &namespace]),
+                kubectl(&[
+                    "logs",
+                    "-n",
+                    "rocketry-system",
+                    "deployment/rocketry",
+                    "--tail=40"
+                ])
+            )
+        },
+        || (field(&namespace, "rocketcluster/e2e", "{.status.phase}") == "Running").then_some(()),
+    );
+    let namesrv = field(
         &namespace,
-        "-o",
-        "jsonpath={.status.nameServerAddresses}",
-    ]);
+        "rocketcluster/e2e",
+        "{.status.nameServerAddresses}",
+    );
     println!("Running; name servers {namesrv}");
     let run = format!("e2e{}", std::process::id());
-    let sent = client_pod(
-        &namespace,
-        &client_image,
-        "producer",
-        &[
-            "dev.rocketry.harness.Features".into(),
-            "produce".into(),
-            format!("namesrv={namesrv}"),
-            "topic=smoke".into(),
-            "count=1000".into(),
-            format!("run={run}"),
-        ],
-    );
-    assert_eq!(sent["sent"], 1000, "{sent}");
+    produce(&namespace, &client_image, &namesrv, &run);
     let got = consume(&namespace, &client_image, "consumer", &namesrv, &run);
     assert_eq!(got["unique"], 1000, "{got}");
 
