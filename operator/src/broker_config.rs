@@ -187,12 +187,20 @@ pub fn render(identity: &BrokerIdentity, overrides: &BTreeMap<String, String>) -
 }
 
 /// A short digest of a group's files, stamped on its pod template so that a change rolls it.
+/// `namesrvAddr` is left out: the operator hands a running broker a new name-server list over
+/// the admin protocol, so scaling the name servers restarts no broker.
 pub fn hash(files: &BTreeMap<String, String>) -> String {
     let mut digest = Sha256::new();
     for (name, text) in files {
         digest.update(name.as_bytes());
         digest.update([0]);
-        digest.update(text.as_bytes());
+        for line in text
+            .lines()
+            .filter(|line| !line.starts_with("namesrvAddr="))
+        {
+            digest.update(line.as_bytes());
+            digest.update([b'\n']);
+        }
         digest.update([0]);
     }
     digest
@@ -306,7 +314,14 @@ mod tests {
         files.insert("a.conf".to_string(), text.clone());
         let before = hash(&files);
         assert_eq!(before, hash(&files));
-        files.insert("a.conf".to_string(), text + "x=1\n");
+        files.insert("a.conf".to_string(), text.clone() + "x=1\n");
         assert_ne!(before, hash(&files));
+        let moved = text.replace("namesrvAddr=n0:9876;n1:9876", "namesrvAddr=n0:9876");
+        files.insert("a.conf".to_string(), moved);
+        assert_eq!(
+            before,
+            hash(&files),
+            "the name-server list changed the hash"
+        );
     }
 }

@@ -1,6 +1,7 @@
-//! The RocketCluster controller: one `reconcile` that applies what `resources` builds, removes
-//! broker groups only when allowed, rolls outdated broker pods one at a time, and writes the
-//! status; one `error_policy` that counts the failure and backs off.
+//! The RocketCluster controller: one `reconcile` that applies what `resources` builds, drains
+//! and removes surplus broker groups, grows volumes, takes the roll of outdated brokers one
+//! step (see `roll`), seeds new groups with the cluster's topics, hands brokers the name-server
+//! list, and writes the status; one `error_policy` that counts the failure and backs off.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -9,8 +10,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -23,13 +25,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::crd::{
-    BrokerGroupStatus, RocketCluster, RocketClusterStatus, ALLOW_SCALE_IN_ANNOTATION,
-    PAUSE_ANNOTATION,
+    BrokerGroupStatus, DrainStatus, RocketCluster, RocketClusterStatus, RollStatus, RollStep,
+    FORCE_SCALE_IN_ANNOTATION, PAUSE_ANNOTATION,
 };
 use crate::metrics::Metrics;
 use crate::resources::{
     self, COMPONENT_LABEL, CONFIG_HASH_ANNOTATION, GROUP_LABEL, INSTANCE_LABEL,
 };
+use crate::{admin, drain, roll, storage};
 use crate::{Error, Result};
 
 /// The field manager of every server-side apply, and the events' reporting controller.
@@ -153,7 +156,11 @@ struct Observed {
     groups: Vec<BrokerGroupStatus>,
     /// (condition reason, message) when the spec cannot be applied as it is.
     degraded: Option<(&'static str, String)>,
-    rolling: Option<String>,
+    roll: Option<RollStatus>,
+    /// Some broker is outdated but the roll waits for every broker to be up.
+    roll_waiting: bool,
+    /// Some group still lacks the cluster's topics.
+    unseeded: bool,
 }
 
 pub async fn reconcile(cluster: Arc<RocketCluster>, context: Arc<Context>) -> Result<Action> {
@@ -185,12 +192,44 @@ pub fn error_policy(cluster: Arc<RocketCluster>, error: &Error, context: Arc<Con
     Action::requeue(delay)
 }
 
+/// The Apis of one namespace that a pass uses.
+struct Apis {
+    sets: Api<StatefulSet>,
+    services: Api<Service>,
+    config_maps: Api<ConfigMap>,
+    budgets: Api<PodDisruptionBudget>,
+    pods: Api<Pod>,
+    claims: Api<PersistentVolumeClaim>,
+    classes: Api<StorageClass>,
+}
+
+impl Apis {
+    fn new(client: &Client, namespace: &str) -> Apis {
+        Apis {
+            sets: Api::namespaced(client.clone(), namespace),
+            services: Api::namespaced(client.clone(), namespace),
+            config_maps: Api::namespaced(client.clone(), namespace),
+            budgets: Api::namespaced(client.clone(), namespace),
+            pods: Api::namespaced(client.clone(), namespace),
+            claims: Api::namespaced(client.clone(), namespace),
+            classes: Api::all(client.clone()),
+        }
+    }
+
+    /// Deletes a broker group's objects; its volumes stay (claims are kept on scale-down).
+    async fn remove_group(&self, name: &str) -> Result<()> {
+        delete(&self.sets, name, "statefulset").await?;
+        delete(&self.services, name, "service").await?;
+        delete(&self.budgets, name, "poddisruptionbudget").await?;
+        delete(&self.config_maps, &format!("{name}-config"), "configmap").await
+    }
+}
+
 async fn reconcile_cluster(cluster: &RocketCluster, context: &Context) -> Result<Action> {
     if cluster.metadata.deletion_timestamp.is_some() {
         // Owner references hand everything to the garbage collector.
         return Ok(Action::await_change());
     }
-    let client = context.client.clone();
     let namespace = cluster.namespace().unwrap_or_else(|| "default".to_string());
     if cluster.is_paused() {
         write_status(cluster, context, Observed::default(), true).await?;
@@ -204,18 +243,16 @@ async fn reconcile_cluster(cluster: &RocketCluster, context: &Context) -> Result
         write_status(cluster, context, observed, false).await?;
         return Ok(Action::await_change());
     }
+    let previous = cluster.status.clone().unwrap_or_default();
+    let now = Timestamp::now();
     let mut observed = Observed::default();
-
-    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
-    let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
-    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &namespace);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let apis = Apis::new(&context.client, &namespace);
+    let name_servers = resources::name_server_list(cluster);
 
     let (name_server_set, headless, client_service) = resources::name_server(cluster);
-    apply(&services, &headless, "service").await?;
-    apply(&services, &client_service, "service").await?;
-    let name_server_set = apply(&sets, &name_server_set, "statefulset").await?;
+    apply(&apis.services, &headless, "service").await?;
+    apply(&apis.services, &client_service, "service").await?;
+    let name_server_set = apply(&apis.sets, &name_server_set, "statefulset").await?;
     observed.name_servers_ready = name_server_set
         .status
         .as_ref()
@@ -227,7 +264,8 @@ async fn reconcile_cluster(cluster: &RocketCluster, context: &Context) -> Result
         "{INSTANCE_LABEL}={},{COMPONENT_LABEL}=broker",
         cluster.name_any()
     );
-    let existing: BTreeMap<i32, StatefulSet> = sets
+    let existing: BTreeMap<i32, StatefulSet> = apis
+        .sets
         .list(&ListParams::default().labels(&selector))
         .await
         .map_err(kube_error("list", "statefulset", &selector))?
@@ -241,44 +279,42 @@ async fn reconcile_cluster(cluster: &RocketCluster, context: &Context) -> Result
         .filter_map(|set| Some((set.labels().get(GROUP_LABEL)?.parse().ok()?, set)))
         .collect();
     let desired = cluster.spec.broker_groups;
-    let surplus: Vec<i32> = existing
-        .keys()
-        .copied()
-        .filter(|index| *index >= desired)
-        .collect();
-    let mut groups_to_run = desired;
-    if !surplus.is_empty() {
-        if cluster.allows_scale_in() {
-            for index in &surplus {
-                let name = resources::broker_group_name(cluster, *index);
-                delete(&sets, &name, "statefulset").await?;
-                delete(&services, &name, "service").await?;
-                delete(&budgets, &name, "poddisruptionbudget").await?;
-                delete(&config_maps, &format!("{name}-config"), "configmap").await?;
-                publish(context, cluster, EventType::Normal, "BrokerGroupRemoved", format!("removed broker group {name} (scale-in allowed by {ALLOW_SCALE_IN_ANNOTATION})")).await;
-            }
-        } else {
-            // Removing a group drops its queues and, with Retain, strands its data: refuse until
-            // the user says so explicitly, and keep running the groups that exist.
-            groups_to_run = existing.keys().max().map_or(desired, |max| max + 1);
-            observed.degraded = Some((
-                "ScaleInRefused",
-                format!(
-                    "brokerGroups went from {} to {desired}; removing broker groups deletes their queues, so it is refused. \
-                     Set the annotation {ALLOW_SCALE_IN_ANNOTATION}=\"true\" to remove groups {surplus:?}",
-                    groups_to_run
-                ),
-            ));
+    let mut draining: BTreeMap<i32, DrainStatus> = BTreeMap::new();
+    for index in existing.keys().copied().filter(|index| *index >= desired) {
+        if let Some(status) = drain_group(
+            cluster,
+            context,
+            &apis,
+            &previous,
+            &name_servers,
+            index,
+            now,
+        )
+        .await?
+        {
+            draining.insert(index, status);
         }
     }
 
-    for index in 0..groups_to_run {
-        let group = resources::broker_group(cluster, index);
+    let mut groups: Vec<(resources::BrokerGroup, StatefulSet)> = Vec::new();
+    for index in (0..desired).chain(draining.keys().copied()) {
+        let mut group = resources::broker_group(cluster, index);
         let name = resources::broker_group_name(cluster, index);
-        apply(&config_maps, &group.config_map, "configmap").await?;
-        apply(&services, &group.service, "service").await?;
-        apply(&budgets, &group.disruption_budget, "poddisruptionbudget").await?;
-        let set = apply(&sets, &group.stateful_set, "statefulset").await?;
+        // A StatefulSet's claim template cannot change: an existing group keeps the one it
+        // was made with, and a larger size reaches its claims directly (see `storage`).
+        if let Some(set) = existing.get(&index) {
+            group.stateful_set.spec.volume_claim_templates =
+                set.spec.volume_claim_templates.clone();
+        }
+        apply(&apis.config_maps, &group.config_map, "configmap").await?;
+        apply(&apis.services, &group.service, "service").await?;
+        apply(
+            &apis.budgets,
+            &group.disruption_budget,
+            "poddisruptionbudget",
+        )
+        .await?;
+        let set = apply(&apis.sets, &group.stateful_set, "statefulset").await?;
         if !existing.contains_key(&index) {
             publish(
                 context,
@@ -289,24 +325,127 @@ async fn reconcile_cluster(cluster: &RocketCluster, context: &Context) -> Result
             )
             .await;
         }
-        let status = roll_group(
-            cluster,
-            context,
-            &pods,
-            &set,
-            &group.config_hash,
-            &name,
-            index,
+        let claims = format!("{selector},{GROUP_LABEL}={index}");
+        if let Some(refused) = storage::grow_claims(
+            &apis.claims,
+            &apis.classes,
+            &claims,
+            &cluster.spec.storage.size,
         )
-        .await?;
-        if let Some(pod) = status.1 {
-            observed.rolling = Some(pod);
+        .await?
+        {
+            observed.degraded = Some(("VolumeExpansionUnsupported", refused));
         }
-        observed.groups.push(status.0);
+        groups.push((group, set));
     }
 
+    // Every broker pod of the cluster, in the order they roll: by group, highest ordinal first.
+    let mut members = Vec::new();
+    for (group, set) in &groups {
+        let name = resources::broker_group_name(cluster, group.index);
+        let (mut status, group_members) = group_members(
+            cluster,
+            &apis.pods,
+            set,
+            group,
+            &name,
+            draining.contains_key(&group.index),
+        )
+        .await?;
+        status.draining = draining.get(&group.index).cloned();
+        status.seeded = previous
+            .broker_groups
+            .iter()
+            .any(|before| before.name == name && before.seeded);
+        members.extend(group_members);
+        observed.groups.push(status);
+    }
+    let expected = groups.len() * cluster.spec.replicas_per_group as usize;
+    observed.roll = step_roll(
+        cluster,
+        context,
+        &apis.pods,
+        previous.roll.as_ref(),
+        &members,
+        expected,
+        &name_servers,
+        now,
+    )
+    .await?;
+    observed.roll_waiting = observed.roll.is_none()
+        && members
+            .iter()
+            .any(|member| member.outdated && member.rollable);
+    seed_groups(cluster, context, &mut observed.groups).await;
+    observed.unseeded = observed.groups.iter().any(|group| !group.seeded);
+    hand_out_name_servers(cluster, &members).await;
+
+    let busy = observed.roll.is_some() || observed.unseeded || !draining.is_empty();
     let converged = write_status(cluster, context, observed, false).await?;
-    Ok(Action::requeue(if converged { RESYNC } else { SOON }))
+    Ok(Action::requeue(if converged && !busy {
+        RESYNC
+    } else {
+        SOON
+    }))
+}
+
+/// One pass of removing surplus group `index`: removes it at once when forced, or fences it,
+/// measures what is left and removes it once drained. Returns its drain status while it stays.
+async fn drain_group(
+    cluster: &RocketCluster,
+    context: &Context,
+    apis: &Apis,
+    previous: &RocketClusterStatus,
+    name_servers: &[String],
+    index: i32,
+    now: Timestamp,
+) -> Result<Option<DrainStatus>> {
+    let name = resources::broker_group_name(cluster, index);
+    let before = previous
+        .broker_groups
+        .iter()
+        .find(|group| group.name == name)
+        .and_then(|group| group.draining.as_ref());
+    if cluster.forces_scale_in() {
+        apis.remove_group(&name).await?;
+        let left = match before.and_then(|drain| drain.backlog) {
+            Some(0) => "no unconsumed messages were left".to_string(),
+            Some(count) => format!("{count} unconsumed messages are lost with it unless its volumes are recovered"),
+            None => "its backlog was never measured; whatever its consumers had not read is lost with it unless its volumes are recovered".to_string(),
+        };
+        publish(context, cluster, EventType::Warning, "BrokerGroupForceRemoved", format!("removed broker group {name} without draining ({FORCE_SCALE_IN_ANNOTATION}): {left}")).await;
+        return Ok(None);
+    }
+    // Fenced on every pass: a broker's registration with a changed topic table gives the
+    // write permission back, as in RocketMQ.
+    let fence = admin::set_write_perm(name_servers, &name, true).await;
+    let broker = resources::broker_address(cluster, &name, &format!("{name}-0"));
+    let (backlog, put_total) = futures::join!(admin::backlog(&broker), admin::put_total(&broker));
+    if let Err(error) = &backlog {
+        tracing::info!(group = %name, %error, "backlog of a draining group unknown");
+    }
+    let seen = drain::Seen {
+        fenced: fence.reached > 0,
+        backlog: backlog.ok(),
+        put_total: put_total.ok(),
+    };
+    let (status, removable) = drain::next(before, seen, now);
+    if before.is_none() {
+        publish(context, cluster, EventType::Normal, "DrainingBrokerGroup", format!("brokerGroups is {}: fenced the writes of {name} ({} of {} name servers) and wait for its consumers to read what it holds", cluster.spec.broker_groups, fence.reached, name_servers.len())).await;
+    }
+    if !removable {
+        return Ok(Some(status));
+    }
+    apis.remove_group(&name).await?;
+    publish(
+        context,
+        cluster,
+        EventType::Normal,
+        "BrokerGroupRemoved",
+        format!("removed broker group {name}: drained, no unconsumed messages left"),
+    )
+    .await;
+    Ok(None)
 }
 
 /// Whether a pod reports the Ready condition true.
@@ -321,28 +460,26 @@ pub fn pod_ready(pod: &Pod) -> bool {
         })
 }
 
-/// Counts the group's ready and outdated pods and, when every pod is present and ready,
-/// deletes the highest outdated one, so the StatefulSet recreates it from the new template.
-/// Returns the group's status and the pod it deleted, if any.
-async fn roll_group(
+/// The group's pods as roll members, highest ordinal first, and its status.
+async fn group_members(
     cluster: &RocketCluster,
-    context: &Context,
     pods: &Api<Pod>,
     set: &StatefulSet,
-    config_hash: &str,
+    group: &resources::BrokerGroup,
     name: &str,
-    index: i32,
-) -> Result<(BrokerGroupStatus, Option<String>)> {
+    draining: bool,
+) -> Result<(BrokerGroupStatus, Vec<roll::Member>)> {
     let selector = format!(
-        "{INSTANCE_LABEL}={},{COMPONENT_LABEL}=broker,{GROUP_LABEL}={index}",
-        cluster.name_any()
+        "{INSTANCE_LABEL}={},{COMPONENT_LABEL}=broker,{GROUP_LABEL}={}",
+        cluster.name_any(),
+        group.index
     );
-    let mut members = pods
+    let mut pods = pods
         .list(&ListParams::default().labels(&selector))
         .await
         .map_err(kube_error("list", "pod", &selector))?
         .items;
-    members.sort_by_key(|pod| std::cmp::Reverse(ordinal(&pod.name_any())));
+    pods.sort_by_key(|pod| std::cmp::Reverse(ordinal(&pod.name_any())));
     // The revision check catches template changes other than the config (an image bump); it is
     // trusted only once the StatefulSet controller has seen the current spec.
     let update_revision = set.status.as_ref().and_then(|status| {
@@ -350,45 +487,206 @@ async fn roll_group(
             .then(|| status.update_revision.clone())
             .flatten()
     });
-    let outdated = |pod: &Pod| {
-        let hash = pod
-            .annotations()
-            .get(CONFIG_HASH_ANNOTATION)
-            .map(String::as_str);
-        let revision = pod.labels().get("controller-revision-hash");
-        hash != Some(config_hash)
-            || update_revision
-                .as_ref()
-                .is_some_and(|update| revision != Some(update))
-    };
-    let replicas = cluster.spec.replicas_per_group;
-    let live: Vec<&Pod> = members
+    let members: Vec<roll::Member> = pods
         .iter()
-        .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+        .map(|pod| {
+            let hash = pod.annotations().get(CONFIG_HASH_ANNOTATION);
+            let revision = pod.labels().get("controller-revision-hash");
+            roll::Member {
+                name: pod.name_any(),
+                uid: pod.uid().unwrap_or_default(),
+                broker_name: name.to_string(),
+                ready: pod_ready(pod),
+                terminating: pod.metadata.deletion_timestamp.is_some(),
+                outdated: hash != Some(&group.config_hash)
+                    || update_revision
+                        .as_ref()
+                        .is_some_and(|update| revision != Some(update)),
+                rollable: !draining,
+            }
+        })
         .collect();
-    let ready = live.iter().filter(|pod| pod_ready(pod)).count() as i32;
-    let stale: Vec<&&Pod> = live.iter().filter(|pod| outdated(pod)).collect();
+    let live = members.iter().filter(|member| !member.terminating);
     let status = BrokerGroupStatus {
         name: name.to_string(),
-        replicas,
-        ready_replicas: ready,
-        outdated_replicas: stale.len() as i32,
+        replicas: cluster.spec.replicas_per_group,
+        ready_replicas: live.clone().filter(|member| member.ready).count() as i32,
+        outdated_replicas: live.filter(|member| member.outdated).count() as i32,
+        ..BrokerGroupStatus::default()
     };
-    let settled = live.len() == members.len() && live.len() as i32 == replicas && ready == replicas;
-    let Some(victim) = stale.first().filter(|_| settled) else {
-        return Ok((status, None));
+    Ok((status, members))
+}
+
+/// Takes the roll one step (see `roll`) and does what the step names; returns the roll as it
+/// now stands.
+#[allow(clippy::too_many_arguments)]
+async fn step_roll(
+    cluster: &RocketCluster,
+    context: &Context,
+    pods: &Api<Pod>,
+    current: Option<&RollStatus>,
+    members: &[roll::Member],
+    expected: usize,
+    name_servers: &[String],
+    now: Timestamp,
+) -> Result<Option<RollStatus>> {
+    let put_total = match current {
+        Some(roll) if roll.step == RollStep::Fencing => {
+            let broker = resources::broker_address(cluster, &roll.broker_name, &roll.pod);
+            admin::put_total(&broker).await.ok()
+        }
+        _ => None,
     };
-    let pod_name = victim.name_any();
-    delete(pods, &pod_name, "pod").await?;
-    publish(
-        context,
-        cluster,
-        EventType::Normal,
-        "RollingPod",
-        format!("deleted {pod_name} to apply the new broker config or template ({} of group {name} outdated)", stale.len()),
+    match roll::next(current, members, expected, put_total, now) {
+        roll::Next::Idle | roll::Next::WaitForBrokers => Ok(None),
+        roll::Next::Fence(roll) => {
+            // Recorded before the fence goes up: whoever leads next knows to lift it.
+            patch_roll(cluster, context, Some(&roll)).await?;
+            let fence = admin::set_write_perm(name_servers, &roll.broker_name, true).await;
+            let (type_, note) = if fence.reached > 0 {
+                (
+                    EventType::Normal,
+                    format!(
+                        "fenced the writes of {} at {} of {} name servers before restarting {}",
+                        roll.broker_name,
+                        fence.reached,
+                        name_servers.len(),
+                        roll.pod
+                    ),
+                )
+            } else {
+                (EventType::Warning, format!("no name server took the fence of {} ({}); {} is restarted unfenced, and sends to it fail until clients retry elsewhere", roll.broker_name, fence.failures.join("; "), roll.pod))
+            };
+            publish(context, cluster, type_, "FencingBroker", note).await;
+            Ok(Some(roll))
+        }
+        roll::Next::Hold(roll) => {
+            if roll.step == RollStep::Fencing {
+                admin::set_write_perm(name_servers, &roll.broker_name, true).await;
+            }
+            Ok(Some(roll))
+        }
+        roll::Next::Restart(roll) => {
+            delete(pods, &roll.pod, "pod").await?;
+            let waited = roll::elapsed(&current.expect("a restart follows a fence").since, now);
+            publish(context, cluster, EventType::Normal, "RollingPod", format!("deleted {} to apply the new broker config or template, {} s after fencing its writes", roll.pod, waited.as_secs())).await;
+            Ok(Some(roll))
+        }
+        roll::Next::Unfence(broker_name) => {
+            let fence = admin::set_write_perm(name_servers, &broker_name, false).await;
+            if !fence.failures.is_empty() {
+                // A broker that registers again (as the new pod did) gets its permission back
+                // from every name server anyway.
+                tracing::info!(broker = %broker_name, failures = ?fence.failures, "some name servers did not take the unfence");
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// Writes only `status.roll`, so that the roll is on record before its fence goes up.
+async fn patch_roll(
+    cluster: &RocketCluster,
+    context: &Context,
+    roll: Option<&RollStatus>,
+) -> Result<()> {
+    let name = cluster.name_any();
+    let api: Api<RocketCluster> = Api::namespaced(
+        context.client.clone(),
+        &cluster.namespace().unwrap_or_default(),
+    );
+    api.patch_status(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({ "status": { "roll": roll } })),
     )
-    .await;
-    Ok((status, Some(pod_name)))
+    .await
+    .map_err(kube_error("patch status of", "rocketcluster", &name))?;
+    Ok(())
+}
+
+/// Gives each group that lacks them the cluster's topics and subscription groups, copied from a
+/// group that has them, once all its brokers are ready. A new cluster has none to copy: its
+/// first ready groups are seeded as they are.
+async fn seed_groups(cluster: &RocketCluster, context: &Context, groups: &mut [BrokerGroupStatus]) {
+    let ready = |group: &BrokerGroupStatus| {
+        group.ready_replicas == group.replicas && group.draining.is_none()
+    };
+    let Some(source) = groups
+        .iter()
+        .find(|group| group.seeded && ready(group))
+        .map(|group| group.name.clone())
+    else {
+        if !groups.iter().any(|group| group.seeded) {
+            for group in groups.iter_mut().filter(|group| ready(group)) {
+                group.seeded = true;
+            }
+        }
+        return;
+    };
+    let from = resources::broker_address(cluster, &source, &format!("{source}-0"));
+    for group in groups
+        .iter_mut()
+        .filter(|group| !group.seeded && ready(group))
+    {
+        let mut copied = admin::Copied::default();
+        let mut failed = None;
+        for ordinal in 0..group.replicas {
+            let to = resources::broker_address(
+                cluster,
+                &group.name,
+                &format!("{}-{ordinal}", group.name),
+            );
+            match admin::copy_topics(&from, &source, &to).await {
+                Ok(made) => {
+                    copied.topics += made.topics;
+                    copied.groups += made.groups;
+                }
+                Err(error) => failed = Some(error),
+            }
+        }
+        if let Some(error) = failed {
+            tracing::warn!(group = %group.name, %error, "could not copy the cluster's topics yet");
+            continue;
+        }
+        group.seeded = true;
+        publish(
+            context,
+            cluster,
+            EventType::Normal,
+            "TopicsCopied",
+            format!(
+                "copied {} topics and {} subscription groups from {source} to {}",
+                copied.topics, copied.groups, group.name
+            ),
+        )
+        .await;
+    }
+}
+
+/// Hands every ready broker the current name-server list, where it differs from the one it
+/// uses: scaling the name servers restarts no broker.
+async fn hand_out_name_servers(cluster: &RocketCluster, members: &[roll::Member]) {
+    let wanted = resources::name_server_addresses(cluster);
+    let calls = members
+        .iter()
+        .filter(|member| member.ready && !member.terminating)
+        .map(|member| {
+            let broker = resources::broker_address(cluster, &member.broker_name, &member.name);
+            let wanted = wanted.clone();
+            async move { (admin::set_name_servers(&broker, &wanted).await, member) }
+        });
+    for (result, member) in futures::future::join_all(calls).await {
+        match result {
+            Ok(true) => {
+                tracing::info!(broker = %member.name, name_servers = %wanted, "handed a broker the new name-server list")
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::debug!(broker = %member.name, %error, "could not check the broker's name-server list")
+            }
+        }
+    }
 }
 
 fn ordinal(pod_name: &str) -> i32 {
@@ -463,6 +761,7 @@ async fn write_status(
     let ready_brokers: i32 = observed
         .groups
         .iter()
+        .filter(|group| group.draining.is_none())
         .map(|group| group.ready_replicas)
         .sum();
     let outdated: i32 = observed
@@ -471,6 +770,7 @@ async fn write_status(
         .map(|group| group.outdated_replicas)
         .sum();
     let groups_complete = observed.groups.len() as i32 >= spec.broker_groups;
+    // A group being drained is on its way out: it counts neither for nor against readiness.
     let all_ready = groups_complete
         && ready_brokers >= desired_brokers
         && observed.name_servers_ready >= spec.name_server.replicas;
@@ -513,11 +813,60 @@ async fn write_status(
                 ),
             )
         };
-        let progressing = match (&observed.rolling, outdated, all_ready) {
-            (Some(pod), _, _) => condition(cluster, "Progressing", true, "RollingPods", format!("restarted {pod}; {outdated} broker(s) run an outdated config")),
-            (None, 1.., _) => condition(cluster, "Progressing", true, "RollingPods", format!("{outdated} broker(s) run an outdated config; waiting for every broker of the group to be ready before the next")),
-            (None, _, false) => condition(cluster, "Progressing", true, "WaitingForPods", "waiting for pods to become ready".to_string()),
-            (None, _, true) => condition(cluster, "Progressing", false, "Reconciled", "every object matches the spec".to_string()),
+        let draining: Vec<String> = observed
+            .groups
+            .iter()
+            .filter_map(|group| {
+                let drain = group.draining.as_ref()?;
+                Some(match drain.backlog {
+                    Some(backlog) => format!("{} ({backlog} messages left)", group.name),
+                    None => format!("{} (backlog unknown)", group.name),
+                })
+            })
+            .collect();
+        let progressing = if let Some(roll) = &observed.roll {
+            let step = match roll.step {
+                RollStep::Fencing => "writes fenced, waiting for producers to move",
+                RollStep::Restarting => "restarting",
+            };
+            condition(
+                cluster,
+                "Progressing",
+                true,
+                "RollingPods",
+                format!(
+                    "{}: {step}; {outdated} broker(s) run an outdated config",
+                    roll.pod
+                ),
+            )
+        } else if !draining.is_empty() {
+            condition(cluster, "Progressing", true, "DrainingBrokerGroups", format!("removing {}: writes fenced, waiting for consumers to read what is left (annotate {FORCE_SCALE_IN_ANNOTATION}=\"true\" to remove at once and lose it)", draining.join(", ")))
+        } else if outdated > 0 {
+            condition(cluster, "Progressing", true, "RollingPods", format!("{outdated} broker(s) run an outdated config; waiting for every broker of the cluster to be ready before the next"))
+        } else if !all_ready {
+            condition(
+                cluster,
+                "Progressing",
+                true,
+                "WaitingForPods",
+                "waiting for pods to become ready".to_string(),
+            )
+        } else if observed.unseeded {
+            condition(
+                cluster,
+                "Progressing",
+                true,
+                "CopyingTopics",
+                "a new broker group waits for the cluster's topics".to_string(),
+            )
+        } else {
+            condition(
+                cluster,
+                "Progressing",
+                false,
+                "Reconciled",
+                "every object matches the spec".to_string(),
+            )
         };
         let degraded = match &observed.degraded {
             Some((reason, message)) => {
@@ -533,6 +882,8 @@ async fn write_status(
         };
         let phase = if observed.degraded.is_some() {
             "Degraded"
+        } else if !draining.is_empty() {
+            "Draining"
         } else if all_ready && outdated == 0 {
             "Running"
         } else if ready_brokers == 0 {
@@ -550,6 +901,7 @@ async fn write_status(
         ready_brokers: (!paused).then(|| format!("{ready_brokers}/{desired_brokers}")),
         broker_groups: observed.groups,
         name_server_addresses: Some(resources::name_server_addresses(cluster)),
+        roll: observed.roll,
     };
     let previous = cluster.status.clone().unwrap_or_default();
     if previous == status {

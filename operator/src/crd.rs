@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -19,8 +19,9 @@ use crate::broker_config;
 
 /// Annotation that stops reconciling a cluster while it is set to `"true"`.
 pub const PAUSE_ANNOTATION: &str = "rocketry.dev/paused";
-/// Annotation that allows `brokerGroups` to shrink, deleting the groups above the new count.
-pub const ALLOW_SCALE_IN_ANNOTATION: &str = "rocketry.dev/allow-scale-in";
+/// Annotation that removes the broker groups above a lowered `brokerGroups` at once, without
+/// waiting for their backlog to drain: whatever was not consumed is lost with them.
+pub const FORCE_SCALE_IN_ANNOTATION: &str = "rocketry.dev/force-scale-in";
 
 /// A RocketMQ-compatible cluster of Rocketry name servers and broker groups.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -77,7 +78,8 @@ pub struct RocketClusterSpec {
         "message": "replicasPerGroup must be 1 (a single master) or an odd number from 3 to 9 (a Raft group needs a majority)"
     }]))]
     pub replicas_per_group: i32,
-    /// Each broker's volume. Fixed once the cluster exists (StatefulSet volume claims cannot change).
+    /// Each broker's volume: it may grow (where its StorageClass allows expansion) and its
+    /// reclaimPolicy may change; the class is fixed once the cluster exists.
     pub storage: StorageSpec,
     /// Acknowledge sends from the page cache (ASYNC) or after the bytes are on disk (SYNC).
     #[serde(default)]
@@ -155,8 +157,11 @@ impl Default for NameServerSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "self == oldSelf",
-    "message": "storage cannot change once the cluster exists (StatefulSet volume claims are immutable)"
+    "rule": "has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)",
+    "message": "storage.storageClassName cannot change once the cluster exists (a bound volume keeps its class)"
+}, {
+    "rule": "quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0",
+    "message": "storage.size can only grow (a volume cannot shrink)"
 }]))]
 pub struct StorageSpec {
     /// Size of each broker's volume, a positive Kubernetes quantity such as 10Gi.
@@ -235,6 +240,41 @@ pub struct RocketClusterStatus {
     /// The name server addresses clients and brokers use (`;`-separated host:port).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name_server_addresses: Option<String>,
+    /// The one broker being restarted by a roll, if any. Kept here so that a restarted or new
+    /// leader resumes the roll where it stood, and never fences two brokers at once.
+    /// Serialized as null when absent, so a merge patch clears it.
+    #[serde(default)]
+    pub roll: Option<RollStatus>,
+}
+
+/// A broker restart in progress: its writes are fenced at the name servers first, then the
+/// pod is deleted, and the fence is lifted once its replacement is ready.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollStatus {
+    /// The broker pod being restarted.
+    pub pod: String,
+    /// Its group (brokerName), whose write permission is wiped at the name servers.
+    pub broker_name: String,
+    /// The uid of the pod being replaced, to tell its replacement apart.
+    pub uid: String,
+    pub step: RollStep,
+    /// When the step began.
+    pub since: Time,
+    /// The broker's count of stored messages when last asked, and since when it has not moved:
+    /// producers have left once it stays still.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub put_total: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub put_total_since: Option<Time>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RollStep {
+    /// Writes are fenced; waiting for producers to move their sends elsewhere.
+    Fencing,
+    /// The pod was deleted; waiting for its replacement to be ready.
+    Restarting,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -247,6 +287,30 @@ pub struct BrokerGroupStatus {
     /// Pods that still run an older config or template and wait to be rolled.
     #[serde(default)]
     pub outdated_replicas: i32,
+    /// Whether the group has been given the cluster's topics and subscription groups (a group
+    /// added by scale-out gets them copied from an existing group once it is ready).
+    #[serde(default)]
+    pub seeded: bool,
+    /// Set while the group is being removed: its writes are fenced and the operator waits for
+    /// its consumers to read what is left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draining: Option<DrainStatus>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DrainStatus {
+    /// When a name server first took the fence of the group's writes; absent until one has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
+    /// Messages its consumer groups have not consumed yet; absent while unknown (the broker
+    /// cannot be asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<i64>,
+    /// The broker's count of stored messages when last asked: it must stand still between
+    /// two looks before the group is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub put_total: Option<i64>,
 }
 
 fn one() -> i32 {
@@ -282,8 +346,8 @@ impl RocketCluster {
         self.annotation(PAUSE_ANNOTATION) == Some("true")
     }
 
-    pub fn allows_scale_in(&self) -> bool {
-        self.annotation(ALLOW_SCALE_IN_ANNOTATION) == Some("true")
+    pub fn forces_scale_in(&self) -> bool {
+        self.annotation(FORCE_SCALE_IN_ANNOTATION) == Some("true")
     }
 
     fn annotation(&self, key: &str) -> Option<&str> {
@@ -356,7 +420,7 @@ mod tests {
         for needle in [
             "self == 1 || self % 2 == 1",
             "quantity(self).isGreaterThan",
-            "self == oldSelf",
+            "quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0",
             "self.all(key, key in [",
             "\"ASYNC\"",
             "\"shortNames\":[\"rc\",\"rocket\"]",

@@ -4,13 +4,17 @@
 //! Reconciling builds every object from the cluster alone (`resources`) and applies it with
 //! server-side apply; no state is kept between passes but what is in the cluster.
 
+pub mod admin;
 pub mod broker_config;
 pub mod controller;
 pub mod crd;
+pub mod drain;
 pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod resources;
+pub mod roll;
+pub mod storage;
 
 pub use controller::{run, Context};
 pub use crd::{RocketCluster, RocketClusterSpec, RocketClusterStatus};
@@ -33,6 +37,13 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A broker or name server did not do what the operator asked of it.
+    #[error("could not {action} at {addr}: {reason}")]
+    Admin {
+        action: &'static str,
+        addr: String,
+        reason: String,
+    },
     #[error("lease {name} in {namespace} could not be read or written")]
     Lease {
         name: String,
@@ -49,6 +60,7 @@ impl Error {
             Error::Kube { action, kind, .. } => format!("{action}_{kind}").to_lowercase(),
             Error::Serialize { .. } => "serialize".to_string(),
             Error::Lease { .. } => "lease".to_string(),
+            Error::Admin { .. } => "admin".to_string(),
         }
     }
 }

@@ -80,8 +80,12 @@ fn namespace(cluster: &RocketCluster) -> String {
 
 /// The stable DNS name of pod `ordinal` of a StatefulSet whose headless Service has its name.
 fn pod_host(cluster: &RocketCluster, set: &str, ordinal: i32) -> String {
+    pod_dns_name(cluster, set, &format!("{set}-{ordinal}"))
+}
+
+fn pod_dns_name(cluster: &RocketCluster, set: &str, pod: &str) -> String {
     format!(
-        "{set}-{ordinal}.{set}.{}.svc.{}",
+        "{pod}.{set}.{}.svc.{}",
         namespace(cluster),
         cluster.spec.cluster_domain
     )
@@ -89,11 +93,21 @@ fn pod_host(cluster: &RocketCluster, set: &str, ordinal: i32) -> String {
 
 /// `namesrvAddr` for brokers and clients: every name server by its DNS name, `;`-separated.
 pub fn name_server_addresses(cluster: &RocketCluster) -> String {
+    name_server_list(cluster).join(";")
+}
+
+/// Every name server's host:port, by its DNS name.
+pub fn name_server_list(cluster: &RocketCluster) -> Vec<String> {
     let set = name_server_name(cluster);
     (0..cluster.spec.name_server.replicas)
         .map(|ordinal| format!("{}:{NAME_SERVER_PORT}", pod_host(cluster, &set, ordinal)))
-        .collect::<Vec<_>>()
-        .join(";")
+        .collect()
+}
+
+/// Where the operator reaches broker pod `pod` of group `broker_name` (its StatefulSet and
+/// headless Service share the name).
+pub fn broker_address(cluster: &RocketCluster, broker_name: &str, pod: &str) -> String {
+    format!("{}:{BROKER_PORT}", pod_dns_name(cluster, broker_name, pod))
 }
 
 pub fn labels(cluster: &RocketCluster, component: &str) -> BTreeMap<String, String> {
@@ -786,6 +800,12 @@ mod tests {
             .pod_annotations
             .insert("team".into(), "a".into());
         assert_eq!(before, broker_group(&cluster, 0).config_hash);
+        cluster.spec.name_server.replicas = 3;
+        assert_eq!(
+            before,
+            broker_group(&cluster, 0).config_hash,
+            "more name servers would restart every broker"
+        );
         cluster
             .spec
             .broker_config

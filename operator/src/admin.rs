@@ -1,0 +1,257 @@
+//! What the operator asks of a cluster's brokers and name servers, through the protocol
+//! crate's client as any RocketMQ admin tool would: fence and unfence a group's writes at the
+//! name servers (mqadmin wipeWritePerm / addWritePerm), read how many messages a broker has
+//! stored and how many its consumer groups have not read, copy topics and subscription groups
+//! to a new group, and hand a broker a new name-server list.
+//!
+//! Every call is bounded: a broker or name server that does not answer is reported as such,
+//! and never holds up a reconcile for longer than [`CALL_TIMEOUT`].
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures::future::join_all;
+use protocol::body::TopicConfig;
+use protocol::header::CreateTopicRequestHeader;
+use protocol::Client;
+
+use crate::{Error, Result};
+
+/// Bound on one connect plus request; a pod being deleted or not yet serving answers neither.
+const CALL_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Consumer groups the broker or RocketMQ's tools create for themselves; their offsets say
+/// nothing about whether an application has read a group's messages.
+const SYSTEM_GROUP_PREFIXES: &[&str] = &["CID_RMQ_SYS_", "TOOLS_CONSUMER", "FILTERSRV_CONSUMER"];
+
+/// Connects to `addr` and runs `call` with the connection, within [`CALL_TIMEOUT`].
+async fn with_client<T, F, Fut>(action: &'static str, addr: &str, call: F) -> Result<T>
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: Future<Output = protocol::Result<T>>,
+{
+    let error = |reason: String| Error::Admin {
+        action,
+        addr: addr.to_string(),
+        reason,
+    };
+    let attempt = async {
+        let client = Client::connect(addr).await?;
+        client.set_default_timeout(CALL_TIMEOUT);
+        call(client).await
+    };
+    match tokio::time::timeout(CALL_TIMEOUT, attempt).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(source)) => Err(error(source.to_string())),
+        Err(_) => Err(error(format!("no answer within {CALL_TIMEOUT:?}"))),
+    }
+}
+
+/// How a fence (or its undo) went at each name server.
+#[derive(Debug, Default)]
+pub struct FenceReport {
+    /// Name servers that took it.
+    pub reached: usize,
+    /// Why each of the others did not.
+    pub failures: Vec<String>,
+}
+
+/// WIPE_WRITE_PERM_OF_BROKER (`wipe`) or ADD_WRITE_PERM_OF_BROKER at every name server, all at
+/// once. Producers stop sending to the group when they next refresh its routes (the Java
+/// client does so every 30 s); consumers keep reading from it.
+pub async fn set_write_perm(name_servers: &[String], broker_name: &str, wipe: bool) -> FenceReport {
+    let action = if wipe {
+        "wipe the write permission"
+    } else {
+        "give back the write permission"
+    };
+    let calls = name_servers.iter().map(|addr| {
+        with_client(action, addr, |client| async move {
+            if wipe {
+                client.wipe_write_perm_of_broker(broker_name).await
+            } else {
+                client.add_write_perm_of_broker(broker_name).await
+            }
+        })
+    });
+    let mut report = FenceReport::default();
+    for result in join_all(calls).await {
+        match result {
+            Ok(_) => report.reached += 1,
+            Err(error) => report.failures.push(error.to_string()),
+        }
+    }
+    report
+}
+
+/// The broker's `msgPutTotalTodayNow`: messages it has stored since midnight. It only moves
+/// while someone sends, so producers have left a fenced broker once it stands still.
+pub async fn put_total(broker: &str) -> Result<i64> {
+    let table = with_client("read the runtime info", broker, |client| async move {
+        client.get_broker_runtime_info().await
+    })
+    .await?;
+    table
+        .table
+        .get("msgPutTotalTodayNow")
+        .and_then(|value| value.trim().parse().ok())
+        .ok_or_else(|| Error::Admin {
+            action: "read the runtime info",
+            addr: broker.to_string(),
+            reason: "the answer has no msgPutTotalTodayNow".to_string(),
+        })
+}
+
+/// Messages on `broker` that its consumer groups have not consumed: over every group with
+/// offsets there (GET_BROKER_CONSUME_STATS), the broker's max offset minus the group's
+/// committed offset, queue by queue.
+pub async fn backlog(broker: &str) -> Result<i64> {
+    let stats = with_client("read the consume stats", broker, |client| async move {
+        client.get_broker_consume_stats(false).await
+    })
+    .await?;
+    Ok(stats
+        .consume_stats_list
+        .iter()
+        .flat_map(|groups| groups.iter())
+        .filter(|(group, _)| !is_system_group(group))
+        .flat_map(|(_, per_topic)| per_topic.iter())
+        .flat_map(|stats| stats.offset_table.values())
+        .map(|offsets| (offsets.broker_offset - offsets.consumer_offset.max(0)).max(0))
+        .sum())
+}
+
+fn is_system_group(group: &str) -> bool {
+    SYSTEM_GROUP_PREFIXES
+        .iter()
+        .any(|prefix| group.starts_with(prefix))
+}
+
+/// What a copy to a new group made.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Copied {
+    pub topics: usize,
+    pub groups: usize,
+}
+
+/// Creates on `target` every topic and subscription group `source` has and `target` lacks.
+/// Topics a broker makes for itself (its own brokerName topic) are left out; what `target`
+/// already has is left as it is.
+pub async fn copy_topics(source: &str, source_name: &str, target: &str) -> Result<Copied> {
+    let (topics, groups) = with_client("read the topics", source, |client| async move {
+        Ok((
+            client.get_all_topic_config().await?,
+            client.get_all_subscription_groups().await?,
+        ))
+    })
+    .await?;
+    with_client("copy the topics", target, |client| async move {
+        let have = client.get_all_topic_config().await?.topic_config_table;
+        let have_groups = client
+            .get_all_subscription_groups()
+            .await?
+            .subscription_group_table;
+        let mut copied = Copied::default();
+        for (name, config) in &topics.topic_config_table {
+            if name == source_name || have.contains_key(name) {
+                continue;
+            }
+            client.create_topic(&create_topic_header(config)).await?;
+            copied.topics += 1;
+        }
+        for (name, config) in &groups.subscription_group_table {
+            if is_system_group(name) || have_groups.contains_key(name) {
+                continue;
+            }
+            client.create_subscription_group(config).await?;
+            copied.groups += 1;
+        }
+        Ok(copied)
+    })
+    .await
+}
+
+fn create_topic_header(config: &TopicConfig) -> CreateTopicRequestHeader {
+    let attributes = (!config.attributes.is_empty()).then(|| {
+        config
+            .attributes
+            .iter()
+            .map(|(key, value)| format!("+{key}={value}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    CreateTopicRequestHeader {
+        topic: config.topic_name.clone(),
+        default_topic: "TBW102".to_string(),
+        read_queue_nums: config.read_queue_nums,
+        write_queue_nums: config.write_queue_nums,
+        perm: config.perm,
+        topic_filter_type: config.topic_filter_type.name().to_string(),
+        topic_sys_flag: Some(config.topic_sys_flag),
+        order: config.order,
+        attributes,
+        force: None,
+    }
+}
+
+/// The broker's current `namesrvAddr`, and UPDATE_BROKER_CONFIG to `wanted` when it differs,
+/// as `mqadmin updateBrokerConfig -k namesrvAddr` does: the broker registers with the new
+/// name servers and leaves the old ones without a restart.
+pub async fn set_name_servers(broker: &str, wanted: &str) -> Result<bool> {
+    with_client("set the name servers", broker, |client| async move {
+        let config = client.get_broker_config().await?;
+        let current = config
+            .lines()
+            .find_map(|line| line.strip_prefix("namesrvAddr="))
+            .map(str::trim);
+        if current == Some(wanted) {
+            return Ok(false);
+        }
+        client
+            .update_broker_config(&[("namesrvAddr", wanted)])
+            .await?;
+        Ok(true)
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::body::TopicFilterType;
+
+    #[test]
+    fn tool_groups_do_not_count_as_backlog() {
+        assert!(is_system_group("TOOLS_CONSUMER"));
+        assert!(is_system_group("CID_RMQ_SYS_TRANS"));
+        assert!(!is_system_group("orders-consumer"));
+    }
+
+    #[test]
+    fn a_copied_topic_keeps_its_queues_permission_order_and_attributes() {
+        let config = TopicConfig {
+            topic_name: "orders".into(),
+            read_queue_nums: 8,
+            write_queue_nums: 8,
+            perm: 6,
+            topic_filter_type: TopicFilterType::SingleTag,
+            topic_sys_flag: 0,
+            order: true,
+            attributes: [("message.type".to_string(), "FIFO".to_string())].into(),
+        };
+        let header = create_topic_header(&config);
+        assert_eq!(header.topic, "orders");
+        assert_eq!((header.read_queue_nums, header.write_queue_nums), (8, 8));
+        assert_eq!(header.perm, 6);
+        assert!(header.order);
+        assert_eq!(header.topic_filter_type, "SINGLE_TAG");
+        assert_eq!(header.attributes.as_deref(), Some("+message.type=FIFO"));
+    }
+
+    #[tokio::test]
+    async fn an_address_nobody_answers_is_an_error_not_a_hang() {
+        // A port nothing listens on refuses at once; the error names what was attempted.
+        let error = put_total("127.0.0.1:1").await.unwrap_err();
+        assert!(error.to_string().contains("127.0.0.1:1"), "{error}");
+    }
+}
