@@ -197,7 +197,7 @@ impl NamesrvConfig {
 impl BrokerConfig {
     /// The keys UPDATE_BROKER_CONFIG may change: the ones the broker reads again on every
     /// use. Never a path (see `config_update`).
-    pub const RUNTIME_KEYS: &'static [&'static str] = &["brokerPermission"];
+    pub const RUNTIME_KEYS: &'static [&'static str] = &["brokerPermission", "namesrvAddr"];
 
     /// The limits the broker's server holds its connections to.
     pub fn server_limits(&self) -> Limits {
@@ -220,20 +220,61 @@ impl BrokerConfig {
         )
     }
 
-    /// The name servers to register with.
+    /// The name servers to register with, each once (the registrar keys them by address).
     pub fn namesrv_addrs(&self) -> Vec<String> {
-        self.namesrv_addr
-            .split(';')
-            .map(str::trim)
-            .filter(|addr| !addr.is_empty())
-            .map(str::to_string)
-            .collect()
+        let mut addrs: Vec<String> = Vec::new();
+        for addr in self.namesrv_addr.split(';').map(str::trim) {
+            if !addr.is_empty() && !addrs.iter().any(|known| known == addr) {
+                addrs.push(addr.to_string());
+            }
+        }
+        addrs
+    }
+
+    /// [`BrokerConfig::namesrv_addrs`] for a list changed at run time: refused when one entry
+    /// is not `host:port` or none is left, since the broker would then drop every name server
+    /// it registers with and no client could find it.
+    pub fn checked_namesrv_addrs(&self) -> Result<Vec<String>> {
+        let refused = |reason: String| Error::ConfigValue {
+            key: "namesrvAddr".into(),
+            value: self.namesrv_addr.clone(),
+            reason,
+        };
+        let addrs = self.namesrv_addrs();
+        if addrs.is_empty() {
+            return Err(refused(
+                "no name server left to register with; give at least one host:port".into(),
+            ));
+        }
+        if let Some(bad) = addrs.iter().find(|addr| !is_host_port(addr)) {
+            return Err(refused(format!(
+                "{bad} is not host:port (name servers are separated by ;)"
+            )));
+        }
+        Ok(addrs)
     }
 
     /// `brokerIP1:listenPort`, the address clients and name servers see.
     pub fn advertised_addr(&self) -> String {
         format!("{}:{}", self.broker_ip1, self.listen_port)
     }
+}
+
+/// `host:port` with a host name, an IPv4 address or a bracketed IPv6 one, and a port above 0.
+fn is_host_port(addr: &str) -> bool {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return false;
+    };
+    let host_ok = match host.strip_prefix('[').and_then(|ip| ip.strip_suffix(']')) {
+        Some(ip) => ip.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        }
+    };
+    host_ok && port.parse::<u16>().is_ok_and(|port| port > 0)
 }
 
 /// Apache's metrics keys place the whole HTTP endpoint: Kubernetes probes it on the pod's
@@ -309,6 +350,35 @@ mod tests {
             vec!["127.0.0.1:9876", "10.0.0.2:9876"]
         );
         assert_eq!(settings.unknown_keys, vec!["brokerRole"]);
+    }
+
+    #[test]
+    fn a_name_server_list_changed_at_run_time_is_checked() {
+        let list = |text: &str| BrokerConfig {
+            namesrv_addr: text.into(),
+            ..BrokerConfig::default()
+        };
+        assert_eq!(
+            list(" a:9876 ;b.ns-1:9876;a:9876;[::1]:9876;")
+                .checked_namesrv_addrs()
+                .unwrap(),
+            vec!["a:9876", "b.ns-1:9876", "[::1]:9876"]
+        );
+        for bad in [
+            "",
+            " ; ",
+            "a",
+            "a:",
+            ":9876",
+            "a:0",
+            "a:70000",
+            "a:9876,b:9876",
+        ] {
+            let error = list(bad).checked_namesrv_addrs().unwrap_err().to_string();
+            assert!(error.contains("namesrvAddr"), "{bad:?}: {error}");
+        }
+        let error = list("").checked_namesrv_addrs().unwrap_err().to_string();
+        assert!(error.contains("no name server left"), "{error}");
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! The real mqadmin 5.5.0 against a fresh `rocketry standalone` and against Apache RocketMQ
 //! 5.5.0, on the same scenario: a 4/4-queue topic, 20 messages with keys `<run>-key-<i>`, a
-//! push consumer group that stays online; then name-server settings and a broker's write
-//! permission. Each command must succeed on both (or, where the scenario asks for a refusal,
-//! be refused with the same code), and the fields it prints must match where they should
-//! (names, queue counts, offsets, lags, counts, perms).
+//! push consumer group that stays online; then name-server settings, a broker's write
+//! permission and its name-server list. Each command must succeed on both (or, where the
+//! scenario asks for a refusal, be refused with the same code), and the fields it prints must
+//! match where they should (names, queue counts, offsets, lags, counts, perms).
 //! Every difference found is listed in docs/compatibility.md.
 //!
 //! mqadmin starts a JVM per command (about 5 s), so the two scenarios run side by side and
@@ -476,7 +476,34 @@ fn scenario(target: &Target) -> Facts {
     namesrv_config(n, &mut fact);
     write_perm(n, &topic, &route.broker_datas[0].broker_name, &mut fact);
     broker_permission(n, &topic, &broker_addr, &mut fact);
+    namesrv_addr(n, &broker_addr, &mut fact);
     facts
+}
+
+/// `updateBrokerConfig -k namesrvAddr`, set to the name server the broker already uses (the
+/// peer is shared, so its list stays as it is), then `getBrokerConfig` shows it.
+fn namesrv_addr(n: &str, broker_addr: &str, fact: &mut impl FnMut(&str, String)) {
+    let broker = ["-n", n, "-b", broker_addr];
+    let args = [
+        &["updateBrokerConfig"],
+        &broker[..],
+        &["-k", "namesrvAddr", "-v", n],
+    ]
+    .concat();
+    let out = admin(&args);
+    fact(
+        "updateBrokerConfig.namesrvAddr",
+        out.contains("update broker config success").to_string(),
+    );
+    let out = admin(&[&["getBrokerConfig"], &broker[..]].concat());
+    let shown = out.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        (key.trim() == "namesrvAddr").then(|| value.trim().to_string())
+    });
+    fact(
+        "getBrokerConfig.namesrvAddrMatches",
+        (shown.as_deref() == Some(n)).to_string(),
+    );
 }
 
 /// `updateBrokerConfig -k brokerPermission`: 4 makes the broker register its queues
@@ -676,6 +703,8 @@ fn assert_rocketry_facts(facts: &Facts) {
     want("updateBrokerConfig.readOnlyRoutePerm", "4");
     want("updateBrokerConfig.pathRefusedCode", "16");
     want("updateBrokerConfig.writableRoutePerm", "6");
+    want("updateBrokerConfig.namesrvAddr", "true");
+    want("getBrokerConfig.namesrvAddrMatches", "true");
     want("resetOffsetByTime.queues", "4");
     want("resetOffsetByTime.offsets", r#"["0", "0", "0", "0"]"#);
     let lag: i64 = (0..4)

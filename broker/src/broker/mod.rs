@@ -107,7 +107,7 @@ impl Broker {
                 arrived.tags_code,
             )
         });
-        let registrar = registration::Registrar::new(config.namesrv_addrs().len());
+        let registrar = registration::Registrar::new(config.namesrv_addrs());
         let store_host = SocketAddr::new(resolve_ip(&config.broker_ip1), config.listen_port);
         let metrics = metrics::BrokerMetrics::new(&config);
         Ok(Arc::new(Broker {
@@ -206,7 +206,7 @@ impl Broker {
         }
         if self.registrar.registered_with() == 0 {
             return Err(NotReady::Unregistered {
-                name_servers: self.config.namesrv_addrs().len(),
+                name_servers: self.registrar.namesrv_count(),
             });
         }
         Ok(())

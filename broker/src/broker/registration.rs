@@ -5,7 +5,12 @@
 //! Each name server has its own task that owns its connection and registers on its own, so
 //! one that is down or silent delays nobody: not the other name servers, and not the client
 //! whose send created a topic and waits until some name server knows the route.
+//!
+//! The list follows `namesrvAddr` as UPDATE_BROKER_CONFIG changes it (name servers scaled
+//! under a running broker): a new name server gets its task, a removed one loses its task and
+//! is told the broker is leaving it, and the others keep theirs and their connections.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,19 +49,42 @@ pub struct Registrar {
     /// The generation of the topic table the name servers should know, bumped on each change.
     /// It starts at 1, the table at start, which no name server has yet.
     wanted: watch::Sender<u64>,
-    /// Per name server, in `namesrvAddr` order.
-    progress: watch::Sender<Vec<Progress>>,
-    /// One task per name server, plus the one that turns `topics_changed` into generations.
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The name servers to register with: `namesrvAddr` as it is now.
+    namesrvs: watch::Sender<Vec<String>>,
+    /// Per name server being registered with, by address: an entry comes and goes with the
+    /// name server's task, so a name server added again starts from nothing.
+    progress: watch::Sender<BTreeMap<String, Progress>>,
+    /// The task of each name server being registered with.
+    tasks: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// The task that turns `topics_changed` into generations and the one that follows
+    /// `namesrvs`.
+    duties: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Registrar {
-    pub fn new(namesrv_count: usize) -> Registrar {
+    pub fn new(namesrvs: Vec<String>) -> Registrar {
+        // Entries from the start, so the wait for the first registration has them to wait on.
+        let progress = namesrvs
+            .iter()
+            .map(|addr| (addr.clone(), Progress::default()))
+            .collect();
         Registrar {
             wanted: watch::Sender::new(1),
-            progress: watch::Sender::new(vec![Progress::default(); namesrv_count]),
-            tasks: Mutex::new(Vec::new()),
+            namesrvs: watch::Sender::new(namesrvs),
+            progress: watch::Sender::new(progress),
+            tasks: Mutex::new(HashMap::new()),
+            duties: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Registers with `namesrvs` from now on, in place of the name servers before.
+    pub fn set_namesrvs(&self, namesrvs: Vec<String>) {
+        self.namesrvs.send_replace(namesrvs);
+    }
+
+    /// How many name servers `namesrvAddr` lists now.
+    pub fn namesrv_count(&self) -> usize {
+        self.namesrvs.borrow().len()
     }
 
     /// Asks for a registration of the topic table as it is now; returns its generation.
@@ -69,14 +97,16 @@ impl Registrar {
         generation
     }
 
-    /// How many name servers have accepted a registration since the broker started. A name
-    /// server that later goes away still counts: the broker did its part, and turning every
-    /// broker unready because name servers are down would only take the brokers away too.
+    /// How many name servers of the current list have accepted a registration since the
+    /// broker started (or since they joined the list). A name server that later goes down
+    /// still counts: the broker did its part, and turning every broker unready because name
+    /// servers are down would only take the brokers away too.
     pub fn registered_with(&self) -> usize {
+        let namesrvs = self.namesrvs.borrow();
         self.progress
             .borrow()
             .iter()
-            .filter(|server| server.registered > 0)
+            .filter(|(addr, server)| server.registered > 0 && namesrvs.contains(addr))
             .count()
     }
 
@@ -85,8 +115,8 @@ impl Registrar {
     async fn settled(&self, generation: u64) {
         let mut progress = self.progress.subscribe();
         let settled = progress.wait_for(|all| {
-            all.iter().any(|server| server.registered >= generation)
-                || all.iter().all(|server| server.tried >= generation)
+            all.values().any(|server| server.registered >= generation)
+                || all.values().all(|server| server.tried >= generation)
         });
         if tokio::time::timeout(ROUTE_WAIT, settled).await.is_err() {
             debug!(
@@ -108,14 +138,10 @@ pub async fn register_now(broker: &Broker) {
 /// Starts registering with every name server until the broker stops, and waits for the first
 /// registration as [`register_now`] does.
 pub async fn start(broker: Arc<Broker>) {
-    let mut tasks = Vec::new();
-    for (index, addr) in broker.config.namesrv_addrs().into_iter().enumerate() {
-        tasks.push(tokio::spawn(keep_registered(broker.clone(), index, addr)));
-    }
     // Other processors signal table changes through `topics_changed`; one Notify wakes one
     // waiter, so it is turned into a generation every name server task sees.
     let forwarder = broker.clone();
-    tasks.push(tokio::spawn(async move {
+    let forwarding = tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = forwarder.stopping.cancelled() => return,
@@ -124,16 +150,82 @@ pub async fn start(broker: Arc<Broker>) {
                 }
             }
         }
-    }));
-    *broker.registrar.tasks.lock() = tasks;
+    });
+    // Subscribed here, so a change made before the task first runs is not missed.
+    let namesrvs = broker.registrar.namesrvs.subscribe();
+    let following = tokio::spawn(follow_namesrvs(broker.clone(), namesrvs));
+    *broker.registrar.duties.lock() = vec![forwarding, following];
     let first = *broker.registrar.wanted.borrow();
     broker.registrar.settled(first).await;
+}
+
+/// The name servers to start and to stop to go from the `running` ones to the `wanted` ones;
+/// the ones in both are left alone.
+#[derive(Debug, PartialEq, Eq)]
+struct Change {
+    added: Vec<String>,
+    removed: Vec<String>,
+}
+
+impl Change {
+    fn between(running: &[String], wanted: &[String]) -> Change {
+        Change {
+            added: wanted
+                .iter()
+                .filter(|addr| !running.contains(addr))
+                .cloned()
+                .collect(),
+            removed: running
+                .iter()
+                .filter(|addr| !wanted.contains(addr))
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+/// Keeps one task per name server of `namesrvAddr`, at start and after each change, until
+/// the broker stops. Changes are taken one at a time, so a name server removed and added
+/// again is unregistered before it is registered with again, never after.
+async fn follow_namesrvs(broker: Arc<Broker>, mut namesrvs: watch::Receiver<Vec<String>>) {
+    loop {
+        let wanted = namesrvs.borrow_and_update().clone();
+        let running: Vec<String> = broker.registrar.tasks.lock().keys().cloned().collect();
+        let change = Change::between(&running, &wanted);
+        // The new ones first: they must not wait on the removed ones' unregistration.
+        for addr in change.added {
+            broker.registrar.progress.send_modify(|all| {
+                all.entry(addr.clone()).or_default();
+            });
+            let task = tokio::spawn(keep_registered(broker.clone(), addr.clone()));
+            broker.registrar.tasks.lock().insert(addr, task);
+        }
+        for addr in change.removed {
+            let task = broker.registrar.tasks.lock().remove(&addr);
+            if let Some(task) = task {
+                task.abort();
+                let _ = task.await;
+            }
+            broker.registrar.progress.send_modify(|all| {
+                all.remove(&addr);
+            });
+            unregister(&broker, &addr).await;
+        }
+        tokio::select! {
+            _ = broker.stopping.cancelled() => return,
+            changed = namesrvs.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// One name server's task: registers the newest generation, then again after each period or
 /// new generation, over one connection kept open (a name server drops a broker's routes when
 /// the connection it registered over closes, so registrations must not use throwaway ones).
-async fn keep_registered(broker: Arc<Broker>, index: usize, addr: String) {
+async fn keep_registered(broker: Arc<Broker>, addr: String) {
     let period = Duration::from_millis(broker.config.register_name_server_period.max(1000));
     let mut wanted = broker.registrar.wanted.subscribe();
     let mut connection = None;
@@ -145,11 +237,16 @@ async fn keep_registered(broker: Arc<Broker>, index: usize, addr: String) {
             _ = broker.stopping.cancelled() => return,
             accepted = register(&addr, &mut connection, request) => accepted,
         };
-        broker.registrar.progress.send_modify(|all| {
-            all[index].tried = generation;
+        broker.registrar.progress.send_if_modified(|all| {
+            // Gone when the name server left the list while this registration was under way.
+            let Some(server) = all.get_mut(&addr) else {
+                return false;
+            };
+            server.tried = generation;
             if accepted {
-                all[index].registered = generation;
+                server.registered = generation;
             }
+            true
         });
         tokio::select! {
             _ = broker.stopping.cancelled() => return,
@@ -246,15 +343,24 @@ async fn connect(addr: &str) -> protocol::Result<Client> {
     }
 }
 
-/// Tells every name server at once that this broker is leaving, so clients stop routing to
-/// it now rather than after the name server's two-minute expiry. The registering tasks end
-/// first, so none registers again behind the unregistration.
+/// Tells every name server of the current list at once that this broker is leaving, so
+/// clients stop routing to it now rather than after the name server's two-minute expiry. The
+/// registering tasks end first, so none registers again behind the unregistration, and the
+/// list is no longer followed, so none starts again.
 pub async fn unregister_all(broker: &Broker) {
+    let duties = std::mem::take(&mut *broker.registrar.duties.lock());
     let tasks = std::mem::take(&mut *broker.registrar.tasks.lock());
-    for task in tasks {
+    for task in duties.into_iter().chain(tasks.into_values()) {
         task.abort();
         let _ = task.await;
     }
+    let addrs = broker.registrar.namesrvs.borrow().clone();
+    join_all(addrs.iter().map(|addr| unregister(broker, addr))).await;
+}
+
+/// One UNREGISTER_BROKER, over a connection of its own, bounded by [`UNREGISTER_TIMEOUT`];
+/// a name server that does not answer drops the broker at its expiry instead.
+async fn unregister(broker: &Broker, addr: &str) {
     let register = register_header(broker);
     let header = UnregisterBrokerRequestHeader {
         broker_name: register.broker_name,
@@ -262,37 +368,43 @@ pub async fn unregister_all(broker: &Broker) {
         cluster_name: register.cluster_name,
         broker_id: register.broker_id,
     };
-    let header = &header;
-    let addrs = broker.config.namesrv_addrs();
-    join_all(addrs.iter().map(|addr| async move {
-        let request = RemotingCommand::request(RequestCode::UnregisterBroker, header);
-        let mut slot = None;
-        match tokio::time::timeout(UNREGISTER_TIMEOUT, invoke(addr, &mut slot, request)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => {
-                warn!(namesrv = %addr, %error, "cannot unregister from the name server")
-            }
-            Err(_) => {
-                warn!(namesrv = %addr, "the name server did not answer the unregistration in time")
-            }
+    let request = RemotingCommand::request(RequestCode::UnregisterBroker, &header);
+    let mut slot = None;
+    match tokio::time::timeout(UNREGISTER_TIMEOUT, invoke(addr, &mut slot, request)).await {
+        Ok(Ok(_)) => debug!(namesrv = %addr, "unregistered"),
+        Ok(Err(error)) => {
+            warn!(namesrv = %addr, %error, "cannot unregister from the name server")
         }
-    }))
-    .await;
+        Err(_) => {
+            warn!(namesrv = %addr, "the name server did not answer the unregistration in time")
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const A: &str = "10.0.0.1:9876";
+    const B: &str = "10.0.0.2:9876";
+    const C: &str = "10.0.0.3:9876";
+
+    fn addrs(list: &[&str]) -> Vec<String> {
+        list.iter().map(|addr| addr.to_string()).collect()
+    }
+
     #[tokio::test]
     async fn one_name_server_accepting_settles_a_generation_while_another_hangs() {
-        let registrar = Registrar::new(2);
+        let registrar = Registrar::new(addrs(&[A, B]));
         let generation = registrar.request();
         registrar.progress.send_modify(|all| {
-            all[0] = Progress {
-                tried: generation,
-                registered: generation,
-            }
+            all.insert(
+                A.into(),
+                Progress {
+                    tried: generation,
+                    registered: generation,
+                },
+            );
         });
         let waited = std::time::Instant::now();
         registrar.settled(generation).await;
@@ -301,11 +413,11 @@ mod tests {
 
     #[tokio::test]
     async fn every_name_server_failing_settles_a_generation_at_once() {
-        let registrar = Registrar::new(2);
+        let registrar = Registrar::new(addrs(&[A, B]));
         let generation = registrar.request();
         let waiter = registrar.settled(generation);
         registrar.progress.send_modify(|all| {
-            for server in all.iter_mut() {
+            for server in all.values_mut() {
                 server.tried = generation;
             }
         });
@@ -316,7 +428,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_older_registration_does_not_settle_a_newer_generation() {
-        let registrar = Arc::new(Registrar::new(1));
+        let registrar = Arc::new(Registrar::new(addrs(&[A])));
         let older = registrar.request();
         let newer = registrar.request();
         let waiter = tokio::spawn({
@@ -324,17 +436,52 @@ mod tests {
             async move { registrar.settled(newer).await }
         });
         registrar.progress.send_modify(|all| {
-            all[0] = Progress {
-                tried: older,
-                registered: older,
-            }
+            all.insert(
+                A.into(),
+                Progress {
+                    tried: older,
+                    registered: older,
+                },
+            );
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!waiter.is_finished());
-        registrar
-            .progress
-            .send_modify(|all| all[0].registered = newer);
+        registrar.progress.send_modify(|all| {
+            all.get_mut(A).unwrap().registered = newer;
+        });
         waiter.await.unwrap();
+    }
+
+    #[test]
+    fn a_changed_list_starts_the_new_name_servers_and_stops_the_removed_ones_only() {
+        assert_eq!(
+            Change::between(&addrs(&[A, B]), &addrs(&[B, C])),
+            Change {
+                added: addrs(&[C]),
+                removed: addrs(&[A]),
+            }
+        );
+        let unchanged = Change::between(&addrs(&[A, B]), &addrs(&[B, A]));
+        assert!(unchanged.added.is_empty() && unchanged.removed.is_empty());
+        // At start nothing runs: every name server is new.
+        assert_eq!(Change::between(&[], &addrs(&[A, B])).added, addrs(&[A, B]));
+    }
+
+    #[test]
+    fn only_name_servers_of_the_current_list_count_as_registered_with() {
+        let registrar = Registrar::new(addrs(&[A, B]));
+        registrar.progress.send_modify(|all| {
+            all.get_mut(A).unwrap().registered = 1;
+        });
+        assert_eq!(registrar.registered_with(), 1);
+        // A left the list: its acceptance no longer counts, even before its task is stopped.
+        registrar.set_namesrvs(addrs(&[B, C]));
+        assert_eq!(registrar.namesrv_count(), 2);
+        assert_eq!(registrar.registered_with(), 0);
+        registrar.progress.send_modify(|all| {
+            all.entry(C.into()).or_default().registered = 1;
+        });
+        assert_eq!(registrar.registered_with(), 1);
     }
 
     #[test]
@@ -350,15 +497,13 @@ mod tests {
         let unregistered = Err(NotReady::Unregistered { name_servers: 2 });
         assert_eq!(broker.readiness(), unregistered);
         // Tried and refused is not registered.
-        broker
-            .registrar
-            .progress
-            .send_modify(|all| all[0].tried = 1);
+        broker.registrar.progress.send_modify(|all| {
+            all.get_mut("127.0.0.1:1").unwrap().tried = 1;
+        });
         assert_eq!(broker.readiness(), unregistered);
-        broker
-            .registrar
-            .progress
-            .send_modify(|all| all[1].registered = 1);
+        broker.registrar.progress.send_modify(|all| {
+            all.get_mut("127.0.0.1:2").unwrap().registered = 1;
+        });
         assert_eq!(broker.registrar.registered_with(), 1);
         assert_eq!(broker.readiness(), Ok(()));
         broker.begin_shutdown();

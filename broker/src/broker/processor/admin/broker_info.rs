@@ -56,8 +56,25 @@ pub fn update_config(broker: &Broker, request: &RemotingCommand) -> RemotingComm
             ),
         });
     }
+    let namesrvs = if updated.namesrv_addr == current.namesrv_addr {
+        None
+    } else {
+        match updated.checked_namesrv_addrs() {
+            Ok(addrs) => Some(addrs),
+            Err(error) => {
+                return refused(config_update::Refusal {
+                    code: ResponseCode::SystemError,
+                    remark: error.to_string(),
+                })
+            }
+        }
+    };
     let permission_changed = updated.broker_permission != current.broker_permission;
     *current = updated;
+    if let Some(addrs) = namesrvs {
+        // Under the lock, so two updates at once leave the registrar on the list that stays.
+        broker.registrar.set_namesrvs(addrs);
+    }
     drop(current);
     info!(update = %String::from_utf8_lossy(&request.body).trim(), "broker config updated");
     if permission_changed {

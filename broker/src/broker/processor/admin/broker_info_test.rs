@@ -55,3 +55,50 @@ async fn a_broker_config_update_changes_the_permission_and_nothing_else() {
     assert_eq!(broker.config().broker_name, "broker-a");
     broker.begin_shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_name_server_list_update_is_taken_whole_and_never_left_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig {
+        namesrv_addr: "127.0.0.1:1".into(),
+        ..BrokerConfig::default()
+    };
+    let broker = Broker::open(config, store::StoreConfig::with_root(dir.path())).unwrap();
+
+    for (body, remark) in [
+        ("namesrvAddr=\n", "no name server left"),
+        ("namesrvAddr= ; \n", "no name server left"),
+        ("namesrvAddr=127.0.0.1:2,127.0.0.1:3\n", "is not host:port"),
+        // Whole or not at all: the good key does not change either.
+        (
+            "brokerPermission=4\nnamesrvAddr=127.0.0.1\n",
+            "is not host:port",
+        ),
+    ] {
+        let refused = ask(&broker, RequestCode::UpdateBrokerConfig, body).await;
+        assert_eq!(refused.code, ResponseCode::SystemError.as_i32(), "{body}");
+        let text = refused.remark.unwrap_or_default();
+        assert!(
+            text.contains("namesrvAddr") && text.contains(remark),
+            "{body}: {text}"
+        );
+    }
+    assert_eq!(broker.permission(), 6);
+    assert_eq!(broker.registrar.namesrv_count(), 1);
+
+    let answer = ask(
+        &broker,
+        RequestCode::UpdateBrokerConfig,
+        "namesrvAddr=127.0.0.1:2;127.0.0.1:3\n",
+    )
+    .await;
+    assert_eq!(answer.code, ResponseCode::Success.as_i32(), "{answer:?}");
+    assert_eq!(broker.registrar.namesrv_count(), 2);
+    let config = ask(&broker, RequestCode::GetBrokerConfig, "").await;
+    let text = String::from_utf8(config.body.to_vec()).unwrap();
+    assert!(
+        text.contains("namesrvAddr=127.0.0.1:2;127.0.0.1:3\n"),
+        "{text}"
+    );
+    broker.begin_shutdown();
+}
