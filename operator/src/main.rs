@@ -29,7 +29,7 @@ struct Args {
     /// Name of the leader-election Lease.
     #[arg(long, default_value = "rocketry-operator")]
     lease_name: String,
-    /// This replica's identity in the Lease (the pod name).
+    /// This replica's name in the Lease (the pod name); each process adds its own suffix.
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
     /// Reconcile without holding the Lease (a single replica only).
@@ -49,10 +49,19 @@ async fn main() -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes client configuration")?;
-    let identity = args
-        .identity
-        .clone()
-        .unwrap_or_else(|| format!("rocketry-operator-{}", std::process::id()));
+    // One identity per process, not per pod, as client-go's leader election does: a replica
+    // whose container was killed and restarted must not take the lease its dead process held
+    // for its own, but wait for it like any other standby.
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let identity = format!(
+        "{}_{:x}{:x}",
+        args.identity.as_deref().unwrap_or("rocketry-operator"),
+        std::process::id(),
+        started % (1 << 32)
+    );
     let metrics = Metrics::default();
     let ready = Arc::new(AtomicBool::new(false));
     let (stop, stopped) = watch::channel(false);
