@@ -33,12 +33,17 @@ import org.apache.rocketmq.common.message.MessageQueue;
  *   index,queueId,queueOffset,reconsumeTimes,receiveMs,bornMs,tags,topic
  *
  *   Features produce namesrv=H:P topic=T count=N [first=0] [run=ID] [tags=A,B,C] [prop=NAME]
- *                    [delayLevel=L] [orderKeys=K]
+ *                    [delayLevel=L] [orderKeys=K] [intervalMs=0] [untilFile=PATH]
  *   Features consume namesrv=H:P topic=T group=G out=FILE [expect=N] [type=push|orderly]
  *                    [model=clustering|broadcasting] [filter=TAGEXPR] [sql=EXPR] [run=ID]
  *                    [idleMs=0] [timeoutMs=60000] [stopAfter=N] [haltAfter=N] [sleepMs=0]
- *                    [fail=false] [maxReconsume=-1]
+ *                    [fail=false] [maxReconsume=-1] [verify=N] [skip=I,J,...]
  * </pre>
+ *
+ * A producer with {@code untilFile} sends until that file exists (or {@code count} is
+ * reached), pausing {@code intervalMs} between sends, and reports which indexes failed after
+ * the client's own retries. A consumer with {@code verify=N} reports which of indexes
+ * 0..N-1 it never received, leaving out those in {@code skip} (the failed sends).
  *
  * With {@code tags}, message i carries tag number i mod the list's length; with {@code prop},
  * property NAME = i mod 10; with {@code orderKeys}, key i mod K picks the queue (key mod the
@@ -70,6 +75,9 @@ public final class Features {
         String prop = args.get("prop");
         int delayLevel = Integer.parseInt(args.getOrDefault("delayLevel", "0"));
         int orderKeys = Integer.parseInt(args.getOrDefault("orderKeys", "0"));
+        long intervalMs = Long.parseLong(args.getOrDefault("intervalMs", "0"));
+        java.io.File untilFile = args.containsKey("untilFile") ? new java.io.File(args.get("untilFile")) : null;
+        List<Integer> failedIndexes = new java.util.ArrayList<>();
 
         DefaultMQProducer producer = new DefaultMQProducer("features_producer");
         producer.setNamesrvAddr(args.get("namesrv"));
@@ -77,8 +85,13 @@ public final class Features {
         long sent = 0;
         long failed = 0;
         String firstError = null;
-        for (int n = 0; n < count; n++) {
+        int attempted = 0;
+        for (int n = 0; n < count && (untilFile == null || !untilFile.exists()); n++) {
             int index = first + n;
+            attempted++;
+            if (intervalMs > 0) {
+                Thread.sleep(intervalMs);
+            }
             Message m = new Message(topic, tags[index % tags.length],
                 (run + "-" + index + "-").getBytes(StandardCharsets.UTF_8));
             m.setKeys(run + "-key-" + index);
@@ -102,16 +115,19 @@ public final class Features {
                     sent++;
                 } else {
                     failed++;
+                    failedIndexes.add(index);
                 }
             } catch (Exception e) {
                 failed++;
+                failedIndexes.add(index);
                 if (firstError == null) {
                     firstError = e.toString();
                 }
             }
         }
         producer.shutdown();
-        return "{\"sent\":" + sent + ",\"failed\":" + failed + ",\"firstError\":"
+        return "{\"sent\":" + sent + ",\"failed\":" + failed + ",\"attempted\":" + attempted
+            + ",\"failedIndexes\":" + failedIndexes + ",\"firstError\":"
             + (firstError == null ? "null" : "\"" + firstError.replace("\"", "'") + "\"") + "}";
     }
 
@@ -219,7 +235,24 @@ public final class Features {
         consumer.shutdown();
         synchronized (out) {
             out.close();
-            return "{\"deliveries\":" + deliveries.get() + ",\"unique\":" + seen.size() + "}";
+            String missing = "";
+            if (args.containsKey("verify")) {
+                Set<Integer> skip = new HashSet<>();
+                for (String index : args.getOrDefault("skip", "").split(",")) {
+                    if (!index.isEmpty()) {
+                        skip.add(Integer.parseInt(index));
+                    }
+                }
+                List<Integer> absent = new java.util.ArrayList<>();
+                for (int index = 0; index < Integer.parseInt(args.get("verify")); index++) {
+                    if (!skip.contains(index) && !seen.contains(index)) {
+                        absent.add(index);
+                    }
+                }
+                missing = ",\"missing\":" + absent.size() + ",\"firstMissing\":"
+                    + absent.subList(0, Math.min(20, absent.size()));
+            }
+            return "{\"deliveries\":" + deliveries.get() + ",\"unique\":" + seen.size() + missing + "}";
         }
     }
 }
