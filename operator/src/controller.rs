@@ -539,6 +539,11 @@ async fn step_roll(
     };
     match roll::next(current, members, expected, put_total, now) {
         roll::Next::Idle | roll::Next::WaitForBrokers => Ok(None),
+        roll::Next::Replace(pod) => {
+            delete(pods, &pod, "pod").await?;
+            publish(context, cluster, EventType::Normal, "ReplacingDownPod", format!("deleted {pod}, which is outdated and not Ready, so that it comes back with the new config or template")).await;
+            Ok(None)
+        }
         roll::Next::Fence(roll) => {
             // Recorded before the fence goes up: whoever leads next knows to lift it.
             patch_roll(cluster, context, Some(&roll)).await?;

@@ -44,6 +44,10 @@ pub enum Next {
     /// Something is outdated, but a broker is missing, starting or stopping: wait, so that
     /// never two brokers of the cluster are down at once.
     WaitForBrokers,
+    /// This outdated broker is down already (Pending, crash-looping): delete it now, unfenced.
+    /// It serves nothing, so its restart takes nothing away, and only its restart can bring the
+    /// fix (a toleration, a config) that lets it come up.
+    Replace(String),
     /// Fence this broker's group and record the roll.
     Fence(RollStatus),
     /// Keep the roll as it now stands (and the fence up while `Fencing`).
@@ -91,10 +95,16 @@ pub fn next(
 }
 
 fn start(members: &[Member], expected: usize, now: Timestamp) -> Next {
-    let Some(victim) = members
+    let outdated = members
         .iter()
-        .find(|member| member.outdated && member.rollable)
-    else {
+        .filter(|member| member.outdated && member.rollable);
+    if let Some(down) = outdated
+        .clone()
+        .find(|member| !member.ready && !member.terminating)
+    {
+        return Next::Replace(down.name.clone());
+    }
+    let Some(victim) = outdated.clone().next() else {
         return Next::Idle;
     };
     let all_up = members.len() == expected
@@ -197,6 +207,23 @@ mod tests {
         members[1].ready = false;
         assert_eq!(next(None, &members, 2, None, at(0)), Next::WaitForBrokers);
         members[1].ready = true;
+        members[1].terminating = true;
+        assert_eq!(next(None, &members, 2, None, at(0)), Next::WaitForBrokers);
+    }
+
+    #[test]
+    fn an_outdated_broker_that_is_down_is_replaced_at_once_without_a_fence() {
+        // Pending on a spec it cannot run with: waiting for it to be Ready would wait forever.
+        let mut members = [
+            member("demo-broker-0-0", true),
+            member("demo-broker-1-0", true),
+        ];
+        members[1].ready = false;
+        assert_eq!(
+            next(None, &members, 2, None, at(0)),
+            Next::Replace("demo-broker-1-0".into())
+        );
+        // Already on its way out: nothing more to do but wait.
         members[1].terminating = true;
         assert_eq!(next(None, &members, 2, None, at(0)), Next::WaitForBrokers);
     }
