@@ -855,6 +855,49 @@ fn the_charts_operator_runs_the_example_cluster_through_rolls_crashes_and_scalin
         .collect();
     assert_eq!(uids, after, "a name-server change restarted brokers");
 
+    // Volumes grow where their StorageClass allows it. The test ground's `local` class does not,
+    // and the cluster says so; once the class allows expansion, each claim is asked for the size.
+    patch_cluster(&namespace, serde_json::json!({"storage": {"size": "21Gi"}}));
+    let degraded = r#"{.status.conditions[?(@.type=="Degraded")].reason}"#;
+    poll(
+        Duration::from_secs(60),
+        || "no VolumeExpansionUnsupported within 60 s".to_string(),
+        || {
+            (field(&namespace, "rocketcluster/demo", degraded) == "VolumeExpansionUnsupported")
+                .then_some(())
+        },
+    );
+    let expandable = |allow: bool| {
+        kubectl(&[
+            "patch",
+            "storageclass",
+            "local",
+            "-p",
+            &serde_json::json!({ "allowVolumeExpansion": allow }).to_string(),
+        ])
+    };
+    expandable(true);
+    let sizes = poll(
+        Duration::from_secs(60),
+        || "the claims were not grown within 60 s".to_string(),
+        || {
+            let sizes: Vec<String> = ["store-demo-broker-0-0", "store-demo-broker-1-0"]
+                .iter()
+                .map(|claim| {
+                    field(
+                        &namespace,
+                        &format!("pvc/{claim}"),
+                        "{.spec.resources.requests.storage}",
+                    )
+                })
+                .collect();
+            let cleared = field(&namespace, "rocketcluster/demo", degraded) == "AsExpected";
+            (sizes.iter().all(|size| size == "21Gi") && cleared).then_some(sizes)
+        },
+    );
+    expandable(false);
+    println!("claims asked for {sizes:?} once the class allowed expansion");
+
     // Two operator replicas: the leader's container killed, then the new leader's pod deleted.
     let crashed = lease_holder();
     let pod = crashed.split('_').next().unwrap().to_string();
