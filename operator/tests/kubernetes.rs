@@ -288,6 +288,19 @@ async fn cluster_lifecycle_on_a_real_apiserver() {
         .map(|pod| (pod.name_any(), pod.uid().unwrap()))
         .collect();
     assert_eq!(before.len(), 9);
+    let template_hash = |set: StatefulSet| -> Option<String> {
+        set.spec
+            .template
+            .metadata?
+            .annotations?
+            .get("rocketry.dev/config-hash")
+            .cloned()
+    };
+    let mut old_hashes = BTreeMap::new();
+    for group in 0..3 {
+        let set = sets.get(&format!("demo-broker-{group}")).await.unwrap();
+        old_hashes.insert(format!("demo-broker-{group}-"), template_hash(set).unwrap());
+    }
     patch_spec(
         &clusters,
         "demo",
@@ -307,12 +320,12 @@ async fn cluster_lifecycle_on_a_real_apiserver() {
             if !config[&format!("{name}-0.conf")].contains("maxMessageSize=2097152") {
                 return None;
             }
-            let set = sets.get(&name).await.ok()?;
-            let template = set.spec.template.metadata?.annotations?;
-            hashes.insert(
-                format!("{name}-"),
-                template.get("rocketry.dev/config-hash")?.clone(),
-            );
+            // The ConfigMap is applied just before its set: wait for the set's new hash too.
+            let hash = template_hash(sets.get(&name).await.ok()?)?;
+            if old_hashes[&format!("{name}-")] == hash {
+                return None;
+            }
+            hashes.insert(format!("{name}-"), hash);
         }
         Some(hashes)
     })
