@@ -378,7 +378,11 @@ async fn reconcile_cluster(cluster: &RocketCluster, context: &Context) -> Result
             .any(|member| member.outdated && member.rollable);
     seed_groups(cluster, context, &mut observed.groups).await;
     observed.unseeded = observed.groups.iter().any(|group| !group.seeded);
-    hand_out_name_servers(cluster, &members).await;
+    // Only a list whose every name server is up: a broker told of one that is still starting
+    // tries it and then waits a whole registration period before trying again.
+    if observed.name_servers_ready >= cluster.spec.name_server.replicas {
+        hand_out_name_servers(cluster, &members).await;
+    }
 
     let busy = observed.roll.is_some() || observed.unseeded || !draining.is_empty();
     let converged = write_status(cluster, context, observed, false).await?;
@@ -670,7 +674,7 @@ async fn seed_groups(cluster: &RocketCluster, context: &Context, groups: &mut [B
 }
 
 /// Hands every ready broker the current name-server list, where it differs from the one it
-/// uses: scaling the name servers restarts no broker.
+/// uses: scaling the name servers restarts no broker. Called once every name server is Ready.
 async fn hand_out_name_servers(cluster: &RocketCluster, members: &[roll::Member]) {
     let wanted = resources::name_server_addresses(cluster);
     let calls = members

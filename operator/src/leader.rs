@@ -150,13 +150,16 @@ impl LeaseLock {
         }
     }
 
-    /// Waits until this replica holds the lease.
+    /// Waits until this replica holds the lease. A standby asks every 2 s (client-go's
+    /// `RetryPeriod`), more often than the holder renews, so a lease released on SIGTERM is taken
+    /// within about that.
     pub async fn acquire(&self) -> Result<()> {
+        let retry = self.renew_interval().min(Duration::from_secs(2));
         loop {
             if self.try_acquire_or_renew().await? {
                 return Ok(());
             }
-            tokio::time::sleep(self.renew_interval()).await;
+            tokio::time::sleep(retry).await;
         }
     }
 
