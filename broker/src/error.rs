@@ -24,6 +24,17 @@ pub enum Error {
     #[error("state file {path} is damaged: {reason}")]
     StateFile { path: PathBuf, reason: String },
 
+    /// An Apache RocketMQ store that `rocketry admin import` cannot read: missing, or a state
+    /// file that does not parse (the reason says where).
+    #[error("cannot import {path}: {reason}")]
+    ImportSource { path: PathBuf, reason: String },
+
+    #[error(
+        "{path} already holds broker state ({found}); import into a new data dir, or pass \
+         --force to add the imported topics, groups and offsets to it"
+    )]
+    ImportTargetInUse { path: PathBuf, found: String },
+
     #[error("I/O error on {path}")]
     Io {
         path: PathBuf,

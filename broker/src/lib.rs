@@ -11,6 +11,7 @@ pub mod error;
 pub mod filter;
 pub mod health;
 mod http;
+pub mod import;
 pub mod metrics;
 pub mod namesrv;
 mod properties;

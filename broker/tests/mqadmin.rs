@@ -30,23 +30,6 @@ struct Target {
 /// What a scenario printed, reduced to comparable facts (`command.field` -> value).
 type Facts = BTreeMap<String, String>;
 
-/// mqadmin's stdout without the logback status lines the 5.5.0 tools print there.
-///
-/// mqadmin exits 0 even when a command fails (it prints the exception and returns), and on
-/// two busy cores its 3 s RPC timeout is sometimes hit, so a run that printed nothing
-/// useful is tried again, up to three times.
-fn admin(args: &[&str]) -> String {
-    mqadmin_until(args, "failed", |output| {
-        let stdout: String = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter(|line| !line.contains("|-INFO in") && !line.contains("|-WARN in"))
-            .filter(|line| !line.trim().is_empty())
-            .collect::<Vec<_>>()
-            .join("\n");
-        (output.status.success() && !stdout.is_empty()).then_some(stdout)
-    })
-}
-
 /// The `CODE: n` of the exception mqadmin prints (on stderr) for a command the server
 /// refused; tried up to three times while a run ends some other way (an RPC timeout).
 fn admin_refusal_code(args: &[&str]) -> String {
@@ -57,32 +40,6 @@ fn admin_refusal_code(args: &[&str]) -> String {
             .and_then(|rest| rest.split_whitespace().next())
             .map(str::to_string)
     })
-}
-
-/// Runs mqadmin up to three times, until `accept` takes what a run printed.
-fn mqadmin_until<T>(
-    args: &[&str],
-    otherwise: &str,
-    accept: impl Fn(&std::process::Output) -> Option<T>,
-) -> T {
-    let mut last = String::new();
-    for _ in 0..3 {
-        let output = Command::new(repo_root().join("scripts/peers/rocketmq"))
-            .arg("mqadmin")
-            .args(args)
-            .output()
-            .expect("failed to spawn mqadmin");
-        if let Some(accepted) = accept(&output) {
-            return accepted;
-        }
-        last = format!(
-            "stdout:\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        println!("mqadmin {args:?} {otherwise}, retrying: {last}");
-    }
-    panic!("mqadmin {args:?} {otherwise} three times: {last}")
 }
 
 /// Runs an mqadmin command on drop unless disarmed: what gives the shared peer its write
@@ -162,14 +119,6 @@ impl Drop for HeldConsumer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Rows of a whitespace table whose first cell is `first`.
-fn rows<'a>(text: &'a str, first: &str) -> Vec<Vec<&'a str>> {
-    text.lines()
-        .map(|line| line.split_whitespace().collect::<Vec<_>>())
-        .filter(|cells| cells.first() == Some(&first))
-        .collect()
 }
 
 /// `key=value` inside mqadmin's `Config [a=1, b=2]` or `Config{a=1, b=2}` printouts.

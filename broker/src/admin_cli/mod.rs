@@ -5,6 +5,7 @@
 mod broker;
 mod consumer;
 mod dead_letter;
+mod import;
 mod namesrv;
 mod table;
 
@@ -68,6 +69,26 @@ enum AdminCommand {
     /// The name server: write permission of broker groups, its settings.
     #[command(subcommand)]
     Namesrv(namesrv::NamesrvCommand),
+    /// Bring a stopped Apache RocketMQ broker's topics, groups and committed offsets into a
+    /// Rocketry data dir (offline; messages are not imported).
+    ///
+    /// Reads the state files under the Apache broker's storePathRootDir/config (topics.json,
+    /// subscriptionGroup.json, consumerOffset.json, delayOffset.json, as fastjson writes
+    /// them) and writes Rocketry's, so that `rocketry broker` or `standalone` started on
+    /// that data dir serves the topics (queue counts, perm, order, attributes), the groups
+    /// and the committed offsets. The Apache broker's own topics (TBW102, its cluster and
+    /// broker names, SCHEDULE_TOPIC_XXXX, rmq_sys_*, ...) are left out; Rocketry makes its
+    /// own. Delay-level progress is read but not carried. No name server is needed.
+    ///
+    /// Messages are NOT imported: the migration path for messages is mirroring (consume them
+    /// from Apache, produce them to Rocketry, while both run). The new queues start empty
+    /// while the imported offsets still point where each group was on Apache. A pull past a
+    /// queue's end is answered PULL_OFFSET_MOVED to that end (0 while the queue is empty),
+    /// so a group that pulls before anything is sent gets every new message. Start the
+    /// consumers before the producers: a group that pulls later starts at its imported
+    /// offset, or at the queue's end if that is lower, and skips the messages below it
+    /// (docs/compatibility.md).
+    Import(import::ImportArgs),
 }
 
 #[derive(Subcommand)]
@@ -177,6 +198,8 @@ pub async fn run(args: AdminArgs) -> Result<()> {
     let value = match args.command {
         // Addressed to one broker: no name server involved.
         AdminCommand::Broker(command) => broker::run(command).await?,
+        // Files to files: nothing is running.
+        AdminCommand::Import(args) => import::run(args)?,
         command => via_namesrv(&connect(&args.namesrv).await?, command).await?,
     };
     match args.output {
@@ -195,7 +218,9 @@ async fn via_namesrv(namesrv: &Client, command: AdminCommand) -> Result<Answer> 
         AdminCommand::Message(command) => message(namesrv, command).await,
         AdminCommand::Cluster(ClusterCommand::List) => cluster_list(namesrv).await,
         AdminCommand::Namesrv(command) => namesrv::run(namesrv, command).await,
-        AdminCommand::Broker(_) => unreachable!("broker commands need no name server"),
+        AdminCommand::Broker(_) | AdminCommand::Import(_) => {
+            unreachable!("broker and import commands need no name server")
+        }
     }
 }
 

@@ -31,12 +31,21 @@ pub use consumer_offset::ConsumerOffsets;
 pub use long_polling::PullHolds;
 pub use subscription_group::SubscriptionGroups;
 pub use topic_config::TopicConfigs;
+pub(crate) use topic_config::{has_legal_characters, validate_topic_name};
 
 use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
 use crate::health::NotReady;
 use crate::namesrv::not_supported;
 use crate::server::{Channel, Service};
+
+/// The folder of the broker's state files, under `storePathRootDir`; it and the files in it
+/// have Apache RocketMQ's names.
+pub const STATE_DIR: &str = "config";
+pub const TOPICS_FILE: &str = "topics.json";
+pub const GROUPS_FILE: &str = "subscriptionGroup.json";
+pub const OFFSETS_FILE: &str = "consumerOffset.json";
+pub const DELAY_OFFSETS_FILE: &str = "delayOffset.json";
 
 /// How often silent clients are looked for.
 const CLIENT_SCAN_INTERVAL: Duration = Duration::from_secs(10);
@@ -75,7 +84,7 @@ pub struct Broker {
 impl Broker {
     /// Opens the store and the broker's state files.
     pub fn open(config: BrokerConfig, store_config: store::StoreConfig) -> Result<Arc<Broker>> {
-        let config_dir = store_config.store_path_root_dir.join("config");
+        let config_dir = store_config.store_path_root_dir.join(STATE_DIR);
         let delay_levels =
             schedule::DelayLevels::parse(&config.message_delay_level).map_err(|reason| {
                 Error::ConfigValue {
@@ -85,16 +94,16 @@ impl Broker {
                 }
             })?;
         let store = MessageStore::open(store_config)?;
-        let topics = TopicConfigs::open(config_dir.join("topics.json"), &config)?;
+        let topics = TopicConfigs::open(config_dir.join(TOPICS_FILE), &config)?;
         topics.ensure(
             schedule::SCHEDULE_TOPIC,
             delay_levels.max_level(),
             protocol::body::perm::READ | protocol::body::perm::WRITE,
         )?;
-        let schedule = schedule::Schedule::open(config_dir.join("delayOffset.json"))?;
-        let offsets = ConsumerOffsets::open(config_dir.join("consumerOffset.json"))?;
+        let schedule = schedule::Schedule::open(config_dir.join(DELAY_OFFSETS_FILE))?;
+        let offsets = ConsumerOffsets::open(config_dir.join(OFFSETS_FILE))?;
         let groups = SubscriptionGroups::open(
-            config_dir.join("subscriptionGroup.json"),
+            config_dir.join(GROUPS_FILE),
             config.auto_create_subscription_group,
         )?;
         let pulls = Arc::new(PullHolds::default());

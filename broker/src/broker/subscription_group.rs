@@ -67,10 +67,20 @@ impl SubscriptionGroups {
     }
 
     pub fn upsert(&self, config: SubscriptionGroupConfig) -> Result<()> {
+        self.upsert_all([config])
+    }
+
+    /// Creates or replaces every group of `configs`, with one write.
+    pub fn upsert_all(
+        &self,
+        configs: impl IntoIterator<Item = SubscriptionGroupConfig>,
+    ) -> Result<()> {
         let mut table = self.table.write();
-        table
-            .subscription_group_table
-            .insert(config.group_name.clone(), config);
+        for config in configs {
+            table
+                .subscription_group_table
+                .insert(config.group_name.clone(), config);
+        }
         self.file.note_change();
         self.file.save(table)
     }

@@ -89,8 +89,7 @@ pub struct TopicConfigs {
 impl TopicConfigs {
     /// Loads `topics.json` and adds the system topics the broker needs.
     pub fn open(path: PathBuf, config: &BrokerConfig) -> Result<TopicConfigs> {
-        let file = StateFile::new(path);
-        let mut table: TopicConfigSerializeWrapper = file.load()?.unwrap_or_default();
+        let topics = TopicConfigs::load(path)?;
         let mut system = vec![
             topic(SELF_TEST_TOPIC, 1, perm::READ | perm::WRITE),
             topic(OFFSET_MOVED_EVENT, 1, perm::READ | perm::WRITE),
@@ -113,21 +112,31 @@ impl TopicConfigs {
                 config.default_topic_queue_nums as i32,
                 perm::INHERIT | perm::READ | perm::WRITE,
             ));
-        } else {
-            table.topic_config_table.remove(AUTO_CREATE_TOPIC_KEY_TOPIC);
         }
-        for system_topic in system {
-            table
-                .topic_config_table
-                .entry(system_topic.topic_name.clone())
-                .or_insert(system_topic);
-        }
-        let topics = TopicConfigs {
+        topics.change(|table| {
+            if !config.auto_create_topic_enable {
+                table.topic_config_table.remove(AUTO_CREATE_TOPIC_KEY_TOPIC);
+            }
+            for system_topic in system {
+                table
+                    .topic_config_table
+                    .entry(system_topic.topic_name.clone())
+                    .or_insert(system_topic);
+            }
+            true
+        })?;
+        Ok(topics)
+    }
+
+    /// `topics.json` as it is, without the system topics a broker adds for its own names:
+    /// what an import (`rocketry admin import`) adds to, before any broker ran there.
+    pub fn load(path: PathBuf) -> Result<TopicConfigs> {
+        let file = StateFile::new(path);
+        let table: TopicConfigSerializeWrapper = file.load()?.unwrap_or_default();
+        Ok(TopicConfigs {
             file,
             table: RwLock::new(table),
-        };
-        topics.change(|_| true)?;
-        Ok(topics)
+        })
     }
 
     pub fn get(&self, topic: &str) -> Option<TopicConfig> {
@@ -163,6 +172,19 @@ impl TopicConfigs {
                 .insert(config.topic_name.clone(), config);
             true
         })
+    }
+
+    /// Creates or replaces every topic of `configs`, under one new data version and one write.
+    pub fn upsert_all(&self, configs: impl IntoIterator<Item = TopicConfig>) -> Result<()> {
+        self.change(|table| {
+            for config in configs {
+                table
+                    .topic_config_table
+                    .insert(config.topic_name.clone(), config);
+            }
+            true
+        })
+        .map(drop)
     }
 
     /// Creates `topic` from a template the way a send does when it does not exist yet

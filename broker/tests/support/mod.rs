@@ -96,6 +96,57 @@ pub fn mqadmin(args: &[&str]) -> String {
     stdout
 }
 
+/// mqadmin's stdout without the logback status lines the 5.5.0 tools print there.
+///
+/// mqadmin exits 0 even when a command fails (it prints the exception and returns), and on
+/// two busy cores its 3 s RPC timeout is sometimes hit, so a run that printed nothing
+/// useful is tried again, up to three times.
+pub fn admin(args: &[&str]) -> String {
+    mqadmin_until(args, "failed", |output| {
+        let stdout: String = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter(|line| !line.contains("|-INFO in") && !line.contains("|-WARN in"))
+            .filter(|line| !line.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join("\n");
+        (output.status.success() && !stdout.is_empty()).then_some(stdout)
+    })
+}
+
+/// Runs mqadmin up to three times, until `accept` takes what a run printed.
+pub fn mqadmin_until<T>(
+    args: &[&str],
+    otherwise: &str,
+    accept: impl Fn(&std::process::Output) -> Option<T>,
+) -> T {
+    let mut last = String::new();
+    for _ in 0..3 {
+        let output = Command::new(repo_root().join("scripts/peers/rocketmq"))
+            .arg("mqadmin")
+            .args(args)
+            .output()
+            .expect("failed to spawn mqadmin");
+        if let Some(accepted) = accept(&output) {
+            return accepted;
+        }
+        last = format!(
+            "stdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        println!("mqadmin {args:?} {otherwise}, retrying: {last}");
+    }
+    panic!("mqadmin {args:?} {otherwise} three times: {last}")
+}
+
+/// Rows of a whitespace table whose first cell is `first`.
+pub fn rows<'a>(text: &'a str, first: &str) -> Vec<Vec<&'a str>> {
+    text.lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|cells| cells.first() == Some(&first))
+        .collect()
+}
+
 /// `rocketry admin ... --output json` of this build, parsed.
 pub fn rocketry_admin(namesrv: &str, args: &[&str]) -> Value {
     let output = Command::new(env!("CARGO_BIN_EXE_rocketry"))
