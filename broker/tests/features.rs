@@ -6,41 +6,10 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::process::{Child, Stdio};
 
+use support::deliveries::{deliveries, indexes, Delivery};
 use support::*;
-
-/// One delivery as the consumer saw it.
-#[derive(Debug, Clone)]
-struct Delivery {
-    index: u64,
-    queue_id: i32,
-    reconsume_times: i32,
-    received_ms: i64,
-    born_ms: i64,
-    tags: String,
-    topic: String,
-}
-
-fn deliveries(path: &Path) -> Vec<Delivery> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .filter(|line| !line.is_empty())
-        .map(|line| {
-            let f: Vec<&str> = line.split(',').collect();
-            Delivery {
-                index: f[0].parse().unwrap(),
-                queue_id: f[1].parse().unwrap(),
-                reconsume_times: f[3].parse().unwrap(),
-                received_ms: f[4].parse().unwrap(),
-                born_ms: f[5].parse().unwrap(),
-                tags: f[6].to_string(),
-                topic: f[7].to_string(),
-            }
-        })
-        .collect()
-}
 
 /// A consumer running in the background; its deliveries are in its output file.
 fn spawn_consumer(args: Vec<String>) -> Child {
@@ -78,10 +47,6 @@ fn create_topic(rocketry: &Rocketry, topic: &str, queues: u32) {
         &queues.to_string(),
     ]);
     assert!(out.contains("success"), "{out}");
-}
-
-fn indexes(deliveries: &[Delivery]) -> BTreeSet<u64> {
-    deliveries.iter().map(|d| d.index).collect()
 }
 
 /// Two push consumers of one group split a topic of 8 queues and each message is

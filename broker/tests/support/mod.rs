@@ -1,11 +1,13 @@
 //! Drives the real RocketMQ clients and tools that `scripts/peers/` installs: the Java
-//! client harness (5.5.0 and 4.9.8), mqadmin, and the C++ client through Python.
+//! client harness (5.5.0 and 4.9.8), the Go client harness, mqadmin, and the C++ client
+//! through Python.
 //!
 //! Each helper runs the client as a child process and returns the JSON object the client
 //! printed on its `RESULT` line, so a test asserts on what the real client saw.
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod deliveries;
 pub mod prometheus;
 
 use std::path::PathBuf;
@@ -66,6 +68,13 @@ fn tail(text: &str, lines: usize) -> String {
 pub fn java_client(version: &str, args: &[String]) -> Value {
     let mut command = Command::new(repo_root().join("scripts/peers/java-clients"));
     command.arg("run").arg(version).args(args);
+    run_for_result(command)
+}
+
+/// Runs the Go client's harness (tests/go-harness): `produce|consume key=value...`.
+pub fn go_client(args: &[String]) -> Value {
+    let mut command = Command::new(repo_root().join("scripts/peers/go-clients"));
+    command.arg("run").args(args);
     run_for_result(command)
 }
 
