@@ -599,6 +599,15 @@ async fn patch_roll(
     context: &Context,
     roll: Option<&RollStatus>,
 ) -> Result<()> {
+    patch_status(cluster, context, serde_json::json!({ "roll": roll })).await
+}
+
+/// A merge patch of the cluster's status subresource.
+async fn patch_status(
+    cluster: &RocketCluster,
+    context: &Context,
+    status: serde_json::Value,
+) -> Result<()> {
     let name = cluster.name_any();
     let api: Api<RocketCluster> = Api::namespaced(
         context.client.clone(),
@@ -607,7 +616,7 @@ async fn patch_roll(
     api.patch_status(
         &name,
         &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({ "status": { "roll": roll } })),
+        &Patch::Merge(serde_json::json!({ "status": status })),
     )
     .await
     .map_err(kube_error("patch status of", "rocketcluster", &name))?;
@@ -917,18 +926,7 @@ async fn write_status(
         return Ok(converged);
     }
     announce_transitions(cluster, context, &previous, &status).await;
-    let name = cluster.name_any();
-    let api: Api<RocketCluster> = Api::namespaced(
-        context.client.clone(),
-        &cluster.namespace().unwrap_or_default(),
-    );
-    api.patch_status(
-        &name,
-        &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({ "status": status })),
-    )
-    .await
-    .map_err(kube_error("patch status of", "rocketcluster", &name))?;
+    patch_status(cluster, context, serde_json::json!(status)).await?;
     Ok(converged)
 }
 

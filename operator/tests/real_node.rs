@@ -403,6 +403,31 @@ fn wait_phase(namespace: &str, phase: &str, limit: Duration) {
     );
 }
 
+/// The namespace's events of one reason.
+fn events(namespace: &str, reason: &str) -> String {
+    kubectl(&[
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        &format!("reason={reason}"),
+    ])
+}
+
+/// The cluster as YAML, for a failure message.
+fn cluster_yaml(namespace: &str) -> String {
+    kubectl(&[
+        "get",
+        "rocketcluster",
+        "demo",
+        "-n",
+        namespace,
+        "-o",
+        "yaml",
+    ])
+}
+
 fn patch_cluster(namespace: &str, spec: serde_json::Value) {
     kubectl(&[
         "patch",
@@ -572,17 +597,7 @@ fn the_charts_operator_runs_the_example_cluster_through_rolls_crashes_and_scalin
         most_down, 1,
         "no broker was seen down: the roll was not observed"
     );
-    println!(
-        "roll events:\n{}",
-        kubectl(&[
-            "get",
-            "events",
-            "-n",
-            &namespace,
-            "--field-selector",
-            "reason=FencingBroker"
-        ])
-    );
+    println!("roll events:\n{}", events(&namespace, "FencingBroker"));
     kubectl(&[
         "exec",
         "-n",
@@ -660,15 +675,7 @@ fn the_charts_operator_runs_the_example_cluster_through_rolls_crashes_and_scalin
         || {
             format!(
                 "group 3 not seeded and Running:\n{}",
-                kubectl(&[
-                    "get",
-                    "rocketcluster",
-                    "demo",
-                    "-n",
-                    &namespace,
-                    "-o",
-                    "yaml"
-                ])
+                cluster_yaml(&namespace)
             )
         },
         || {
@@ -750,20 +757,7 @@ fn the_charts_operator_runs_the_example_cluster_through_rolls_crashes_and_scalin
     patch_cluster(&namespace, serde_json::json!({"brokerGroups": 2}));
     let left = poll(
         Duration::from_secs(120),
-        || {
-            format!(
-                "no Draining status:\n{}",
-                kubectl(&[
-                    "get",
-                    "rocketcluster",
-                    "demo",
-                    "-n",
-                    &namespace,
-                    "-o",
-                    "yaml"
-                ])
-            )
-        },
+        || format!("no Draining status:\n{}", cluster_yaml(&namespace)),
         || {
             let phase = field(&namespace, "rocketcluster/demo", "{.status.phase}");
             let backlog = field(
@@ -792,15 +786,7 @@ fn the_charts_operator_runs_the_example_cluster_through_rolls_crashes_and_scalin
         || {
             format!(
                 "demo-broker-2 not removed after draining:\n{}",
-                kubectl(&[
-                    "get",
-                    "rocketcluster",
-                    "demo",
-                    "-n",
-                    &namespace,
-                    "-o",
-                    "yaml"
-                ])
+                cluster_yaml(&namespace)
             )
         },
         || {
@@ -810,17 +796,7 @@ fn the_charts_operator_runs_the_example_cluster_through_rolls_crashes_and_scalin
             (gone && running).then_some(())
         },
     );
-    println!(
-        "{}",
-        kubectl(&[
-            "get",
-            "events",
-            "-n",
-            &namespace,
-            "--field-selector",
-            "reason=BrokerGroupRemoved"
-        ])
-    );
+    println!("{}", events(&namespace, "BrokerGroupRemoved"));
 
     // A third name server reaches the running brokers without restarting them.
     let uids: Vec<String> = broker_pods(&namespace)
