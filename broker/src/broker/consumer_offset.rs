@@ -122,6 +122,17 @@ impl ConsumerOffsets {
             .collect()
     }
 
+    /// Gives `dest` the offsets `src` has on `topic`, replacing any it had there (mqadmin
+    /// `cloneGroupOffset`); nothing changes when `src` has none.
+    pub fn clone_offsets(&self, topic: &str, src: &str, dest: &str) {
+        let mut table = self.table.lock();
+        let Some(offsets) = table.offset_table.get(&key(topic, src)).cloned() else {
+            return;
+        };
+        table.offset_table.insert(key(topic, dest), offsets);
+        self.file.note_change();
+    }
+
     pub fn remove_group(&self, group: &str) {
         let suffix = format!("@{group}");
         let mut table = self.table.lock();

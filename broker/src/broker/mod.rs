@@ -299,6 +299,7 @@ impl Broker {
             }
             ConsumerSendMsgBack => processor::send_back::process(self, request).await,
             LockBatchMq | UnlockBatchMq => processor::lock::process(self, code, request),
+            GetConsumerRunningInfo => processor::admin::consumer_running_info(self, request).await,
             UpdateAndCreateTopic
             | DeleteTopicInBroker
             | GetAllTopicConfig
@@ -314,9 +315,11 @@ impl Broker {
             | GetConsumerConnectionList
             | GetProducerConnectionList
             | InvokeBrokerToResetOffset
+            | CloneGroupOffset
             | GetBrokerRuntimeInfo
             | GetBrokerConfig
             | UpdateBrokerConfig
+            | DeleteExpiredCommitlog
             | ViewMessageById
             | QueryMessage => processor::admin::process(self, code, request),
             _ => not_supported(request),

@@ -5,13 +5,16 @@
 //! connection's response-byte budget until the writer has written it, so a client that does
 //! not read makes its own requests wait, never the process's memory grow.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
 use protocol::{RemotingCodec, RemotingCommand};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::Encoder;
 use tracing::{debug, warn};
 
@@ -40,6 +43,8 @@ struct Outbound {
     requests: Arc<Semaphore>,
     bytes: Arc<Semaphore>,
     max_bytes: u32,
+    /// Requests of the server's own that wait for the client's answer, by opaque.
+    calls: Mutex<HashMap<i32, oneshot::Sender<RemotingCommand>>>,
 }
 
 static NEXT_CHANNEL_ID: AtomicU64 = AtomicU64::new(1);
@@ -62,6 +67,7 @@ impl Channel {
             requests: Arc::new(Semaphore::new(limits.max_requests_in_flight as usize)),
             bytes: Arc::new(Semaphore::new(limits.max_queued_response_bytes as usize)),
             max_bytes: limits.max_queued_response_bytes,
+            calls: Mutex::new(HashMap::new()),
         };
         let channel = Channel {
             id: NEXT_CHANNEL_ID.fetch_add(1, Ordering::Relaxed),
@@ -131,6 +137,38 @@ impl Channel {
         self.send(request)
     }
 
+    /// Sends a request of the server's own and waits up to `timeout` for the client's
+    /// answer (GET_CONSUMER_RUNNING_INFO relayed to a consumer); None when it could not be
+    /// queued, the connection closed, or the client did not answer in time.
+    pub async fn call(
+        &self,
+        mut request: RemotingCommand,
+        timeout: Duration,
+    ) -> Option<RemotingCommand> {
+        let opaque = NEXT_SERVER_OPAQUE.fetch_add(1, Ordering::Relaxed);
+        request.opaque = opaque;
+        let (answer, answered) = oneshot::channel();
+        self.outbound.calls.lock().insert(opaque, answer);
+        let response = if self.send(request) {
+            tokio::time::timeout(timeout, answered)
+                .await
+                .ok()
+                .and_then(Result::ok)
+        } else {
+            None
+        };
+        self.outbound.calls.lock().remove(&opaque);
+        response
+    }
+
+    /// Hands a client's answer to the [`Channel::call`] waiting for it; an answer nothing
+    /// waits for (late, or to a oneway notice) is dropped.
+    pub(super) fn answered(&self, response: RemotingCommand) {
+        if let Some(waiter) = self.outbound.calls.lock().remove(&response.opaque) {
+            let _ = waiter.send(response);
+        }
+    }
+
     pub fn is_open(&self) -> bool {
         !self.outbound.queue.is_closed()
     }
@@ -182,9 +220,11 @@ impl Channel {
             .is_ok()
     }
 
-    /// Wakes requests waiting for byte budget once the connection is closing.
+    /// Wakes requests waiting for byte budget once the connection is closing, and calls
+    /// still waiting for an answer.
     pub(super) fn close(&self) {
         self.outbound.bytes.close();
+        self.outbound.calls.lock().clear();
     }
 
     /// What a frame takes of the byte budget: all of it at most, so that one answer larger
@@ -238,5 +278,46 @@ mod tests {
         // A written frame gives its slot back.
         drop(queue.try_recv().unwrap());
         assert!(channel.send_request(notice()));
+    }
+
+    #[tokio::test]
+    async fn a_call_gets_the_answer_to_its_own_opaque_and_nothing_once_the_connection_closes() {
+        use protocol::ResponseCode;
+        use tokio_util::codec::Decoder;
+
+        let addr: SocketAddr = ([127, 0, 0, 1], 1).into();
+        let limits = Limits::new(1, 4, 1024 * 1024, 0, 0, 65536);
+        let (channel, mut queue) = Channel::open(addr, addr, &limits);
+        let call = |channel: &Channel| {
+            let channel = channel.clone();
+            tokio::spawn(async move {
+                channel
+                    .call(RemotingCommand::request(307, &()), Duration::from_secs(60))
+                    .await
+            })
+        };
+        let waiting = call(&channel);
+        let frame = queue.recv().await.unwrap().frame;
+        let sent = RemotingCodec
+            .decode(&mut BytesMut::from(&frame[..]))
+            .unwrap()
+            .unwrap();
+        // An answer nobody waits for is dropped; the caller gets only its own.
+        channel.answered(RemotingCommand::response(
+            ResponseCode::SystemError,
+            sent.opaque + 1,
+            None,
+        ));
+        channel.answered(
+            RemotingCommand::response_to(&sent, ResponseCode::Success, None).with_body("info"),
+        );
+        let answer = waiting.await.unwrap().expect("the answer");
+        assert_eq!(answer.code, ResponseCode::Success.as_i32());
+        assert_eq!(&answer.body[..], b"info");
+
+        let waiting = call(&channel);
+        queue.recv().await.unwrap();
+        channel.close();
+        assert!(waiting.await.unwrap().is_none());
     }
 }

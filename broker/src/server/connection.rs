@@ -80,7 +80,7 @@ pub(super) async fn serve<S: Service>(
             },
         };
         if request.is_response() {
-            // Answers to broker-initiated requests; nothing waits for them yet.
+            channel.answered(request);
             continue;
         }
         requests.spawn(handle(service.clone(), channel.clone(), request, slot));

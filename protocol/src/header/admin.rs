@@ -78,6 +78,18 @@ custom_header! {
 }
 
 custom_header! {
+    /// CLONE_GROUP_OFFSET (314): `destGroup` takes `srcGroup`'s offsets on `topic` (every
+    /// topic of `srcGroup` when absent); unless `offline`, only topics an online `srcGroup`
+    /// subscribes to.
+    pub struct CloneGroupOffsetRequestHeader {
+        required src_group: String = "srcGroup",
+        required dest_group: String = "destGroup",
+        optional topic: String = "topic",
+        optional offline: bool = "offline",
+    }
+}
+
+custom_header! {
     /// DELETE_SUBSCRIPTIONGROUP (207).
     pub struct DeleteSubscriptionGroupRequestHeader {
         required group_name: String = "groupName",

@@ -1,5 +1,5 @@
 //! Broker state: GET_BROKER_RUNTIME_INFO 28 (what mqadmin's clusterList and brokerStatus
-//! print), GET_BROKER_CONFIG 26 and UPDATE_BROKER_CONFIG 25.
+//! print), GET_BROKER_CONFIG 26, UPDATE_BROKER_CONFIG 25 and DELETE_EXPIRED_COMMITLOG 329.
 
 use std::collections::BTreeMap;
 
@@ -88,6 +88,22 @@ pub fn update_config(broker: &Broker, request: &RemotingCommand) -> RemotingComm
     success(request)
 }
 
+/// mqadmin `deleteExpiredCommitLog`: retention runs now instead of at `deleteWhen`, deleting
+/// the CommitLog segments older than `fileReservedTime` (and what pointed into them), as
+/// Apache's `executeDeleteFilesManually` does.
+pub fn delete_expired_commit_log(broker: &Broker, request: &RemotingCommand) -> RemotingCommand {
+    match broker
+        .store
+        .delete_expired_files(std::time::SystemTime::now())
+    {
+        Ok(deleted) => {
+            info!(deleted, "expired CommitLog segments deleted on request");
+            success(request)
+        }
+        Err(error) => reply(request, ResponseCode::SystemError, error.to_string()),
+    }
+}
+
 /// Values are strings, as in Java. Only figures Rocketry measures are present; mqadmin
 /// prints blanks or zeros for the keys that are absent.
 fn runtime_table(broker: &Broker) -> BTreeMap<String, String> {
@@ -124,6 +140,19 @@ fn runtime_table(broker: &Broker) -> BTreeMap<String, String> {
         "commitLogMaxOffset",
         store.commit_log_max_offset().to_string(),
     );
+    let max = store.commit_log_max_offset();
+    put(
+        "dispatchBehindBytes",
+        max.saturating_sub(store.dispatched_offset()).to_string(),
+    );
+    put(
+        "remainHowManyDataToFlush",
+        human_bytes(max.saturating_sub(store.commit_log_flushed_offset())),
+    );
+    if let Some(earliest) = store.earliest_commit_log_time() {
+        put("earliestMessageTimeStamp", earliest.to_string());
+    }
+    put("runtime", running_for(broker.uptime()));
     // Totals since start; the day marks are taken at UTC midnight (RocketMQ uses the
     // broker's local midnight). Rates are over the last minute; Java prints three windows
     // (10 s, 1 min, 10 min) and mqadmin reads the first.
@@ -151,4 +180,44 @@ fn runtime_table(broker: &Broker) -> BTreeMap<String, String> {
         put("commitLogDiskRatio", format!("{ratio:.4}"));
     }
     table
+}
+
+/// Bytes as Java's `MixAll.humanReadableByteCount(bytes, false)` prints them: `512 B`,
+/// `1.5 KiB`, `3.0 MiB`.
+fn human_bytes(bytes: u64) -> String {
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let exponent = ((bytes as f64).ln() / 1024f64.ln()) as i32;
+    let unit = ["K", "M", "G", "T", "P", "E"][(exponent - 1) as usize];
+    format!("{:.1} {unit}iB", bytes as f64 / 1024f64.powi(exponent))
+}
+
+/// How long the broker has run, as Apache's `runtime` key says it.
+fn running_for(uptime: std::time::Duration) -> String {
+    let seconds = uptime.as_secs();
+    format!(
+        "[ {} days, {} hours, {} minutes, {} seconds ]",
+        seconds / 86_400,
+        seconds / 3_600 % 24,
+        seconds / 60 % 60,
+        seconds % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_print_as_apache_prints_them() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024), "3.0 MiB");
+        assert_eq!(
+            running_for(std::time::Duration::from_secs(90_061)),
+            "[ 1 days, 1 hours, 1 minutes, 1 seconds ]"
+        );
+    }
 }

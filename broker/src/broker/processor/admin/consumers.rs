@@ -1,7 +1,8 @@
 //! What consumers are doing: GET_CONSUME_STATS 208 (lag per queue),
 //! GET_BROKER_CONSUME_STATS 317 (the same for every group at once), QUERY_TOPIC_CONSUME_BY_WHO 300, GET_CONSUMER_CONNECTION_LIST 203,
 //! GET_PRODUCER_CONNECTION_LIST 204, and INVOKE_BROKER_TO_RESET_OFFSET 222, which moves a
-//! group's offsets to a point in time and tells its online clients (RESET_CONSUMER_CLIENT_OFFSET 220).
+//! group's offsets to a point in time and tells its online clients (RESET_CONSUMER_CLIENT_OFFSET 220),
+//! and CLONE_GROUP_OFFSET 314, which copies one group's offsets to another.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,7 +12,7 @@ use protocol::body::admin::{
 };
 use protocol::body::{self, MessageQueue};
 use protocol::header::{
-    GetConsumeStatsInBrokerHeader, GetConsumeStatsRequestHeader,
+    CloneGroupOffsetRequestHeader, GetConsumeStatsInBrokerHeader, GetConsumeStatsRequestHeader,
     GetConsumerConnectionListRequestHeader, GetProducerConnectionListRequestHeader,
     ResetOffsetRequestHeader, TopicRequestHeader,
 };
@@ -242,4 +243,33 @@ pub fn reset_offset(broker: &Broker, request: &RemotingCommand) -> RemotingComma
     }
     info!(group = %h.group, topic = %h.topic, timestamp = h.timestamp, clients = clients.len(), "consumer offsets reset");
     success(request).with_body(body)
+}
+
+/// CLONE_GROUP_OFFSET, as Apache's `cloneGroupOffset`: the destination group takes the
+/// source group's offsets on the topic (or on every topic the source has offsets on),
+/// skipping topics this broker does not have and, unless `offline`, topics an online source
+/// group does not subscribe to.
+pub fn clone_group_offset(broker: &Broker, request: &RemotingCommand) -> RemotingCommand {
+    let h: CloneGroupOffsetRequestHeader = header!(request);
+    let topics = match h.topic.as_deref().filter(|t| !t.trim().is_empty()) {
+        Some(topic) => vec![topic.to_string()],
+        None => broker.offsets.topics_of_group(&h.src_group),
+    };
+    let online = broker.clients.consumer_group(&h.src_group);
+    for topic in topics {
+        if broker.topics.get(&topic).is_none() {
+            continue;
+        }
+        let unsubscribed = online
+            .as_ref()
+            .is_some_and(|group| !group.subscriptions.contains_key(&topic));
+        if !h.offline.unwrap_or(false) && unsubscribed {
+            continue;
+        }
+        broker
+            .offsets
+            .clone_offsets(&topic, &h.src_group, &h.dest_group);
+        info!(src = %h.src_group, dest = %h.dest_group, %topic, "group offsets cloned");
+    }
+    success(request)
 }

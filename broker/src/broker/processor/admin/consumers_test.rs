@@ -1,7 +1,8 @@
 use protocol::body::admin::ConsumeStatsList;
 use protocol::body::{self, SubscriptionGroupConfig};
 use protocol::header::{
-    GetConsumeStatsInBrokerHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2,
+    CloneGroupOffsetRequestHeader, GetConsumeStatsInBrokerHeader, SendMessageRequestHeader,
+    SendMessageRequestHeaderV2,
 };
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 
@@ -68,5 +69,39 @@ async fn broker_consume_stats_covers_every_group_and_the_topics_it_consumed() {
     let answer = broker.handle(ask(true), &channel).await.unwrap();
     let list: ConsumeStatsList = body::from_json(&answer.body).unwrap();
     assert!(list.consume_stats_list[0]["busy"].is_empty());
+    broker.begin_shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clone_group_offset_copies_the_source_offsets_of_topics_the_broker_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(
+        BrokerConfig::default(),
+        store::StoreConfig::with_root(dir.path()),
+    )
+    .unwrap();
+    let (channel, _outbound) = Channel::detached(1);
+    // TBW102 exists on every broker; "Gone" was never created here.
+    broker.offsets.commit("TBW102", "src", 0, 7);
+    broker.offsets.commit("TBW102", "src", 1, 9);
+    broker.offsets.commit("Gone", "src", 0, 3);
+    broker.offsets.commit("TBW102", "dest", 3, 1);
+    let request = RemotingCommand::request(
+        RequestCode::CloneGroupOffset,
+        &CloneGroupOffsetRequestHeader {
+            src_group: "src".into(),
+            dest_group: "dest".into(),
+            topic: None,
+            offline: Some(true),
+        },
+    );
+    let answer = broker.handle(request, &channel).await.unwrap();
+    assert_eq!(answer.code, ResponseCode::Success.as_i32(), "{answer:?}");
+    // The destination's offsets on the topic are replaced, as Java's `cloneOffset` does.
+    assert_eq!(
+        broker.offsets.of("TBW102", "dest"),
+        [(0, 7), (1, 9)].into_iter().collect()
+    );
+    assert!(broker.offsets.of("Gone", "dest").is_empty());
     broker.begin_shutdown();
 }

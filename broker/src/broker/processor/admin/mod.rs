@@ -3,6 +3,7 @@
 //! broker state, and messages by id or key.
 
 mod broker_info;
+mod client_calls;
 mod consumers;
 mod groups;
 mod messages;
@@ -16,6 +17,8 @@ mod compatibility_test;
 mod consumers_test;
 
 use protocol::{RemotingCommand, RequestCode};
+
+pub use client_calls::consumer_running_info;
 
 use super::reply;
 use crate::broker::Broker;
@@ -38,9 +41,11 @@ pub fn process(broker: &Broker, code: RequestCode, request: &RemotingCommand) ->
         GetConsumerConnectionList => consumers::consumer_connections(broker, request),
         GetProducerConnectionList => consumers::producer_connections(broker, request),
         InvokeBrokerToResetOffset => consumers::reset_offset(broker, request),
+        CloneGroupOffset => consumers::clone_group_offset(broker, request),
         GetBrokerRuntimeInfo => broker_info::runtime_info(broker, request),
         GetBrokerConfig => broker_info::config(broker, request),
         UpdateBrokerConfig => broker_info::update_config(broker, request),
+        DeleteExpiredCommitlog => broker_info::delete_expired_commit_log(broker, request),
         ViewMessageById => messages::view_by_id(broker, request),
         QueryMessage => messages::query(broker, request),
         other => reply(

@@ -34,6 +34,7 @@ import org.apache.rocketmq.common.message.MessageQueue;
  *
  *   Features produce namesrv=H:P topic=T count=N [first=0] [run=ID] [tags=A,B,C] [prop=NAME]
  *                    [delayLevel=L] [orderKeys=K] [intervalMs=0] [untilFile=PATH]
+ *                    [pollNameServerInterval=30000]
  *   Features consume namesrv=H:P topic=T group=G out=FILE [expect=N] [type=push|orderly]
  *                    [model=clustering|broadcasting] [filter=TAGEXPR] [sql=EXPR] [run=ID]
  *                    [idleMs=0] [timeoutMs=60000] [stopAfter=N] [haltAfter=N] [sleepMs=0]
@@ -42,7 +43,8 @@ import org.apache.rocketmq.common.message.MessageQueue;
  *
  * A producer with {@code untilFile} sends until that file exists (or {@code count} is
  * reached), pausing {@code intervalMs} between sends, and reports which indexes failed after
- * the client's own retries. A consumer with {@code verify=N} reports which of indexes
+ * the client's own retries; {@code pollNameServerInterval} is how often, in ms, the client
+ * refreshes its routes (what a drained broker's producers wait for). A consumer with {@code verify=N} reports which of indexes
  * 0..N-1 it never received, leaving out those in {@code skip} (the failed sends).
  *
  * With {@code tags}, message i carries tag number i mod the list's length; with {@code prop},
@@ -81,6 +83,9 @@ public final class Features {
 
         DefaultMQProducer producer = new DefaultMQProducer("features_producer");
         producer.setNamesrvAddr(args.get("namesrv"));
+        if (args.containsKey("pollNameServerInterval")) {
+            producer.setPollNameServerInterval(Integer.parseInt(args.get("pollNameServerInterval")));
+        }
         producer.start();
         long sent = 0;
         long failed = 0;
