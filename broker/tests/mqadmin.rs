@@ -1,7 +1,9 @@
 //! The real mqadmin 5.5.0 against a fresh `rocketry standalone` and against Apache RocketMQ
 //! 5.5.0, on the same scenario: a 4/4-queue topic, 20 messages with keys `<run>-key-<i>`, a
-//! push consumer group that stays online; then name-server settings, a broker's write
-//! permission and its name-server list. Each command must succeed on both (or, where the
+//! push consumer group that stays online (asked for its running info through the broker), a
+//! producer that keeps sending to a second topic; then group, KV and order settings,
+//! name-server settings, a broker's write permission and its name-server list. Every command
+//! docs/compatibility.md marks Supported or Partial runs here. Each command must succeed on both (or, where the
 //! scenario asks for a refusal, be refused with the same code), and the fields it prints must
 //! match where they should (names, queue counts, offsets, lags, counts, perms).
 //! Every difference found is listed in docs/compatibility.md.
@@ -69,9 +71,37 @@ impl Drop for Undo {
     }
 }
 
+/// A client process that runs until the scenario drops it.
+struct Background(Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A Java producer (group `features_producer`) sending to `topic` every 500 ms until
+/// dropped, so `producerConnection` has a producer to list.
+fn live_producer(namesrv: &str, topic: &str) -> Background {
+    Background(
+        features_command(&[
+            "produce".into(),
+            format!("namesrv={namesrv}"),
+            format!("topic={topic}"),
+            "count=1000000".into(),
+            "intervalMs=500".into(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot start the Java producer"),
+    )
+}
+
 /// A push consumer that stays online (the harness prints HOLDING once it has `expect`).
 struct HeldConsumer {
-    child: Child,
+    _child: Background,
 }
 
 impl HeldConsumer {
@@ -86,7 +116,8 @@ impl HeldConsumer {
                 &format!("group={group}"),
                 &format!("expect={MESSAGES}"),
                 &format!("run={run}"),
-                "holdMs=120000",
+                // Longer than the scenario (about 6 minutes); killed when dropped.
+                "holdMs=600000",
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -110,14 +141,9 @@ impl HeldConsumer {
                 ),
             }
         }
-        HeldConsumer { child }
-    }
-}
-
-impl Drop for HeldConsumer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        HeldConsumer {
+            _child: Background(child),
+        }
     }
 }
 
@@ -176,6 +202,21 @@ fn scenario(target: &Target) -> Facts {
     ] {
         fact(&format!("updateTopic.{key}"), java_field(&out, key));
     }
+    let live_topic = format!("{topic}_live");
+    let out = admin(&[
+        "updateTopic",
+        "-n",
+        n,
+        "-c",
+        &target.cluster,
+        "-t",
+        &live_topic,
+    ]);
+    assert!(
+        out.contains("success"),
+        "{}: updateTopic: {out}",
+        target.label
+    );
 
     let sent = java_client(
         "5.5.0",
@@ -196,6 +237,11 @@ fn scenario(target: &Target) -> Facts {
         .filter(|l| l.contains('@') && !l.starts_with('#'))
         .collect();
     fact("consumerConnection.clients", clients.len().to_string());
+    let client_id = clients
+        .first()
+        .and_then(|client| client.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{}: no consumer in {out}", target.label))
+        .to_string();
     if let Some(client) = clients.first() {
         let cells: Vec<&str> = client.split_whitespace().collect();
         fact("consumerConnection.language", cells[2].to_string());
@@ -281,6 +327,11 @@ fn scenario(target: &Target) -> Facts {
         "bootTimestamp",
         "brokerActive",
         "commitLogMaxOffset",
+        "commitLogMinOffset",
+        "dispatchBehindBytes",
+        "remainHowManyDataToFlush",
+        "earliestMessageTimeStamp",
+        "runtime",
     ] {
         fact(
             &format!("brokerStatus.has.{key}"),
@@ -291,6 +342,9 @@ fn scenario(target: &Target) -> Facts {
         "brokerStatus.putTotal",
         labelled(&out, "msgPutTotalTodayNow").unwrap_or_default(),
     );
+    // Started once the put total is read. Its first heartbeat reaches the broker up to
+    // 30 s after its first send, long before producerConnection runs.
+    let producer = live_producer(n, &live_topic);
 
     // The consumer commits its offsets every 5 s, but its retry queue gets one only after
     // its first pull there, held on the empty queue for 15 s (by both brokers), ends: wait
@@ -341,6 +395,8 @@ fn scenario(target: &Target) -> Facts {
         "brokerConsumeStats.diffTotalPrinted",
         labelled(&out, "Diff Total").is_some().to_string(),
     );
+
+    clone_group_offset(n, &target.cluster, &topic, &group, &mut fact);
 
     let sub_group = format!("{group}_sub");
     let out = admin(&[
@@ -400,6 +456,45 @@ fn scenario(target: &Target) -> Facts {
         (labelled(&out, "Topic").as_deref() == Some(topic.as_str())).to_string(),
     );
 
+    let by_unique_key = admin(&[
+        "queryMsgByUniqueKey",
+        "-n",
+        n,
+        "-i",
+        &message_id,
+        "-t",
+        &topic,
+    ]);
+    let by_offset = admin(&[
+        "queryMsgByOffset",
+        "-n",
+        n,
+        "-t",
+        &topic,
+        "-b",
+        &route.broker_datas[0].broker_name,
+        "-i",
+        found[0][1],
+        "-o",
+        found[0][2],
+    ]);
+    for (command, out) in [
+        ("queryMsgByUniqueKey", by_unique_key),
+        ("queryMsgByOffset", by_offset),
+    ] {
+        fact(
+            &format!("{command}.keysMatch"),
+            out.contains(&key).to_string(),
+        );
+        fact(
+            &format!("{command}.topicMatches"),
+            (labelled(&out, "Topic").as_deref() == Some(topic.as_str())).to_string(),
+        );
+    }
+
+    // Before resetOffsetByTime: the client drops its queues at a reset and takes them
+    // again only at its next rebalance (20 s), so its running info would list none.
+    running_info(n, &topic, &group, &client_id, &mut fact);
     let out = admin(&[
         "resetOffsetByTime",
         "-n",
@@ -421,12 +516,260 @@ fn scenario(target: &Target) -> Facts {
         ),
     );
     drop(consumer);
+    producer_connection(n, &live_topic, &mut fact);
+    drop(producer);
+    topic_cluster_list(n, &topic, &target.cluster, &mut fact);
+    consumer_config(n, &sub_group, &target.cluster, &mut fact);
+    order_conf(n, &topic, &route.broker_datas[0].broker_name, &mut fact);
+    kv_config(n, &run, &mut fact);
+    let out = admin(&["deleteExpiredCommitLog", "-n", n, "-b", &broker_addr]);
+    fact(
+        "deleteExpiredCommitLog.success",
+        out.contains("success").to_string(),
+    );
+    let out = admin(&[
+        "updateTopicPerm",
+        "-n",
+        n,
+        "-c",
+        &target.cluster,
+        "-t",
+        &live_topic,
+        "-p",
+        "4",
+    ]);
+    fact(
+        "updateTopicPerm.success",
+        (out.contains("from 6 to 4") && out.contains("success")).to_string(),
+    );
+    fact("updateTopicPerm.routePerm", route_perm(n, &live_topic));
+    delete_topic(n, &live_topic, &target.cluster, &mut fact);
 
     namesrv_config(n, &mut fact);
     write_perm(n, &topic, &route.broker_datas[0].broker_name, &mut fact);
     broker_permission(n, &topic, &broker_addr, &mut fact);
     namesrv_addr(n, &broker_addr, &mut fact);
     facts
+}
+
+/// `consumerStatus -i` and `consumerProgress -s true`: the broker relays
+/// GET_CONSUMER_RUNNING_INFO to the live consumer over its own connection, and mqadmin prints
+/// what the client answered (its properties, subscriptions and queues; the client's address
+/// beside each queue it holds).
+fn running_info(
+    n: &str,
+    topic: &str,
+    group: &str,
+    client_id: &str,
+    fact: &mut impl FnMut(&str, String),
+) {
+    let out = admin(&["consumerStatus", "-n", n, "-g", group, "-i", client_id]);
+    fact(
+        "consumerStatus.consumeType",
+        format!("{:?}", labelled(&out, "PROP_CONSUME_TYPE")),
+    );
+    fact(
+        "consumerStatus.subscriptions",
+        out.lines()
+            .filter(|line| line.contains(" Topic: "))
+            .count()
+            .to_string(),
+    );
+    fact(
+        "consumerStatus.queueRows",
+        rows(&out, topic).len().to_string(),
+    );
+    let out = admin(&["consumerProgress", "-n", n, "-g", group, "-s", "true"]);
+    let progress = rows(&out, topic);
+    fact("consumerProgress-s.queues", progress.len().to_string());
+    let is_ip = |cell: &&str| {
+        cell.split([':', '@'])
+            .next()
+            .is_some_and(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
+    };
+    fact(
+        "consumerProgress-s.rowsWithClientIp",
+        progress
+            .iter()
+            .filter(|cells| cells.iter().any(is_ip))
+            .count()
+            .to_string(),
+    );
+}
+
+/// `cloneGroupOffset` to a new group, whose `consumerProgress` then shows the same offsets.
+fn clone_group_offset(
+    n: &str,
+    cluster: &str,
+    topic: &str,
+    group: &str,
+    fact: &mut impl FnMut(&str, String),
+) {
+    let clone = format!("{group}_clone");
+    // mqadmin commits the offsets with UPDATE_CONSUMER_OFFSET, which Apache 5.x refuses for
+    // a group it does not know.
+    let out = admin(&["updateSubGroup", "-n", n, "-c", cluster, "-g", &clone]);
+    assert!(out.contains("success"), "updateSubGroup {clone}: {out}");
+    let out = admin(&[
+        "cloneGroupOffset",
+        "-n",
+        n,
+        "-s",
+        group,
+        "-d",
+        &clone,
+        "-t",
+        topic,
+    ]);
+    fact(
+        "cloneGroupOffset.success",
+        out.contains("clone group offset success").to_string(),
+    );
+    // With `-t`: the new group has no retry topic, which mqadmin looks for first.
+    let out = admin(&["consumerProgress", "-n", n, "-g", &clone, "-t", topic]);
+    let progress = rows(&out, topic);
+    fact("cloneGroupOffset.queues", progress.len().to_string());
+    fact(
+        "cloneGroupOffset.consumerOffsetTotal",
+        progress
+            .iter()
+            .map(|cells| cells[4].parse::<i64>().unwrap_or(-1))
+            .sum::<i64>()
+            .to_string(),
+    );
+}
+
+/// `producerConnection` lists the live producer (its first heartbeat comes up to 30 s after
+/// its first send, long before the scenario gets here; mqadmin_until's retries cover a slow
+/// machine).
+fn producer_connection(n: &str, topic: &str, fact: &mut impl FnMut(&str, String)) {
+    let args = [
+        "producerConnection",
+        "-n",
+        n,
+        "-g",
+        "features_producer",
+        "-t",
+        topic,
+    ];
+    // Rows `0001  <clientId> <address> <language> <version>`.
+    let producers = mqadmin_until(&args, "listed no producer", |output| {
+        let rows: Vec<Vec<String>> = printed(output)
+            .lines()
+            .map(|line| line.split_whitespace().map(str::to_string).collect())
+            .filter(|cells: &Vec<String>| {
+                cells.len() >= 5 && cells[0].parse::<u32>().is_ok() && cells[1].contains('@')
+            })
+            .collect();
+        (!rows.is_empty()).then_some(rows)
+    });
+    fact("producerConnection.clients", producers.len().to_string());
+    fact("producerConnection.language", producers[0][3].clone());
+}
+
+/// `topicClusterList` names the cluster the topic lives in.
+fn topic_cluster_list(n: &str, topic: &str, cluster: &str, fact: &mut impl FnMut(&str, String)) {
+    let out = admin(&["topicClusterList", "-n", n, "-t", topic]);
+    fact(
+        "topicClusterList.clusters",
+        format!(
+            "{:?}",
+            out.lines()
+                .map(|line| if line.trim() == cluster {
+                    "ours"
+                } else {
+                    line.trim()
+                })
+                .collect::<Vec<_>>()
+        ),
+    );
+}
+
+/// `getConsumerConfig` prints the group `updateSubGroup` made; `deleteSubGroup` removes it.
+fn consumer_config(n: &str, group: &str, cluster: &str, fact: &mut impl FnMut(&str, String)) {
+    let out = admin(&["getConsumerConfig", "-n", n, "-g", group]);
+    for key in ["retryMaxTimes", "consumeEnable", "consumeBroadcastEnable"] {
+        fact(
+            &format!("getConsumerConfig.{key}"),
+            format!("{:?}", key_value(&out, key)),
+        );
+    }
+    fact(
+        "getConsumerConfig.groupNameMatches",
+        (key_value(&out, "groupName").as_deref() == Some(group)).to_string(),
+    );
+    let out = admin(&["deleteSubGroup", "-n", n, "-c", cluster, "-g", group]);
+    fact(
+        "deleteSubGroup.success",
+        out.contains("success").to_string(),
+    );
+}
+
+/// `updateOrderConf` put, get and delete (a name-server KV entry in `ORDER_TOPIC_CONFIG`).
+fn order_conf(n: &str, topic: &str, broker_name: &str, fact: &mut impl FnMut(&str, String)) {
+    let conf = format!("{broker_name}:4");
+    let order = |method: &str, extra: &[&str]| {
+        admin(
+            &[
+                &["updateOrderConf", "-n", n, "-t", topic, "-m", method],
+                extra,
+            ]
+            .concat(),
+        )
+    };
+    let out = order("put", &["-v", &conf]);
+    fact(
+        "updateOrderConf.put",
+        out.contains("update orderConf success").to_string(),
+    );
+    let out = order("get", &[]);
+    fact(
+        "updateOrderConf.getMatches",
+        out.contains(&format!("orderConf=[{conf}]")).to_string(),
+    );
+    let out = order("delete", &[]);
+    fact(
+        "updateOrderConf.delete",
+        out.contains("delete orderConf success").to_string(),
+    );
+}
+
+/// `updateKvConfig` and `deleteKvConfig` of a key of this run's own.
+fn kv_config(n: &str, key: &str, fact: &mut impl FnMut(&str, String)) {
+    let namespace = ["-n", n, "-s", "rocketry_mqadmin_test", "-k", key];
+    let out = admin(&[&["updateKvConfig"], &namespace[..], &["-v", "1"]].concat());
+    fact(
+        "updateKvConfig.success",
+        out.contains("success").to_string(),
+    );
+    let out = admin(&[&["deleteKvConfig"], &namespace[..]].concat());
+    fact(
+        "deleteKvConfig.success",
+        out.contains("success").to_string(),
+    );
+}
+
+/// `deleteTopic` removes the topic from the cluster's brokers and from the name server.
+fn delete_topic(n: &str, topic: &str, cluster: &str, fact: &mut impl FnMut(&str, String)) {
+    let out = admin(&["deleteTopic", "-n", n, "-c", cluster, "-t", topic]);
+    fact(
+        "deleteTopic.fromCluster",
+        out.contains(&format!("from cluster [{cluster}] success"))
+            .to_string(),
+    );
+    fact(
+        "deleteTopic.fromNameServer",
+        out.contains("from NameServer success").to_string(),
+    );
+}
+
+/// The value of `key` in `key=value` lines (getBrokerConfig, getNamesrvConfig,
+/// getConsumerConfig), trimmed.
+fn key_value(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let (name, value) = line.split_once('=')?;
+        (name.trim() == key).then(|| value.trim().to_string())
+    })
 }
 
 /// `updateBrokerConfig -k namesrvAddr`, set to the name server the broker already uses (the
@@ -445,10 +788,7 @@ fn namesrv_addr(n: &str, broker_addr: &str, fact: &mut impl FnMut(&str, String))
         out.contains("update broker config success").to_string(),
     );
     let out = admin(&[&["getBrokerConfig"], &broker[..]].concat());
-    let shown = out.lines().find_map(|line| {
-        let (key, value) = line.split_once('=')?;
-        (key.trim() == "namesrvAddr").then(|| value.trim().to_string())
-    });
+    let shown = key_value(&out, "namesrvAddr");
     fact(
         "getBrokerConfig.namesrvAddrMatches",
         (shown.as_deref() == Some(n)).to_string(),
@@ -523,12 +863,7 @@ fn namesrv_config(n: &str, fact: &mut impl FnMut(&str, String)) {
             .to_string(),
     );
     let out = admin(&["getNamesrvConfig", "-n", n]);
-    let value = |name: &str| {
-        out.lines().find_map(|line| {
-            let (k, v) = line.split_once('=')?;
-            (k.trim() == name).then(|| v.trim().to_string())
-        })
-    };
+    let value = |name: &str| key_value(&out, name);
     fact(
         &format!("getNamesrvConfig.{key}"),
         format!("{:?}", value(key)),
@@ -654,6 +989,40 @@ fn assert_rocketry_facts(facts: &Facts) {
     want("updateBrokerConfig.writableRoutePerm", "6");
     want("updateBrokerConfig.namesrvAddr", "true");
     want("getBrokerConfig.namesrvAddrMatches", "true");
+    for key in [
+        "queryMsgByUniqueKey.keysMatch",
+        "queryMsgByUniqueKey.topicMatches",
+        "queryMsgByOffset.keysMatch",
+        "queryMsgByOffset.topicMatches",
+        "cloneGroupOffset.success",
+        "getConsumerConfig.groupNameMatches",
+        "deleteSubGroup.success",
+        "updateOrderConf.put",
+        "updateOrderConf.getMatches",
+        "updateOrderConf.delete",
+        "updateKvConfig.success",
+        "deleteKvConfig.success",
+        "deleteExpiredCommitLog.success",
+        "updateTopicPerm.success",
+        "deleteTopic.fromCluster",
+        "deleteTopic.fromNameServer",
+    ] {
+        want(key, "true");
+    }
+    want("updateTopicPerm.routePerm", "4");
+    want("consumerStatus.consumeType", r#"Some("CONSUME_PASSIVELY")"#);
+    want("consumerStatus.subscriptions", "2");
+    want("consumerProgress-s.queues", "4");
+    want("consumerProgress-s.rowsWithClientIp", "4");
+    want("cloneGroupOffset.queues", "4");
+    want(
+        "cloneGroupOffset.consumerOffsetTotal",
+        &MESSAGES.to_string(),
+    );
+    want("producerConnection.clients", "1");
+    want("producerConnection.language", "JAVA");
+    want("topicClusterList.clusters", r#"["ours"]"#);
+    want("getConsumerConfig.retryMaxTimes", r#"Some("3")"#);
     want("resetOffsetByTime.queues", "4");
     want("resetOffsetByTime.offsets", r#"["0", "0", "0", "0"]"#);
     let lag: i64 = (0..4)
@@ -692,7 +1061,16 @@ fn mqadmin_sees_the_same_broker_in_rocketry_and_apache_rocketmq() {
     println!("scenarios took {:?}", started.elapsed());
     println!("rocketry: {our_facts:#?}");
     assert_rocketry_facts(&our_facts);
+    let commands: std::collections::BTreeSet<&str> = our_facts
+        .keys()
+        .filter_map(|key| key.split('.').next())
+        .collect();
     let Some(peer_facts) = peer_facts else {
+        println!(
+            "mqadmin: {} commands, {} fields checked on rocketry alone",
+            commands.len(),
+            our_facts.len()
+        );
         println!("SKIPPED: the comparison with Apache RocketMQ (no peer)");
         return;
     };
@@ -710,5 +1088,12 @@ fn mqadmin_sees_the_same_broker_in_rocketry_and_apache_rocketmq() {
     assert!(
         differences.is_empty(),
         "mqadmin printed different facts for rocketry and Apache RocketMQ: {differences:#?}"
+    );
+    let compared: std::collections::BTreeSet<&String> =
+        our_facts.keys().chain(peer_facts.keys()).collect();
+    println!(
+        "mqadmin: {} commands, {} fields compared",
+        commands.len(),
+        compared.len()
     );
 }

@@ -112,14 +112,19 @@ pub fn mqadmin(args: &[&str]) -> String {
 /// useful is tried again, up to three times.
 pub fn admin(args: &[&str]) -> String {
     mqadmin_until(args, "failed", |output| {
-        let stdout: String = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter(|line| !line.contains("|-INFO in") && !line.contains("|-WARN in"))
-            .filter(|line| !line.trim().is_empty())
-            .collect::<Vec<_>>()
-            .join("\n");
+        let stdout = printed(output);
         (output.status.success() && !stdout.is_empty()).then_some(stdout)
     })
+}
+
+/// What mqadmin printed on stdout, without logback's status lines and blank lines.
+pub fn printed(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| !line.contains("|-INFO in") && !line.contains("|-WARN in"))
+        .filter(|line| !line.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Runs mqadmin up to three times, until `accept` takes what a run printed.
