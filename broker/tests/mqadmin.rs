@@ -81,7 +81,13 @@ impl Drop for Background {
     }
 }
 
-/// A Java producer (group `features_producer`) sending to `topic` every 500 ms until
+/// The producer group of the live producer on `topic`: its own, so that no other test's
+/// producer on the shared peer is listed with it.
+fn producer_group(topic: &str) -> String {
+    format!("{topic}_producer")
+}
+
+/// A Java producer (group [`producer_group`]) sending to `topic` every 500 ms until
 /// dropped, so `producerConnection` has a producer to list.
 fn live_producer(namesrv: &str, topic: &str) -> Background {
     Background(
@@ -89,6 +95,7 @@ fn live_producer(namesrv: &str, topic: &str) -> Background {
             "produce".into(),
             format!("namesrv={namesrv}"),
             format!("topic={topic}"),
+            format!("producerGroup={}", producer_group(topic)),
             "count=1000000".into(),
             "intervalMs=500".into(),
         ])
@@ -643,15 +650,8 @@ fn clone_group_offset(
 /// its first send, long before the scenario gets here; mqadmin_until's retries cover a slow
 /// machine).
 fn producer_connection(n: &str, topic: &str, fact: &mut impl FnMut(&str, String)) {
-    let args = [
-        "producerConnection",
-        "-n",
-        n,
-        "-g",
-        "features_producer",
-        "-t",
-        topic,
-    ];
+    let group = producer_group(topic);
+    let args = ["producerConnection", "-n", n, "-g", &group, "-t", topic];
     // Rows `0001  <clientId> <address> <language> <version>`.
     let producers = mqadmin_until(&args, "listed no producer", |output| {
         let rows: Vec<Vec<String>> = printed(output)

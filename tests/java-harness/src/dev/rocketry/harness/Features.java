@@ -34,6 +34,7 @@ import org.apache.rocketmq.common.message.MessageQueue;
  *
  *   Features produce namesrv=H:P topic=T count=N [first=0] [run=ID] [tags=A,B,C] [prop=NAME]
  *                    [delayLevel=L] [orderKeys=K] [intervalMs=0] [untilFile=PATH]
+ *                    [producerGroup=features_producer]
  *                    [pollNameServerInterval=30000]
  *   Features consume namesrv=H:P topic=T group=G out=FILE [expect=N] [type=push|orderly]
  *                    [model=clustering|broadcasting] [filter=TAGEXPR] [sql=EXPR] [run=ID]
@@ -81,7 +82,7 @@ public final class Features {
         java.io.File untilFile = args.containsKey("untilFile") ? new java.io.File(args.get("untilFile")) : null;
         List<Integer> failedIndexes = new java.util.ArrayList<>();
 
-        DefaultMQProducer producer = new DefaultMQProducer("features_producer");
+        DefaultMQProducer producer = new DefaultMQProducer(args.getOrDefault("producerGroup", "features_producer"));
         producer.setNamesrvAddr(args.get("namesrv"));
         if (args.containsKey("pollNameServerInterval")) {
             producer.setPollNameServerInterval(Integer.parseInt(args.get("pollNameServerInterval")));
