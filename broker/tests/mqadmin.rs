@@ -15,6 +15,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -72,11 +73,16 @@ impl Drop for Undo {
 }
 
 /// A client process that runs until the scenario drops it.
+/// A Java client started by `scripts/peers/java-clients run` in a process group of its own
+/// (`process_group(0)`), killed with the whole group when dropped: the script runs `java` as
+/// its child, so killing the script alone would leave the JVM running.
 struct Background(Child);
 
 impl Drop for Background {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
         let _ = self.0.wait();
     }
 }
@@ -101,6 +107,7 @@ fn live_producer(namesrv: &str, topic: &str) -> Background {
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .expect("cannot start the Java producer"),
     )
@@ -128,6 +135,7 @@ impl HeldConsumer {
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("cannot start the Java consumer");
         let stdout = child.stdout.take().unwrap();
