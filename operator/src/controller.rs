@@ -157,10 +157,13 @@ struct Observed {
     /// (condition reason, message) when the spec cannot be applied as it is.
     degraded: Option<(&'static str, String)>,
     roll: Option<RollStatus>,
-    /// Some broker is outdated but the roll waits for every broker to be up.
-    roll_waiting: bool,
+}
+
+impl Observed {
     /// Some group still lacks the cluster's topics.
-    unseeded: bool,
+    fn unseeded(&self) -> bool {
+        self.groups.iter().any(|group| !group.seeded)
+    }
 }
 
 pub async fn reconcile(cluster: Arc<RocketCluster>, context: Arc<Context>) -> Result<Action> {
@@ -372,19 +375,14 @@ async fn reconcile_cluster(cluster: &RocketCluster, context: &Context) -> Result
         now,
     )
     .await?;
-    observed.roll_waiting = observed.roll.is_none()
-        && members
-            .iter()
-            .any(|member| member.outdated && member.rollable);
     seed_groups(cluster, context, &mut observed.groups).await;
-    observed.unseeded = observed.groups.iter().any(|group| !group.seeded);
     // Only a list whose every name server is up: a broker told of one that is still starting
     // tries it and then waits a whole registration period before trying again.
     if observed.name_servers_ready >= cluster.spec.name_server.replicas {
         hand_out_name_servers(cluster, &members).await;
     }
 
-    let busy = observed.roll.is_some() || observed.unseeded || !draining.is_empty();
+    let busy = observed.roll.is_some() || observed.unseeded() || !draining.is_empty();
     let converged = write_status(cluster, context, observed, false).await?;
     Ok(Action::requeue(if converged && !busy {
         RESYNC
@@ -869,7 +867,7 @@ async fn write_status(
                 "WaitingForPods",
                 "waiting for pods to become ready".to_string(),
             )
-        } else if observed.unseeded {
+        } else if observed.unseeded() {
             condition(
                 cluster,
                 "Progressing",
