@@ -99,8 +99,7 @@ impl Producer {
 impl Drop for Producer {
     fn drop(&mut self) {
         if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
+            kill_process_group(child);
         }
     }
 }
@@ -149,20 +148,21 @@ fn wipe_write_perm_drains_a_broker_under_a_live_producer_without_losing_a_messag
     let dir = tempfile::tempdir().unwrap();
     let stop = dir.path().join("stop");
     let producer = Producer(Some(
-        features_command(&[
-            "produce".into(),
-            format!("namesrv={ns}"),
-            format!("topic={topic}"),
-            "count=1000000".into(),
-            format!("run={run}"),
-            "intervalMs=20".into(),
-            format!("untilFile={}", stop.display()),
-            // Routes every second instead of every 30 s, so the drain is quick to see.
-            "pollNameServerInterval=1000".into(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
+        spawn_in_own_group(
+            features_command(&[
+                "produce".into(),
+                format!("namesrv={ns}"),
+                format!("topic={topic}"),
+                "count=1000000".into(),
+                format!("run={run}"),
+                "intervalMs=20".into(),
+                format!("untilFile={}", stop.display()),
+                // Routes every second instead of every 30 s, so the drain is quick to see.
+                "pollNameServerInterval=1000".into(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+        )
         .expect("cannot start the Java producer"),
     ));
 

@@ -15,7 +15,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -73,17 +72,13 @@ impl Drop for Undo {
 }
 
 /// A client process that runs until the scenario drops it.
-/// A Java client started by `scripts/peers/java-clients run` in a process group of its own
-/// (`process_group(0)`), killed with the whole group when dropped: the script runs `java` as
-/// its child, so killing the script alone would leave the JVM running.
+/// A Java client started by `scripts/peers/java-clients run` in a process group of its own,
+/// killed with the whole group when dropped.
 struct Background(Child);
 
 impl Drop for Background {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.0.id())])
-            .status();
-        let _ = self.0.wait();
+        kill_process_group(&mut self.0);
     }
 }
 
@@ -96,7 +91,7 @@ fn producer_group(topic: &str) -> String {
 /// A Java producer (group [`producer_group`]) sending to `topic` every 500 ms until
 /// dropped, so `producerConnection` has a producer to list.
 fn live_producer(namesrv: &str, topic: &str) -> Background {
-    Background(
+    spawn_in_own_group(
         features_command(&[
             "produce".into(),
             format!("namesrv={namesrv}"),
@@ -106,11 +101,10 @@ fn live_producer(namesrv: &str, topic: &str) -> Background {
             "intervalMs=500".into(),
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .expect("cannot start the Java producer"),
+        .stderr(Stdio::null()),
     )
+    .map(Background)
+    .expect("cannot start the Java producer")
 }
 
 /// A push consumer that stays online (the harness prints HOLDING once it has `expect`).
@@ -120,24 +114,24 @@ struct HeldConsumer {
 
 impl HeldConsumer {
     fn start(namesrv: &str, topic: &str, group: &str, run: &str) -> HeldConsumer {
-        let mut child = Command::new(repo_root().join("scripts/peers/java-clients"))
-            .args([
-                "run",
-                "5.5.0",
-                "consume",
-                &format!("namesrv={namesrv}"),
-                &format!("topic={topic}"),
-                &format!("group={group}"),
-                &format!("expect={MESSAGES}"),
-                &format!("run={run}"),
-                // Longer than the scenario (about 6 minutes); killed when dropped.
-                "holdMs=600000",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("cannot start the Java consumer");
+        let mut child = spawn_in_own_group(
+            Command::new(repo_root().join("scripts/peers/java-clients"))
+                .args([
+                    "run",
+                    "5.5.0",
+                    "consume",
+                    &format!("namesrv={namesrv}"),
+                    &format!("topic={topic}"),
+                    &format!("group={group}"),
+                    &format!("expect={MESSAGES}"),
+                    &format!("run={run}"),
+                    // Longer than the scenario (about 6 minutes); killed when dropped.
+                    "holdMs=600000",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        )
+        .expect("cannot start the Java consumer");
         let stdout = child.stdout.take().unwrap();
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

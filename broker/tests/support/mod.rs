@@ -105,6 +105,23 @@ pub fn mqadmin(args: &[&str]) -> String {
     stdout
 }
 
+/// Spawns `command` as the leader of a process group of its own, for [`kill_process_group`].
+/// `scripts/peers/java-clients run` runs `java` as its child, so killing the script alone
+/// would leave the JVM running after the test.
+pub fn spawn_in_own_group(command: &mut Command) -> std::io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    command.process_group(0).spawn()
+}
+
+/// SIGKILL to every process of the group `child` leads (see [`spawn_in_own_group`]), then
+/// reaps `child`.
+pub fn kill_process_group(child: &mut std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status();
+    let _ = child.wait();
+}
+
 /// mqadmin's stdout without the logback status lines the 5.5.0 tools print there.
 ///
 /// mqadmin exits 0 even when a command fails (it prints the exception and returns), and on
