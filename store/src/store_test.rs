@@ -262,15 +262,34 @@ fn sync_flush_group_commit_from_many_threads() {
     }
 }
 
+/// A store of 600 flushed messages over several CommitLog segments whose retention judges age
+/// alone, or, with `force_above` 0, deletes by disk pressure whatever the host's disk is like.
+fn store_for_retention(dir: &std::path::Path, force_above: u64) -> MessageStore {
+    let store = MessageStore::open(StoreConfig {
+        disk_max_used_space_ratio: 100,
+        disk_space_clean_forcibly_ratio: force_above,
+        ..small_config(dir, FlushDiskType::SyncFlush)
+    })
+    .unwrap();
+    let appended: Vec<_> = (0..600u32)
+        .map(|n| {
+            store
+                .append(&put(&format!("R{}", n % 3), 0, vec![n as u8; 400], "a", ""))
+                .unwrap()
+        })
+        .collect();
+    // Retention keeps what is not yet flushed; waiting on the last flush (a group commit
+    // covers all before it) keeps the flusher's timing out of the test.
+    appended.into_iter().last().unwrap().durable.wait().unwrap();
+    store
+}
+
 #[test]
 fn retention_deletes_old_segments_and_moves_queue_minimums() {
     let dir = tempfile::tempdir().unwrap();
-    let store = MessageStore::open(small_config(dir.path(), FlushDiskType::AsyncFlush)).unwrap();
-    for n in 0..600u32 {
-        store
-            .append(&put(&format!("R{}", n % 3), 0, vec![n as u8; 400], "a", ""))
-            .unwrap();
-    }
+    // The host's own disk usage must not decide this test: a build filling the disk past
+    // the default force ratio would delete unexpired segments.
+    let store = store_for_retention(dir.path(), 100);
     let before = store.commit_log_min_offset();
     let deleted = store.delete_expired_files(SystemTime::now()).unwrap();
     assert_eq!(deleted, 0, "nothing is expired yet");
@@ -294,6 +313,24 @@ fn retention_deletes_old_segments_and_moves_queue_minimums() {
     }
     // The active segment always survives.
     assert!(store.commit_log_max_offset() > min);
+}
+
+#[test]
+fn a_disk_past_the_force_ratio_deletes_unexpired_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_for_retention(dir.path(), 0);
+    let before = store.commit_log_min_offset();
+    let deleted = store.delete_expired_files(SystemTime::now()).unwrap();
+    assert!(deleted > 0, "a full disk deletes what has not expired");
+    assert!(store.commit_log_min_offset() > before);
+    assert!(store.commit_log_max_offset() > store.commit_log_min_offset());
+    for topic in ["R0", "R1", "R2"] {
+        let queue_min = store.min_offset(topic, 0);
+        assert_eq!(
+            read_all(&store, topic, 0).len() as i64,
+            store.max_offset(topic, 0) - queue_min
+        );
+    }
 }
 
 proptest! {
