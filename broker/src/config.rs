@@ -119,6 +119,10 @@ settings! {
         notify_consumer_ids_changed_enable: bool = true => "notifyConsumerIdsChangedEnable",
         region_id: String = "DefaultRegion".to_string() => "regionId",
         trace_on: bool = true => "traceOn",
+        /// Create the message-trace topic (one queue) at start, for clusters that do not
+        /// auto-create topics; traced clients write their records to it.
+        trace_topic_enable: bool = false => "traceTopicEnable",
+        msg_trace_topic_name: String = "RMQ_SYS_TRACE_TOPIC".to_string() => "msgTraceTopicName",
         /// Allow SQL92 subscriptions (filtering by message properties).
         enable_property_filter: bool = false => "enablePropertyFilter",
         /// The delay of each delay level, 1-based, as RocketMQ spells them.

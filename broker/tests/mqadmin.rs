@@ -536,6 +536,11 @@ fn scenario(target: &Target) -> Facts {
         "deleteExpiredCommitLog.success",
         out.contains("success").to_string(),
     );
+    let out = admin(&["cleanExpiredCQ", "-n", n, "-c", &target.cluster]);
+    fact(
+        "cleanExpiredCQ.success",
+        (out.trim() == "success").to_string(),
+    );
     let out = admin(&[
         "updateTopicPerm",
         "-n",
@@ -903,9 +908,21 @@ fn write_perm(n: &str, topic: &str, broker_name: &str, fact: &mut impl FnMut(&st
             .and_then(|count| count.trim().parse().ok())
     };
     let mut restore = Undo::new(&["addWritePerm", "-n", n, "-b", broker_name]);
-    let wiped = count(&admin(&["wipeWritePerm", "-n", n, "-b", broker_name]));
+    // Apache's broker re-registers its whole topic table whenever the table's data version
+    // has moved, which puts write back in the route; a wipe that lands just before such a
+    // registration reads as 6. Three wipes in a row do not all lose that race; a broker that
+    // never wipes reads 6 every time.
+    let (mut wiped, mut perm) = (None, String::new());
+    for _ in 0..3 {
+        wiped = count(&admin(&["wipeWritePerm", "-n", n, "-b", broker_name]));
+        perm = route_perm(n, topic);
+        if perm == "4" {
+            break;
+        }
+        println!("route perm {perm} after wipeWritePerm; wiping again");
+    }
     fact("wipeWritePerm.ok", wiped.is_some_and(|c| c > 0).to_string());
-    fact("wipeWritePerm.routePerm", route_perm(n, topic));
+    fact("wipeWritePerm.routePerm", perm);
     let added = count(&admin(&["addWritePerm", "-n", n, "-b", broker_name]));
     restore.armed = added.is_none();
     fact("addWritePerm.ok", added.is_some_and(|c| c > 0).to_string());
@@ -1005,6 +1022,7 @@ fn assert_rocketry_facts(facts: &Facts) {
         "updateKvConfig.success",
         "deleteKvConfig.success",
         "deleteExpiredCommitLog.success",
+        "cleanExpiredCQ.success",
         "updateTopicPerm.success",
         "deleteTopic.fromCluster",
         "deleteTopic.fromNameServer",

@@ -537,6 +537,13 @@ impl MessageStore {
         crate::retention::clean(&self.inner, now, true)
     }
 
+    /// Drops the consume-queue entries and index files that point below the CommitLog's
+    /// minimum (mqadmin `cleanExpiredCQ`). Retention does this after every deletion, so this
+    /// finds work only when a deletion's trim failed part-way.
+    pub fn clean_expired_consume_queues(&self) -> Result<()> {
+        self.inner.trim_to_commit_log()
+    }
+
     /// Flushes everything, writes the checkpoint and removes `abort`, so the next open is a
     /// fast clean start. Pending SYNC_FLUSH waiters are completed first. Idempotent.
     pub fn shutdown(&self) -> Result<()> {

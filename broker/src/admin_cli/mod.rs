@@ -8,6 +8,7 @@ mod dead_letter;
 mod import;
 mod namesrv;
 mod table;
+mod trace;
 
 use std::collections::BTreeMap;
 
@@ -179,6 +180,15 @@ enum MessageCommand {
     View {
         #[arg(short = 'i', long)]
         id: String,
+    },
+    /// What traced clients recorded about a message (mqadmin's queryMsgTraceById): its send,
+    /// each group's deliveries, a transaction's decision.
+    Trace {
+        /// The message id the send result calls msgId (the UNIQ_KEY).
+        #[arg(short = 'i', long)]
+        id: String,
+        #[arg(long, default_value = "RMQ_SYS_TRACE_TOPIC")]
+        trace_topic: String,
     },
     /// Send a group's dead letters (%DLQ%<group>) back to the topics they came from; each
     /// is resent once, however often this runs.
@@ -530,6 +540,9 @@ async fn message(namesrv: &Client, command: MessageCommand) -> Result<Answer> {
     match command {
         MessageCommand::ResendDlq { group } => {
             return Ok(Answer::rows(dead_letter::resend(namesrv, &group).await?));
+        }
+        MessageCommand::Trace { id, trace_topic } => {
+            return Ok(Answer::rows(trace::show(namesrv, &id, &trace_topic).await?));
         }
         MessageCommand::QueryByKey { topic, key } => {
             let route = namesrv.get_route_info(&topic).await?;

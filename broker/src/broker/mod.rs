@@ -320,6 +320,7 @@ impl Broker {
             | GetBrokerConfig
             | UpdateBrokerConfig
             | DeleteExpiredCommitlog
+            | CleanExpiredConsumequeue
             | ViewMessageById
             | QueryMessage => processor::admin::process(self, code, request),
             _ => not_supported(request),

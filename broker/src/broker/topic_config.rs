@@ -106,6 +106,13 @@ impl TopicConfigs {
                 perm::INHERIT | config.broker_permission as i32,
             ),
         ];
+        if config.trace_topic_enable {
+            system.push(topic(
+                &config.msg_trace_topic_name,
+                1,
+                perm::READ | perm::WRITE,
+            ));
+        }
         if config.auto_create_topic_enable {
             system.push(topic(
                 AUTO_CREATE_TOPIC_KEY_TOPIC,
@@ -344,5 +351,21 @@ mod tests {
             .create_from_template("New", AUTO_CREATE_TOPIC_KEY_TOPIC, 4, 0)
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn the_trace_topic_is_created_only_when_enabled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("topics.json");
+        let off = TopicConfigs::open(path.clone(), &BrokerConfig::default()).unwrap();
+        assert!(off.get("RMQ_SYS_TRACE_TOPIC").is_none());
+        let config = BrokerConfig {
+            trace_topic_enable: true,
+            msg_trace_topic_name: "Traces".into(),
+            ..BrokerConfig::default()
+        };
+        let on = TopicConfigs::open(path, &config).unwrap();
+        let trace = on.get("Traces").unwrap();
+        assert_eq!((trace.read_queue_nums, trace.write_queue_nums), (1, 1));
     }
 }

@@ -1,5 +1,6 @@
 //! JSON bodies exchanged with clients, mqadmin and name servers, in fastjson's shape:
-//! camelCase property names, null properties omitted, enums by name.
+//! camelCase property names, null properties omitted, enums by name. (One body is not
+//! JSON: the trace topic's records, in [`trace`].)
 //!
 //! Reading goes through [`from_json`], which first tries strict JSON and then retries after
 //! [`fastjson::normalize`] rewrites fastjson's extensions (unquoted keys, single quotes,
@@ -14,6 +15,7 @@ pub mod pulled;
 pub mod register;
 pub mod route;
 pub mod subscription_group;
+pub mod trace;
 
 pub use cluster::*;
 pub use heartbeat::*;

@@ -199,7 +199,7 @@ async fn find_or_create_topic(
 }
 
 /// The messages of a send: the body itself, or each entry of a batch body. The broker adds
-/// CLUSTER and, when the producer sent none, a UNIQ_KEY of its own.
+/// CLUSTER, MSG_REGION, TRACE_ON and, when the producer sent none, a UNIQ_KEY of its own.
 fn messages_of(
     broker: &Broker,
     request: &RemotingCommand,
@@ -226,6 +226,15 @@ fn messages_of(
         message
             .properties
             .insert(property::CLUSTER, broker.config.broker_cluster_name.clone());
+        // As Apache stamps them: a traced consumer reads its trace region from the message
+        // (without one the Java client's trace dispatcher drops its records) and skips
+        // tracing when the broker's `traceOn` is false.
+        message
+            .properties
+            .insert(property::MSG_REGION, broker.config.region_id.clone());
+        message
+            .properties
+            .insert(property::TRACE_ON, broker.config.trace_on.to_string());
     }
     Ok(messages)
 }

@@ -1,5 +1,6 @@
 //! Broker state: GET_BROKER_RUNTIME_INFO 28 (what mqadmin's clusterList and brokerStatus
-//! print), GET_BROKER_CONFIG 26, UPDATE_BROKER_CONFIG 25 and DELETE_EXPIRED_COMMITLOG 329.
+//! print), GET_BROKER_CONFIG 26, UPDATE_BROKER_CONFIG 25, DELETE_EXPIRED_COMMITLOG 329 and
+//! CLEAN_EXPIRED_CONSUMEQUEUE 306.
 
 use std::collections::BTreeMap;
 
@@ -100,6 +101,16 @@ pub fn delete_expired_commit_log(broker: &Broker, request: &RemotingCommand) -> 
             info!(deleted, "expired CommitLog segments deleted on request");
             success(request)
         }
+        Err(error) => reply(request, ResponseCode::SystemError, error.to_string()),
+    }
+}
+
+/// mqadmin `cleanExpiredCQ`: what points below the CommitLog's minimum goes now. Unlike
+/// Apache, a queue left empty keeps its offsets, so a consumer's committed offset stays
+/// valid and new messages do not reuse old offsets.
+pub fn clean_expired_consume_queues(broker: &Broker, request: &RemotingCommand) -> RemotingCommand {
+    match broker.store.clean_expired_consume_queues() {
+        Ok(()) => success(request),
         Err(error) => reply(request, ResponseCode::SystemError, error.to_string()),
     }
 }

@@ -46,6 +46,7 @@ pub fn process(broker: &Broker, code: RequestCode, request: &RemotingCommand) ->
         GetBrokerConfig => broker_info::config(broker, request),
         UpdateBrokerConfig => broker_info::update_config(broker, request),
         DeleteExpiredCommitlog => broker_info::delete_expired_commit_log(broker, request),
+        CleanExpiredConsumequeue => broker_info::clean_expired_consume_queues(broker, request),
         ViewMessageById => messages::view_by_id(broker, request),
         QueryMessage => messages::query(broker, request),
         other => reply(

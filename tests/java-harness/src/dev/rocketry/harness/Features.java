@@ -35,17 +35,19 @@ import org.apache.rocketmq.common.message.MessageQueue;
  *   Features produce namesrv=H:P topic=T count=N [first=0] [run=ID] [tags=A,B,C] [prop=NAME]
  *                    [delayLevel=L] [orderKeys=K] [intervalMs=0] [untilFile=PATH]
  *                    [producerGroup=features_producer]
- *                    [pollNameServerInterval=30000]
+ *                    [pollNameServerInterval=30000] [trace=false]
  *   Features consume namesrv=H:P topic=T group=G out=FILE [expect=N] [type=push|orderly]
  *                    [model=clustering|broadcasting] [filter=TAGEXPR] [sql=EXPR] [run=ID]
  *                    [idleMs=0] [timeoutMs=60000] [stopAfter=N] [haltAfter=N] [sleepMs=0]
- *                    [fail=false] [maxReconsume=-1] [verify=N] [skip=I,J,...]
+ *                    [fail=false] [maxReconsume=-1] [verify=N] [skip=I,J,...] [trace=false]
  * </pre>
  *
  * A producer with {@code untilFile} sends until that file exists (or {@code count} is
  * reached), pausing {@code intervalMs} between sends, and reports which indexes failed after
  * the client's own retries; {@code pollNameServerInterval} is how often, in ms, the client
- * refreshes its routes (what a drained broker's producers wait for). A consumer with {@code verify=N} reports which of indexes
+ * refreshes its routes (what a drained broker's producers wait for). With {@code trace=true}
+ * the client's message trace is on (records go to {@code RMQ_SYS_TRACE_TOPIC}) and the
+ * producer reports the ids of the first messages it sent. A consumer with {@code verify=N} reports which of indexes
  * 0..N-1 it never received, leaving out those in {@code skip} (the failed sends).
  *
  * With {@code tags}, message i carries tag number i mod the list's length; with {@code prop},
@@ -82,7 +84,9 @@ public final class Features {
         java.io.File untilFile = args.containsKey("untilFile") ? new java.io.File(args.get("untilFile")) : null;
         List<Integer> failedIndexes = new java.util.ArrayList<>();
 
-        DefaultMQProducer producer = new DefaultMQProducer(args.getOrDefault("producerGroup", "features_producer"));
+        boolean trace = Boolean.parseBoolean(args.getOrDefault("trace", "false"));
+        List<String> msgIds = new java.util.ArrayList<>();
+        DefaultMQProducer producer = new DefaultMQProducer(args.getOrDefault("producerGroup", "features_producer"), trace, null);
         producer.setNamesrvAddr(args.get("namesrv"));
         if (args.containsKey("pollNameServerInterval")) {
             producer.setPollNameServerInterval(Integer.parseInt(args.get("pollNameServerInterval")));
@@ -119,6 +123,9 @@ public final class Features {
                 }
                 if (r.getSendStatus() == SendStatus.SEND_OK) {
                     sent++;
+                    if (msgIds.size() < 5) {
+                        msgIds.add("\"" + r.getMsgId() + "\"");
+                    }
                 } else {
                     failed++;
                     failedIndexes.add(index);
@@ -131,8 +138,14 @@ public final class Features {
                 }
             }
         }
+        if (trace) {
+            // The trace dispatcher sends its batches asynchronously, and shutting the client
+            // down closes the channels under a send still in flight: give it time first.
+            Thread.sleep(5000);
+        }
         producer.shutdown();
         return "{\"sent\":" + sent + ",\"failed\":" + failed + ",\"attempted\":" + attempted
+            + ",\"msgIds\":" + msgIds
             + ",\"failedIndexes\":" + failedIndexes + ",\"firstError\":"
             + (firstError == null ? "null" : "\"" + firstError.replace("\"", "'") + "\"") + "}";
     }
@@ -165,7 +178,8 @@ public final class Features {
         AtomicLong deliveries = new AtomicLong();
         AtomicLong last = new AtomicLong(System.currentTimeMillis());
 
-        DefaultMQPushConsumer consumer = new DefaultMQPushConsumer(args.get("group"));
+        DefaultMQPushConsumer consumer = new DefaultMQPushConsumer(args.get("group"),
+            Boolean.parseBoolean(args.getOrDefault("trace", "false")), null);
         consumer.setNamesrvAddr(args.get("namesrv"));
         consumer.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
         consumer.setMaxReconsumeTimes(Integer.parseInt(args.getOrDefault("maxReconsume", "-1")));
@@ -216,6 +230,7 @@ public final class Features {
                 return fail ? ConsumeConcurrentlyStatus.RECONSUME_LATER : ConsumeConcurrentlyStatus.CONSUME_SUCCESS;
             });
         }
+        boolean trace = Boolean.parseBoolean(args.getOrDefault("trace", "false"));
         consumer.start();
         long deadline = System.currentTimeMillis() + timeoutMs;
         while (System.currentTimeMillis() < deadline) {
@@ -237,6 +252,9 @@ public final class Features {
                 break;
             }
             Thread.sleep(20);
+        }
+        if (trace) {
+            Thread.sleep(5000); // the trace dispatcher's last batch, as for the producer
         }
         consumer.shutdown();
         synchronized (out) {
