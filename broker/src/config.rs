@@ -123,6 +123,14 @@ settings! {
         /// auto-create topics; traced clients write their records to it.
         trace_topic_enable: bool = false => "traceTopicEnable",
         msg_trace_topic_name: String = "RMQ_SYS_TRACE_TOPIC".to_string() => "msgTraceTopicName",
+        /// Refuse transactional (half) messages with NO_PERMISSION.
+        reject_transaction_message: bool = false => "rejectTransactionMessage",
+        /// ms a half message may stay undecided before its producer is asked.
+        transaction_time_out: u64 = 6000 => "transactionTimeOut",
+        /// Checks of one half message before it is given up (to TRANS_CHECK_MAX_TIME_TOPIC).
+        transaction_check_max: u32 = 15 => "transactionCheckMax",
+        /// ms between rounds of the transaction checker (Apache 5.1.1+).
+        transaction_check_interval: u64 = 30_000 => "transactionCheckInterval",
         /// Allow SQL92 subscriptions (filtering by message properties).
         enable_property_filter: bool = false => "enablePropertyFilter",
         /// The delay of each delay level, 1-based, as RocketMQ spells them.

@@ -14,6 +14,9 @@ mod schedule;
 mod stats;
 mod subscription_group;
 mod topic_config;
+mod transaction;
+#[cfg(test)]
+mod transaction_test;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -46,6 +49,9 @@ pub const TOPICS_FILE: &str = "topics.json";
 pub const GROUPS_FILE: &str = "subscriptionGroup.json";
 pub const OFFSETS_FILE: &str = "consumerOffset.json";
 pub const DELAY_OFFSETS_FILE: &str = "delayOffset.json";
+/// Where the transaction checker resumes (Apache keeps it as consumer offsets of
+/// `CID_RMQ_SYS_TRANS`).
+pub const TRANSACTION_PROGRESS_FILE: &str = "transactionCheckOffset.json";
 
 /// How often silent clients are looked for.
 const CLIENT_SCAN_INTERVAL: Duration = Duration::from_secs(10);
@@ -64,6 +70,7 @@ pub struct Broker {
     locks: queue_lock::QueueLocks,
     delay_levels: schedule::DelayLevels,
     schedule: schedule::Schedule,
+    transactions: transaction::Transactions,
     pulls: Arc<PullHolds>,
     /// Message counters for GET_BROKER_RUNTIME_INFO.
     stats: stats::BrokerStats,
@@ -101,6 +108,19 @@ impl Broker {
             protocol::body::perm::READ | protocol::body::perm::WRITE,
         )?;
         let schedule = schedule::Schedule::open(config_dir.join(DELAY_OFFSETS_FILE))?;
+        for topic in [
+            transaction::HALF_TOPIC,
+            transaction::OP_TOPIC,
+            transaction::CHECK_MAX_TOPIC,
+        ] {
+            topics.ensure(
+                topic,
+                1,
+                protocol::body::perm::READ | protocol::body::perm::WRITE,
+            )?;
+        }
+        let transactions =
+            transaction::Transactions::open(config_dir.join(TRANSACTION_PROGRESS_FILE), &store)?;
         let offsets = ConsumerOffsets::open(config_dir.join(OFFSETS_FILE))?;
         let groups = SubscriptionGroups::open(
             config_dir.join(GROUPS_FILE),
@@ -130,6 +150,7 @@ impl Broker {
             locks: queue_lock::QueueLocks::default(),
             delay_levels,
             schedule,
+            transactions,
             pulls,
             stats: stats::BrokerStats::default(),
             metrics,
@@ -160,6 +181,7 @@ impl Broker {
     pub async fn start(self: &Arc<Self>) {
         registration::start(self.clone()).await;
         schedule::spawn(self.clone());
+        transaction::spawn(self.clone());
         let broker = self.clone();
         tokio::spawn(async move {
             let mut clients = tokio::time::interval(CLIENT_SCAN_INTERVAL);
@@ -194,8 +216,11 @@ impl Broker {
         self.offsets.persist()?;
         registration::unregister_all(self).await;
         self.store.shutdown()?;
-        // Only now is every delivered delayed message flushed, so its progress may be kept.
+        // Only now is every delivered delayed message flushed, so its progress may be kept;
+        // the same for the transaction checker's copies and op records.
         self.schedule
+            .persist(self.store.commit_log_flushed_offset())?;
+        self.transactions
             .persist(self.store.commit_log_flushed_offset())?;
         info!("broker stopped cleanly");
         Ok(())
@@ -298,6 +323,7 @@ impl Broker {
                 processor::client::process(self, code, request, channel).await
             }
             ConsumerSendMsgBack => processor::send_back::process(self, request).await,
+            EndTransaction => processor::end_transaction::process(self, request).await,
             LockBatchMq | UnlockBatchMq => processor::lock::process(self, code, request),
             GetConsumerRunningInfo => processor::admin::consumer_running_info(self, request).await,
             UpdateAndCreateTopic

@@ -193,21 +193,32 @@ pub fn rocketry_admin(namesrv: &str, args: &[&str]) -> Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
-/// The Features harness (tests/java-harness/.../Features.java) on the 5.5.0 client: consumer
-/// groups, retries and dead letters, delays, orderly consumption and filters.
-pub fn features_command(args: &[String]) -> Command {
+/// A class of the Java harness (tests/java-harness/src/dev/rocketry/harness) on the 5.5.0
+/// client.
+pub fn harness_command(main: &str, args: &[String]) -> Command {
     let mut command = Command::new(repo_root().join("scripts/peers/java-clients"));
     command
-        .env("HARNESS_MAIN", "Features")
+        .env("HARNESS_MAIN", main)
         .arg("run")
         .arg("5.5.0")
         .args(args);
     command
 }
 
+/// The Features harness (Features.java): consumer groups, retries and dead letters, delays,
+/// orderly consumption and filters.
+pub fn features_command(args: &[String]) -> Command {
+    harness_command("Features", args)
+}
+
 /// Runs the Features harness to its end and returns its `RESULT` object.
 pub fn features(args: Vec<String>) -> Value {
-    let output = features_command(&args).output().unwrap();
+    harness("Features", &args)
+}
+
+/// Runs a class of the Java harness to its end and returns its `RESULT` object.
+pub fn harness(main: &str, args: &[String]) -> Value {
+    let output = harness_command(main, args).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout
         .lines()
@@ -215,11 +226,11 @@ pub fn features(args: Vec<String>) -> Value {
         .find_map(|l| l.strip_prefix("RESULT "))
         .unwrap_or_else(|| {
             panic!(
-                "Features {args:?} failed: {stdout}\n{}",
+                "{main} {args:?} failed: {stdout}\n{}",
                 String::from_utf8_lossy(&output.stderr)
             )
         });
-    println!("Features {args:?}\n  -> {line}");
+    println!("{main} {args:?}\n  -> {line}");
     // Captured, so shown only when the test fails: the client's warnings.
     print!("{}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_str(line).unwrap()

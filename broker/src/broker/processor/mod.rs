@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod end_transaction;
 pub mod lock;
 pub mod offset;
 pub mod pull;
@@ -37,6 +38,7 @@ pub(crate) fn bad_header(request: &RemotingCommand, error: protocol::Error) -> R
 }
 
 /// Why a request is refused: the code and remark of its answer.
+#[derive(Debug)]
 pub(crate) struct Refusal(pub ResponseCode, pub String);
 
 impl Refusal {

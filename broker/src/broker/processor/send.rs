@@ -10,7 +10,7 @@ use super::{bad_header, or_refuse, reply, subscription_group, writeable, Refusal
 use crate::broker::topic_config::{
     validate_topic_name, DLQ_GROUP_TOPIC_PREFIX, NOT_ALLOWED_SEND_TOPICS, RETRY_GROUP_TOPIC_PREFIX,
 };
-use crate::broker::{retry, schedule, Broker};
+use crate::broker::{retry, schedule, transaction, Broker};
 use crate::server::Channel;
 
 pub async fn process(
@@ -30,17 +30,14 @@ pub async fn process(
         );
     }
     or_refuse!(request, writeable(broker));
-    if message::sysflag::transaction_type(header.sys_flag) == message::sysflag::TRANSACTION_PREPARED
-    {
-        // Until half messages, END_TRANSACTION and check-back work end to end, storing one
-        // would acknowledge a message that is never delivered. Apache answers the same way
-        // when `rejectTransactionMessage` is set.
+    let half = message::sysflag::transaction_type(header.sys_flag)
+        == message::sysflag::TRANSACTION_PREPARED;
+    if half && broker.config.reject_transaction_message {
         return reply(
             request,
             ResponseCode::NoPermission,
             format!(
-                "the broker[{}] sending transaction message is forbidden: Rocketry does not \
-                 support transactional messages yet",
+                "the broker[{}] sending transaction message is forbidden",
                 broker.config.broker_ip1
             ),
         );
@@ -126,7 +123,12 @@ pub async fn process(
         );
     }
     for put in &mut puts {
-        schedule::defer(put, &broker.delay_levels);
+        if half {
+            // Delayed, if at all, once committed.
+            transaction::prepare(put);
+        } else {
+            schedule::defer(put, &broker.delay_levels);
+        }
     }
     let unique_keys: Vec<String> = puts
         .iter()
@@ -136,6 +138,11 @@ pub async fn process(
         Ok(appended) => appended,
         Err(error) => return store_failure(request, error),
     };
+    if half {
+        for appended in &appended.messages {
+            broker.transactions.half_appended(appended.queue_offset);
+        }
+    }
     broker.stats.record_put(appended.messages.len());
     broker.metrics.record_in(&puts, &appended);
     let mut code = ResponseCode::Success;

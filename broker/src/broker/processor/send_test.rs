@@ -48,20 +48,3 @@ async fn an_empty_batch_is_refused_as_illegal_and_stores_nothing() {
     );
     assert_eq!(stored, 0);
 }
-
-// A transactional producer's half message was answered SEND_OK and never delivered, not even
-// once committed: until transactions work, it is refused and nothing is stored.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_half_message_is_refused_not_acknowledged_and_dropped() {
-    let header = SendMessageRequestHeader {
-        producer_group: "tx_producer".into(),
-        topic: "Orders".into(),
-        sys_flag: message::sysflag::TRANSACTION_PREPARED,
-        ..SendMessageRequestHeader::default()
-    };
-    let (answer, stored) = answer_to(RequestCode::SendMessageV2, header, "half").await;
-    assert_eq!(answer.code, ResponseCode::NoPermission.as_i32());
-    let remark = answer.remark.unwrap_or_default();
-    assert!(remark.contains("transaction"), "{remark}");
-    assert_eq!(stored, 0);
-}
