@@ -2,11 +2,12 @@
 //! tests/go-harness) against a fresh `rocketry standalone`, and the same scenarios against
 //! the Apache RocketMQ peer when `ROCKETRY_PEER_ROCKETMQ_NAMESRV` is set: sync, async and
 //! oneway sends, push and pull consumers, tag and SQL92 filters, orderly consumption, a delay
-//! level, retries into the dead-letter queue, and queries by key.
+//! level, retries into the dead-letter queue, queries by key, and transactions with
+//! check-back.
 //!
 //! The Go client has no query API (its QUERY_MESSAGE and VIEW_MESSAGE_BY_ID headers are
 //! internal and unused), so keys and ids it reported are looked up with `rocketry admin`,
-//! Rocketry's own protocol client. Transactions are out of scope: Rocketry has none yet.
+//! Rocketry's own protocol client.
 
 mod support;
 
@@ -17,8 +18,9 @@ use serde_json::Value;
 use support::deliveries::{deliveries, indexes, Delivery};
 use support::*;
 
-/// SQL92 subscriptions need property filtering on (the Apache peer sets it too).
-const ROCKETRY_CONFIG: &str = "enablePropertyFilter=true\n";
+/// SQL92 subscriptions need property filtering on (the Apache peer sets it too), and
+/// unknown transactions are asked about as soon as the peer's are (every 5 s, after 6 s).
+const ROCKETRY_CONFIG: &str = "enablePropertyFilter=true\ntransactionCheckInterval=5000\n";
 
 /// Each scenario as two tests: `<scenario>::rocketry` against a fresh `rocketry standalone`,
 /// `<scenario>::apache_rocketmq` against the peer (or SKIPPED without it). Names are unique
@@ -45,7 +47,8 @@ macro_rules! against_both {
 against_both!(
     sends_consumers_and_queries,
     filters_and_order,
-    delays_and_dead_letters
+    delays_and_dead_letters,
+    transactions
 );
 
 /// Sends `count` messages of `run` from index `first` (extra: the harness's produce options)
@@ -328,4 +331,41 @@ fn delays_and_dead_letters(namesrv: &str) {
             delivery.index
         );
     }
+}
+
+/// 300 transactional sends: a third committed, a third rolled back, a third unknown and
+/// settled by check-back (committed when i mod 6 is 2). A consumer gets exactly the committed
+/// ones, each once.
+fn transactions(namesrv: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("go_tx");
+    let run = unique("gorun");
+    let count = 300u64;
+    let unknowns = (0..count).filter(|i| i % 3 == 2).count() as u64;
+    let sent = go_client(&[
+        "transact".to_string(),
+        format!("namesrv={namesrv}"),
+        format!("topic={topic}"),
+        format!("group={}", unique("go_txp")),
+        format!("run={run}"),
+        format!("count={count}"),
+        "holdMs=90000".to_string(),
+    ]);
+    assert_eq!(sent["sent"], count, "{sent}");
+    assert_eq!(
+        sent["checkedUnknown"], unknowns,
+        "asked about each unknown one: {sent}"
+    );
+    let committed: BTreeSet<u64> = (0..count)
+        .filter(|i| i.is_multiple_of(3) || i % 6 == 2)
+        .collect();
+    let got = consume(
+        namesrv,
+        &topic,
+        &unique("go_txc"),
+        &run,
+        &dir.path().join("out"),
+        &[&format!("expect={}", committed.len())],
+    );
+    assert_once(&got, &committed, "transactions");
 }

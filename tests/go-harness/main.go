@@ -7,6 +7,7 @@
 //	go-harness consume namesrv=H:P topic=T group=G out=FILE [type=push|orderly|pull]
 //	                   [filter=TAGEXPR] [sql=EXPR] [run=ID] [expect=N] [deliveries=N]
 //	                   [fail=false] [maxReconsume=-1] [timeoutMs=60000]
+//	go-harness transact namesrv=H:P topic=T group=G count=N [run=ID] [holdMs=60000]
 //
 // Message i of run R has the body "R-i-" and the key "R-key-i"; with tags, tag number
 // i mod the list's length; with prop, property NAME = i mod 10; with orderKeys, sharding key
@@ -16,6 +17,11 @@
 //
 // A consumer ends once it has `expect` distinct messages of its run, or `deliveries`
 // deliveries, or at the timeout. With fail=true its listener always asks for a retry.
+//
+// A transactional producer (transact) sends message i in a transaction whose local part
+// commits when i mod 3 is 0, rolls back when it is 1 and answers unknown when it is 2. Asked
+// by the broker, its checker commits i when i mod 3 is 0 or i mod 6 is 2 and rolls back the
+// rest. It stays up until it has been asked about every unknown one, or holdMs passed.
 package main
 
 import (
@@ -91,6 +97,8 @@ func main() {
 		result = produce(parsed)
 	case "consume":
 		result = consume(parsed)
+	case "transact":
+		result = transact(parsed)
 	default:
 		fail("unknown verb %q", os.Args[1])
 	}
@@ -323,4 +331,106 @@ func consume(a args) map[string]any {
 	}
 	unique, deliveries := log.counts()
 	return map[string]any{"unique": unique, "deliveries": deliveries}
+}
+
+// checker is a transaction listener: local outcomes by index, and the answers to checks.
+type checker struct {
+	mu             sync.Mutex
+	checked        map[int]bool
+	checkedUnknown map[int]bool
+}
+
+func bodyIndex(body []byte) int {
+	parts := strings.SplitN(string(body), "-", 3)
+	if len(parts) < 3 {
+		return -1
+	}
+	index, err := strconv.Atoi(parts[1])
+	if err != nil {
+		return -1
+	}
+	return index
+}
+
+func (c *checker) ExecuteLocalTransaction(m *primitive.Message) primitive.LocalTransactionState {
+	switch bodyIndex(m.Body) % 3 {
+	case 0:
+		return primitive.CommitMessageState
+	case 1:
+		return primitive.RollbackMessageState
+	default:
+		return primitive.UnkonwnState
+	}
+}
+
+func (c *checker) CheckLocalTransaction(m *primitive.MessageExt) primitive.LocalTransactionState {
+	index := bodyIndex(m.Body)
+	c.mu.Lock()
+	c.checked[index] = true
+	if index%3 == 2 {
+		c.checkedUnknown[index] = true
+	}
+	c.mu.Unlock()
+	if index%3 == 0 || index%6 == 2 {
+		return primitive.CommitMessageState
+	}
+	return primitive.RollbackMessageState
+}
+
+func (c *checker) counts() (checked, unknown int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.checked), len(c.checkedUnknown)
+}
+
+func transact(a args) map[string]any {
+	topic, run, count := a.required("topic"), a.str("run", "run"), a.num("count", 0)
+	hold := time.Duration(a.num("holdMs", 60000)) * time.Millisecond
+	listener := &checker{checked: map[int]bool{}, checkedUnknown: map[int]bool{}}
+	p, err := rocketmq.NewTransactionProducer(listener,
+		producer.WithNsResolver(primitive.NewPassthroughResolver([]string{a.required("namesrv")})),
+		producer.WithGroupName(a.required("group")),
+		producer.WithRetry(2),
+	)
+	if err != nil {
+		fail("transaction producer: %v", err)
+	}
+	if err := p.Start(); err != nil {
+		fail("transaction producer start: %v", err)
+	}
+	sent, firstError := 0, ""
+	for index := 0; index < count; index++ {
+		m := primitive.NewMessage(topic, []byte(fmt.Sprintf("%s-%d-", run, index)))
+		m.WithKeys([]string{fmt.Sprintf("%s-key-%d", run, index)})
+		res, err := p.SendMessageInTransaction(context.Background(), m)
+		if err == nil && res.Status == primitive.SendOK {
+			sent++
+		} else if firstError == "" {
+			if err == nil {
+				err = fmt.Errorf("send status %d", res.Status)
+			}
+			firstError = err.Error()
+		}
+	}
+	unknowns := 0
+	for index := 0; index < count; index++ {
+		if index%3 == 2 {
+			unknowns++
+		}
+	}
+	deadline := time.Now().Add(hold)
+	for time.Now().Before(deadline) {
+		if _, unknown := listener.counts(); unknown >= unknowns {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The answers to the last checks are oneway requests still in flight.
+	time.Sleep(time.Second)
+	if err := p.Shutdown(); err != nil {
+		fmt.Fprintf(os.Stderr, "go-harness: shutdown: %v\n", err)
+	}
+	checked, unknown := listener.counts()
+	return map[string]any{"sent": sent, "failed": count - sent, "firstError": firstError,
+		"checked": checked, "checkedUnknown": unknown}
 }
