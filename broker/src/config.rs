@@ -123,6 +123,11 @@ settings! {
         /// auto-create topics; traced clients write their records to it.
         trace_topic_enable: bool = false => "traceTopicEnable",
         msg_trace_topic_name: String = "RMQ_SYS_TRACE_TOPIC".to_string() => "msgTraceTopicName",
+        /// Deliver messages at the time `TIMER_DELIVER_MS`, `TIMER_DELAY_MS` or
+        /// `TIMER_DELAY_SEC` names; without it such sends are refused.
+        timer_wheel_enable: bool = true => "timerWheelEnable",
+        /// The latest delivery time a timer message may ask for, in seconds from now.
+        timer_max_delay_sec: u64 = 259_200 => "timerMaxDelaySec",
         /// Refuse transactional (half) messages with NO_PERMISSION.
         reject_transaction_message: bool = false => "rejectTransactionMessage",
         /// ms a half message may stay undecided before its producer is asked.

@@ -13,6 +13,7 @@ mod retry;
 mod schedule;
 mod stats;
 mod subscription_group;
+mod timer;
 mod topic_config;
 mod transaction;
 #[cfg(test)]
@@ -52,6 +53,10 @@ pub const DELAY_OFFSETS_FILE: &str = "delayOffset.json";
 /// Where the transaction checker resumes (Apache keeps it as consumer offsets of
 /// `CID_RMQ_SYS_TRANS`).
 pub const TRANSACTION_PROGRESS_FILE: &str = "transactionCheckOffset.json";
+/// What the timer wheel has enqueued and delivered (Apache's is the binary `timercheck`).
+pub const TIMER_PROGRESS_FILE: &str = "timerProgress.json";
+/// The timer wheel's files, under `storePathRootDir` (Apache's are `timerwheel` too).
+pub const TIMER_WHEEL_DIR: &str = "timerwheel";
 
 /// How often silent clients are looked for.
 const CLIENT_SCAN_INTERVAL: Duration = Duration::from_secs(10);
@@ -71,6 +76,7 @@ pub struct Broker {
     delay_levels: schedule::DelayLevels,
     schedule: schedule::Schedule,
     transactions: transaction::Transactions,
+    timers: timer::Timers,
     pulls: Arc<PullHolds>,
     /// Message counters for GET_BROKER_RUNTIME_INFO.
     stats: stats::BrokerStats,
@@ -112,6 +118,7 @@ impl Broker {
             transaction::HALF_TOPIC,
             transaction::OP_TOPIC,
             transaction::CHECK_MAX_TOPIC,
+            timer::TIMER_TOPIC,
         ] {
             topics.ensure(
                 topic,
@@ -121,6 +128,10 @@ impl Broker {
         }
         let transactions =
             transaction::Transactions::open(config_dir.join(TRANSACTION_PROGRESS_FILE), &store)?;
+        let timers = timer::Timers::open(
+            config_dir.join(TIMER_PROGRESS_FILE),
+            store.config().store_path_root_dir.join(TIMER_WHEEL_DIR),
+        )?;
         let offsets = ConsumerOffsets::open(config_dir.join(OFFSETS_FILE))?;
         let groups = SubscriptionGroups::open(
             config_dir.join(GROUPS_FILE),
@@ -151,6 +162,7 @@ impl Broker {
             delay_levels,
             schedule,
             transactions,
+            timers,
             pulls,
             stats: stats::BrokerStats::default(),
             metrics,
@@ -182,6 +194,7 @@ impl Broker {
         registration::start(self.clone()).await;
         schedule::spawn(self.clone());
         transaction::spawn(self.clone());
+        timer::spawn(self.clone());
         let broker = self.clone();
         tokio::spawn(async move {
             let mut clients = tokio::time::interval(CLIENT_SCAN_INTERVAL);
@@ -221,6 +234,8 @@ impl Broker {
         self.schedule
             .persist(self.store.commit_log_flushed_offset())?;
         self.transactions
+            .persist(self.store.commit_log_flushed_offset())?;
+        self.timers
             .persist(self.store.commit_log_flushed_offset())?;
         info!("broker stopped cleanly");
         Ok(())

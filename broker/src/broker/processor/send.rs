@@ -10,7 +10,7 @@ use super::{bad_header, or_refuse, reply, subscription_group, writeable, Refusal
 use crate::broker::topic_config::{
     validate_topic_name, DLQ_GROUP_TOPIC_PREFIX, NOT_ALLOWED_SEND_TOPICS, RETRY_GROUP_TOPIC_PREFIX,
 };
-use crate::broker::{retry, schedule, transaction, Broker};
+use crate::broker::{retry, schedule, timer, transaction, Broker};
 use crate::server::Channel;
 
 pub async fn process(
@@ -122,13 +122,27 @@ pub async fn process(
             retry_or_dead_letter(broker, group, &header, &mut puts[0])
         );
     }
+    let now = super::admin::now_millis();
     for put in &mut puts {
         if half {
             // Delayed, if at all, once committed.
             transaction::prepare(put);
-        } else {
-            schedule::defer(put, &broker.delay_levels);
+            continue;
         }
+        match timer::arm(put, now, broker.config.timer_max_delay_sec) {
+            // Apache's WHEEL_TIMER_NOT_ENABLE.
+            Ok(true) if !broker.config.timer_wheel_enable => {
+                return reply(
+                    request,
+                    ResponseCode::SystemError,
+                    "accurate timer message is not enabled, timerWheelEnable is false",
+                )
+            }
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(reason) => return reply(request, ResponseCode::MessageIllegal, reason),
+        }
+        schedule::defer(put, &broker.delay_levels);
     }
     let unique_keys: Vec<String> = puts
         .iter()

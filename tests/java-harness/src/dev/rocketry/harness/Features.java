@@ -30,12 +30,13 @@ import org.apache.rocketmq.common.message.MessageQueue;
  * written to an output file, one line each, for the test to check:
  *
  * <pre>
- *   index,queueId,queueOffset,reconsumeTimes,receiveMs,bornMs,tags,topic
+ *   index,queueId,queueOffset,reconsumeTimes,receiveMs,bornMs,tags,topic,storeMs
  *
  *   Features produce namesrv=H:P topic=T count=N [first=0] [run=ID] [tags=A,B,C] [prop=NAME]
  *                    [delayLevel=L] [orderKeys=K] [intervalMs=0] [untilFile=PATH]
  *                    [producerGroup=features_producer]
  *                    [pollNameServerInterval=30000] [trace=false]
+ *                    [deliverAt=EPOCH_MS [deliverSpreadMs=0]] [threads=1]
  *   Features consume namesrv=H:P topic=T group=G out=FILE [expect=N] [type=push|orderly]
  *                    [model=clustering|broadcasting] [filter=TAGEXPR] [sql=EXPR] [run=ID]
  *                    [idleMs=0] [timeoutMs=60000] [stopAfter=N] [haltAfter=N] [sleepMs=0]
@@ -47,7 +48,10 @@ import org.apache.rocketmq.common.message.MessageQueue;
  * the client's own retries; {@code pollNameServerInterval} is how often, in ms, the client
  * refreshes its routes (what a drained broker's producers wait for). With {@code trace=true}
  * the client's message trace is on (records go to {@code RMQ_SYS_TRACE_TOPIC}) and the
- * producer reports the ids of the first messages it sent. A consumer with {@code verify=N} reports which of indexes
+ * producer reports the ids of the first messages it sent. With {@code deliverAt} message i
+ * asks (5.x {@code setDeliverTimeMs}) to be delivered at deliverAt + (i * 7919) mod
+ * deliverSpreadMs. With {@code threads} above 1 the sends run on that many threads, in no
+ * particular order. A consumer with {@code verify=N} reports which of indexes
  * 0..N-1 it never received, leaving out those in {@code skip} (the failed sends).
  *
  * With {@code tags}, message i carries tag number i mod the list's length; with {@code prop},
@@ -82,9 +86,11 @@ public final class Features {
         int orderKeys = Integer.parseInt(args.getOrDefault("orderKeys", "0"));
         long intervalMs = Long.parseLong(args.getOrDefault("intervalMs", "0"));
         java.io.File untilFile = args.containsKey("untilFile") ? new java.io.File(args.get("untilFile")) : null;
-        List<Integer> failedIndexes = new java.util.ArrayList<>();
 
         boolean trace = Boolean.parseBoolean(args.getOrDefault("trace", "false"));
+        long deliverAt = Long.parseLong(args.getOrDefault("deliverAt", "0"));
+        long deliverSpreadMs = Long.parseLong(args.getOrDefault("deliverSpreadMs", "0"));
+        int threads = Integer.parseInt(args.getOrDefault("threads", "1"));
         List<String> msgIds = new java.util.ArrayList<>();
         DefaultMQProducer producer = new DefaultMQProducer(args.getOrDefault("producerGroup", "features_producer"), trace, null);
         producer.setNamesrvAddr(args.get("namesrv"));
@@ -92,9 +98,11 @@ public final class Features {
             producer.setPollNameServerInterval(Integer.parseInt(args.get("pollNameServerInterval")));
         }
         producer.start();
-        long sent = 0;
-        long failed = 0;
-        String firstError = null;
+        AtomicLong sent = new AtomicLong();
+        List<Integer> failed = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
+        java.util.concurrent.atomic.AtomicReference<String> firstError = new java.util.concurrent.atomic.AtomicReference<>();
+        List<String> ids = java.util.Collections.synchronizedList(msgIds);
+        java.util.concurrent.ExecutorService pool = threads > 1 ? java.util.concurrent.Executors.newFixedThreadPool(threads) : null;
         int attempted = 0;
         for (int n = 0; n < count && (untilFile == null || !untilFile.exists()); n++) {
             int index = first + n;
@@ -111,43 +119,64 @@ public final class Features {
             if (delayLevel > 0) {
                 m.setDelayTimeLevel(delayLevel);
             }
-            try {
-                SendResult r;
-                if (orderKeys > 0) {
-                    int key = index % orderKeys;
-                    m.putUserProperty("orderKey", String.valueOf(key));
-                    r = producer.send(m, (List<MessageQueue> mqs, Message msg, Object arg) ->
-                        mqs.get((Integer) arg % mqs.size()), key);
-                } else {
-                    r = producer.send(m);
-                }
-                if (r.getSendStatus() == SendStatus.SEND_OK) {
-                    sent++;
-                    if (msgIds.size() < 5) {
-                        msgIds.add("\"" + r.getMsgId() + "\"");
+            if (deliverAt > 0) {
+                long spread = deliverSpreadMs > 0 ? (index * 7919L) % deliverSpreadMs : 0;
+                setDeliverTimeMs(m, deliverAt + spread);
+            }
+            Runnable send = () -> {
+                try {
+                    SendResult r;
+                    if (orderKeys > 0) {
+                        int key = index % orderKeys;
+                        m.putUserProperty("orderKey", String.valueOf(key));
+                        r = producer.send(m, (List<MessageQueue> mqs, Message msg, Object arg) ->
+                            mqs.get((Integer) arg % mqs.size()), key);
+                    } else {
+                        r = producer.send(m);
                     }
-                } else {
-                    failed++;
-                    failedIndexes.add(index);
+                    if (r.getSendStatus() == SendStatus.SEND_OK) {
+                        sent.incrementAndGet();
+                        synchronized (ids) {
+                            if (ids.size() < 5) {
+                                ids.add("\"" + r.getMsgId() + "\"");
+                            }
+                        }
+                    } else {
+                        failed.add(index);
+                    }
+                } catch (Exception e) {
+                    failed.add(index);
+                    firstError.compareAndSet(null, e.toString());
                 }
-            } catch (Exception e) {
-                failed++;
-                failedIndexes.add(index);
-                if (firstError == null) {
-                    firstError = e.toString();
-                }
+            };
+            if (pool != null) {
+                pool.submit(send);
+            } else {
+                send.run();
             }
         }
+        if (pool != null) {
+            pool.shutdown();
+            pool.awaitTermination(10, java.util.concurrent.TimeUnit.MINUTES);
+        }
+        List<Integer> failedIndexes = new java.util.ArrayList<>(failed);
+        java.util.Collections.sort(failedIndexes);
         if (trace) {
             // The trace dispatcher sends its batches asynchronously, and shutting the client
             // down closes the channels under a send still in flight: give it time first.
             Thread.sleep(5000);
         }
         producer.shutdown();
-        return "{\"sent\":" + sent + ",\"failed\":" + failed + ",\"attempted\":" + attempted
+        String error = firstError.get();
+        return "{\"sent\":" + sent.get() + ",\"failed\":" + failedIndexes.size() + ",\"attempted\":" + attempted
             + ",\"msgIds\":" + msgIds
             + ",\"failedIndexes\":" + failedIndexes + ",\"firstError\":"
-            + (firstError == null ? "null" : "\"" + firstError.replace("\"", "'") + "\"") + "}";
+            + (error == null ? "null" : "\"" + error.replace("\"", "'") + "\"") + "}";
+    }
+
+    /** 5.x only (4.9 has no timer messages), so it is reached by reflection. */
+    private static void setDeliverTimeMs(Message m, long ms) throws Exception {
+        m.getClass().getMethod("setDeliverTimeMs", long.class).invoke(m, ms);
     }
 
     /** MessageModel moved packages between 4.9 and 5.x, so it is reached by reflection. */
@@ -200,7 +229,8 @@ public final class Features {
             int index = Integer.parseInt(parts[1]);
             synchronized (out) {
                 out.println(index + "," + m.getQueueId() + "," + m.getQueueOffset() + "," + m.getReconsumeTimes()
-                    + "," + System.currentTimeMillis() + "," + m.getBornTimestamp() + "," + m.getTags() + "," + m.getTopic());
+                    + "," + System.currentTimeMillis() + "," + m.getBornTimestamp() + "," + m.getTags() + "," + m.getTopic()
+                    + "," + m.getStoreTimestamp());
                 seen.add(index);
             }
             last.set(System.currentTimeMillis());
