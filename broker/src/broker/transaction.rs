@@ -403,15 +403,24 @@ pub fn spawn(broker: Arc<Broker>) {
     });
 }
 
-/// One round over the undecided half messages, oldest first.
+/// One round over the undecided half messages, oldest first. The checker's progress moves
+/// once, at the end: moving it prunes the decisions, which is work over all of them.
 async fn check(broker: &Broker) -> Result<()> {
+    let mut reached = broker.transactions.state.lock().progress.half_offset;
+    let round = check_from(broker, &mut reached).await;
+    let op_end = broker.store.max_offset(OP_TOPIC, 0);
+    broker.transactions.advance(reached, op_end);
+    round
+}
+
+/// The round itself, from `reached`, which it moves past each half message it is done with.
+async fn check_from(broker: &Broker, reached: &mut i64) -> Result<()> {
     let store = &broker.store;
     let started = now_millis();
     let config = &broker.config;
     let timeout = config.transaction_time_out as i64;
     let reserved = config_file_reserved_ms(broker);
-    let op_end = || store.max_offset(OP_TOPIC, 0);
-    let mut offset = broker.transactions.state.lock().progress.half_offset;
+    let mut offset = *reached;
     let end = store.max_offset(HALF_TOPIC, 0);
     while offset < end {
         let result = store.get_message(HALF_TOPIC, 0, offset, BATCH, 1 << 20, None);
@@ -420,7 +429,7 @@ async fn check(broker: &Broker) -> Result<()> {
             // Retention removed the oldest: go on from what is left.
             GetMessageStatus::OffsetTooSmall => {
                 offset = result.next_begin_offset;
-                broker.transactions.advance(offset, op_end());
+                *reached = offset;
                 continue;
             }
             _ => break,
@@ -432,15 +441,15 @@ async fn check(broker: &Broker) -> Result<()> {
             let parsed = StoredMessage::parse(bytes);
             let half = parsed.as_ref().ok().and_then(|s| s.to_message().ok());
             let (Ok(stored), Some(half)) = (parsed, half) else {
-                broker.transactions.advance(queue_offset + 1, op_end());
+                *reached = queue_offset + 1;
                 continue;
             };
             let Some(id) = transaction_id(&half) else {
-                broker.transactions.advance(queue_offset + 1, op_end());
+                *reached = queue_offset + 1;
                 continue;
             };
             if broker.transactions.state.lock().decided.contains_key(&id) {
-                broker.transactions.advance(queue_offset + 1, op_end());
+                *reached = queue_offset + 1;
                 continue;
             }
             if stored.store_timestamp() > started {
@@ -454,7 +463,7 @@ async fn check(broker: &Broker) -> Result<()> {
             let age = now_millis() - stored.born_timestamp();
             if checks >= config.transaction_check_max || age > reserved {
                 discard(broker, &stored, half, &id, checks).await?;
-                broker.transactions.advance(queue_offset + 1, op_end());
+                *reached = queue_offset + 1;
                 continue;
             }
             let immunity = half
@@ -467,7 +476,7 @@ async fn check(broker: &Broker) -> Result<()> {
                 return Ok(());
             }
             ask_producer(broker, &stored, half, &id, checks).await?;
-            broker.transactions.advance(queue_offset + 1, op_end());
+            *reached = queue_offset + 1;
         }
         offset = result.next_begin_offset;
     }

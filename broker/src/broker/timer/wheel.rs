@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
@@ -37,6 +38,16 @@ pub struct Wheel {
     dir: PathBuf,
     /// Append handles by minute, and whether each has writes not yet synced.
     open: Mutex<HashMap<i64, (File, bool)>>,
+    /// The delivery task asks for its minute every 100 ms: a file that has not grown since
+    /// is not read again.
+    last_read: Mutex<Option<LastRead>>,
+}
+
+/// A minute's timers as read when its file had `len` bytes.
+struct LastRead {
+    minute: i64,
+    len: u64,
+    entries: Arc<Vec<Entry>>,
 }
 
 impl Wheel {
@@ -45,6 +56,7 @@ impl Wheel {
         Ok(Wheel {
             dir,
             open: Mutex::new(HashMap::new()),
+            last_read: Mutex::new(None),
         })
     }
 
@@ -96,15 +108,21 @@ impl Wheel {
     }
 
     /// The timers of `minute`, in due order, each once.
-    pub fn read(&self, minute: i64) -> io::Result<Vec<Entry>> {
-        let mut bytes = Vec::new();
-        match File::open(self.path(minute)) {
-            Ok(mut file) => {
-                file.read_to_end(&mut bytes)?;
-            }
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+    pub fn read(&self, minute: i64) -> io::Result<Arc<Vec<Entry>>> {
+        let mut file = match File::open(self.path(minute)) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Arc::default()),
             Err(error) => return Err(error),
+        };
+        let len = file.metadata()?.len();
+        let mut last_read = self.last_read.lock();
+        if let Some(last) = &*last_read {
+            if last.minute == minute && last.len == len {
+                return Ok(Arc::clone(&last.entries));
+            }
         }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
         let mut entries: Vec<Entry> = bytes
             .chunks_exact(ENTRY)
             .map(|chunk| Entry {
@@ -114,6 +132,14 @@ impl Wheel {
             .collect();
         entries.sort_unstable();
         entries.dedup();
+        let entries = Arc::new(entries);
+        // Keyed by the length read, not the length before: a concurrent append makes the
+        // next call read again.
+        *last_read = Some(LastRead {
+            minute,
+            len: bytes.len() as u64,
+            entries: Arc::clone(&entries),
+        });
         Ok(entries)
     }
 
@@ -155,7 +181,7 @@ mod tests {
         wheel.add(2, at(150_000, 7)).unwrap();
         wheel.add(5, at(300_500, 1)).unwrap();
         wheel.sync().unwrap();
-        assert_eq!(wheel.read(2).unwrap(), [at(121_000, 9), at(150_000, 7)]);
+        assert_eq!(*wheel.read(2).unwrap(), [at(121_000, 9), at(150_000, 7)]);
         assert_eq!(wheel.minutes().unwrap(), [2, 5]);
         assert!(wheel.read(3).unwrap().is_empty());
         wheel.remove_before(5).unwrap();
@@ -182,7 +208,7 @@ mod tests {
             .unwrap();
         file.write_all(&[0xAB; 5]).unwrap();
         assert_eq!(
-            wheel.read(1).unwrap(),
+            *wheel.read(1).unwrap(),
             [Entry {
                 due_ms: 61_000,
                 offset: 3
@@ -200,7 +226,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(
-            wheel.read(1).unwrap(),
+            *wheel.read(1).unwrap(),
             [
                 Entry {
                     due_ms: 61_000,
