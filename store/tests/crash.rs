@@ -46,6 +46,7 @@ fn crash_child() {
         return;
     };
     let store = std::sync::Arc::new(MessageStore::open(config(Path::new(&dir))).unwrap());
+    println!("OPEN");
     let writers: Vec<_> = (0..QUEUES)
         .map(|queue_id| {
             let store = std::sync::Arc::clone(&store);
@@ -123,11 +124,15 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let (opened_tx, opened) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
             let mut lines = Vec::new();
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("ACK ") {
+                // libtest prints "test crash_child ... " before the child's first line.
+                if line.ends_with("OPEN") {
+                    let _ = opened_tx.send(());
+                } else if let Some(rest) = line.strip_prefix("ACK ") {
                     let mut parts = rest.split(' ');
                     let queue: i32 = parts.next().unwrap().parse().unwrap();
                     let offset: i64 = parts.next().unwrap().parse().unwrap();
@@ -136,6 +141,11 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
             }
             lines
         });
+        // The kill lands while writers append, never before the store is open: on a busy
+        // host a child can take longer than the random pause just to start.
+        opened
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the child did not open the store");
         std::thread::sleep(Duration::from_millis(30 + next_random(&mut random) % 250));
         child.kill().unwrap(); // SIGKILL
         let _ = child.wait();
