@@ -171,7 +171,7 @@ public final class Features {
         return "{\"sent\":" + sent.get() + ",\"failed\":" + failedIndexes.size() + ",\"attempted\":" + attempted
             + ",\"msgIds\":" + msgIds
             + ",\"failedIndexes\":" + failedIndexes + ",\"firstError\":"
-            + (error == null ? "null" : "\"" + error.replace("\"", "'") + "\"") + "}";
+            + Harness.quote(error) + "}";
     }
 
     /** 5.x only (4.9 has no timer messages), so it is reached by reflection. */

@@ -338,7 +338,8 @@ public final class Harness {
         }
     }
 
-    private static String quote(String s) {
+    /** A JSON string of {@code s}, or {@code null}. */
+    static String quote(String s) {
         if (s == null) {
             return "null";
         }

@@ -1,5 +1,7 @@
 package dev.rocketry.harness;
 
+import java.io.FileWriter;
+import java.io.PrintWriter;
 import java.nio.charset.StandardCharsets;
 import java.util.HashMap;
 import java.util.Map;
@@ -22,7 +24,7 @@ import org.apache.rocketmq.common.message.MessageExt;
  * <pre>
  *   Transactions namesrv=H:P topic=T group=G count=N [first=0] [run=ID]
  *                [local=mixed|unknown] [check=resolve|unknown] [expectChecks=0]
- *                [holdMs=0] [haltAfterSend=false]
+ *                [holdMs=0] [haltAfterSend=false] [decisions=FILE]
  * </pre>
  *
  * With {@code local=mixed} the local transaction of message i commits when i mod 3 is 0,
@@ -36,6 +38,9 @@ import org.apache.rocketmq.common.message.MessageExt;
  * it; {@code haltAfterSend} exits at once instead, as a crash, before answering any check.
  * A client heartbeats only the brokers of topics it has sent to, so a producer meant to
  * answer checks for another (a second producer of the group) must send at least once.
+ * With {@code decisions}, each commit the producer decides (locally or when asked) appends
+ * {@code index,commitMs} to FILE, the wall-clock time it returned COMMIT_MESSAGE: no
+ * consumer on the same host may receive message i before that.
  */
 public final class Transactions {
     public static void main(String[] argv) throws Exception {
@@ -53,6 +58,9 @@ public final class Transactions {
         long holdMs = Long.parseLong(args.getOrDefault("holdMs", "0"));
         boolean haltAfterSend = Boolean.parseBoolean(args.getOrDefault("haltAfterSend", "false"));
 
+        PrintWriter decisions = args.containsKey("decisions")
+            ? new PrintWriter(new FileWriter(args.get("decisions"), true), true)
+            : null;
         Set<Integer> checked = ConcurrentHashMap.newKeySet();
         // The checked ones whose local transaction said UNKNOW: the broker must ask about
         // each of those; about the others only when it has not heard their answer yet.
@@ -60,15 +68,18 @@ public final class Transactions {
         AtomicLong checks = new AtomicLong();
         TransactionMQProducer producer = new TransactionMQProducer(args.get("group"));
         producer.setNamesrvAddr(args.get("namesrv"));
+        // A busy test host can take longer than the default 3 s; a send is not retried.
+        producer.setSendMsgTimeout(10000);
         producer.setTransactionListener(new TransactionListener() {
             @Override
             public LocalTransactionState executeLocalTransaction(Message msg, Object arg) {
                 if (localUnknown) {
                     return LocalTransactionState.UNKNOW;
                 }
-                switch (index(msg.getBody()) % 3) {
+                int index = index(msg.getBody());
+                switch (index % 3) {
                     case 0:
-                        return LocalTransactionState.COMMIT_MESSAGE;
+                        return commit(index);
                     case 1:
                         return LocalTransactionState.ROLLBACK_MESSAGE;
                     default:
@@ -87,7 +98,16 @@ public final class Transactions {
                 if (checkUnknown) {
                     return LocalTransactionState.UNKNOW;
                 }
-                return committed(index) ? LocalTransactionState.COMMIT_MESSAGE : LocalTransactionState.ROLLBACK_MESSAGE;
+                return committed(index) ? commit(index) : LocalTransactionState.ROLLBACK_MESSAGE;
+            }
+
+            private LocalTransactionState commit(int index) {
+                if (decisions != null) {
+                    synchronized (decisions) {
+                        decisions.println(index + "," + System.currentTimeMillis());
+                    }
+                }
+                return LocalTransactionState.COMMIT_MESSAGE;
             }
         });
         producer.start();
@@ -108,7 +128,7 @@ public final class Transactions {
             } catch (Exception e) {
                 failed++;
                 if (firstError == null) {
-                    firstError = e.toString();
+                    firstError = e.getCause() == null ? e.toString() : e + " caused by " + e.getCause();
                 }
             }
         }
@@ -124,9 +144,12 @@ public final class Transactions {
         // The answers to the last checks are oneway sends still in flight.
         Thread.sleep(1000);
         producer.shutdown();
+        if (decisions != null) {
+            decisions.close();
+        }
         System.out.println("RESULT {\"sent\":" + sent + ",\"failed\":" + failed + ",\"checks\":" + checks.get()
             + ",\"checked\":" + checked.size() + ",\"checkedUnknown\":" + checkedUnknown.size() + ",\"firstError\":"
-            + (firstError == null ? "null" : "\"" + firstError.replace("\"", "'") + "\"") + "}");
+            + Harness.quote(firstError) + "}");
         System.out.flush();
         System.exit(0);
     }
