@@ -446,13 +446,28 @@ pub struct Rocketry {
     log: PathBuf,
 }
 
-/// A port that was free a moment ago (the OS hands out a fresh one for port 0).
+/// A port that was free a moment ago, for a broker or name server this test starts.
+///
+/// Not one the OS hands out for port 0: those come from the ephemeral range (32768 up on
+/// Linux), the same range every outgoing connection takes its local port from, so a Java
+/// client of another test could hold it by the time the broker binds it ("Address already
+/// in use" in CI). Below that range only a bind naming the port takes it. 21000..29000
+/// keeps clear of the peers' fixed ports and of Kubernetes' NodePorts (30000 up).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 21_000;
+    const SPAN: u32 = 8_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Each test process starts somewhere else, so consecutive ones do not probe the ports
+    // their predecessors' brokers have just released.
+    let start = std::process::id() * 7;
+    for _ in 0..SPAN {
+        let port = (FIRST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN);
 }
 
 impl Rocketry {
