@@ -100,6 +100,17 @@ fn ten_thousand_timers_arrive_no_earlier_than_due_and_within_a_second() {
         .map(|cells| cells[3].parse::<u64>().unwrap())
         .sum();
     assert_eq!(stored, count, "mqadmin topicStatus: {status}");
+    let scrape = rocketry.scrape();
+    for name in [
+        "rocketmq_timer_enqueue_total",
+        "rocketmq_timer_dequeue_total",
+    ] {
+        assert_eq!(
+            metric(&scrape, name, &[("topic", &topic)]),
+            Some(count as f64),
+            "{name}"
+        );
+    }
 }
 
 // Killed with SIGKILL while half of 1,000 timers are delivered and half pending: after the

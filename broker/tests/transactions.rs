@@ -86,6 +86,7 @@ fn delivered(namesrv: &str, topic: &str, run: &str, expect: u64) -> BTreeMap<u64
 
 /// What one run of the scenario showed.
 struct Outcome {
+    topic: String,
     /// Deliveries per message index.
     deliveries: BTreeMap<u64, usize>,
     /// How many distinct messages the broker asked the producer about.
@@ -177,6 +178,7 @@ fn send_check_and_consume(namesrv: &str, cluster: &str, count: u64) -> Outcome {
         *per_index.entry(delivery.index).or_insert(0) += 1;
     }
     Outcome {
+        topic,
         deliveries: per_index,
         asked: sent["checked"].as_u64().unwrap(),
     }
@@ -190,6 +192,16 @@ fn consumers_get_exactly_the_committed_messages_as_from_apache() {
         ours.deliveries,
         expected(1000),
         "Rocketry: deliveries per message index"
+    );
+    let series = [("topic", ours.topic.as_str())];
+    let counted = |scrape: &str, name: &str| metric(scrape, name, &series);
+    let commits = expected(1000).len() as f64;
+    let scrape = rocketry.scrape_until("every decision counted", |scrape| {
+        counted(scrape, "rocketmq_rollback_messages_total") == Some(1000.0 - commits)
+    });
+    assert_eq!(
+        counted(&scrape, "rocketmq_commit_messages_total"),
+        Some(commits)
     );
     // Apache also asks about some that were decided (its op records are batched every 3 s,
     // so a check can run before the decision is written); Rocketry only about the unknown.

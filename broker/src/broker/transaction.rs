@@ -271,10 +271,20 @@ pub async fn decide(
             },
         );
     }
+    let topic = half
+        .properties
+        .get(property::REAL_TOPIC)
+        .unwrap_or_default()
+        .to_string();
     let applied = apply(broker, &stored, half, &id, decision).await;
-    if applied.is_err() {
+    match applied {
+        Ok(()) => broker
+            .metrics
+            .record_transaction_end(&topic, decision == Decision::Commit),
         // Not applied: the producer's next answer to a check may try again.
-        transactions.state.lock().decided.remove(&id);
+        Err(_) => {
+            transactions.state.lock().decided.remove(&id);
+        }
     }
     applied.map(|()| true)
 }

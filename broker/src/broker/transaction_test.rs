@@ -46,6 +46,13 @@ async fn send_half(broker: &Broker, group: &str) -> (RemotingCommand, Option<(i6
     (answer, offsets)
 }
 
+/// The broker's count of `name` (a per-topic transaction counter) for `Orders`.
+fn counted(broker: &Arc<Broker>, name: &str) -> Option<f64> {
+    let registry = prometheus::Registry::new();
+    crate::broker::metrics::register(broker, &registry).unwrap();
+    crate::broker::metrics::sample(&registry.gather(), name, &[("topic", "Orders")])
+}
+
 fn stored_in(broker: &Broker, topic: &str, queue_id: i32) -> i64 {
     broker.store().max_offset(topic, queue_id)
 }
@@ -80,6 +87,11 @@ async fn a_half_message_is_invisible_until_committed_and_committed_once() {
         "its real topic and queue"
     );
     assert_eq!(stored_in(&broker, OP_TOPIC, 0), 1, "one op record");
+    assert_eq!(
+        counted(&broker, "rocketmq_commit_messages_total"),
+        Some(1.0)
+    );
+    assert_eq!(counted(&broker, "rocketmq_rollback_messages_total"), None);
     broker.begin_shutdown();
 }
 
@@ -150,6 +162,11 @@ async fn a_rollback_stores_nothing_and_a_wrong_group_is_refused() {
     .unwrap());
     assert_eq!(stored_in(&broker, "Orders", 2), 0);
     assert_eq!(stored_in(&broker, OP_TOPIC, 0), 1);
+    assert_eq!(
+        counted(&broker, "rocketmq_rollback_messages_total"),
+        Some(1.0)
+    );
+    assert_eq!(counted(&broker, "rocketmq_commit_messages_total"), None);
     broker.begin_shutdown();
 }
 

@@ -1,7 +1,6 @@
 use std::sync::Arc;
 
 use message::{property, Properties};
-use prometheus::proto::MetricFamily;
 use prometheus::Registry;
 use protocol::body::admin::ConsumeStats;
 use protocol::body::{self};
@@ -12,6 +11,7 @@ use protocol::header::{
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 
 use super::collector::lag_of;
+use super::sample as value;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::server::{Channel, Service};
@@ -52,25 +52,6 @@ async fn send(broker: &Broker, topic: &str, properties: &Properties) {
         RemotingCommand::request(RequestCode::SendMessageV2, &header).with_body("m"),
     )
     .await;
-}
-
-/// The value of the one series of `name` whose labels include `labels`.
-fn value(families: &[MetricFamily], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let family = families.iter().find(|f| f.name() == name)?;
-    let series = family.get_metric().iter().find(|m| {
-        labels.iter().all(|(key, value)| {
-            m.get_label()
-                .iter()
-                .any(|l| l.name() == *key && l.value() == *value)
-        })
-    })?;
-    Some(
-        if family.get_field_type() == prometheus::proto::MetricType::COUNTER {
-            series.get_counter().get_value()
-        } else {
-            series.get_gauge().get_value()
-        },
-    )
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -44,6 +44,10 @@ pub struct BrokerMetrics {
     messages_out: IntCounterVec,
     throughput_out: IntCounterVec,
     send_to_dlq: IntCounterVec,
+    commits: IntCounterVec,
+    rollbacks: IntCounterVec,
+    timers_enqueued: IntCounterVec,
+    timers_dequeued: IntCounterVec,
     flush_latency: Histogram,
     held_pulls: IntGauge,
     pub(crate) rpc: RpcLatency,
@@ -134,6 +138,30 @@ impl BrokerMetrics {
                 "Messages moved to a dead-letter queue, by original topic and consumer group.",
                 &out_labels,
             ),
+            commits: counter(
+                &node,
+                "rocketmq_commit_messages_total",
+                "Transactional messages committed, by topic.",
+                &["topic"],
+            ),
+            rollbacks: counter(
+                &node,
+                "rocketmq_rollback_messages_total",
+                "Transactional messages rolled back, by topic.",
+                &["topic"],
+            ),
+            timers_enqueued: counter(
+                &node,
+                "rocketmq_timer_enqueue_total",
+                "Timer messages put on the timer wheel, by topic.",
+                &["topic"],
+            ),
+            timers_dequeued: counter(
+                &node,
+                "rocketmq_timer_dequeue_total",
+                "Timer messages put into their topic when due, by topic.",
+                &["topic"],
+            ),
             flush_latency: valid(Histogram::with_opts(
                 HistogramOpts::new(
                     "rocketry_storage_flush_latency",
@@ -164,6 +192,10 @@ impl BrokerMetrics {
             Box::new(self.messages_out.clone()),
             Box::new(self.throughput_out.clone()),
             Box::new(self.send_to_dlq.clone()),
+            Box::new(self.commits.clone()),
+            Box::new(self.rollbacks.clone()),
+            Box::new(self.timers_enqueued.clone()),
+            Box::new(self.timers_dequeued.clone()),
             Box::new(self.flush_latency.clone()),
             Box::new(self.held_pulls.clone()),
             Box::new(collector::BrokerCollector::new(broker, self.node.clone())),
@@ -208,6 +240,26 @@ impl BrokerMetrics {
         }
     }
 
+    /// A transactional message of `topic` was decided: committed or rolled back.
+    pub fn record_transaction_end(&self, topic: &str, committed: bool) {
+        let counter = if committed {
+            &self.commits
+        } else {
+            &self.rollbacks
+        };
+        counter.with_label_values(&[topic]).inc();
+    }
+
+    /// A timer message of `topic` went on the wheel.
+    pub fn record_timer_enqueued(&self, topic: &str) {
+        self.timers_enqueued.with_label_values(&[topic]).inc();
+    }
+
+    /// A due timer message was put into `topic`.
+    pub fn record_timer_dequeued(&self, topic: &str) {
+        self.timers_dequeued.with_label_values(&[topic]).inc();
+    }
+
     /// Counts a pull as held until the guard drops, however its wait ends.
     pub fn pull_held(&self) -> HeldPull {
         self.held_pulls.inc();
@@ -221,6 +273,14 @@ impl BrokerMetrics {
             let _ = self.messages_in.remove_label_values(&labels);
             let _ = self.throughput_in.remove_label_values(&labels);
             let _ = self.message_size.remove_label_values(&labels);
+        }
+        for counter in [
+            &self.commits,
+            &self.rollbacks,
+            &self.timers_enqueued,
+            &self.timers_dequeued,
+        ] {
+            let _ = counter.remove_label_values(&[topic]);
         }
         for group in self.series.forget_topic(topic) {
             self.forget_pair(topic, &group);
@@ -261,4 +321,28 @@ pub fn register(broker: &Arc<Broker>, registry: &Registry) -> prometheus::Result
         .store
         .set_flush_listener(move |took| flush_latency.observe(took.as_secs_f64() * 1000.0));
     Ok(())
+}
+
+/// The value of the one series of `name` whose labels include `labels`.
+#[cfg(test)]
+pub(crate) fn sample(
+    families: &[prometheus::proto::MetricFamily],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    let family = families.iter().find(|f| f.name() == name)?;
+    let series = family.get_metric().iter().find(|m| {
+        labels.iter().all(|(key, value)| {
+            m.get_label()
+                .iter()
+                .any(|l| l.name() == *key && l.value() == *value)
+        })
+    })?;
+    Some(
+        if family.get_field_type() == prometheus::proto::MetricType::COUNTER {
+            series.get_counter().get_value()
+        } else {
+            series.get_gauge().get_value()
+        },
+    )
 }

@@ -251,16 +251,19 @@ fn enqueue(broker: &Broker) -> std::io::Result<()> {
             let Ok(stored) = StoredMessage::parse(bytes) else {
                 continue;
             };
-            let due = stored
-                .properties()
-                .ok()
-                .and_then(|p| p.get(TIMER_OUT_MS).and_then(|t| t.parse::<i64>().ok()))
+            let properties = stored.properties().unwrap_or_default();
+            let due = properties
+                .get(TIMER_OUT_MS)
+                .and_then(|t| t.parse::<i64>().ok())
                 .unwrap_or(0);
             let entry = Entry {
                 due_ms: due,
                 offset: stored.physical_offset() as u64,
             };
             timers.wheel.add(minute_of(due).max(cursor), entry)?;
+            broker
+                .metrics
+                .record_timer_enqueued(properties.get(property::REAL_TOPIC).unwrap_or_default());
         }
         timers.state.lock().enqueued = result.next_begin_offset;
     }
@@ -355,7 +358,9 @@ fn deliver(broker: &Broker, entry: &Entry) -> store::Result<u64> {
         reconsume_times: stored.reconsume_times(),
         ..PutMessage::new(message, queue_id, stored.born_host(), broker.store_host)
     };
-    Ok(broker.append(std::slice::from_ref(&put))?.end_offset)
+    let end = broker.append(std::slice::from_ref(&put))?.end_offset;
+    broker.metrics.record_timer_dequeued(&put.message.topic);
+    Ok(end)
 }
 
 /// Whether the real topic holds this timer's delivered copy (same UNIQ_KEY and due time):
