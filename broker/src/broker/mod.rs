@@ -2,6 +2,7 @@
 //! keeps beside it (topics, consumer offsets, client registrations, held pulls).
 
 mod client_manager;
+mod clock;
 mod consume_progress;
 mod consumer_offset;
 mod long_polling;

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use message::{property, sysflag, StoredMessage};
 use parking_lot::Mutex;
@@ -15,14 +15,12 @@ use serde::{Deserialize, Serialize};
 use store::{GetMessageStatus, PutMessage};
 use tracing::warn;
 
+use super::clock::{self, now_millis};
 use super::Broker;
 use crate::config_file::StateFile;
 use crate::error::Result;
 
 pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
-
-/// How often each level is looked at; RocketMQ re-checks a level every 100 ms as well.
-const TICK: Duration = Duration::from_millis(100);
 
 /// The delay of each level, parsed from `messageDelayLevel` ("1s 5s 10s ... 2h").
 #[derive(Debug, Clone, PartialEq)]
@@ -136,37 +134,18 @@ impl Schedule {
     }
 }
 
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Runs the timer until the broker stops.
 pub fn spawn(broker: Arc<Broker>) {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(TICK);
-        let mut ticks = 0u64;
-        loop {
-            tokio::select! {
-                _ = broker.stopping.cancelled() => return,
-                _ = ticker.tick() => {}
-            }
+    clock::spawn_rounds(
+        broker,
+        |broker| async move {
             for level in 1..=broker.delay_levels.max_level() {
                 deliver_due(&broker, level).await;
             }
-            ticks += 1;
-            if ticks.is_multiple_of(10) {
-                if let Err(error) = broker
-                    .schedule
-                    .persist(broker.store.commit_log_flushed_offset())
-                {
-                    warn!(%error, "cannot persist delay offsets");
-                }
-            }
-        }
-    });
+        },
+        |broker, flushed| broker.schedule.persist(flushed),
+        "cannot persist delay offsets",
+    );
 }
 
 /// Re-puts every message of `level` whose time has come, in queue order.

@@ -2,11 +2,11 @@
 //! `config/topics.json` and sent to the name servers with every registration.
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::RwLock;
 use protocol::body::{perm, DataVersion, TopicConfig, TopicConfigSerializeWrapper};
 
+use crate::broker::clock::now_millis;
 use crate::config::BrokerConfig;
 use crate::config_file::StateFile;
 use crate::error::Result;
@@ -62,13 +62,6 @@ pub fn validate_topic_name(topic: &str) -> std::result::Result<(), String> {
 
 pub fn retry_topic(group: &str) -> String {
     format!("{RETRY_GROUP_TOPIC_PREFIX}{group}")
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn topic(name: &str, queues: i32, perm: i32) -> TopicConfig {

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use message::{property, sysflag, Message, StoredMessage};
 use parking_lot::Mutex;
@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use store::{GetMessageStatus, PutMessage};
 use tracing::{debug, warn};
 
+use super::clock::now_millis;
 use super::processor::Refusal;
 use super::schedule::{self, SCHEDULE_TOPIC};
 use super::Broker;
@@ -96,13 +97,6 @@ pub struct Transactions {
     /// CommitLog end of the newest re-append or op record: progress is persisted only once
     /// the store has flushed past it, so a crash cannot record a step whose write was lost.
     pending_end: Mutex<Option<u64>>,
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// The transaction id of a half message: `__transactionId__`, else its UNIQ_KEY.

@@ -38,7 +38,7 @@ impl Collector for BrokerCollector {
         let Some(broker) = self.broker.upgrade() else {
             return Vec::new();
         };
-        let now = crate::broker::processor::admin::now_millis();
+        let now = crate::broker::clock::now_millis();
         let mut families = lag(&broker, &self.node, now);
         // After the lag series, so this scrape's refusals are in it.
         let mut dropped = Family::counter(

@@ -122,7 +122,7 @@ pub async fn process(
             retry_or_dead_letter(broker, group, &header, &mut puts[0])
         );
     }
-    let now = super::admin::now_millis();
+    let now = crate::broker::clock::now_millis();
     for put in &mut puts {
         if half {
             // Delayed, if at all, once committed.

@@ -15,7 +15,6 @@ pub mod wheel;
 use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use message::{property, StoredMessage};
 use parking_lot::Mutex;
@@ -23,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use store::{GetMessageStatus, PutMessage};
 use tracing::warn;
 
+use super::clock::{self, now_millis};
 use super::Broker;
 use crate::config_file::StateFile;
 use crate::error::Result;
@@ -36,16 +36,8 @@ const TIMER_OUT_MS: &str = "TIMER_OUT_MS";
 const DELIVER_MS: [&str; 2] = ["TIMER_DELIVER_MS", "__STARTDELIVERTIME"];
 const DELAY_MS: &str = "TIMER_DELAY_MS";
 const DELAY_SEC: &str = "TIMER_DELAY_SEC";
-const TICK: Duration = Duration::from_millis(100);
 /// Timer-topic entries enqueued per store call.
 const BATCH: usize = 256;
-
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// Sends the message through the timer topic when it asks for a delivery time in the
 /// future; returns whether it did. A delay level wins over the timer properties, which are
@@ -196,29 +188,17 @@ impl Timers {
 
 /// Runs the wheel until the broker stops.
 pub fn spawn(broker: Arc<Broker>) {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(TICK);
-        let mut ticks = 0u64;
-        loop {
-            tokio::select! {
-                _ = broker.stopping.cancelled() => return,
-                _ = ticker.tick() => {}
-            }
+    clock::spawn_rounds(
+        broker,
+        |broker| async move {
             if let Err(error) = enqueue(&broker) {
                 warn!(%error, "timer messages not enqueued yet");
             }
             deliver_due(&broker);
-            ticks += 1;
-            if ticks.is_multiple_of(10) {
-                if let Err(error) = broker
-                    .timers
-                    .persist(broker.store.commit_log_flushed_offset())
-                {
-                    warn!(%error, "cannot persist timer progress");
-                }
-            }
-        }
-    });
+        },
+        |broker, flushed| broker.timers.persist(flushed),
+        "cannot persist timer progress",
+    );
 }
 
 /// Moves new timer messages into the wheel, each under its due minute (or the minute being

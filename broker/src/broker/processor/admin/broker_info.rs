@@ -8,7 +8,7 @@ use protocol::body::{self, KvTable};
 use protocol::{RemotingCommand, ResponseCode};
 use tracing::{info, warn};
 
-use super::now_millis;
+use crate::broker::clock::now_millis;
 use crate::broker::processor::{reply, success};
 use crate::broker::Broker;
 use crate::config::BrokerConfig;

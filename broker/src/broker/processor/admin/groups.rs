@@ -11,7 +11,7 @@ use protocol::header::{
 use protocol::{RemotingCommand, ResponseCode};
 use tracing::info;
 
-use super::now_millis;
+use crate::broker::clock::now_millis;
 use crate::broker::processor::{bad_header, header, reply, success};
 use crate::broker::Broker;
 

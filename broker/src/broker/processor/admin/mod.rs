@@ -56,11 +56,3 @@ pub fn process(broker: &Broker, code: RequestCode, request: &RemotingCommand) ->
         ),
     }
 }
-
-/// Milliseconds since the epoch.
-pub(crate) fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
