@@ -79,15 +79,7 @@ fn ten_thousand_timers_arrive_no_earlier_than_due_and_within_a_second() {
     let topic = unique("timer");
     let run = unique("timerrun");
     let (count, spread) = (10_000, 60_000);
-    mqadmin(&[
-        "updateTopic",
-        "-n",
-        namesrv,
-        "-c",
-        "DefaultCluster",
-        "-t",
-        &topic,
-    ]);
+    create_topic_in_cluster(namesrv, "DefaultCluster", &topic);
     // Due from 20 s on, so that every send is done before the first is due.
     let start = now_ms() + 20_000;
     send_timers(namesrv, &topic, &run, count, start, spread);
@@ -122,15 +114,7 @@ fn a_killed_broker_delivers_every_pending_timer_once() {
     let topic = unique("timerk");
     let run = unique("timerrun");
     let (count, spread) = (1000, 10_000);
-    mqadmin(&[
-        "updateTopic",
-        "-n",
-        &namesrv,
-        "-c",
-        "DefaultCluster",
-        "-t",
-        &topic,
-    ]);
+    create_topic_in_cluster(&namesrv, "DefaultCluster", &topic);
     let start = now_ms() + 15_000;
     send_timers(&namesrv, &topic, &run, count, start, spread);
     assert!(now_ms() < start, "sending took longer than 15 s");

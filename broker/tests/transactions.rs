@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::deliveries::deliveries;
+use support::deliveries::{deliveries, Delivery};
 use support::*;
 
 /// Broker settings that make the checker ask within seconds (Apache's defaults are 30 s
@@ -35,11 +35,6 @@ fn unknowns(count: u64) -> u64 {
 /// The Transactions harness on the 5.5.0 client, run to its end.
 fn transactions(args: &[String]) -> serde_json::Value {
     harness("Transactions", args)
-}
-
-/// A topic of 8 queues on every broker of `cluster`, made with mqadmin.
-fn create_topic(namesrv: &str, cluster: &str, topic: &str) {
-    mqadmin(&["updateTopic", "-n", namesrv, "-c", cluster, "-t", topic]);
 }
 
 fn producer_args(
@@ -76,10 +71,14 @@ fn delivered(namesrv: &str, topic: &str, run: &str, expect: u64) -> BTreeMap<u64
             "timeoutMs=120000",
         ],
     ));
+    per_index(&deliveries(&out))
+}
+
+/// How many times each message index was delivered.
+fn per_index(got: &[Delivery]) -> BTreeMap<u64, usize> {
     let mut counts = BTreeMap::new();
-    for line in std::fs::read_to_string(&out).unwrap_or_default().lines() {
-        let index: u64 = line.split(',').next().unwrap().parse().unwrap();
-        *counts.entry(index).or_insert(0) += 1;
+    for delivery in got {
+        *counts.entry(delivery.index).or_insert(0) += 1;
     }
     counts
 }
@@ -102,7 +101,7 @@ fn send_check_and_consume(namesrv: &str, cluster: &str, count: u64) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("deliveries");
     let decisions = dir.path().join("decisions");
-    create_topic(namesrv, cluster, &topic);
+    create_topic_in_cluster(namesrv, cluster, &topic);
     let mut consumer = features_command(&consume_args(
         namesrv,
         &topic,
@@ -173,13 +172,9 @@ fn send_check_and_consume(namesrv: &str, cluster: &str, count: u64) -> Outcome {
         got.len(),
         &early[..early.len().min(10)]
     );
-    let mut per_index = BTreeMap::new();
-    for delivery in &got {
-        *per_index.entry(delivery.index).or_insert(0) += 1;
-    }
     Outcome {
+        deliveries: per_index(&got),
         topic,
-        deliveries: per_index,
         asked: sent["checked"].as_u64().unwrap(),
     }
 }
@@ -238,7 +233,7 @@ fn a_killed_broker_and_a_killed_producer_lose_and_repeat_nothing() {
     let run = unique("txrun");
     let group = unique("txp");
     let count = 300;
-    create_topic(&namesrv, "DefaultCluster", &topic);
+    create_topic_in_cluster(&namesrv, "DefaultCluster", &topic);
     let sent = transactions(&producer_args(
         &namesrv,
         &topic,
@@ -291,7 +286,7 @@ fn a_transaction_unknown_after_its_checks_goes_to_trans_check_max_time_topic() {
     let namesrv = rocketry.namesrv.clone();
     let topic = unique("txu");
     let count = 10;
-    create_topic(&namesrv, "DefaultCluster", &topic);
+    create_topic_in_cluster(&namesrv, "DefaultCluster", &topic);
     let mut producer = spawn_in_own_group(
         harness_command(
             "Transactions",

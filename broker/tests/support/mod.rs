@@ -89,6 +89,11 @@ pub fn python_cpp_client(script: &str, args: &[String]) -> Value {
     run_for_result(command)
 }
 
+/// A topic of 8 queues on every broker of `cluster`, made with mqadmin.
+pub fn create_topic_in_cluster(namesrv: &str, cluster: &str, topic: &str) {
+    mqadmin(&["updateTopic", "-n", namesrv, "-c", cluster, "-t", topic]);
+}
+
 /// Runs mqadmin with the given arguments and returns what it printed on stdout.
 pub fn mqadmin(args: &[&str]) -> String {
     let output = Command::new(repo_root().join("scripts/peers/rocketmq"))
