@@ -142,6 +142,16 @@ settings! {
         message_delay_level: String =
             "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h".to_string()
             => "messageDelayLevel",
+        /// Signed requests of known users only, each checked against the user's grants
+        /// (ACL 1.0's key); docs/security.md.
+        acl_enable: bool = false => "aclEnable",
+        /// Signed requests of known users only (RocketMQ 5.x's key).
+        authentication_enabled: bool = false => "authenticationEnabled",
+        /// Each request checked against the user's grants; implies authentication.
+        authorization_enabled: bool = false => "authorizationEnabled",
+        /// The users and their grants (`plain_acl.yml`'s format), read again when it
+        /// changes; empty: `plain_acl.yml` in the state folder (`storePathRootDir/config`).
+        acl_file: String = String::new() => "aclFile",
         /// Limits of the broker's connections; see docs/reliability.md ("Limits").
         server_max_connections: usize = 10_000 => "serverMaxConnections",
         /// Well above what a Java client keeps in flight: a push consumer holds one pull
@@ -215,6 +225,18 @@ impl BrokerConfig {
     /// The keys UPDATE_BROKER_CONFIG may change: the ones the broker reads again on every
     /// use. Never a path (see `config_update`).
     pub const RUNTIME_KEYS: &'static [&'static str] = &["brokerPermission", "namesrvAddr"];
+
+    /// Which ACL checks the keys ask for, if any.
+    pub fn acl_checks(&self) -> Option<crate::acl::Checks> {
+        use crate::acl::Checks;
+        if self.acl_enable || self.authorization_enabled {
+            Some(Checks::AuthenticationAndAuthorization)
+        } else if self.authentication_enabled {
+            Some(Checks::Authentication)
+        } else {
+            None
+        }
+    }
 
     /// The limits the broker's server holds its connections to.
     pub fn server_limits(&self) -> Limits {

@@ -21,6 +21,10 @@ pub enum Error {
         reason: String,
     },
 
+    /// The ACL's users file, missing or not as docs/security.md describes it.
+    #[error("ACL file {path}: {reason}")]
+    AclFile { path: PathBuf, reason: String },
+
     #[error("state file {path} is damaged: {reason}")]
     StateFile { path: PathBuf, reason: String },
 

@@ -3,6 +3,7 @@
 //! Binaries and tests start them through [`run`], which takes bound listeners and a
 //! shutdown future, so a test can run the real server on port 0.
 
+pub mod acl;
 pub mod broker;
 pub mod config;
 mod config_file;

@@ -40,6 +40,11 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "transactionCheckInterval",
     "enablePropertyFilter",
     "messageDelayLevel",
+    // ACL (docs/security.md)
+    "aclEnable",
+    "authenticationEnabled",
+    "authorizationEnabled",
+    "aclFile",
     // Server limits (docs/reliability.md)
     "serverMaxConnections",
     "serverMaxRequestsInFlight",

@@ -9,8 +9,9 @@
 //! Modules: [`command`] (the in-memory command), [`frame`] (framing, JSON and binary headers,
 //! the codec), [`code`] (request/response codes), [`version`] (client version ordinals),
 //! [`header`] (typed custom headers), [`body`] (JSON bodies and fastjson's dialect),
-//! [`lenient`] (coercing serde readers), [`client`] (tokio client), [`error`].
+//! [`lenient`] (coercing serde readers), [`acl`] (request signatures), [`client`] (tokio client), [`error`].
 
+pub mod acl;
 pub mod body;
 pub mod client;
 pub mod code;

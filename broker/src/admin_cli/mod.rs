@@ -11,9 +11,11 @@ mod table;
 mod trace;
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
+use protocol::acl::Credentials;
 use protocol::body::{perm, BrokerData, SubscriptionGroupConfig, TopicRouteData};
 use protocol::header::{CreateTopicRequestHeader, UpdateConsumerOffsetRequestHeader};
 use protocol::{Client, ResponseCode};
@@ -34,6 +36,23 @@ pub struct AdminArgs {
     /// How to print the answer.
     #[arg(long, value_enum, default_value_t = Output::Table, global = true)]
     output: Output,
+    /// Sign requests as this ACL user (brokers with `aclEnable`); prefer the environment
+    /// to the flag, which other users of the host can see.
+    #[arg(
+        long,
+        env = "ROCKETRY_ACCESS_KEY",
+        global = true,
+        requires = "secret_key"
+    )]
+    access_key: Option<String>,
+    /// The ACL user's secret.
+    #[arg(
+        long,
+        env = "ROCKETRY_SECRET_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    secret_key: Option<String>,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -205,6 +224,12 @@ enum ClusterCommand {
 }
 
 pub async fn run(args: AdminArgs) -> Result<()> {
+    if let (Some(access_key), Some(secret_key)) = (args.access_key, args.secret_key) {
+        let _ = CREDENTIALS.set(Credentials {
+            access_key,
+            secret_key,
+        });
+    }
     let value = match args.command {
         // Addressed to one broker: no name server involved.
         AdminCommand::Broker(command) => broker::run(command).await?,
@@ -254,10 +279,17 @@ impl Answer {
     }
 }
 
+/// The ACL user every connection signs as, set once from the arguments.
+static CREDENTIALS: OnceLock<Credentials> = OnceLock::new();
+
 async fn connect(addr: &str) -> Result<Client> {
-    Client::connect(addr)
+    let client = Client::connect(addr)
         .await
-        .with_context(|| format!("cannot connect to {addr}"))
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    if let Some(credentials) = CREDENTIALS.get() {
+        client.set_credentials(credentials.clone());
+    }
+    Ok(client)
 }
 
 /// Master addresses of the brokers of `cluster` (every broker when it has no such cluster).

@@ -21,11 +21,12 @@ mod transaction;
 mod transaction_test;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
-use protocol::{RemotingCommand, RequestCode};
+use protocol::{RemotingCommand, RequestCode, ResponseCode};
 use store::MessageStore;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -35,14 +36,15 @@ pub use client_manager::ClientManager;
 pub use consumer_offset::ConsumerOffsets;
 pub use long_polling::PullHolds;
 pub use subscription_group::SubscriptionGroups;
-pub use topic_config::TopicConfigs;
 pub(crate) use topic_config::{has_legal_characters, validate_topic_name};
+pub use topic_config::{TopicConfigs, DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX};
 
+use crate::acl::Acl;
 use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
 use crate::health::NotReady;
 use crate::namesrv::not_supported;
-use crate::server::{Channel, Service};
+use crate::server::{Channel, HeaderCheck, Service};
 
 /// The folder of the broker's state files, under `storePathRootDir`; it and the files in it
 /// have Apache RocketMQ's names.
@@ -58,6 +60,10 @@ pub const TRANSACTION_PROGRESS_FILE: &str = "transactionCheckOffset.json";
 pub const TIMER_PROGRESS_FILE: &str = "timerProgress.json";
 /// The timer wheel's files, under `storePathRootDir` (Apache's are `timerwheel` too).
 pub const TIMER_WHEEL_DIR: &str = "timerwheel";
+/// The ACL's users, in the state folder unless `aclFile` names another file.
+pub const ACL_FILE: &str = "plain_acl.yml";
+/// How soon a changed ACL file applies.
+const ACL_FILE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often silent clients are looked for.
 const CLIENT_SCAN_INTERVAL: Duration = Duration::from_secs(10);
@@ -91,6 +97,8 @@ pub struct Broker {
     registrar: registration::Registrar,
     /// Woken when the topic table changes, so the name servers learn of it at once.
     topics_changed: Notify,
+    /// Present when `aclEnable`, `authenticationEnabled` or `authorizationEnabled` is set.
+    acl: Option<Arc<Acl>>,
     stopping: CancellationToken,
     started: Instant,
 }
@@ -151,6 +159,17 @@ impl Broker {
         let registrar = registration::Registrar::new(config.namesrv_addrs());
         let store_host = SocketAddr::new(resolve_ip(&config.broker_ip1), config.listen_port);
         let metrics = metrics::BrokerMetrics::new(&config);
+        let acl = match config.acl_checks() {
+            None => None,
+            Some(checks) => {
+                let path = match config.acl_file.as_str() {
+                    "" => config_dir.join(ACL_FILE),
+                    path => PathBuf::from(path),
+                };
+                let trace_topic = config.msg_trace_topic_name.clone();
+                Some(Arc::new(Acl::open(checks, path, trace_topic)?))
+            }
+        };
         Ok(Arc::new(Broker {
             current: RwLock::new(config.clone()),
             config,
@@ -171,6 +190,7 @@ impl Broker {
             unique_ids: message::UniqueIdGenerator::new(store_host.ip(), std::process::id() as i32),
             registrar,
             topics_changed: Notify::new(),
+            acl,
             stopping: CancellationToken::new(),
             started: Instant::now(),
         }))
@@ -199,6 +219,7 @@ impl Broker {
         let broker = self.clone();
         tokio::spawn(async move {
             let mut clients = tokio::time::interval(CLIENT_SCAN_INTERVAL);
+            let mut acl_file = tokio::time::interval(ACL_FILE_CHECK_INTERVAL);
             let mut offsets = tokio::time::interval(Duration::from_millis(
                 broker.config.flush_consumer_offset_interval.max(100),
             ));
@@ -215,6 +236,11 @@ impl Broker {
                     _ = offsets.tick() => {
                         if let Err(error) = broker.offsets.persist() {
                             warn!(%error, "cannot persist consumer offsets");
+                        }
+                    }
+                    _ = acl_file.tick() => {
+                        if let Some(acl) = &broker.acl {
+                            acl.reload_if_changed();
                         }
                     }
                 }
@@ -373,7 +399,15 @@ impl Broker {
 impl Service for Broker {
     async fn handle(&self, request: RemotingCommand, channel: &Channel) -> Option<RemotingCommand> {
         let started = Instant::now();
-        let response = self.answer(&request, channel).await;
+        let refused = self.acl.as_ref().and_then(|acl| {
+            acl.check(&request, channel.peer_addr().ip())
+                .err()
+                .map(|remark| processor::reply(&request, ResponseCode::NoPermission, remark))
+        });
+        let response = match refused {
+            Some(refusal) => refusal,
+            None => self.answer(&request, channel).await,
+        };
         self.metrics
             .rpc
             .observe(request.code, response.code, started.elapsed());
@@ -384,5 +418,10 @@ impl Service for Broker {
         for group in self.clients.channel_closed(channel) {
             self.group_changed(&group);
         }
+    }
+
+    fn large_frame_check(&self) -> Option<HeaderCheck> {
+        let acl = self.acl.clone()?;
+        Some(Arc::new(move |header| acl.knows(header)))
     }
 }

@@ -61,7 +61,7 @@ pub(super) async fn serve<S: Service>(
     let mut writer = tokio::spawn(write(write_half, queue, done.clone(), peer));
 
     let requests = TaskTracker::new();
-    let mut reader = FrameReader::new(read_half, limits);
+    let mut reader = FrameReader::new(read_half, limits, service.large_frame_check());
     let end = loop {
         // Backpressure: take a request slot and wait for room for answers before reading
         // the next frame, so a client that does not read its answers stops being read and

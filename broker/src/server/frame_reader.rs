@@ -1,7 +1,7 @@
 //! Reads whole frames off one connection within the server's time and size limits: a
 //! connection that sends nothing for the idle timeout, a frame that does not complete
 //! within the frame timeout, and a large frame from a peer that has not yet sent a request
-//! all end the connection.
+//! (or, with the ACL on, whose header names no known user) all end the connection.
 
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::time::Instant;
 
-use super::Limits;
+use super::{HeaderCheck, Limits};
 
 /// Bytes asked of the socket per read. Small requests arrive many to a read; a large
 /// frame grows the buffer toward its announced length as its bytes arrive.
@@ -27,6 +27,10 @@ pub enum ReadError {
         "frame of {length} bytes before the connection's first request (at most {max} until then)"
     )]
     TooLargeBeforeFirstRequest { length: usize, max: usize },
+    #[error(
+        "frame of {length} bytes whose header is not a known ACL user's (at most {max} without)"
+    )]
+    TooLargeUnauthenticated { length: usize, max: usize },
     #[error("frame not complete {0:?} after its first bytes")]
     FrameTimeout(Duration),
     #[error("idle for {0:?}")]
@@ -44,10 +48,17 @@ pub struct FrameReader {
     spoke: bool,
     /// The large frame at the front of the buffer has a request's header.
     front_vetted: bool,
+    /// What the header of every large frame must pass, not only the first one's: with the
+    /// ACL on, a known user's access key, so that no anonymous peer makes us buffer 16 MiB.
+    large_frame_check: Option<HeaderCheck>,
 }
 
 impl FrameReader {
-    pub fn new(socket: OwnedReadHalf, limits: Limits) -> FrameReader {
+    pub fn new(
+        socket: OwnedReadHalf,
+        limits: Limits,
+        large_frame_check: Option<HeaderCheck>,
+    ) -> FrameReader {
         FrameReader {
             socket,
             buffer: BytesMut::new(),
@@ -55,6 +66,7 @@ impl FrameReader {
             last_read: Instant::now(),
             spoke: false,
             front_vetted: false,
+            large_frame_check,
         }
     }
 
@@ -113,7 +125,8 @@ impl FrameReader {
     }
 
     fn decode(&mut self) -> Result<Option<RemotingCommand>, ReadError> {
-        if !self.spoke && !self.front_vetted && !self.first_frame_allowed()? {
+        let vetting = !self.spoke || self.large_frame_check.is_some();
+        if vetting && !self.front_vetted && !self.large_frame_allowed()? {
             return Ok(None);
         }
         let Some(mut command) =
@@ -138,8 +151,9 @@ impl FrameReader {
     /// is read only once its header has arrived and parses as a request: a stranger that
     /// does not speak RocketMQ cannot make us buffer up to 16 MiB, while a producer whose
     /// first request is a large send (Java producers send before their first heartbeat)
-    /// is served. `Ok(false)` means the header is not here yet.
-    fn first_frame_allowed(&mut self) -> Result<bool, ReadError> {
+    /// is served. With a `large_frame_check`, every large frame's header must pass it too.
+    /// `Ok(false)` means the header is not here yet.
+    fn large_frame_allowed(&mut self) -> Result<bool, ReadError> {
         let Some(prefix) = self.buffer.get(..4) else {
             return Ok(true);
         };
@@ -149,9 +163,10 @@ impl FrameReader {
         if length < 8 || length as usize > MAX_FRAME_LENGTH || length as usize <= max {
             return Ok(true);
         }
-        let too_large = ReadError::TooLargeBeforeFirstRequest {
-            length: length as usize,
-            max,
+        let length = length as usize;
+        let too_large = match self.large_frame_check {
+            Some(_) => ReadError::TooLargeUnauthenticated { length, max },
+            None => ReadError::TooLargeBeforeFirstRequest { length, max },
         };
         let Some(word) = self.buffer.get(4..8) else {
             return Ok(false);
@@ -166,6 +181,19 @@ impl FrameReader {
         };
         match protocol::frame::decode_frame(Bytes::copy_from_slice(header)) {
             Ok(command) if !command.is_response() => {
+                if self
+                    .large_frame_check
+                    .as_ref()
+                    .is_some_and(|check| !check(&command))
+                {
+                    return Err(too_large);
+                }
+                self.front_vetted = true;
+                Ok(true)
+            }
+            // Answers to the broker's own requests (consumer running info) come from
+            // clients that have sent requests before; they are not vetted again.
+            Ok(_) if self.spoke => {
                 self.front_vetted = true;
                 Ok(true)
             }

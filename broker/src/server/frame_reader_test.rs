@@ -18,7 +18,7 @@ async fn connected(limits: Limits) -> (FrameReader, TcpStream) {
         .unwrap();
     let (server, _) = listener.accept().await.unwrap();
     let (read_half, _write_half) = server.into_split();
-    (FrameReader::new(read_half, limits), client)
+    (FrameReader::new(read_half, limits, None), client)
 }
 
 fn limits(first_frame_max_bytes: usize, timeouts: Option<Duration>) -> Limits {
@@ -96,6 +96,36 @@ async fn a_large_first_frame_is_read_only_with_a_request_header() {
         .await
         .unwrap();
     assert_eq!(reader.next().await.unwrap().unwrap().opaque, 9);
+}
+
+#[tokio::test]
+async fn with_a_check_every_large_frame_header_must_pass_it_before_its_body_is_read() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    let (read_half, _write_half) = server.into_split();
+    let check: crate::server::HeaderCheck =
+        std::sync::Arc::new(|header: &RemotingCommand| header.ext_fields.contains_key("AccessKey"));
+    let mut reader = FrameReader::new(read_half, limits(1024, None), Some(check));
+    // Small frames pass unchecked, and the connection has now spoken.
+    client.write_all(&request(1, vec![])).await.unwrap();
+    assert_eq!(reader.next().await.unwrap().unwrap().opaque, 1);
+    // A 16 MiB request without the key: only its header is sent, and the reader refuses
+    // it on the header alone, with none of the body buffered.
+    let frame = request(2, vec![0; 16 * 1024 * 1024 - 512]);
+    let header_end = 8 + (u32::from_be_bytes(frame[4..8].try_into().unwrap()) & 0xFF_FFFF) as usize;
+    client.write_all(&frame[..header_end]).await.unwrap();
+    assert!(matches!(
+        reader.next().await,
+        Err(ReadError::TooLargeUnauthenticated { max: 1024, .. })
+    ));
+    assert!(
+        reader.buffer.capacity() < 64 * 1024,
+        "{}",
+        reader.buffer.capacity()
+    );
 }
 
 #[tokio::test]

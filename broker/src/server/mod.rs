@@ -37,7 +37,17 @@ pub trait Service: Send + Sync + 'static {
 
     /// Called once when a connection closes, for example to drop the client's registrations.
     fn disconnected(&self, _channel: &Channel) {}
+
+    /// What the header of any frame above `serverFirstFrameMaxBytes` must pass before its
+    /// body is read, on every connection opened from now on; `None` vets only frames
+    /// before a connection's first request.
+    fn large_frame_check(&self) -> Option<HeaderCheck> {
+        None
+    }
 }
+
+/// A test of a request's header alone, made before its body is buffered.
+pub type HeaderCheck = Arc<dyn Fn(&RemotingCommand) -> bool + Send + Sync>;
 
 /// How often, at most, refused connections are logged.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);

@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
+use crate::acl::{self, Credentials};
 use crate::command::{RemotingCommand, FLAG_ONEWAY, FLAG_RESPONSE};
 use crate::error::{Error, Result};
 use crate::frame::RemotingCodec;
@@ -103,6 +104,8 @@ struct Inner {
     next_opaque: AtomicI32,
     default_timeout_millis: AtomicU64,
     peer: SocketAddr,
+    /// Signs every request when set, for brokers with the ACL on.
+    credentials: Mutex<Option<Credentials>>,
 }
 
 impl Drop for Inner {
@@ -168,6 +171,7 @@ impl Client {
                 next_opaque: AtomicI32::new(1),
                 default_timeout_millis: AtomicU64::new(DEFAULT_TIMEOUT.as_millis() as u64),
                 peer,
+                credentials: Mutex::new(None),
             }),
         })
     }
@@ -192,6 +196,17 @@ impl Client {
             .store(timeout.as_millis() as u64, Ordering::Relaxed);
     }
 
+    /// Signs every request from now on with `credentials` (RocketMQ's ACL signature).
+    pub fn set_credentials(&self, credentials: Credentials) {
+        *self.inner.credentials.lock().unwrap() = Some(credentials);
+    }
+
+    fn sign(&self, command: &mut RemotingCommand) {
+        if let Some(credentials) = self.inner.credentials.lock().unwrap().as_ref() {
+            acl::sign(command, credentials);
+        }
+    }
+
     fn next_opaque(&self) -> i32 {
         self.inner.next_opaque.fetch_add(1, Ordering::Relaxed)
     }
@@ -206,6 +221,7 @@ impl Client {
         let opaque = self.next_opaque();
         command.opaque = opaque;
         command.flag &= !(FLAG_RESPONSE | FLAG_ONEWAY);
+        self.sign(&mut command);
         let (sender, receiver) = oneshot::channel();
         let shared = &self.inner.shared;
         shared.register(opaque, sender)?;
@@ -229,6 +245,7 @@ impl Client {
     pub async fn invoke_oneway(&self, mut command: RemotingCommand) -> Result<()> {
         command.opaque = self.next_opaque();
         command.flag = (command.flag & !FLAG_RESPONSE) | FLAG_ONEWAY;
+        self.sign(&mut command);
         self.enqueue(command).await
     }
 

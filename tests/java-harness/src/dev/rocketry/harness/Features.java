@@ -146,7 +146,7 @@ public final class Features {
                     }
                 } catch (Exception e) {
                     failed.add(index);
-                    firstError.compareAndSet(null, e.toString());
+                    firstError.compareAndSet(null, Harness.describe(e));
                 }
             };
             if (pool != null) {

@@ -12,10 +12,13 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
 
+import org.apache.rocketmq.acl.common.AclClientRPCHook;
+import org.apache.rocketmq.acl.common.SessionCredentials;
 import org.apache.rocketmq.client.consumer.DefaultLitePullConsumer;
 import org.apache.rocketmq.client.consumer.DefaultMQPushConsumer;
 import org.apache.rocketmq.client.consumer.listener.ConsumeConcurrentlyStatus;
 import org.apache.rocketmq.client.consumer.listener.MessageListenerConcurrently;
+import org.apache.rocketmq.client.consumer.rebalance.AllocateMessageQueueAveragely;
 import org.apache.rocketmq.client.producer.DefaultMQProducer;
 import org.apache.rocketmq.client.producer.SendCallback;
 import org.apache.rocketmq.client.producer.SendResult;
@@ -23,6 +26,7 @@ import org.apache.rocketmq.client.producer.SendStatus;
 import org.apache.rocketmq.common.consumer.ConsumeFromWhere;
 import org.apache.rocketmq.common.message.Message;
 import org.apache.rocketmq.common.message.MessageExt;
+import org.apache.rocketmq.remoting.RPCHook;
 
 /**
  * A small driver of the real RocketMQ Java client for Rocketry's tests. It is compiled
@@ -43,6 +47,9 @@ import org.apache.rocketmq.common.message.MessageExt;
  *
  * Bodies are "RUN-INDEX-" padded to the size, so a consumer can tell each message apart;
  * indexes run from {@code first} to {@code first + count - 1}.
+ * With {@code accessKey} and {@code secretKey}, the client signs its requests with the
+ * client's own ACL hook ({@code AclClientRPCHook}).
+ *
  * The last line on stdout is "RESULT {json}"; progress goes to stderr.
  */
 public final class Harness {
@@ -87,6 +94,15 @@ public final class Harness {
         return v;
     }
 
+    /** The client's ACL hook when the arguments give credentials, else none. */
+    static RPCHook aclHook(Map<String, String> args) {
+        String accessKey = args.get("accessKey");
+        if (accessKey == null) {
+            return null;
+        }
+        return new AclClientRPCHook(new SessionCredentials(accessKey, need(args, "secretKey")));
+    }
+
     private static byte[] body(String run, int index, int size) {
         StringBuilder sb = new StringBuilder(run).append('-').append(index).append('-');
         while (sb.length() < size) {
@@ -105,7 +121,7 @@ public final class Harness {
         String tag = args.getOrDefault("tag", "TagA");
         int first = Integer.parseInt(args.getOrDefault("first", "0"));
 
-        DefaultMQProducer producer = new DefaultMQProducer(args.getOrDefault("group", "harness_producer"));
+        DefaultMQProducer producer = new DefaultMQProducer(args.getOrDefault("group", "harness_producer"), aclHook(args));
         producer.setNamesrvAddr(need(args, "namesrv"));
         producer.setSendMsgTimeout(Integer.parseInt(args.getOrDefault("sendTimeoutMs", "10000")));
         producer.start();
@@ -127,7 +143,7 @@ public final class Harness {
                         }
                     } catch (Exception e) {
                         failed.incrementAndGet();
-                        firstError.compareAndSet(null, e.toString());
+                        firstError.compareAndSet(null, describe(e));
                     }
                 }
                 break;
@@ -152,7 +168,7 @@ public final class Harness {
                         @Override
                         public void onException(Throwable e) {
                             failed.incrementAndGet();
-                            firstError.compareAndSet(null, e.toString());
+                            firstError.compareAndSet(null, describe(e));
                             inFlight.release();
                             done.countDown();
                         }
@@ -168,7 +184,7 @@ public final class Harness {
                         ok.incrementAndGet();
                     } catch (Exception e) {
                         failed.incrementAndGet();
-                        firstError.compareAndSet(null, e.toString());
+                        firstError.compareAndSet(null, describe(e));
                     }
                 }
                 break;
@@ -188,7 +204,7 @@ public final class Harness {
                         }
                     } catch (Exception e) {
                         failed.addAndGet(batch.size());
-                        firstError.compareAndSet(null, e.toString());
+                        firstError.compareAndSet(null, describe(e));
                     }
                 }
                 break;
@@ -276,7 +292,8 @@ public final class Harness {
         long deadline = System.currentTimeMillis() + timeoutMs;
 
         if (type.equals("push")) {
-            DefaultMQPushConsumer consumer = new DefaultMQPushConsumer(group);
+            DefaultMQPushConsumer consumer =
+                new DefaultMQPushConsumer(group, aclHook(args), new AllocateMessageQueueAveragely());
             consumer.setNamesrvAddr(need(args, "namesrv"));
             consumer.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
             // One consuming thread keeps each queue's messages in their queue order, which
@@ -300,7 +317,7 @@ public final class Harness {
             }
             consumer.shutdown();
         } else if (type.equals("litePull")) {
-            DefaultLitePullConsumer consumer = new DefaultLitePullConsumer(group);
+            DefaultLitePullConsumer consumer = new DefaultLitePullConsumer(group, aclHook(args));
             consumer.setNamesrvAddr(need(args, "namesrv"));
             consumer.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
             int max = Integer.parseInt(args.getOrDefault("max", "0"));
@@ -336,6 +353,18 @@ public final class Harness {
         if (tally.unique() >= expect) {
             Thread.sleep(settleMs);
         }
+    }
+
+    /**
+     * An exception and its causes: a send the client retried fails with "Send [3] times"
+     * and the broker's code and remark only in the cause.
+     */
+    static String describe(Throwable e) {
+        StringBuilder text = new StringBuilder(e.toString());
+        for (Throwable cause = e.getCause(); cause != null && cause != cause.getCause(); cause = cause.getCause()) {
+            text.append(" caused by ").append(cause);
+        }
+        return text.toString();
     }
 
     /** A JSON string of {@code s}, or {@code null}. */

@@ -128,7 +128,7 @@ public final class Transactions {
             } catch (Exception e) {
                 failed++;
                 if (firstError == null) {
-                    firstError = e.getCause() == null ? e.toString() : e + " caused by " + e.getCause();
+                    firstError = Harness.describe(e);
                 }
             }
         }
