@@ -152,6 +152,10 @@ settings! {
         /// The users and their grants (`plain_acl.yml`'s format), read again when it
         /// changes; empty: `plain_acl.yml` in the state folder (`storePathRootDir/config`).
         acl_file: String = String::new() => "aclFile",
+        /// With the ACL on and this above 0, each request must sign a `Timestamp` within
+        /// this many seconds of the broker's clock and a `Nonce` not used before (Rocketry's
+        /// own replay protection; docs/security.md).
+        acl_replay_window_seconds: u64 = 0 => "aclReplayWindowSeconds",
         /// Limits of the broker's connections; see docs/reliability.md ("Limits").
         server_max_connections: usize = 10_000 => "serverMaxConnections",
         /// Well above what a Java client keeps in flight: a push consumer holds one pull

@@ -434,6 +434,66 @@ async fn permissions_changed_at_run_time_apply_without_a_restart_and_survive_one
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_replay_protection_a_captured_signed_request_is_refused_the_second_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain_acl.yml");
+    std::fs::write(&file, ACCOUNTS).unwrap();
+    let rocketry = Rocketry::standalone(&format!(
+        "aclEnable=true\naclFile={}\naclReplayWindowSeconds=60\n",
+        file.display()
+    ));
+    let n = rocketry.namesrv.clone();
+    let broker = rocketry.broker_addr.clone().unwrap();
+    let admin = signed_client(&broker, "admin", SECRET).await;
+    support::create_topic_on(&admin, "orders", 4).await;
+
+    // One request, signed once with its time and nonce, then sent twice as captured.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let mut captured = send_request("orders")
+        .with_ext_field("Timestamp", now.to_string())
+        .with_ext_field("Nonce", "4f1c2a9e-captured");
+    protocol::acl::sign(
+        &mut captured,
+        &Credentials {
+            access_key: "producer".into(),
+            secret_key: SECRET.into(),
+        },
+    );
+    let client = Client::connect(&broker).await.unwrap();
+    let first = client
+        .invoke(captured.clone(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        first.code,
+        ResponseCode::Success as i32,
+        "{:?}",
+        first.remark
+    );
+    let replayed = client
+        .invoke(captured, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(replayed.code, ResponseCode::NoPermission as i32);
+    let remark = replayed.remark.unwrap_or_default();
+    assert!(remark.contains("replayed request"), "{remark}");
+
+    // The real client: with the two fields added before its ACL hook signs, it works; a
+    // client that does not add them is refused.
+    let mut with_fields = credentials("producer", SECRET);
+    with_fields.push("replayFields=true".into());
+    let sent = produce_as(&n, "orders", 20, &with_fields);
+    assert_eq!(sent["sent"], 20, "{sent}");
+    assert_refused(
+        &produce_as(&n, "orders", 1, &credentials("producer", SECRET)),
+        "this broker refuses replays",
+    );
+}
+
 /// Who sends a request, for the decision table.
 const IDENTITIES: [&str; 5] = [
     "anonymous",

@@ -45,6 +45,7 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "authenticationEnabled",
     "authorizationEnabled",
     "aclFile",
+    "aclReplayWindowSeconds",
     // Server limits (docs/reliability.md)
     "serverMaxConnections",
     "serverMaxRequestsInFlight",

@@ -14,6 +14,10 @@ use crate::command::RemotingCommand;
 pub const ACCESS_KEY: &str = "AccessKey";
 pub const SIGNATURE: &str = "Signature";
 pub const SECURITY_TOKEN: &str = "SecurityToken";
+/// Rocketry's replay protection: when the request was signed (ms since the epoch), and a
+/// value never used twice. Both are signed with the rest, so neither can be changed.
+pub const TIMESTAMP: &str = "Timestamp";
+pub const NONCE: &str = "Nonce";
 
 /// A user's access key and secret, as the client's `SessionCredentials` holds them.
 #[derive(Clone, PartialEq, Eq)]
@@ -64,6 +68,22 @@ pub fn verify(command: &RemotingCommand, secret: &str) -> bool {
         return false;
     };
     hmac::verify(&key(secret), &content(command), &tag).is_ok()
+}
+
+/// Adds [`TIMESTAMP`] (now) and a random [`NONCE`], for brokers that refuse replays; call it
+/// before [`sign`]. Other brokers sign and check them like any other field.
+pub fn add_replay_fields(command: &mut RemotingCommand) {
+    use ring::rand::SecureRandom;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let mut nonce = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut nonce)
+        .expect("the system's random source failed");
+    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    command.ext_fields.insert(TIMESTAMP.into(), now.to_string());
+    command.ext_fields.insert(NONCE.into(), nonce);
 }
 
 /// Adds `AccessKey` and `Signature` to a request, as `AclClientRPCHook` does; call it
@@ -130,6 +150,25 @@ mod tests {
             .ext_fields
             .insert(SIGNATURE.into(), "not base64!".into());
         assert!(!verify(&unsigned, "12345678"));
+    }
+
+    #[test]
+    fn replay_fields_are_fresh_each_time_and_signed() {
+        let credentials = Credentials {
+            access_key: "ak".into(),
+            secret_key: "sk".into(),
+        };
+        let mut one = java_signed();
+        let mut two = java_signed();
+        add_replay_fields(&mut one);
+        add_replay_fields(&mut two);
+        assert_ne!(one.ext_fields[NONCE], two.ext_fields[NONCE]);
+        assert_eq!(one.ext_fields[NONCE].len(), 32);
+        assert!(one.ext_fields[TIMESTAMP].parse::<u64>().unwrap() > 1_700_000_000_000);
+        sign(&mut one, &credentials);
+        assert!(verify(&one, "sk"));
+        one.ext_fields.insert(TIMESTAMP.into(), "0".into());
+        assert!(!verify(&one, "sk"));
     }
 
     #[test]

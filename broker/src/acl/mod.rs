@@ -10,11 +10,12 @@ mod accounts;
 mod address;
 mod needs;
 mod perm;
+mod replay;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use parking_lot::RwLock;
 use protocol::{acl as signing, RemotingCommand, RequestCode};
@@ -40,6 +41,8 @@ pub struct Acl {
     /// Traced clients write their trace records here whatever their grants, as in RocketMQ.
     trace_topic: String,
     loaded: RwLock<Loaded>,
+    /// Present when `aclReplayWindowSeconds` is above 0.
+    replay: Option<replay::ReplayGuard>,
 }
 
 struct Loaded {
@@ -70,7 +73,12 @@ impl Acl {
     /// Reads the accounts at start: a missing or invalid file stops the broker, since
     /// running with no users would refuse every client and running without the ACL would
     /// let every client in.
-    pub fn open(checks: Checks, path: PathBuf, trace_topic: String) -> Result<Acl> {
+    pub fn open(
+        checks: Checks,
+        path: PathBuf,
+        trace_topic: String,
+        replay_window: Option<Duration>,
+    ) -> Result<Acl> {
         let stamp = stamp(&path);
         let accounts = read(&path)?;
         info!(path = %path.display(), users = accounts.len(), ?checks, "ACL on");
@@ -82,12 +90,21 @@ impl Acl {
                 accounts: Arc::new(accounts),
                 stamp,
             }),
+            replay: replay_window.map(replay::ReplayGuard::new),
         })
     }
 
-    /// Reads the file again if it changed since it was last read. A file that no longer
-    /// parses is logged and the accounts read before stay in force.
-    pub fn reload_if_changed(&self) {
+    /// Once a second: reads the file again if it changed since it was last read (a file
+    /// that no longer parses is logged and the accounts read before stay in force), and
+    /// forgets expired nonces.
+    pub fn tick(&self) {
+        if let Some(replay) = &self.replay {
+            replay.prune();
+        }
+        self.reload_if_changed();
+    }
+
+    fn reload_if_changed(&self) {
         let now = stamp(&self.path);
         if now == self.loaded.read().stamp {
             return;
@@ -134,6 +151,9 @@ impl Acl {
         }
         if !signing::verify(request, &account.secret) {
             return Err(format!("check signature failed for User:{access_key}."));
+        }
+        if let Some(replay) = &self.replay {
+            replay.check(access_key, request)?;
         }
         if self.checks == Checks::Authentication || account.admin {
             return Ok(());

@@ -167,7 +167,9 @@ impl Broker {
                     path => PathBuf::from(path),
                 };
                 let trace_topic = config.msg_trace_topic_name.clone();
-                Some(Arc::new(Acl::open(checks, path, trace_topic)?))
+                let replay = (config.acl_replay_window_seconds > 0)
+                    .then(|| Duration::from_secs(config.acl_replay_window_seconds));
+                Some(Arc::new(Acl::open(checks, path, trace_topic, replay)?))
             }
         };
         Ok(Arc::new(Broker {
@@ -240,7 +242,7 @@ impl Broker {
                     }
                     _ = acl_file.tick() => {
                         if let Some(acl) = &broker.acl {
-                            acl.reload_if_changed();
+                            acl.tick();
                         }
                     }
                 }

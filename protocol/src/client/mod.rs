@@ -196,13 +196,15 @@ impl Client {
             .store(timeout.as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// Signs every request from now on with `credentials` (RocketMQ's ACL signature).
+    /// Signs every request from now on with `credentials` (RocketMQ's ACL signature), with
+    /// a timestamp and nonce for brokers that refuse replays.
     pub fn set_credentials(&self, credentials: Credentials) {
         *self.inner.credentials.lock().unwrap() = Some(credentials);
     }
 
     fn sign(&self, command: &mut RemotingCommand) {
         if let Some(credentials) = self.inner.credentials.lock().unwrap().as_ref() {
+            acl::add_replay_fields(command);
             acl::sign(command, credentials);
         }
     }

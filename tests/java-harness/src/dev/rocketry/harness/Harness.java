@@ -5,6 +5,7 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.Semaphore;
@@ -27,6 +28,7 @@ import org.apache.rocketmq.common.consumer.ConsumeFromWhere;
 import org.apache.rocketmq.common.message.Message;
 import org.apache.rocketmq.common.message.MessageExt;
 import org.apache.rocketmq.remoting.RPCHook;
+import org.apache.rocketmq.remoting.protocol.RemotingCommand;
 
 /**
  * A small driver of the real RocketMQ Java client for Rocketry's tests. It is compiled
@@ -94,13 +96,34 @@ public final class Harness {
         return v;
     }
 
-    /** The client's ACL hook when the arguments give credentials, else none. */
+    /**
+     * The client's ACL hook when the arguments give credentials, else none. With
+     * {@code replayFields=true}, each request first gets the {@code Timestamp} and
+     * {@code Nonce} extFields that Rocketry's replay protection asks for, so the ACL hook
+     * signs them with the rest.
+     */
     static RPCHook aclHook(Map<String, String> args) {
         String accessKey = args.get("accessKey");
         if (accessKey == null) {
             return null;
         }
-        return new AclClientRPCHook(new SessionCredentials(accessKey, need(args, "secretKey")));
+        RPCHook acl = new AclClientRPCHook(new SessionCredentials(accessKey, need(args, "secretKey")));
+        if (!"true".equals(args.get("replayFields"))) {
+            return acl;
+        }
+        return new RPCHook() {
+            @Override
+            public void doBeforeRequest(String remoteAddr, RemotingCommand request) {
+                request.addExtField("Timestamp", Long.toString(System.currentTimeMillis()));
+                request.addExtField("Nonce", UUID.randomUUID().toString());
+                acl.doBeforeRequest(remoteAddr, request);
+            }
+
+            @Override
+            public void doAfterResponse(String remoteAddr, RemotingCommand request, RemotingCommand response) {
+                acl.doAfterResponse(remoteAddr, request, response);
+            }
+        };
     }
 
     private static byte[] body(String run, int index, int size) {
