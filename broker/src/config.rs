@@ -6,6 +6,8 @@ use std::fmt::Display;
 use std::path::Path;
 use std::str::FromStr;
 
+use protocol::client::ClientTls;
+
 use crate::error::{Error, Result};
 use crate::metrics::ExporterType;
 use crate::server::Limits;
@@ -178,6 +180,107 @@ settings! {
     }
 }
 
+settings! {
+    /// TLS on the remoting port (RocketMQ's `tls.server.*` keys), read from `broker.conf` or
+    /// `namesrv.conf`; in `standalone` the name server and the broker share them.
+    pub struct TlsConfig {
+        mode: TlsMode = TlsMode::Disabled => "tls.server.mode",
+        /// The server's certificate chain, PEM; read again when it changes.
+        cert_path: String = String::new() => "tls.server.certPath",
+        /// The server's private key, PEM (PKCS#8, PKCS#1 or SEC1); read again with the
+        /// certificate.
+        key_path: String = String::new() => "tls.server.keyPath",
+        need_client_auth: ClientAuth = ClientAuth::None => "tls.server.need.client.auth",
+        /// CA certificates that sign client certificates, PEM.
+        trust_cert_path: String = String::new() => "tls.server.trustCertPath",
+        /// The broker's own connections to name servers speak TLS.
+        client_enable: bool = false => "tls.enable",
+        /// Check the name server's certificate against `tls.client.trustCertPath`; without
+        /// it any certificate is taken (RocketMQ's default).
+        client_auth_server: bool = false => "tls.client.authServer",
+        client_trust_cert_path: String = String::new() => "tls.client.trustCertPath",
+        /// A certificate and key to show name servers that require client certificates.
+        client_cert_path: String = String::new() => "tls.client.certPath",
+        client_key_path: String = String::new() => "tls.client.keyPath",
+    }
+}
+
+impl TlsConfig {
+    /// The client side for the broker's connections to name servers, if `tls.enable`.
+    pub fn client(&self) -> Result<Option<ClientTls>> {
+        if !self.client_enable {
+            return Ok(None);
+        }
+        let path = |value: &str| (!value.is_empty()).then(|| Path::new(value).to_path_buf());
+        let trust = match (self.client_auth_server, path(&self.client_trust_cert_path)) {
+            (false, _) => None,
+            (true, Some(trust)) => Some(trust),
+            (true, None) => {
+                return Err(Error::Tls {
+                    reason: "tls.client.authServer=true needs tls.client.trustCertPath".into(),
+                })
+            }
+        };
+        let identity = path(&self.client_cert_path).zip(path(&self.client_key_path));
+        let identity = identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+        ClientTls::new(trust.as_deref(), identity)
+            .map(Some)
+            .map_err(crate::server::tls_error)
+    }
+}
+
+/// Which clients the remoting port speaks to (RocketMQ's `TlsMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plaintext only.
+    Disabled,
+    /// TLS and plaintext clients on the same port.
+    Permissive,
+    /// TLS clients only.
+    Enforcing,
+}
+
+/// Whether clients must show a certificate (RocketMQ's `tls.server.need.client.auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    None,
+    Optional,
+    Require,
+}
+
+/// Lowercase names, as RocketMQ writes them, both ways.
+macro_rules! named_values {
+    ($type:ident { $($variant:ident => $name:literal,)* }) => {
+        impl FromStr for $type {
+            type Err = String;
+            fn from_str(text: &str) -> std::result::Result<Self, String> {
+                match text.trim().to_ascii_lowercase().as_str() {
+                    $($name => Ok($type::$variant),)*
+                    _ => Err(format!("expected one of: {}", [$($name),*].join(", "))),
+                }
+            }
+        }
+
+        impl Display for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(match self { $($type::$variant => $name,)* })
+            }
+        }
+    };
+}
+
+named_values!(TlsMode {
+    Disabled => "disabled",
+    Permissive => "permissive",
+    Enforcing => "enforcing",
+});
+
+named_values!(ClientAuth {
+    None => "none",
+    Optional => "optional",
+    Require => "require",
+});
+
 fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|source| Error::ConfigFile {
         path: path.to_path_buf(),
@@ -212,16 +315,18 @@ impl NamesrvConfig {
         )
     }
 
-    /// Reads a `namesrv.conf`; returns the settings and the keys it did not know.
-    pub fn load(path: &Path) -> Result<(NamesrvConfig, Vec<String>)> {
+    /// Reads a `namesrv.conf`; returns the settings, its TLS settings and the keys it did
+    /// not know.
+    pub fn load(path: &Path) -> Result<(NamesrvConfig, TlsConfig, Vec<String>)> {
         let mut config = NamesrvConfig::default();
+        let mut tls = TlsConfig::default();
         let mut unknown = Vec::new();
         for entry in properties::parse(&read(path)?) {
-            if !config.set(&entry.key, &entry.value)? {
+            if !config.set(&entry.key, &entry.value)? && !tls.set(&entry.key, &entry.value)? {
                 unknown.push(entry.key);
             }
         }
-        Ok((config, unknown))
+        Ok((config, tls, unknown))
     }
 }
 
@@ -333,6 +438,8 @@ pub struct Settings {
     pub broker: BrokerConfig,
     pub store: store::StoreConfig,
     pub namesrv: NamesrvConfig,
+    /// TLS of the broker's port and, in `standalone`, of the name server's too.
+    pub tls: TlsConfig,
     /// Keys no part of Rocketry reads; reported at start so a typo is not silent.
     pub unknown_keys: Vec<String>,
 }
@@ -361,8 +468,9 @@ impl Settings {
     /// Sets one key in whichever part owns it. `listenPort` and `bindAddress` mean the
     /// broker's in a broker file; the name server reads its own file.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
-        let known =
-            self.broker.set(key, value)? || store_settings::set(&mut self.store, key, value)?;
+        let known = self.broker.set(key, value)?
+            || store_settings::set(&mut self.store, key, value)?
+            || self.tls.set(key, value)?;
         if !known && !self.namesrv.set(key, value)? {
             self.unknown_keys.push(key.to_string());
         }
@@ -487,6 +595,7 @@ mod tests {
         let keys = NamesrvConfig::KEYS
             .iter()
             .chain(BrokerConfig::KEYS)
+            .chain(TlsConfig::KEYS)
             .copied()
             .chain(store_keys.iter().map(String::as_str));
         for key in keys {

@@ -25,6 +25,9 @@ pub enum Error {
     #[error("ACL file {path}: {reason}")]
     AclFile { path: PathBuf, reason: String },
 
+    #[error("TLS: {reason}")]
+    Tls { reason: String },
+
     #[error("state file {path} is damaged: {reason}")]
     StateFile { path: PathBuf, reason: String },
 

@@ -155,17 +155,17 @@ async fn main() -> anyhow::Result<()> {
             run::run_standalone(settings, namesrv, broker, shutdown_signal()).await?;
         }
         Command::Namesrv { config } => {
-            let namesrv = match config {
+            let (namesrv, tls) = match config {
                 Some(path) => {
-                    let (namesrv, unknown) = NamesrvConfig::load(&path)?;
+                    let (namesrv, tls, unknown) = NamesrvConfig::load(&path)?;
                     warn_unknown(&unknown);
-                    namesrv
+                    (namesrv, tls)
                 }
-                None => NamesrvConfig::default(),
+                None => Default::default(),
             };
             let listener =
                 run::bind(&format!("{}:{}", namesrv.bind_address, namesrv.listen_port)).await?;
-            run::run_namesrv(namesrv, listener, shutdown_signal()).await?;
+            run::run_namesrv(namesrv, &tls, listener, shutdown_signal()).await?;
         }
         Command::Broker { config } => {
             let settings = Settings::load(&config)?;

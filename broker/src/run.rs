@@ -9,13 +9,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::broker::{metrics as broker_metrics, Broker};
-use crate::config::{NamesrvConfig, Settings};
+use crate::config::{NamesrvConfig, Settings, TlsConfig, TlsMode};
 use crate::error::{Error, Result};
 use crate::health::Readiness;
 use crate::http::Endpoint;
 use crate::metrics::ExporterType;
 use crate::namesrv::Namesrv;
-use crate::server;
+use crate::server::{self, TlsServer};
 
 /// Binds `addr`, naming it in the error.
 pub async fn bind(addr: &str) -> Result<TcpListener> {
@@ -30,11 +30,13 @@ pub async fn bind(addr: &str) -> Result<TcpListener> {
 /// Serves a name server on `listener` until `shutdown` resolves.
 pub async fn run_namesrv(
     mut config: NamesrvConfig,
+    tls: &TlsConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     listening_on(&mut config, &listener);
     let limits = config.server_limits();
+    let tls = TlsServer::from_config(tls)?;
     let registry = Registry::new();
     let endpoint = Endpoint::start(
         &config.http_addr(),
@@ -49,7 +51,7 @@ pub async fn run_namesrv(
         .expect("each metric registers once");
     namesrv.spawn_expiry();
     info!(addr = %local_addr(&listener), "name server ready");
-    server::serve(listener, namesrv, limits, shutdown).await;
+    server::serve(listener, namesrv, limits, tls, shutdown).await;
     endpoint.stop().await;
     info!("name server stopped");
     Ok(())
@@ -83,6 +85,8 @@ impl RunningBroker {
         // With listenPort 0 (tests) the advertised address must carry the real port.
         settings.broker.listen_port = local_addr(&listener).port();
         let limits = settings.broker.server_limits();
+        let tls = TlsServer::from_config(&settings.tls)?;
+        let namesrv_tls = settings.tls.client()?;
         // Filled once the store has recovered; a scrape before then finds no series.
         let registry = Registry::new();
         let opened = Arc::new(OnceLock::new());
@@ -96,7 +100,8 @@ impl RunningBroker {
         // Recovery reads and checks the CommitLog's tail, which may take minutes: on a
         // blocking thread, so the endpoint keeps answering on the runtime's.
         let (config, store) = (settings.broker, settings.store);
-        let broker = match tokio::task::spawn_blocking(move || Broker::open(config, store)).await {
+        let opening = move || Broker::open_with_tls(config, store, namesrv_tls);
+        let broker = match tokio::task::spawn_blocking(opening).await {
             Ok(Ok(broker)) => broker,
             Ok(Err(error)) => {
                 endpoint.stop().await;
@@ -111,6 +116,7 @@ impl RunningBroker {
             listener,
             broker.clone(),
             limits,
+            tls,
             stop.clone().cancelled_owned(),
         ));
         broker.start().await;
@@ -165,6 +171,10 @@ pub async fn run_standalone(
 ) -> Result<()> {
     let namesrv_addr = local_addr(&namesrv_listener);
     settings.broker.namesrv_addr = format!("127.0.0.1:{}", namesrv_addr.port());
+    // The broker's own name server takes only TLS in enforcing mode, so the broker speaks it.
+    if settings.tls.mode == TlsMode::Enforcing {
+        settings.tls.client_enable = true;
+    }
     listening_on(&mut settings.namesrv, &namesrv_listener);
     let namesrv = Namesrv::new(settings.namesrv.clone());
     namesrv.spawn_expiry();
@@ -173,6 +183,7 @@ pub async fn run_standalone(
         namesrv_listener,
         namesrv.clone(),
         settings.namesrv.server_limits(),
+        TlsServer::from_config(&settings.tls)?,
         namesrv_stop.clone().cancelled_owned(),
     ));
     let running = RunningBroker::start(settings, broker_listener).await?;

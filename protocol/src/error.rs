@@ -8,6 +8,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A TLS setting that cannot be used (an unreadable certificate, a bad server name).
+    #[error("TLS: {0}")]
+    Tls(String),
+
     /// The length prefix announces more than the remoting frame limit; the peer must be
     /// disconnected because the stream can no longer be resynchronised.
     #[error("frame of {length} bytes (with its length prefix) exceeds the {max} byte limit")]

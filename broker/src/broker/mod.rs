@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
+use protocol::client::ClientTls;
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 use store::MessageStore;
 use tokio::sync::Notify;
@@ -106,6 +107,15 @@ pub struct Broker {
 impl Broker {
     /// Opens the store and the broker's state files.
     pub fn open(config: BrokerConfig, store_config: store::StoreConfig) -> Result<Arc<Broker>> {
+        Broker::open_with_tls(config, store_config, None)
+    }
+
+    /// [`Broker::open`], reaching its name servers over TLS with `namesrv_tls`.
+    pub fn open_with_tls(
+        config: BrokerConfig,
+        store_config: store::StoreConfig,
+        namesrv_tls: Option<ClientTls>,
+    ) -> Result<Arc<Broker>> {
         let config_dir = store_config.store_path_root_dir.join(STATE_DIR);
         let delay_levels =
             schedule::DelayLevels::parse(&config.message_delay_level).map_err(|reason| {
@@ -156,7 +166,7 @@ impl Broker {
                 arrived.tags_code,
             )
         });
-        let registrar = registration::Registrar::new(config.namesrv_addrs());
+        let registrar = registration::Registrar::new(config.namesrv_addrs()).with_tls(namesrv_tls);
         let store_host = SocketAddr::new(resolve_ip(&config.broker_ip1), config.listen_port);
         let metrics = metrics::BrokerMetrics::new(&config);
         let acl = match config.acl_checks() {

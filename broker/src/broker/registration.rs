@@ -17,6 +17,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use parking_lot::Mutex;
 use protocol::body::{self, perm, RegisterBrokerBody, TopicConfigSerializeWrapper};
+use protocol::client::ClientTls;
 use protocol::header::{RegisterBrokerRequestHeader, UnregisterBrokerRequestHeader};
 use protocol::{Client, RemotingCommand, RequestCode, ResponseCode};
 use tokio::sync::watch;
@@ -59,6 +60,8 @@ pub struct Registrar {
     /// The task that turns `topics_changed` into generations and the one that follows
     /// `namesrvs`.
     duties: Mutex<Vec<JoinHandle<()>>>,
+    /// TLS for the connections to name servers (`tls.enable`), if on.
+    tls: Option<ClientTls>,
 }
 
 impl Registrar {
@@ -74,7 +77,14 @@ impl Registrar {
             progress: watch::Sender::new(progress),
             tasks: Mutex::new(HashMap::new()),
             duties: Mutex::new(Vec::new()),
+            tls: None,
         }
+    }
+
+    /// Connects to name servers over TLS with `tls`.
+    pub fn with_tls(mut self, tls: Option<ClientTls>) -> Registrar {
+        self.tls = tls;
+        self
     }
 
     /// Registers with `namesrvs` from now on, in place of the name servers before.
@@ -235,7 +245,7 @@ async fn keep_registered(broker: Arc<Broker>, addr: String) {
         let request = register_request(&broker);
         let accepted = tokio::select! {
             _ = broker.stopping.cancelled() => return,
-            accepted = register(&addr, &mut connection, request) => accepted,
+            accepted = register(&broker.registrar, &addr, &mut connection, request) => accepted,
         };
         broker.registrar.progress.send_if_modified(|all| {
             // Gone when the name server left the list while this registration was under way.
@@ -298,8 +308,13 @@ fn register_request(broker: &Broker) -> RemotingCommand {
 }
 
 /// Sends one registration; true when the name server accepted it.
-async fn register(addr: &str, connection: &mut Option<Client>, request: RemotingCommand) -> bool {
-    match invoke(addr, connection, request).await {
+async fn register(
+    registrar: &Registrar,
+    addr: &str,
+    connection: &mut Option<Client>,
+    request: RemotingCommand,
+) -> bool {
+    match invoke(registrar, addr, connection, request).await {
         Ok(response) if response.code == ResponseCode::Success.as_i32() => {
             debug!(namesrv = %addr, "registered");
             true
@@ -317,12 +332,13 @@ async fn register(addr: &str, connection: &mut Option<Client>, request: Remoting
 
 /// Sends over the cached connection, reconnecting once if it is gone.
 async fn invoke(
+    registrar: &Registrar,
     addr: &str,
     slot: &mut Option<Client>,
     request: RemotingCommand,
 ) -> protocol::Result<RemotingCommand> {
     if slot.as_ref().is_none_or(Client::is_closed) {
-        *slot = Some(connect(addr).await?);
+        *slot = Some(connect(addr, registrar.tls.as_ref()).await?);
     }
     let client = slot.as_ref().expect("connected above");
     let result = client.invoke(request, REQUEST_TIMEOUT).await;
@@ -332,8 +348,8 @@ async fn invoke(
     result
 }
 
-async fn connect(addr: &str) -> protocol::Result<Client> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, Client::connect(addr)).await {
+async fn connect(addr: &str, tls: Option<&ClientTls>) -> protocol::Result<Client> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, Client::connect_with_tls(addr, tls)).await {
         Ok(connected) => connected,
         Err(_) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
@@ -370,7 +386,8 @@ async fn unregister(broker: &Broker, addr: &str) {
     };
     let request = RemotingCommand::request(RequestCode::UnregisterBroker, &header);
     let mut slot = None;
-    match tokio::time::timeout(UNREGISTER_TIMEOUT, invoke(addr, &mut slot, request)).await {
+    let unregistering = invoke(&broker.registrar, addr, &mut slot, request);
+    match tokio::time::timeout(UNREGISTER_TIMEOUT, unregistering).await {
         Ok(Ok(_)) => debug!(namesrv = %addr, "unregistered"),
         Ok(Err(error)) => {
             warn!(namesrv = %addr, %error, "cannot unregister from the name server")

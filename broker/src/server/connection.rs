@@ -15,7 +15,6 @@ use std::time::Duration;
 use bytes::Buf;
 use protocol::{RemotingCommand, ResponseCode};
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
@@ -24,7 +23,8 @@ use tracing::{debug, trace, warn};
 
 use super::channel::Outgoing;
 use super::frame_reader::{FrameReader, ReadError};
-use super::{Channel, Limits, Service};
+use super::tls::{self, WriteSide};
+use super::{Channel, Limits, Service, TlsServer};
 
 /// Most frames handed to one vectored write.
 const MAX_BATCH: usize = 64;
@@ -48,13 +48,24 @@ pub(super) async fn serve<S: Service>(
     peer: SocketAddr,
     service: Arc<S>,
     limits: Limits,
+    tls: Option<Arc<TlsServer>>,
     closing: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
     let Ok(local) = stream.local_addr() else {
         return;
     };
-    let (read_half, write_half) = stream.into_split();
+    let (read_half, write_half) = match tls {
+        None => tls::plain(stream),
+        Some(tls) => match tls.accept(stream, limits.frame_timeout).await {
+            Ok(halves) => halves,
+            // A plaintext client in enforcing mode ends here, as does a failed handshake.
+            Err(error) => {
+                debug!(%peer, %error, "TLS handshake failed; closing the connection");
+                return;
+            }
+        },
+    };
     let (channel, queue) = Channel::open(peer, local, &limits);
     debug!(%peer, id = channel.id(), "connection opened");
     let done = CancellationToken::new();
@@ -152,7 +163,7 @@ async fn handle<S: Service>(
 
 /// Writes queued frames until `done`, then whatever is still queued.
 async fn write(
-    mut socket: OwnedWriteHalf,
+    mut socket: WriteSide,
     mut queue: mpsc::Receiver<Outgoing>,
     done: CancellationToken,
     peer: SocketAddr,
@@ -182,9 +193,9 @@ async fn write(
 }
 
 /// Writes every frame of `batch`, dropping each (and so giving back its budgets) as soon
-/// as it is written.
+/// as it is written, then flushes (a TLS session may hold the last record back).
 async fn write_batch(
-    socket: &mut OwnedWriteHalf,
+    socket: &mut WriteSide,
     batch: &mut VecDeque<Outgoing>,
 ) -> std::io::Result<()> {
     while !batch.is_empty() {
@@ -209,5 +220,5 @@ async fn write_batch(
             }
         }
     }
-    Ok(())
+    socket.flush().await
 }

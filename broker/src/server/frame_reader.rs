@@ -9,9 +9,9 @@ use bytes::{Bytes, BytesMut};
 use protocol::frame::MAX_FRAME_LENGTH;
 use protocol::RemotingCommand;
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::time::Instant;
 
+use super::tls::ReadSide;
 use super::{HeaderCheck, Limits};
 
 /// Bytes asked of the socket per read. Small requests arrive many to a read; a large
@@ -40,7 +40,7 @@ pub enum ReadError {
 }
 
 pub struct FrameReader {
-    socket: OwnedReadHalf,
+    socket: ReadSide,
     buffer: BytesMut,
     limits: Limits,
     last_read: Instant,
@@ -55,7 +55,7 @@ pub struct FrameReader {
 
 impl FrameReader {
     pub fn new(
-        socket: OwnedReadHalf,
+        socket: ReadSide,
         limits: Limits,
         large_frame_check: Option<HeaderCheck>,
     ) -> FrameReader {

@@ -6,6 +6,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::{FrameReader, ReadError};
+use crate::server::tls::ReadSide;
 use crate::server::Limits;
 
 const SHORT: Duration = Duration::from_millis(200);
@@ -18,7 +19,10 @@ async fn connected(limits: Limits) -> (FrameReader, TcpStream) {
         .unwrap();
     let (server, _) = listener.accept().await.unwrap();
     let (read_half, _write_half) = server.into_split();
-    (FrameReader::new(read_half, limits, None), client)
+    (
+        FrameReader::new(ReadSide::Plain(read_half), limits, None),
+        client,
+    )
 }
 
 fn limits(first_frame_max_bytes: usize, timeouts: Option<Duration>) -> Limits {
@@ -108,7 +112,7 @@ async fn with_a_check_every_large_frame_header_must_pass_it_before_its_body_is_r
     let (read_half, _write_half) = server.into_split();
     let check: crate::server::HeaderCheck =
         std::sync::Arc::new(|header: &RemotingCommand| header.ext_fields.contains_key("AccessKey"));
-    let mut reader = FrameReader::new(read_half, limits(1024, None), Some(check));
+    let mut reader = FrameReader::new(ReadSide::Plain(read_half), limits(1024, None), Some(check));
     // Small frames pass unchecked, and the connection has now spoken.
     client.write_all(&request(1, vec![])).await.unwrap();
     assert_eq!(reader.next().await.unwrap().unwrap().opaque, 1);

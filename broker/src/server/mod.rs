@@ -6,6 +6,7 @@ mod channel;
 mod connection;
 mod frame_reader;
 mod limits;
+mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,6 +23,8 @@ use tracing::warn;
 
 pub use channel::Channel;
 pub use limits::Limits;
+pub(crate) use tls::protocol_error as tls_error;
+pub use tls::TlsServer;
 
 /// How long a graceful stop waits for requests already being processed.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -52,22 +55,33 @@ pub type HeaderCheck = Arc<dyn Fn(&RemotingCommand) -> bool + Send + Sync>;
 /// How often, at most, refused connections are logged.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
+/// How often the TLS certificate files are looked at for a change.
+const CERTIFICATE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Serves `listener` until `shutdown` resolves, then stops accepting, lets requests in
-/// flight finish (up to a bound) and returns.
+/// flight finish (up to a bound) and returns. With `tls`, connections speak TLS as its
+/// mode says.
 pub async fn serve<S: Service>(
     listener: TcpListener,
     service: Arc<S>,
     limits: Limits,
+    tls: Option<Arc<TlsServer>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let tracker = TaskTracker::new();
     let closing = CancellationToken::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut refusals = Refusals::default();
+    let mut certificate_check = tokio::time::interval(CERTIFICATE_CHECK_INTERVAL);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            _ = certificate_check.tick(), if tls.is_some() => {
+                if let Some(tls) = &tls {
+                    tls.reload_if_changed();
+                }
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     // Accepting and closing at once, rather than leaving connections in the
@@ -79,8 +93,9 @@ pub async fn serve<S: Service>(
                     };
                     let service = service.clone();
                     let closing = closing.clone();
+                    let tls = tls.clone();
                     tracker.spawn(async move {
-                        connection::serve(stream, peer, service, limits, closing).await;
+                        connection::serve(stream, peer, service, limits, tls, closing).await;
                         drop(slot);
                     });
                 }

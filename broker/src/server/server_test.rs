@@ -70,6 +70,7 @@ async fn start(limits: Limits, body_size: usize) -> Server {
         listener,
         service.clone(),
         limits,
+        None,
         stop.clone().cancelled_owned(),
     ));
     Server {

@@ -66,8 +66,17 @@ fn tail(text: &str, lines: usize) -> String {
 
 /// Runs the Java harness (tests/java-harness) with the given client version.
 pub fn java_client(version: &str, args: &[String]) -> Value {
+    java_client_with_jvm_options(version, args, "")
+}
+
+/// [`java_client`] with more JVM options, such as the client's TLS system properties.
+pub fn java_client_with_jvm_options(version: &str, args: &[String], options: &str) -> Value {
     let mut command = Command::new(repo_root().join("scripts/peers/java-clients"));
-    command.arg("run").arg(version).args(args);
+    command
+        .arg("run")
+        .arg(version)
+        .args(args)
+        .env("JAVA_CLIENT_OPTS", options);
     run_for_result(command)
 }
 

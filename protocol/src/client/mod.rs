@@ -9,8 +9,10 @@
 
 mod admin_api;
 mod api;
+mod tls;
 
 pub use api::{PullResult, PullStatus, SendResult};
+pub use tls::{pem_certificates, ClientTls};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -147,6 +149,23 @@ impl Client {
         Self::connect_inner(addr, Some(handler)).await
     }
 
+    /// Connects to `addr` (`host:port`), over TLS when `tls` is given.
+    pub async fn connect_with_tls(addr: &str, tls: Option<&ClientTls>) -> Result<Client> {
+        let Some(tls) = tls else {
+            return Self::connect(addr).await;
+        };
+        let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+        let name = tls::server_name(host.trim_start_matches('[').trim_end_matches(']'))?;
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let peer = stream.peer_addr()?;
+        let session = tokio_rustls::TlsConnector::from(tls.0.clone())
+            .connect(name, stream)
+            .await?;
+        let (read_half, write_half) = tokio::io::split(session);
+        Ok(Self::start(read_half, write_half, peer, None))
+    }
+
     async fn connect_inner(
         addr: impl ToSocketAddrs,
         handler: Option<mpsc::Sender<RemotingCommand>>,
@@ -155,13 +174,27 @@ impl Client {
         stream.set_nodelay(true)?;
         let peer = stream.peer_addr()?;
         let (read_half, write_half) = stream.into_split();
+        Ok(Self::start(read_half, write_half, peer, handler))
+    }
+
+    /// Starts the reader and writer tasks over the connection's halves.
+    fn start<R, W>(
+        read_half: R,
+        write_half: W,
+        peer: SocketAddr,
+        handler: Option<mpsc::Sender<RemotingCommand>>,
+    ) -> Client
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Some(HashMap::new())),
         });
         let (outbound, queue) = mpsc::channel(OUTBOUND_QUEUE);
         tokio::spawn(write_loop(write_half, queue, shared.clone()));
         let reader = tokio::spawn(read_loop(read_half, handler, shared.clone()));
-        Ok(Client {
+        Client {
             inner: Arc::new(Inner {
                 shared,
                 outbound,
@@ -173,7 +206,7 @@ impl Client {
                 peer,
                 credentials: Mutex::new(None),
             }),
-        })
+        }
     }
 
     pub fn peer_addr(&self) -> SocketAddr {
@@ -269,8 +302,8 @@ impl Client {
     }
 }
 
-async fn write_loop(
-    write_half: OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    write_half: W,
     mut queue: mpsc::Receiver<RemotingCommand>,
     shared: Arc<Shared>,
 ) {
@@ -301,8 +334,8 @@ async fn write_loop(
     }
 }
 
-async fn read_loop(
-    read_half: OwnedReadHalf,
+async fn read_loop<R: AsyncRead + Unpin>(
+    read_half: R,
     handler: Option<mpsc::Sender<RemotingCommand>>,
     shared: Arc<Shared>,
 ) {
