@@ -86,6 +86,11 @@ settings! {
         server_channel_max_idle_time_seconds: u64 = 120 => "serverChannelMaxIdleTimeSeconds",
         server_frame_timeout_seconds: u64 = 30 => "serverFrameTimeoutSeconds",
         server_first_frame_max_bytes: usize = 64 * 1024 => "serverFirstFrameMaxBytes",
+        /// KV config, settings and write-permission changes need an administrator of
+        /// `aclFile` (docs/security.md).
+        acl_enable: bool = false => "aclEnable",
+        acl_file: String = String::new() => "aclFile",
+        acl_free_authentication_failures: u32 = 3 => "aclFreeAuthenticationFailures",
         /// The HTTP endpoint: health always, metrics with PROM (docs/observability.md); the
         /// broker's keys, with a port of its own so a name server and a broker on one host
         /// both start with the defaults.
@@ -158,6 +163,9 @@ settings! {
         /// this many seconds of the broker's clock and a `Nonce` not used before (Rocketry's
         /// own replay protection; docs/security.md).
         acl_replay_window_seconds: u64 = 0 => "aclReplayWindowSeconds",
+        /// Failed authentications from one address within a minute answered at once; each
+        /// later one waits twice as long as the one before, from 100 ms up to 5 s.
+        acl_free_authentication_failures: u32 = 3 => "aclFreeAuthenticationFailures",
         /// Limits of the broker's connections; see docs/reliability.md ("Limits").
         server_max_connections: usize = 10_000 => "serverMaxConnections",
         /// Well above what a Java client keeps in flight: a push consumer holds one pull

@@ -8,7 +8,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::broker::{metrics as broker_metrics, Broker};
+use crate::acl::Acl;
+use crate::broker::{metrics as broker_metrics, Broker, STATE_DIR};
 use crate::config::{NamesrvConfig, Settings, TlsConfig, TlsMode};
 use crate::error::{Error, Result};
 use crate::health::Readiness;
@@ -45,7 +46,8 @@ pub async fn run_namesrv(
         Readiness::Listening,
     )
     .await?;
-    let namesrv = Namesrv::new(config);
+    let acl = Acl::for_namesrv(&config)?;
+    let namesrv = Namesrv::with_acl(config, acl);
     namesrv
         .register_metrics(&registry)
         .expect("each metric registers once");
@@ -176,7 +178,10 @@ pub async fn run_standalone(
         settings.tls.client_enable = true;
     }
     listening_on(&mut settings.namesrv, &namesrv_listener);
-    let namesrv = Namesrv::new(settings.namesrv.clone());
+    // The broker's ACL settings and users guard its name server's changes too.
+    let state_dir = settings.store.store_path_root_dir.join(STATE_DIR);
+    let acl = Acl::for_broker(&settings.broker, &state_dir)?;
+    let namesrv = Namesrv::with_acl(settings.namesrv.clone(), acl);
     namesrv.spawn_expiry();
     let namesrv_stop = CancellationToken::new();
     let namesrv_task = tokio::spawn(server::serve(

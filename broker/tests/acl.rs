@@ -39,10 +39,18 @@ accounts:
 /// A standalone broker with the ACL on, reading `accounts` from a file of its own; the file
 /// lives as long as the returned directory.
 fn broker_with_acl(accounts: &str) -> (Rocketry, tempfile::TempDir) {
+    broker_with_acl_and(accounts, "")
+}
+
+/// [`broker_with_acl`] with more broker.conf lines.
+fn broker_with_acl_and(accounts: &str, config: &str) -> (Rocketry, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("plain_acl.yml");
     std::fs::write(&file, accounts).unwrap();
-    let rocketry = Rocketry::standalone(&format!("aclEnable=true\naclFile={}\n", file.display()));
+    let rocketry = Rocketry::standalone(&format!(
+        "aclEnable=true\naclFile={}\n{config}",
+        file.display()
+    ));
     (rocketry, dir)
 }
 
@@ -112,7 +120,9 @@ fn assert_refused(sent: &Value, remark: &str) {
 
 #[test]
 fn java_clients_are_authenticated_and_held_to_their_grants() {
-    let (rocketry, _acl) = broker_with_acl(ACCOUNTS);
+    // The refused clients below fail authentication many times (each send is tried three
+    // times, besides heartbeats); this test wants each refusal answered at once.
+    let (rocketry, _acl) = broker_with_acl_and(ACCOUNTS, "aclFreeAuthenticationFailures=100000\n");
     let n = &rocketry.namesrv;
     for topic in ["orders", "orders-audit", "orders-eu"] {
         rocketry_admin_as("admin", n, &["topic", "create", "-t", topic]);
@@ -436,13 +446,7 @@ async fn permissions_changed_at_run_time_apply_without_a_restart_and_survive_one
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_replay_protection_a_captured_signed_request_is_refused_the_second_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("plain_acl.yml");
-    std::fs::write(&file, ACCOUNTS).unwrap();
-    let rocketry = Rocketry::standalone(&format!(
-        "aclEnable=true\naclFile={}\naclReplayWindowSeconds=60\n",
-        file.display()
-    ));
+    let (rocketry, _acl) = broker_with_acl_and(ACCOUNTS, "aclReplayWindowSeconds=60\n");
     let n = rocketry.namesrv.clone();
     let broker = rocketry.broker_addr.clone().unwrap();
     let admin = signed_client(&broker, "admin", SECRET).await;
@@ -494,6 +498,78 @@ async fn with_replay_protection_a_captured_signed_request_is_refused_the_second_
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_name_server_takes_changes_from_administrators_only() {
+    use protocol::header::{KvConfigKeyRequestHeader, PutKvConfigRequestHeader};
+    let (rocketry, _acl) = broker_with_acl(ACCOUNTS);
+    let n = rocketry.namesrv.clone();
+    let put = |value: &str| {
+        RemotingCommand::request(
+            RequestCode::PutKvConfig,
+            &PutKvConfigRequestHeader {
+                namespace: "ORDER_TOPIC_CONFIG".into(),
+                key: "orders".into(),
+                value: value.into(),
+            },
+        )
+    };
+    let anonymous = Client::connect(&n).await.unwrap();
+    let user = signed_client(&n, "producer", SECRET).await;
+    let admin = signed_client(&n, "admin", SECRET).await;
+    let timeout = Duration::from_secs(5);
+    let refused = anonymous.invoke(put("broker-a:8"), timeout).await.unwrap();
+    assert_eq!(refused.code, ResponseCode::NoPermission as i32);
+    assert!(refused.remark.unwrap_or_default().contains("no AccessKey"));
+    let refused = user.invoke(put("broker-a:8"), timeout).await.unwrap();
+    assert_eq!(refused.code, ResponseCode::NoPermission as i32);
+    let remark = refused.remark.unwrap_or_default();
+    assert!(
+        remark.contains("User:producer is not an administrator; PUT_KV_CONFIG"),
+        "{remark}"
+    );
+    let done = admin.invoke(put("broker-a:4"), timeout).await.unwrap();
+    assert_eq!(done.code, ResponseCode::Success as i32, "{:?}", done.remark);
+    // Reads stay open: unsigned clients need routes and order configs.
+    let get = RemotingCommand::request(
+        RequestCode::GetKvConfig,
+        &KvConfigKeyRequestHeader {
+            namespace: "ORDER_TOPIC_CONFIG".into(),
+            key: "orders".into(),
+        },
+    );
+    let read = anonymous.invoke(get, timeout).await.unwrap();
+    assert_eq!(read.code, ResponseCode::Success as i32, "{:?}", read.remark);
+    assert_eq!(
+        read.ext_fields.get("value").map(String::as_str),
+        Some("broker-a:4")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_keeps_failing_authentication_is_answered_ever_more_slowly() {
+    let (rocketry, _acl) = broker_with_acl(ACCOUNTS);
+    let guesser = signed_client(
+        rocketry.broker_addr.as_deref().unwrap(),
+        "producer",
+        "guess",
+    )
+    .await;
+    let started = Instant::now();
+    for _ in 0..7 {
+        let answer = guesser
+            .invoke(send_request("orders"), Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(answer.code, ResponseCode::NoPermission as i32);
+    }
+    // Three free failures, then waits of 100, 200, 400 and 800 ms: at least 1.5 s in all.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "seven failures answered in {:?}",
+        started.elapsed()
+    );
+}
+
 /// Who sends a request, for the decision table.
 const IDENTITIES: [&str; 5] = [
     "anonymous",
@@ -524,7 +600,8 @@ async fn the_decision_table_of_docs_security_is_what_the_broker_does() {
     let accounts = "accounts:\n  - {accessKey: admin, secretKey: s3cret-of-test, admin: true}\n  \
                     - {accessKey: user, secretKey: s3cret-of-test, topicPerms: [acl_topic=PUB|SUB], groupPerms: [acl_group=SUB]}\n  \
                     - {accessKey: stranger, secretKey: s3cret-of-test}\n";
-    let (rocketry, _acl) = broker_with_acl(accounts);
+    // Every refusal of the table's anonymous and wrong-secret columns at once.
+    let (rocketry, _acl) = broker_with_acl_and(accounts, "aclFreeAuthenticationFailures=100000\n");
     let broker = rocketry.broker_addr.clone().unwrap();
     let clients = [
         Client::connect(&broker).await.unwrap(),

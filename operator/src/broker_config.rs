@@ -46,6 +46,7 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "authorizationEnabled",
     "aclFile",
     "aclReplayWindowSeconds",
+    "aclFreeAuthenticationFailures",
     // Server limits (docs/reliability.md)
     "serverMaxConnections",
     "serverMaxRequestsInFlight",

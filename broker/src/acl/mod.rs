@@ -8,6 +8,7 @@
 
 mod accounts;
 mod address;
+mod backoff;
 mod needs;
 mod perm;
 mod replay;
@@ -15,13 +16,15 @@ mod replay;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::RwLock;
-use protocol::{acl as signing, RemotingCommand, RequestCode};
+use protocol::{acl as signing, RemotingCommand, RequestCode, ResponseCode};
 use tracing::{error, info, warn};
 
+use crate::config::{BrokerConfig, NamesrvConfig};
 use crate::error::{Error, Result};
+use crate::server::Channel;
 use accounts::Accounts;
 use needs::Resource;
 use perm::Access;
@@ -43,6 +46,38 @@ pub struct Acl {
     loaded: RwLock<Loaded>,
     /// Present when `aclReplayWindowSeconds` is above 0.
     replay: Option<replay::ReplayGuard>,
+    backoff: backoff::Backoff,
+}
+
+/// Why a request is refused: its NO_PERMISSION remark, and whether the sender was not
+/// authenticated at all (which slows the sender down) rather than lacking a grant.
+#[derive(Debug)]
+pub struct Denial {
+    pub remark: String,
+    pub unauthenticated: bool,
+}
+
+impl Denial {
+    fn unauthenticated(remark: String) -> Denial {
+        Denial {
+            remark,
+            unauthenticated: true,
+        }
+    }
+
+    fn unauthorized(remark: String) -> Denial {
+        Denial {
+            remark,
+            unauthenticated: false,
+        }
+    }
+}
+
+fn not_admin(access_key: &str, code: RequestCode) -> Denial {
+    Denial::unauthorized(format!(
+        "User:{access_key} is not an administrator; {} needs one.",
+        code.name()
+    ))
 }
 
 struct Loaded {
@@ -69,7 +104,68 @@ fn read(path: &Path) -> Result<Accounts> {
     Ok(accounts)
 }
 
+/// The ACL's users, in the broker's state folder unless `aclFile` names another file.
+pub const ACL_FILE: &str = "plain_acl.yml";
+
+/// The NO_PERMISSION answer to `request` when `check` denies it, after the wait a failed
+/// authentication earns; `None` when it may be served.
+pub async fn refusal(
+    acl: &Acl,
+    request: &RemotingCommand,
+    channel: &Channel,
+    check: fn(&Acl, &RemotingCommand, IpAddr) -> Result<(), Denial>,
+) -> Option<RemotingCommand> {
+    let peer = channel.peer_addr().ip();
+    let denial = check(acl, request, peer).err()?;
+    if denial.unauthenticated {
+        let wait = acl.failed_authentication(peer);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    Some(RemotingCommand::response_to(
+        request,
+        ResponseCode::NoPermission,
+        Some(denial.remark),
+    ))
+}
+
 impl Acl {
+    /// The broker's ACL as its config asks for it, if any; `state_dir` holds the default
+    /// users file.
+    pub fn for_broker(config: &BrokerConfig, state_dir: &Path) -> Result<Option<Arc<Acl>>> {
+        let Some(checks) = config.acl_checks() else {
+            return Ok(None);
+        };
+        let path = match config.acl_file.as_str() {
+            "" => state_dir.join(ACL_FILE),
+            path => PathBuf::from(path),
+        };
+        let replay = (config.acl_replay_window_seconds > 0)
+            .then(|| Duration::from_secs(config.acl_replay_window_seconds));
+        let trace_topic = config.msg_trace_topic_name.clone();
+        let free = config.acl_free_authentication_failures;
+        Acl::open(checks, path, trace_topic, replay, free).map(|acl| Some(Arc::new(acl)))
+    }
+
+    /// A stand-alone name server's ACL, with `aclEnable` in its own config: only its changes
+    /// are checked, so the file's grants do not matter, only who is an administrator.
+    pub fn for_namesrv(config: &NamesrvConfig) -> Result<Option<Arc<Acl>>> {
+        if !config.acl_enable {
+            return Ok(None);
+        }
+        if config.acl_file.is_empty() {
+            return Err(Error::AclFile {
+                path: PathBuf::new(),
+                reason: "a name server with aclEnable needs aclFile".into(),
+            });
+        }
+        let path = PathBuf::from(&config.acl_file);
+        let checks = Checks::AuthenticationAndAuthorization;
+        let free = config.acl_free_authentication_failures;
+        Acl::open(checks, path, String::new(), None, free).map(|acl| Some(Arc::new(acl)))
+    }
+
     /// Reads the accounts at start: a missing or invalid file stops the broker, since
     /// running with no users would refuse every client and running without the ACL would
     /// let every client in.
@@ -78,6 +174,7 @@ impl Acl {
         path: PathBuf,
         trace_topic: String,
         replay_window: Option<Duration>,
+        free_failures: u32,
     ) -> Result<Acl> {
         let stamp = stamp(&path);
         let accounts = read(&path)?;
@@ -91,6 +188,7 @@ impl Acl {
                 stamp,
             }),
             replay: replay_window.map(replay::ReplayGuard::new),
+            backoff: backoff::Backoff::new(free_failures),
         })
     }
 
@@ -101,6 +199,7 @@ impl Acl {
         if let Some(replay) = &self.replay {
             replay.prune();
         }
+        self.backoff.prune(Instant::now());
         self.reload_if_changed();
     }
 
@@ -134,27 +233,11 @@ impl Acl {
             .is_some_and(|key| self.loaded.read().accounts.get(key).is_some())
     }
 
-    /// `Ok` when `request`, from `peer`, may be served; else the remark of its NO_PERMISSION
-    /// answer. A remark names the user and what is missing, never a secret.
-    pub fn check(&self, request: &RemotingCommand, peer: IpAddr) -> Result<(), String> {
-        let Some(access_key) = request.ext_fields.get(signing::ACCESS_KEY) else {
-            return Err("no AccessKey: this broker takes only signed requests (ACL)".into());
-        };
-        let accounts = self.loaded.read().accounts.clone();
-        let Some(account) = accounts.get(access_key) else {
-            return Err(format!("User:{access_key} is not found."));
-        };
-        if let Some(addresses) = &account.addresses {
-            if !addresses.matches(peer) {
-                return Err(format!("User:{access_key} may not connect from {peer}."));
-            }
-        }
-        if !signing::verify(request, &account.secret) {
-            return Err(format!("check signature failed for User:{access_key}."));
-        }
-        if let Some(replay) = &self.replay {
-            replay.check(access_key, request)?;
-        }
+    /// `Ok` when `request`, from `peer`, may be served; else why not. A remark names the
+    /// user and what is missing, never a secret.
+    pub fn check(&self, request: &RemotingCommand, peer: IpAddr) -> Result<(), Denial> {
+        let (accounts, access_key) = self.authenticate(request, peer)?;
+        let account = accounts.get(access_key).expect("authenticated");
         if self.checks == Checks::Authentication || account.admin {
             return Ok(());
         }
@@ -163,10 +246,7 @@ impl Acl {
         };
         let needs = needs::of(code, request);
         if needs.admin {
-            return Err(format!(
-                "User:{access_key} is not an administrator; {} needs one.",
-                code.name()
-            ));
+            return Err(not_admin(access_key, code));
         }
         for (resource, access) in &needs.resources {
             let (kind, name, perm) = match resource {
@@ -183,11 +263,110 @@ impl Acl {
                     Access::Pub => "Pub",
                     Access::Sub => "Sub",
                 };
-                return Err(format!(
+                return Err(Denial::unauthorized(format!(
                     "User:{access_key} has no {wanted} permission on {kind}:{name}."
-                ));
+                )));
             }
         }
         Ok(())
+    }
+
+    /// For the name server's changes (KV config, its settings, write permissions): `Ok`
+    /// only for an administrator's signed request.
+    pub fn check_admin(&self, request: &RemotingCommand, peer: IpAddr) -> Result<(), Denial> {
+        let (accounts, access_key) = self.authenticate(request, peer)?;
+        match accounts.get(access_key) {
+            Some(account) if account.admin => Ok(()),
+            _ => Err(not_admin(
+                access_key,
+                RequestCode::from_i32(request.code).expect("the name server checks known codes"),
+            )),
+        }
+    }
+
+    /// The accounts in force and the user whose valid signature `request` carries.
+    fn authenticate<'r>(
+        &self,
+        request: &'r RemotingCommand,
+        peer: IpAddr,
+    ) -> Result<(Arc<Accounts>, &'r str), Denial> {
+        let Some(access_key) = request.ext_fields.get(signing::ACCESS_KEY) else {
+            return Err(Denial::unauthenticated(
+                "no AccessKey: this server takes only signed requests (ACL)".into(),
+            ));
+        };
+        let accounts = self.loaded.read().accounts.clone();
+        let Some(account) = accounts.get(access_key) else {
+            return Err(Denial::unauthenticated(format!(
+                "User:{access_key} is not found."
+            )));
+        };
+        if let Some(addresses) = &account.addresses {
+            if !addresses.matches(peer) {
+                return Err(Denial::unauthenticated(format!(
+                    "User:{access_key} may not connect from {peer}."
+                )));
+            }
+        }
+        if !signing::verify(request, &account.secret) {
+            return Err(Denial::unauthenticated(format!(
+                "check signature failed for User:{access_key}."
+            )));
+        }
+        if let Some(replay) = &self.replay {
+            replay
+                .check(access_key, request)
+                .map_err(Denial::unauthenticated)?;
+        }
+        Ok((accounts, access_key.as_str()))
+    }
+
+    /// How long to wait before answering a failed authentication from `peer` (see
+    /// [`backoff`]).
+    pub fn failed_authentication(&self, peer: IpAddr) -> Duration {
+        self.backoff.failed(peer, Instant::now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::acl::Credentials;
+
+    #[test]
+    fn a_name_server_with_acl_enable_needs_a_file_and_then_takes_admins_only() {
+        let mut config = NamesrvConfig {
+            acl_enable: true,
+            ..NamesrvConfig::default()
+        };
+        let error = Acl::for_namesrv(&config).err().expect("no aclFile");
+        assert!(error.to_string().contains("aclFile"), "{error}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain_acl.yml");
+        std::fs::write(
+            &file,
+            "accounts:\n  - {accessKey: ops, secretKey: s1, admin: true}\n  - {accessKey: app, secretKey: s2}\n",
+        )
+        .unwrap();
+        config.acl_file = file.display().to_string();
+        let acl = Acl::for_namesrv(&config).unwrap().expect("enabled");
+        let signed = |user: &str, secret: &str| {
+            let mut request = RemotingCommand::request(RequestCode::PutKvConfig, &());
+            protocol::acl::sign(
+                &mut request,
+                &Credentials {
+                    access_key: user.into(),
+                    secret_key: secret.into(),
+                },
+            );
+            request
+        };
+        let local = "127.0.0.1".parse().unwrap();
+        assert!(acl.check_admin(&signed("ops", "s1"), local).is_ok());
+        let user = acl.check_admin(&signed("app", "s2"), local).unwrap_err();
+        assert!(!user.unauthenticated && user.remark.contains("not an administrator"));
+        let wrong = acl.check_admin(&signed("ops", "nope"), local).unwrap_err();
+        assert!(wrong.unauthenticated);
     }
 }

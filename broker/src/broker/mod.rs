@@ -21,13 +21,12 @@ mod transaction;
 mod transaction_test;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 use protocol::client::ClientTls;
-use protocol::{RemotingCommand, RequestCode, ResponseCode};
+use protocol::{RemotingCommand, RequestCode};
 use store::MessageStore;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -61,8 +60,6 @@ pub const TRANSACTION_PROGRESS_FILE: &str = "transactionCheckOffset.json";
 pub const TIMER_PROGRESS_FILE: &str = "timerProgress.json";
 /// The timer wheel's files, under `storePathRootDir` (Apache's are `timerwheel` too).
 pub const TIMER_WHEEL_DIR: &str = "timerwheel";
-/// The ACL's users, in the state folder unless `aclFile` names another file.
-pub const ACL_FILE: &str = "plain_acl.yml";
 /// How soon a changed ACL file applies.
 const ACL_FILE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -169,19 +166,7 @@ impl Broker {
         let registrar = registration::Registrar::new(config.namesrv_addrs()).with_tls(namesrv_tls);
         let store_host = SocketAddr::new(resolve_ip(&config.broker_ip1), config.listen_port);
         let metrics = metrics::BrokerMetrics::new(&config);
-        let acl = match config.acl_checks() {
-            None => None,
-            Some(checks) => {
-                let path = match config.acl_file.as_str() {
-                    "" => config_dir.join(ACL_FILE),
-                    path => PathBuf::from(path),
-                };
-                let trace_topic = config.msg_trace_topic_name.clone();
-                let replay = (config.acl_replay_window_seconds > 0)
-                    .then(|| Duration::from_secs(config.acl_replay_window_seconds));
-                Some(Arc::new(Acl::open(checks, path, trace_topic, replay)?))
-            }
-        };
+        let acl = Acl::for_broker(&config, &config_dir)?;
         Ok(Arc::new(Broker {
             current: RwLock::new(config.clone()),
             config,
@@ -411,12 +396,11 @@ impl Broker {
 impl Service for Broker {
     async fn handle(&self, request: RemotingCommand, channel: &Channel) -> Option<RemotingCommand> {
         let started = Instant::now();
-        let refused = self.acl.as_ref().and_then(|acl| {
-            acl.check(&request, channel.peer_addr().ip())
-                .err()
-                .map(|remark| processor::reply(&request, ResponseCode::NoPermission, remark))
-        });
-        let response = match refused {
+        let denied = match &self.acl {
+            Some(acl) => crate::acl::refusal(acl, &request, channel, Acl::check).await,
+            None => None,
+        };
+        let response = match denied {
             Some(refusal) => refusal,
             None => self.answer(&request, channel).await,
         };

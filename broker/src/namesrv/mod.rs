@@ -24,6 +24,7 @@ use tracing::{info, warn};
 
 pub use route_table::{QueueLayout, Registration, RouteTable};
 
+use crate::acl::{self, Acl};
 use crate::config::NamesrvConfig;
 use crate::config_update;
 use crate::metrics::{Node, RpcLatency};
@@ -42,10 +43,28 @@ pub struct Namesrv {
     /// `rocketmq_rpc_latency` with `node_type="nameserver"`. A name server serves every
     /// cluster, so its series carry an empty `cluster`.
     rpc: RpcLatency,
+    /// With `aclEnable`, the changes of [`ADMIN_CODES`] need an administrator's signature.
+    acl: Option<Arc<Acl>>,
 }
+
+/// The name server's requests that change what it tells clients or how it runs. Routes and
+/// registrations stay open: clients and brokers do not sign what they send here.
+const ADMIN_CODES: &[RequestCode] = &[
+    RequestCode::PutKvConfig,
+    RequestCode::DeleteKvConfig,
+    RequestCode::UpdateNamesrvConfig,
+    RequestCode::DeleteTopicInNamesrv,
+    RequestCode::WipeWritePermOfBroker,
+    RequestCode::AddWritePermOfBroker,
+];
 
 impl Namesrv {
     pub fn new(config: NamesrvConfig) -> Arc<Namesrv> {
+        Namesrv::with_acl(config, None)
+    }
+
+    /// A name server whose changes need an administrator of `acl`.
+    pub fn with_acl(config: NamesrvConfig, acl: Option<Arc<Acl>>) -> Arc<Namesrv> {
         let node = Node::nameserver(
             "",
             &format!("{}:{}", config.bind_address, config.listen_port),
@@ -55,6 +74,7 @@ impl Namesrv {
             config: RwLock::new(config),
             routes: Mutex::new(RouteTable::default()),
             kv: Mutex::new(BTreeMap::new()),
+            acl,
         })
     }
 
@@ -78,6 +98,9 @@ impl Namesrv {
                 let Some(namesrv) = weak.upgrade() else {
                     return;
                 };
+                if let Some(acl) = &namesrv.acl {
+                    acl.tick();
+                }
                 let timeout =
                     Duration::from_millis(namesrv.config.read().broker_channel_expired_time);
                 for addr in namesrv.routes.lock().expire(Instant::now(), timeout) {
@@ -463,7 +486,15 @@ impl Namesrv {
 impl Service for Namesrv {
     async fn handle(&self, request: RemotingCommand, channel: &Channel) -> Option<RemotingCommand> {
         let started = Instant::now();
-        let response = self.answer(&request, channel).await;
+        let guarded = RequestCode::from_i32(request.code).is_some_and(|c| ADMIN_CODES.contains(&c));
+        let denied = match &self.acl {
+            Some(acl) if guarded => acl::refusal(acl, &request, channel, Acl::check_admin).await,
+            _ => None,
+        };
+        let response = match denied {
+            Some(refusal) => refusal,
+            None => self.answer(&request, channel).await,
+        };
         self.rpc
             .observe(request.code, response.code, started.elapsed());
         Some(response)
