@@ -570,6 +570,66 @@ async fn a_peer_that_keeps_failing_authentication_is_answered_ever_more_slowly()
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_managed_with_mqadmin_and_rocketry_admin_and_apply_at_once() {
+    let (rocketry, _acl) = broker_with_acl(ACCOUNTS);
+    let n = rocketry.namesrv.clone();
+    let broker = rocketry.broker_addr.clone().unwrap();
+    let create = [
+        "createUser",
+        "-n",
+        &n,
+        "-c",
+        "DefaultCluster",
+        "-u",
+        "newbie",
+        "-p",
+        "pw-1",
+        "-t",
+        "Normal",
+    ];
+    let out = mqadmin_as("producer", &create);
+    assert!(
+        out.contains("User:producer is not an administrator"),
+        "{out}"
+    );
+    let out = mqadmin_as("admin", &create);
+    assert!(
+        out.contains("create user to") && out.contains("success"),
+        "{out}"
+    );
+    let out = mqadmin_as("admin", &["listUser", "-n", &n, "-c", "DefaultCluster"]);
+    assert!(out.contains("newbie"), "{out}");
+
+    // The new user signs at once; it has no grants yet.
+    let newbie = signed_client(&broker, "newbie", "pw-1").await;
+    let answer = |client: Client| async move {
+        let answer = client
+            .invoke(send_request("orders"), Duration::from_secs(5))
+            .await
+            .unwrap();
+        answer.remark.unwrap_or_default()
+    };
+    assert!(answer(newbie)
+        .await
+        .contains("User:newbie has no Pub permission"));
+
+    let admin = |args: &[&str]| rocketry_admin_as("admin", &n, args);
+    admin(&[
+        "acl", "user", "update", "-u", "newbie", "--status", "disable",
+    ]);
+    let newbie = signed_client(&broker, "newbie", "pw-1").await;
+    assert!(answer(newbie).await.contains("User:newbie is disabled"));
+    admin(&["acl", "user", "delete", "-u", "newbie"]);
+    let newbie = signed_client(&broker, "newbie", "pw-1").await;
+    assert!(answer(newbie).await.contains("User:newbie is not found"));
+    let listed = admin(&["--output", "json", "acl", "user", "list"]);
+    assert!(
+        listed.contains("\"admin\"") && !listed.contains("newbie"),
+        "{listed}"
+    );
+}
+
 /// Who sends a request, for the decision table.
 const IDENTITIES: [&str; 5] = [
     "anonymous",

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::address::Addresses;
 use super::perm::{Perm, Perms};
@@ -13,6 +13,8 @@ use super::perm::{Perm, Perms};
 pub struct Account {
     pub secret: String,
     pub admin: bool,
+    /// Kept but refused (ACL 2.0's `userStatus: disable`).
+    pub disabled: bool,
     /// Where its requests may come from; `None` is anywhere.
     pub addresses: Option<Addresses>,
     pub topics: Perms,
@@ -23,47 +25,86 @@ pub struct Account {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Accounts(HashMap<String, Account>);
 
-#[derive(Deserialize)]
+/// The file as written: what user management edits and writes back.
+#[derive(Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct File {
-    #[serde(default)]
+pub struct File {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     global_white_remote_addresses: Option<Vec<String>>,
     #[serde(default)]
-    accounts: Vec<Entry>,
+    pub accounts: Vec<Entry>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Entry {
+pub struct Entry {
     access_key: Scalar,
     secret_key: Scalar,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     white_remote_address: Option<String>,
     #[serde(default)]
-    admin: bool,
-    #[serde(default)]
+    pub admin: bool,
+    /// Rocketry's own: ACL 2.0's `userStatus: disable`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     default_topic_perm: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     default_group_perm: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     topic_perms: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     group_perms: Vec<String>,
 }
 
+impl Entry {
+    /// A user with a secret and no grants.
+    pub fn new(name: &str, secret: &str) -> Entry {
+        Entry {
+            access_key: Scalar::Text(name.into()),
+            secret_key: Scalar::Text(secret.into()),
+            white_remote_address: None,
+            admin: false,
+            disabled: false,
+            default_topic_perm: None,
+            default_group_perm: None,
+            topic_perms: Vec::new(),
+            group_perms: Vec::new(),
+        }
+    }
+
+    pub fn name(&self) -> String {
+        self.access_key.to_string()
+    }
+
+    pub fn set_secret(&mut self, secret: &str) {
+        self.secret_key = Scalar::Text(secret.into());
+    }
+}
+
+impl File {
+    pub fn parse(text: &str) -> Result<File, String> {
+        serde_norway::from_str(text).map_err(|e| e.to_string())
+    }
+
+    pub fn to_text(&self) -> String {
+        serde_norway::to_string(self).expect("the users file serializes")
+    }
+}
+
 /// A key or secret as YAML may type it: Apache's sample file has `secretKey: 12345678`.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(untagged)]
 enum Scalar {
     Text(String),
     Integer(i64),
 }
 
-impl Scalar {
-    fn into_string(self) -> String {
+impl std::fmt::Display for Scalar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Scalar::Text(text) => text,
-            Scalar::Integer(n) => n.to_string(),
+            Scalar::Text(text) => f.write_str(text),
+            Scalar::Integer(n) => write!(f, "{n}"),
         }
     }
 }
@@ -72,7 +113,7 @@ impl Accounts {
     /// Parses the file's text. Anything doubtful is an error naming the entry, never a
     /// guess: a typo in a permission must not widen or narrow access silently.
     pub fn parse(text: &str) -> Result<(Accounts, Vec<String>), String> {
-        let file: File = serde_norway::from_str(text).map_err(|e| e.to_string())?;
+        let file = File::parse(text)?;
         let mut warnings = Vec::new();
         if file
             .global_white_remote_addresses
@@ -86,8 +127,8 @@ impl Accounts {
         }
         let mut accounts = HashMap::new();
         for entry in file.accounts {
-            let key = entry.access_key.into_string();
-            let secret = entry.secret_key.into_string();
+            let key = entry.access_key.to_string();
+            let secret = entry.secret_key.to_string();
             let context = |reason: String| format!("account {key}: {reason}");
             if key.is_empty() || secret.is_empty() {
                 return Err(context("accessKey and secretKey must not be empty".into()));
@@ -107,6 +148,7 @@ impl Accounts {
             let account = Account {
                 secret,
                 admin: entry.admin,
+                disabled: entry.disabled,
                 addresses,
                 topics: Perms::parse(&entry.topic_perms, topic_default).map_err(context)?,
                 groups: Perms::parse(&entry.group_perms, group_default).map_err(context)?,

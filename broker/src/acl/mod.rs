@@ -12,13 +12,14 @@ mod backoff;
 mod needs;
 mod perm;
 mod replay;
+mod users;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use protocol::{acl as signing, RemotingCommand, RequestCode, ResponseCode};
 use tracing::{error, info, warn};
 
@@ -47,6 +48,8 @@ pub struct Acl {
     /// Present when `aclReplayWindowSeconds` is above 0.
     replay: Option<replay::ReplayGuard>,
     backoff: backoff::Backoff,
+    /// User changes, one at a time.
+    editing: Mutex<()>,
 }
 
 /// Why a request is refused: its NO_PERMISSION remark, and whether the sender was not
@@ -189,6 +192,7 @@ impl Acl {
             }),
             replay: replay_window.map(replay::ReplayGuard::new),
             backoff: backoff::Backoff::new(free_failures),
+            editing: Mutex::new(()),
         })
     }
 
@@ -230,7 +234,11 @@ impl Acl {
         header
             .ext_fields
             .get(signing::ACCESS_KEY)
-            .is_some_and(|key| self.loaded.read().accounts.get(key).is_some())
+            .is_some_and(|key| self.knows_key(key))
+    }
+
+    fn knows_key(&self, access_key: &str) -> bool {
+        self.loaded.read().accounts.get(access_key).is_some()
     }
 
     /// `Ok` when `request`, from `peer`, may be served; else why not. A remark names the
@@ -301,6 +309,11 @@ impl Acl {
                 "User:{access_key} is not found."
             )));
         };
+        if account.disabled {
+            return Err(Denial::unauthenticated(format!(
+                "User:{access_key} is disabled."
+            )));
+        }
         if let Some(addresses) = &account.addresses {
             if !addresses.matches(peer) {
                 return Err(Denial::unauthenticated(format!(

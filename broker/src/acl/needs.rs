@@ -33,6 +33,12 @@ const ADMIN_CODES: &[RequestCode] = &[
     RequestCode::CloneGroupOffset,
     RequestCode::DeleteExpiredCommitlog,
     RequestCode::CleanExpiredConsumequeue,
+    // Users are an administrator's business, reading them included.
+    RequestCode::AuthCreateUser,
+    RequestCode::AuthUpdateUser,
+    RequestCode::AuthDeleteUser,
+    RequestCode::AuthGetUser,
+    RequestCode::AuthListUser,
 ];
 
 /// A topic as a resource: a group's retry or dead-letter topic is that group's, so it

@@ -2,6 +2,7 @@
 //! for cluster info or a topic route, then sends each admin request to the master of every
 //! broker concerned, and prints a table (or `--output json`).
 
+mod acl;
 mod broker;
 mod consumer;
 mod dead_letter;
@@ -89,6 +90,9 @@ enum AdminCommand {
     /// The name server: write permission of broker groups, its settings.
     #[command(subcommand)]
     Namesrv(namesrv::NamesrvCommand),
+    /// ACL users of a cluster's brokers (docs/security.md).
+    #[command(subcommand)]
+    Acl(acl::AclCommand),
     /// Bring a stopped Apache RocketMQ broker's topics, groups and committed offsets into a
     /// Rocketry data dir (offline; messages are not imported).
     ///
@@ -253,6 +257,7 @@ async fn via_namesrv(namesrv: &Client, command: AdminCommand) -> Result<Answer> 
         AdminCommand::Message(command) => message(namesrv, command).await,
         AdminCommand::Cluster(ClusterCommand::List) => cluster_list(namesrv).await,
         AdminCommand::Namesrv(command) => namesrv::run(namesrv, command).await,
+        AdminCommand::Acl(command) => acl::run(namesrv, command).await,
         AdminCommand::Broker(_) | AdminCommand::Import(_) => {
             unreachable!("broker and import commands need no name server")
         }

@@ -387,7 +387,12 @@ impl Broker {
             | DeleteExpiredCommitlog
             | CleanExpiredConsumequeue
             | ViewMessageById
-            | QueryMessage => processor::admin::process(self, code, request),
+            | QueryMessage
+            | AuthCreateUser
+            | AuthUpdateUser
+            | AuthDeleteUser
+            | AuthGetUser
+            | AuthListUser => processor::admin::process(self, code, request),
             _ => not_supported(request),
         }
     }

@@ -303,3 +303,18 @@ mod tests {
         assert_eq!(reset.offset_table[&queue(0)], 12);
     }
 }
+
+/// A user of ACL 2.0's requests (AUTH_CREATE_USER and the rest), as `UserInfo.java`
+/// carries it: `userType` is `Super` or `Normal`, `userStatus` `enable` or `disable`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserInfo {
+    #[serde(default)]
+    pub username: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_status: Option<String>,
+}

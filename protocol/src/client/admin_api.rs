@@ -10,7 +10,7 @@ use super::api::{expect_success, remote_error};
 use super::Client;
 use crate::body::admin::{
     ConsumeStats, ConsumeStatsList, ConsumerConnection, ResetOffsetBody, SubscriptionGroupWrapper,
-    TopicStatsTable,
+    TopicStatsTable, UserInfo,
 };
 use crate::body::{self, KvTable, SubscriptionGroupConfig, TopicConfigSerializeWrapper};
 use crate::code::{RequestCode, ResponseCode};
@@ -19,8 +19,8 @@ use crate::error::Result;
 use crate::header::{
     AddWritePermOfBrokerResponseHeader, DeleteSubscriptionGroupRequestHeader,
     DeleteTopicFromNamesrvRequestHeader, DeleteTopicRequestHeader, GetConsumeStatsInBrokerHeader,
-    GetConsumeStatsRequestHeader, GetConsumerConnectionListRequestHeader,
-    QueryMessageRequestHeader, ResetOffsetRequestHeader, TopicRequestHeader,
+    GetConsumeStatsRequestHeader, GetConsumerConnectionListRequestHeader, ListUsersRequestHeader,
+    QueryMessageRequestHeader, ResetOffsetRequestHeader, TopicRequestHeader, UserRequestHeader,
     ViewMessageRequestHeader, WipeWritePermOfBrokerResponseHeader, WritePermOfBrokerRequestHeader,
 };
 
@@ -239,6 +239,41 @@ impl Client {
         let request = RemotingCommand::request(RequestCode::UpdateBrokerConfig, &())
             .with_body(properties_text(entries));
         self.admin_call(request).await.map(drop)
+    }
+}
+
+impl Client {
+    /// AUTH_CREATE_USER, or AUTH_UPDATE_USER when `update`, sent to a broker.
+    pub async fn put_user(&self, user: &UserInfo, update: bool) -> Result<()> {
+        let code = if update {
+            RequestCode::AuthUpdateUser
+        } else {
+            RequestCode::AuthCreateUser
+        };
+        let header = UserRequestHeader {
+            username: user.username.clone(),
+        };
+        let request = RemotingCommand::request(code, &header).with_body(body::to_json(user));
+        self.admin_call(request).await.map(drop)
+    }
+
+    /// AUTH_DELETE_USER, sent to a broker.
+    pub async fn delete_user(&self, username: &str) -> Result<()> {
+        let header = UserRequestHeader {
+            username: username.into(),
+        };
+        let request = RemotingCommand::request(RequestCode::AuthDeleteUser, &header);
+        self.admin_call(request).await.map(drop)
+    }
+
+    /// AUTH_LIST_USER, sent to a broker: its users (never their secrets).
+    pub async fn list_users(&self, filter: Option<&str>) -> Result<Vec<UserInfo>> {
+        let header = ListUsersRequestHeader {
+            filter: filter.map(str::to_string),
+        };
+        let request = RemotingCommand::request(RequestCode::AuthListUser, &header);
+        let response = self.admin_call(request).await?;
+        body::from_json(&response.body)
     }
 }
 

@@ -133,3 +133,18 @@ custom_header! {
         optional offset: i64 = "offset",
     }
 }
+
+custom_header! {
+    /// AUTH_CREATE_USER (3001), AUTH_UPDATE_USER (3002), AUTH_DELETE_USER (3003) and
+    /// AUTH_GET_USER (3004): the user named; the first two carry a [`crate::body::UserInfo`].
+    pub struct UserRequestHeader {
+        required username: String = "username",
+    }
+}
+
+custom_header! {
+    /// AUTH_LIST_USER (3005): users whose name contains `filter`, or all.
+    pub struct ListUsersRequestHeader {
+        optional filter: String = "filter",
+    }
+}

@@ -8,6 +8,7 @@ mod consumers;
 mod groups;
 mod messages;
 mod topics;
+mod users;
 
 #[cfg(test)]
 mod broker_info_test;
@@ -49,6 +50,9 @@ pub fn process(broker: &Broker, code: RequestCode, request: &RemotingCommand) ->
         CleanExpiredConsumequeue => broker_info::clean_expired_consume_queues(broker, request),
         ViewMessageById => messages::view_by_id(broker, request),
         QueryMessage => messages::query(broker, request),
+        AuthCreateUser | AuthUpdateUser | AuthDeleteUser | AuthGetUser | AuthListUser => {
+            users::process(broker, code, request)
+        }
         other => reply(
             request,
             protocol::ResponseCode::RequestCodeNotSupported,
