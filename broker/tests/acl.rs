@@ -588,16 +588,7 @@ async fn users_are_managed_with_mqadmin_and_rocketry_admin_and_apply_at_once() {
         "-t",
         "Normal",
     ];
-    let out = mqadmin_as("producer", &create);
-    assert!(
-        out.contains("User:producer is not an administrator"),
-        "{out}"
-    );
-    let out = mqadmin_as("admin", &create);
-    assert!(
-        out.contains("create user to") && out.contains("success"),
-        "{out}"
-    );
+    refused_for_a_user_then_done_by_the_admin(&create, "create user to");
     let out = mqadmin_as("admin", &["listUser", "-n", &n, "-c", "DefaultCluster"]);
     assert!(out.contains("newbie"), "{out}");
 
@@ -614,7 +605,67 @@ async fn users_are_managed_with_mqadmin_and_rocketry_admin_and_apply_at_once() {
         .await
         .contains("User:newbie has no Pub permission"));
 
+    // A grant by mqadmin's createAcl applies to the next request; getAcl shows it.
+    let grant = [
+        "createAcl",
+        "-n",
+        &n,
+        "-c",
+        "DefaultCluster",
+        "-s",
+        "User:newbie",
+        "-r",
+        "Topic:orders",
+        "-a",
+        "Pub",
+        "-d",
+        "Allow",
+    ];
+    refused_for_a_user_then_done_by_the_admin(&grant, "create acl to");
+    let newbie = signed_client(&broker, "newbie", "pw-1").await;
+    assert_eq!(
+        answer(newbie).await,
+        "",
+        "a granted send is answered without a remark"
+    );
+    let out = mqadmin_as(
+        "admin",
+        &[
+            "getAcl",
+            "-n",
+            &n,
+            "-c",
+            "DefaultCluster",
+            "-s",
+            "User:newbie",
+        ],
+    );
+    assert!(
+        out.contains("Topic:orders") && out.contains("Allow"),
+        "{out}"
+    );
+
     let admin = |args: &[&str]| rocketry_admin_as("admin", &n, args);
+    // And rocketry admin revokes it, then grants a prefix.
+    admin(&["acl", "revoke", "-u", "newbie", "-r", "Topic:orders"]);
+    let newbie = signed_client(&broker, "newbie", "pw-1").await;
+    assert!(answer(newbie)
+        .await
+        .contains("User:newbie has no Pub permission"));
+    admin(&[
+        "acl",
+        "grant",
+        "-u",
+        "newbie",
+        "-r",
+        "Topic:orders*",
+        "-a",
+        "Pub",
+    ]);
+    let grants = admin(&["--output", "json", "acl", "grants"]);
+    assert!(grants.contains("Topic:orders*"), "{grants}");
+    let newbie = signed_client(&broker, "newbie", "pw-1").await;
+    assert_eq!(answer(newbie).await, "");
     admin(&[
         "acl", "user", "update", "-u", "newbie", "--status", "disable",
     ]);
@@ -628,6 +679,18 @@ async fn users_are_managed_with_mqadmin_and_rocketry_admin_and_apply_at_once() {
         listed.contains("\"admin\"") && !listed.contains("newbie"),
         "{listed}"
     );
+}
+
+/// mqadmin `args` as the user `producer` is refused for not being an administrator; as
+/// the administrator it prints `done` and success.
+fn refused_for_a_user_then_done_by_the_admin(args: &[&str], done: &str) {
+    let out = mqadmin_as("producer", args);
+    assert!(
+        out.contains("User:producer is not an administrator"),
+        "{out}"
+    );
+    let out = mqadmin_as("admin", args);
+    assert!(out.contains(done) && out.contains("success"), "{out}");
 }
 
 /// Who sends a request, for the decision table.

@@ -199,6 +199,15 @@ pub fn option_bool<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<
 }
 
 /// A JSON array of strings (or numbers); `null` reads as empty.
+/// A value that Java may send as `null`: its default then.
+pub fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
 pub fn string_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
     let list = Option::<Vec<LenientString>>::deserialize(deserializer)?.unwrap_or_default();
     Ok(list.into_iter().map(|s| s.0).collect())

@@ -52,9 +52,9 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     default_group_perm: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    topic_perms: Vec<String>,
+    pub topic_perms: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    group_perms: Vec<String>,
+    pub group_perms: Vec<String>,
 }
 
 impl Entry {

@@ -11,6 +11,7 @@ mod address;
 mod backoff;
 mod needs;
 mod perm;
+mod policies;
 mod replay;
 mod users;
 

@@ -33,12 +33,17 @@ const ADMIN_CODES: &[RequestCode] = &[
     RequestCode::CloneGroupOffset,
     RequestCode::DeleteExpiredCommitlog,
     RequestCode::CleanExpiredConsumequeue,
-    // Users are an administrator's business, reading them included.
+    // Users and their grants are an administrator's business, reading them included.
     RequestCode::AuthCreateUser,
     RequestCode::AuthUpdateUser,
     RequestCode::AuthDeleteUser,
     RequestCode::AuthGetUser,
     RequestCode::AuthListUser,
+    RequestCode::AuthCreateAcl,
+    RequestCode::AuthUpdateAcl,
+    RequestCode::AuthDeleteAcl,
+    RequestCode::AuthGetAcl,
+    RequestCode::AuthListAcl,
 ];
 
 /// A topic as a resource: a group's retry or dead-letter topic is that group's, so it

@@ -60,10 +60,12 @@ fn replace(path: &Path, text: &str) -> std::io::Result<()> {
 impl Acl {
     /// Reads the file, applies `change`, checks the result reads as users, writes it back
     /// and reads it again.
-    fn edit(&self, change: impl FnOnce(&mut File) -> Result<(), String>) -> Result<(), String> {
+    pub(super) fn edit(
+        &self,
+        change: impl FnOnce(&mut File) -> Result<(), String>,
+    ) -> Result<(), String> {
         let _one_at_a_time = self.editing.lock();
-        let text = std::fs::read_to_string(&self.path).map_err(|e| e.to_string())?;
-        let mut file = File::parse(&text)?;
+        let mut file = self.read_file()?;
         change(&mut file)?;
         let text = file.to_text();
         Accounts::parse(&text)?;
@@ -106,10 +108,16 @@ impl Acl {
         })
     }
 
+    /// The users file as it is on disk now.
+    pub(super) fn read_file(&self) -> Result<File, String> {
+        let text = std::fs::read_to_string(&self.path).map_err(|e| e.to_string())?;
+        File::parse(&text)
+    }
+
     /// AUTH_LIST_USER and AUTH_GET_USER: users whose name contains `filter`, in file order.
     pub fn users(&self, filter: Option<&str>) -> Result<Vec<UserInfo>, String> {
-        let text = std::fs::read_to_string(&self.path).map_err(|e| e.to_string())?;
-        Ok(File::parse(&text)?
+        Ok(self
+            .read_file()?
             .accounts
             .iter()
             .filter(|entry| filter.is_none_or(|f| entry.name().contains(f)))

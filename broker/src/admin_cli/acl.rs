@@ -1,11 +1,11 @@
-//! `rocketry admin acl user ...`: the users of every broker of a cluster (ACL 2.0's user
-//! requests, as mqadmin's `createUser`, `updateUser`, `deleteUser` and `listUser` send
-//! them). Changing users needs an administrator's credentials (`ROCKETRY_ACCESS_KEY`,
-//! `ROCKETRY_SECRET_KEY`).
+//! `rocketry admin acl ...`: the users of every broker of a cluster and their grants (ACL
+//! 2.0's requests, as mqadmin's `createUser`, `listUser`, `createAcl`, `deleteAcl`,
+//! `listAcl` and the rest send them). All of it needs an administrator's credentials
+//! (`ROCKETRY_ACCESS_KEY`, `ROCKETRY_SECRET_KEY`).
 
 use anyhow::Result;
 use clap::Subcommand;
-use protocol::body::admin::UserInfo;
+use protocol::body::admin::{AclInfo, PolicyEntryInfo, PolicyInfo, UserInfo};
 use protocol::Client;
 
 use super::table::Table;
@@ -16,6 +16,35 @@ pub enum AclCommand {
     /// Users that sign requests.
     #[command(subcommand)]
     User(UserCommand),
+    /// Give a user Pub, Sub or both on a topic or group (`Topic:orders`, `Group:billing`,
+    /// a trailing `*` for every name it prefixes), or deny it.
+    Grant {
+        #[arg(short, long)]
+        username: String,
+        #[arg(short, long)]
+        resource: String,
+        /// Pub, Sub or All, separated by commas.
+        #[arg(short, long, default_value = "Pub,Sub")]
+        actions: String,
+        #[arg(short, long, default_value = "Allow")]
+        decision: String,
+        #[arg(short, long, default_value = "DefaultCluster")]
+        cluster: String,
+    },
+    /// Take a user's grant on a resource away, or all of its grants.
+    Revoke {
+        #[arg(short, long)]
+        username: String,
+        #[arg(short, long)]
+        resource: Option<String>,
+        #[arg(short, long, default_value = "DefaultCluster")]
+        cluster: String,
+    },
+    /// Every user's grants, per broker.
+    Grants {
+        #[arg(short, long, default_value = "DefaultCluster")]
+        cluster: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -66,7 +95,69 @@ pub enum UserCommand {
 }
 
 pub async fn run(namesrv: &Client, command: AclCommand) -> Result<Answer> {
-    let AclCommand::User(command) = command;
+    match command {
+        AclCommand::User(command) => user(namesrv, command).await,
+        AclCommand::Grant {
+            username,
+            resource,
+            actions,
+            decision,
+            cluster,
+        } => {
+            let grant = AclInfo {
+                subject: format!("User:{username}"),
+                policies: vec![PolicyInfo {
+                    policy_type: None,
+                    entries: vec![PolicyEntryInfo {
+                        resource,
+                        actions: actions.split(',').map(|a| a.trim().to_string()).collect(),
+                        source_ips: Vec::new(),
+                        decision,
+                    }],
+                }],
+            };
+            let mut table = Table::new(["broker", "address", "result"]);
+            for (name, addr) in cluster_masters(namesrv, &cluster).await? {
+                connect(&addr).await?.put_acl(&grant).await?;
+                table.row([name, addr, "granted".into()]);
+            }
+            Ok(Answer::rows(table))
+        }
+        AclCommand::Revoke {
+            username,
+            resource,
+            cluster,
+        } => {
+            let subject = format!("User:{username}");
+            let mut table = Table::new(["broker", "address", "result"]);
+            for (name, addr) in cluster_masters(namesrv, &cluster).await? {
+                let client = connect(&addr).await?;
+                client.delete_acl(&subject, resource.as_deref()).await?;
+                table.row([name, addr, "revoked".into()]);
+            }
+            Ok(Answer::rows(table))
+        }
+        AclCommand::Grants { cluster } => {
+            let mut table = Table::new(["broker", "subject", "resource", "actions", "decision"]);
+            for (name, addr) in cluster_masters(namesrv, &cluster).await? {
+                for acl in connect(&addr).await?.list_acls().await? {
+                    for entry in acl.policies.iter().flat_map(|p| &p.entries) {
+                        table.row([
+                            name.clone(),
+                            acl.subject.clone(),
+                            entry.resource.clone(),
+                            entry.actions.join(","),
+                            entry.decision.clone(),
+                        ]);
+                    }
+                }
+            }
+            Ok(Answer::rows(table))
+        }
+    }
+}
+
+async fn user(namesrv: &Client, command: UserCommand) -> Result<Answer> {
     let (cluster, change) = match command {
         UserCommand::Create {
             username,

@@ -392,7 +392,12 @@ impl Broker {
             | AuthUpdateUser
             | AuthDeleteUser
             | AuthGetUser
-            | AuthListUser => processor::admin::process(self, code, request),
+            | AuthListUser
+            | AuthCreateAcl
+            | AuthUpdateAcl
+            | AuthDeleteAcl
+            | AuthGetAcl
+            | AuthListAcl => processor::admin::process(self, code, request),
             _ => not_supported(request),
         }
     }

@@ -318,3 +318,38 @@ pub struct UserInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_status: Option<String>,
 }
+
+/// A subject's grants in ACL 2.0's requests, as `AclInfo.java` carries them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AclInfo {
+    #[serde(default)]
+    pub subject: String,
+    #[serde(default, deserialize_with = "lenient::null_as_default")]
+    pub policies: Vec<PolicyInfo>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyInfo {
+    /// `Custom` or `Default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_type: Option<String>,
+    #[serde(default, deserialize_with = "lenient::null_as_default")]
+    pub entries: Vec<PolicyEntryInfo>,
+}
+
+/// One grant: `resource` is `Topic:<name>` or `Group:<name>` (a trailing `*` for a
+/// prefix), `actions` among `Pub`, `Sub`, `All`, `decision` `Allow` or `Deny`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyEntryInfo {
+    #[serde(default)]
+    pub resource: String,
+    #[serde(default, deserialize_with = "lenient::null_as_default")]
+    pub actions: Vec<String>,
+    #[serde(default, deserialize_with = "lenient::null_as_default")]
+    pub source_ips: Vec<String>,
+    #[serde(default)]
+    pub decision: String,
+}

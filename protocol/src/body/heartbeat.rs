@@ -49,9 +49,9 @@ pub struct HeartbeatData {
     /// `ip@instanceName`; must be echoed exactly by GET_CONSUMER_LIST_BY_GROUP.
     #[serde(rename = "clientID", default, deserialize_with = "lenient::string")]
     pub client_id: String,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "lenient::null_as_default")]
     pub producer_data_set: Vec<ProducerData>,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "lenient::null_as_default")]
     pub consumer_data_set: Vec<ConsumerData>,
     /// 5.x; non-zero selects the V2 heartbeat path.
     #[serde(
@@ -86,7 +86,7 @@ pub struct ConsumerData {
     pub message_model: MessageModel,
     #[serde(default)]
     pub consume_from_where: ConsumeFromWhere,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "lenient::null_as_default")]
     pub subscription_data_set: Vec<SubscriptionData>,
     #[serde(default, deserialize_with = "lenient::bool")]
     pub unit_mode: bool,
@@ -138,14 +138,6 @@ impl SubscriptionData {
             .map(str::to_owned)
             .collect()
     }
-}
-
-fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 fn string_set<'de, D: serde::Deserializer<'de>>(

@@ -9,17 +9,18 @@ use bytes::Bytes;
 use super::api::{expect_success, remote_error};
 use super::Client;
 use crate::body::admin::{
-    ConsumeStats, ConsumeStatsList, ConsumerConnection, ResetOffsetBody, SubscriptionGroupWrapper,
-    TopicStatsTable, UserInfo,
+    AclInfo, ConsumeStats, ConsumeStatsList, ConsumerConnection, ResetOffsetBody,
+    SubscriptionGroupWrapper, TopicStatsTable, UserInfo,
 };
 use crate::body::{self, KvTable, SubscriptionGroupConfig, TopicConfigSerializeWrapper};
 use crate::code::{RequestCode, ResponseCode};
 use crate::command::RemotingCommand;
 use crate::error::Result;
 use crate::header::{
-    AddWritePermOfBrokerResponseHeader, DeleteSubscriptionGroupRequestHeader,
-    DeleteTopicFromNamesrvRequestHeader, DeleteTopicRequestHeader, GetConsumeStatsInBrokerHeader,
-    GetConsumeStatsRequestHeader, GetConsumerConnectionListRequestHeader, ListUsersRequestHeader,
+    AclRequestHeader, AddWritePermOfBrokerResponseHeader, DeleteAclRequestHeader,
+    DeleteSubscriptionGroupRequestHeader, DeleteTopicFromNamesrvRequestHeader,
+    DeleteTopicRequestHeader, GetConsumeStatsInBrokerHeader, GetConsumeStatsRequestHeader,
+    GetConsumerConnectionListRequestHeader, ListAclsRequestHeader, ListUsersRequestHeader,
     QueryMessageRequestHeader, ResetOffsetRequestHeader, TopicRequestHeader, UserRequestHeader,
     ViewMessageRequestHeader, WipeWritePermOfBrokerResponseHeader, WritePermOfBrokerRequestHeader,
 };
@@ -264,6 +265,35 @@ impl Client {
         };
         let request = RemotingCommand::request(RequestCode::AuthDeleteUser, &header);
         self.admin_call(request).await.map(drop)
+    }
+
+    /// AUTH_CREATE_ACL, sent to a broker: each grant replaces the subject's on its resource.
+    pub async fn put_acl(&self, acl: &AclInfo) -> Result<()> {
+        let header = AclRequestHeader {
+            subject: acl.subject.clone(),
+        };
+        let request = RemotingCommand::request(RequestCode::AuthCreateAcl, &header)
+            .with_body(body::to_json(acl));
+        self.admin_call(request).await.map(drop)
+    }
+
+    /// AUTH_DELETE_ACL, sent to a broker: the subject's grant on `resource`, or all.
+    pub async fn delete_acl(&self, subject: &str, resource: Option<&str>) -> Result<()> {
+        let header = DeleteAclRequestHeader {
+            subject: subject.into(),
+            policy_type: None,
+            resource: resource.map(str::to_string),
+        };
+        let request = RemotingCommand::request(RequestCode::AuthDeleteAcl, &header);
+        self.admin_call(request).await.map(drop)
+    }
+
+    /// AUTH_LIST_ACL, sent to a broker: every subject's grants.
+    pub async fn list_acls(&self) -> Result<Vec<AclInfo>> {
+        let header = ListAclsRequestHeader::default();
+        let request = RemotingCommand::request(RequestCode::AuthListAcl, &header);
+        let response = self.admin_call(request).await?;
+        body::from_json(&response.body)
     }
 
     /// AUTH_LIST_USER, sent to a broker: its users (never their secrets).

@@ -148,3 +148,28 @@ custom_header! {
         optional filter: String = "filter",
     }
 }
+
+custom_header! {
+    /// AUTH_CREATE_ACL (3006), AUTH_UPDATE_ACL (3007) and AUTH_GET_ACL (3009): the subject
+    /// (`User:<name>`); the first two carry a [`crate::body::admin::AclInfo`].
+    pub struct AclRequestHeader {
+        required subject: String = "subject",
+    }
+}
+
+custom_header! {
+    /// AUTH_DELETE_ACL (3008): the subject's grant on `resource`, or all of its grants.
+    pub struct DeleteAclRequestHeader {
+        required subject: String = "subject",
+        optional policy_type: String = "policyType",
+        optional resource: String = "resource",
+    }
+}
+
+custom_header! {
+    /// AUTH_LIST_ACL (3010): grants whose subject and resource contain the filters.
+    pub struct ListAclsRequestHeader {
+        optional subject_filter: String = "subjectFilter",
+        optional resource_filter: String = "resourceFilter",
+    }
+}

@@ -2,13 +2,13 @@
 //! subject: topics, consumer groups, consumers (progress, connections, offset resets),
 //! broker state, and messages by id or key.
 
+mod auth;
 mod broker_info;
 mod client_calls;
 mod consumers;
 mod groups;
 mod messages;
 mod topics;
-mod users;
 
 #[cfg(test)]
 mod broker_info_test;
@@ -50,8 +50,9 @@ pub fn process(broker: &Broker, code: RequestCode, request: &RemotingCommand) ->
         CleanExpiredConsumequeue => broker_info::clean_expired_consume_queues(broker, request),
         ViewMessageById => messages::view_by_id(broker, request),
         QueryMessage => messages::query(broker, request),
-        AuthCreateUser | AuthUpdateUser | AuthDeleteUser | AuthGetUser | AuthListUser => {
-            users::process(broker, code, request)
+        AuthCreateUser | AuthUpdateUser | AuthDeleteUser | AuthGetUser | AuthListUser
+        | AuthCreateAcl | AuthUpdateAcl | AuthDeleteAcl | AuthGetAcl | AuthListAcl => {
+            auth::process(broker, code, request)
         }
         other => reply(
             request,
