@@ -9,6 +9,7 @@ pub mod config;
 mod config_file;
 mod config_update;
 pub mod error;
+mod file_stamp;
 pub mod filter;
 pub mod health;
 mod http;

@@ -361,6 +361,14 @@ fn send_request(topic: &str) -> RemotingCommand {
         .with_body(&b"hello"[..])
 }
 
+/// One SEND_MESSAGE of `topic` on `client`, and its answer.
+async fn send(client: &Client, topic: &str) -> RemotingCommand {
+    client
+        .invoke(send_request(topic), Duration::from_secs(10))
+        .await
+        .unwrap()
+}
+
 async fn signed_client(addr: &str, user: &str, secret: &str) -> Client {
     let client = Client::connect(addr).await.unwrap();
     client.set_credentials(Credentials {
@@ -375,10 +383,7 @@ async fn signed_client(addr: &str, user: &str, secret: &str) -> Client {
 async fn until_code(client: &Client, topic: &str, wanted: ResponseCode) -> RemotingCommand {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let answer = client
-            .invoke(send_request(topic), Duration::from_secs(5))
-            .await
-            .unwrap();
+        let answer = send(client, topic).await;
         if answer.code == wanted as i32 || Instant::now() > deadline {
             return answer;
         }
@@ -412,10 +417,7 @@ async fn permissions_changed_at_run_time_apply_without_a_restart_and_survive_one
     // A file that no longer parses changes nothing: the grants read before stay.
     std::fs::write(&file, "accounts: [").unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let still = producer
-        .invoke(send_request("payments"), Duration::from_secs(5))
-        .await
-        .unwrap();
+    let still = send(&producer, "payments").await;
     assert_eq!(
         still.code,
         ResponseCode::Success as i32,
@@ -432,10 +434,7 @@ async fn permissions_changed_at_run_time_apply_without_a_restart_and_survive_one
     rocketry.terminate();
     rocketry.restart();
     let producer = signed_client(&broker, "producer", SECRET).await;
-    let answer = producer
-        .invoke(send_request("payments"), Duration::from_secs(5))
-        .await
-        .unwrap();
+    let answer = send(&producer, "payments").await;
     assert_eq!(
         answer.code,
         ResponseCode::Success as i32,
@@ -556,10 +555,7 @@ async fn a_peer_that_keeps_failing_authentication_is_answered_ever_more_slowly()
     .await;
     let started = Instant::now();
     for _ in 0..7 {
-        let answer = guesser
-            .invoke(send_request("orders"), Duration::from_secs(10))
-            .await
-            .unwrap();
+        let answer = send(&guesser, "orders").await;
         assert_eq!(answer.code, ResponseCode::NoPermission as i32);
     }
     // Three free failures, then waits of 100, 200, 400 and 800 ms: at least 1.5 s in all.
@@ -595,10 +591,7 @@ async fn users_are_managed_with_mqadmin_and_rocketry_admin_and_apply_at_once() {
     // The new user signs at once; it has no grants yet.
     let newbie = signed_client(&broker, "newbie", "pw-1").await;
     let answer = |client: Client| async move {
-        let answer = client
-            .invoke(send_request("orders"), Duration::from_secs(5))
-            .await
-            .unwrap();
+        let answer = send(&client, "orders").await;
         answer.remark.unwrap_or_default()
     };
     assert!(answer(newbie)

@@ -2,6 +2,7 @@
 //! read and Rocketry reads the same way (docs/security.md says where it differs).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -21,9 +22,10 @@ pub struct Account {
     pub groups: Perms,
 }
 
-/// Every user, by access key.
+/// Every user, by access key; shared, so a request holds its user while the file is read
+/// again.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Accounts(HashMap<String, Account>);
+pub struct Accounts(HashMap<String, Arc<Account>>);
 
 /// The file as written: what user management edits and writes back.
 #[derive(Deserialize, Serialize)]
@@ -153,14 +155,14 @@ impl Accounts {
                 topics: Perms::parse(&entry.topic_perms, topic_default).map_err(context)?,
                 groups: Perms::parse(&entry.group_perms, group_default).map_err(context)?,
             };
-            if accounts.insert(key.clone(), account).is_some() {
+            if accounts.insert(key.clone(), Arc::new(account)).is_some() {
                 return Err(format!("account {key} is listed twice"));
             }
         }
         Ok((Accounts(accounts), warnings))
     }
 
-    pub fn get(&self, access_key: &str) -> Option<&Account> {
+    pub fn get(&self, access_key: &str) -> Option<&Arc<Account>> {
         self.0.get(access_key)
     }
 

@@ -18,7 +18,7 @@ mod users;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use protocol::{acl as signing, RemotingCommand, RequestCode, ResponseCode};
@@ -26,8 +26,9 @@ use tracing::{error, info, warn};
 
 use crate::config::{BrokerConfig, NamesrvConfig};
 use crate::error::{Error, Result};
+use crate::file_stamp::{self, FileStamp};
 use crate::server::Channel;
-use accounts::Accounts;
+use accounts::{Account, Accounts};
 use needs::Resource;
 use perm::Access;
 
@@ -86,13 +87,8 @@ fn not_admin(access_key: &str, code: RequestCode) -> Denial {
 
 struct Loaded {
     accounts: Arc<Accounts>,
-    /// The file's modification time and length when it was read.
-    stamp: Option<(SystemTime, u64)>,
-}
-
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let metadata = std::fs::metadata(path).ok()?;
-    Some((metadata.modified().ok()?, metadata.len()))
+    /// The file as it was when it was read.
+    stamp: FileStamp,
 }
 
 fn read(path: &Path) -> Result<Accounts> {
@@ -180,7 +176,7 @@ impl Acl {
         replay_window: Option<Duration>,
         free_failures: u32,
     ) -> Result<Acl> {
-        let stamp = stamp(&path);
+        let stamp = file_stamp::of(&path);
         let accounts = read(&path)?;
         info!(path = %path.display(), users = accounts.len(), ?checks, "ACL on");
         Ok(Acl {
@@ -209,7 +205,7 @@ impl Acl {
     }
 
     fn reload_if_changed(&self) {
-        let now = stamp(&self.path);
+        let now = file_stamp::of(&self.path);
         if now == self.loaded.read().stamp {
             return;
         }
@@ -245,8 +241,7 @@ impl Acl {
     /// `Ok` when `request`, from `peer`, may be served; else why not. A remark names the
     /// user and what is missing, never a secret.
     pub fn check(&self, request: &RemotingCommand, peer: IpAddr) -> Result<(), Denial> {
-        let (accounts, access_key) = self.authenticate(request, peer)?;
-        let account = accounts.get(access_key).expect("authenticated");
+        let (account, access_key) = self.authenticate(request, peer)?;
         if self.checks == Checks::Authentication || account.admin {
             return Ok(());
         }
@@ -283,29 +278,26 @@ impl Acl {
     /// For the name server's changes (KV config, its settings, write permissions): `Ok`
     /// only for an administrator's signed request.
     pub fn check_admin(&self, request: &RemotingCommand, peer: IpAddr) -> Result<(), Denial> {
-        let (accounts, access_key) = self.authenticate(request, peer)?;
-        match accounts.get(access_key) {
-            Some(account) if account.admin => Ok(()),
-            _ => Err(not_admin(
-                access_key,
-                RequestCode::from_i32(request.code).expect("the name server checks known codes"),
-            )),
+        let (account, access_key) = self.authenticate(request, peer)?;
+        if account.admin {
+            return Ok(());
         }
+        let code = RequestCode::from_i32(request.code).expect("the name server checks known codes");
+        Err(not_admin(access_key, code))
     }
 
-    /// The accounts in force and the user whose valid signature `request` carries.
+    /// The account, and its access key, whose valid signature `request` carries.
     fn authenticate<'r>(
         &self,
         request: &'r RemotingCommand,
         peer: IpAddr,
-    ) -> Result<(Arc<Accounts>, &'r str), Denial> {
+    ) -> Result<(Arc<Account>, &'r str), Denial> {
         let Some(access_key) = request.ext_fields.get(signing::ACCESS_KEY) else {
             return Err(Denial::unauthenticated(
                 "no AccessKey: this server takes only signed requests (ACL)".into(),
             ));
         };
-        let accounts = self.loaded.read().accounts.clone();
-        let Some(account) = accounts.get(access_key) else {
+        let Some(account) = self.loaded.read().accounts.get(access_key).cloned() else {
             return Err(Denial::unauthenticated(format!(
                 "User:{access_key} is not found."
             )));
@@ -332,7 +324,7 @@ impl Acl {
                 .check(access_key, request)
                 .map_err(Denial::unauthenticated)?;
         }
-        Ok((accounts, access_key.as_str()))
+        Ok((account, access_key.as_str()))
     }
 
     /// How long to wait before answering a failed authentication from `peer` (see

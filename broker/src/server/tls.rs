@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use rustls::pki_types::pem::PemObject;
@@ -24,6 +24,7 @@ use tracing::{error, info};
 
 use crate::config::{ClientAuth, TlsConfig, TlsMode};
 use crate::error::{Error, Result};
+use crate::file_stamp::{self, FileStamp};
 
 /// The first byte of every TLS connection: a handshake record. A RocketMQ frame starting
 /// with it would announce more than 350 MiB, far past the largest frame, so the two cannot
@@ -42,12 +43,7 @@ struct ReloadingCertificate {
     cert_path: PathBuf,
     key_path: PathBuf,
     current: RwLock<Arc<CertifiedKey>>,
-    stamps: Mutex<[Option<(SystemTime, u64)>; 2]>,
-}
-
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let metadata = std::fs::metadata(path).ok()?;
-    Some((metadata.modified().ok()?, metadata.len()))
+    stamps: Mutex<[FileStamp; 2]>,
 }
 
 fn invalid(reason: String) -> Error {
@@ -83,7 +79,10 @@ impl ResolvesServerCert for ReloadingCertificate {
 
 impl ReloadingCertificate {
     fn reload_if_changed(&self) {
-        let now = [stamp(&self.cert_path), stamp(&self.key_path)];
+        let now = [
+            file_stamp::of(&self.cert_path),
+            file_stamp::of(&self.key_path),
+        ];
         let mut stamps = self.stamps.lock();
         if *stamps == now {
             return;
@@ -121,7 +120,7 @@ impl TlsServer {
         let key_path = required("tls.server.keyPath", &config.key_path)?;
         let key = read_certified_key(&cert_path, &key_path)?;
         let certificate = Arc::new(ReloadingCertificate {
-            stamps: Mutex::new([stamp(&cert_path), stamp(&key_path)]),
+            stamps: Mutex::new([file_stamp::of(&cert_path), file_stamp::of(&key_path)]),
             cert_path,
             key_path,
             current: RwLock::new(Arc::new(key)),
