@@ -11,7 +11,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::future::join_all;
+use protocol::acl::Credentials;
 use protocol::body::TopicConfig;
+use protocol::client::ClientTls;
 use protocol::header::CreateTopicRequestHeader;
 use protocol::Client;
 
@@ -24,8 +26,21 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(4);
 /// nothing about whether an application has read a group's messages.
 const SYSTEM_GROUP_PREFIXES: &[&str] = &["CID_RMQ_SYS_", "TOOLS_CONSUMER", "FILTERSRV_CONSUMER"];
 
+/// How the operator reaches a cluster: signed with its own account when the cluster has an
+/// ACL, over TLS when it serves TLS (see `credentials`).
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    pub credentials: Option<Credentials>,
+    pub tls: Option<ClientTls>,
+}
+
 /// Connects to `addr` and runs `call` with the connection, within [`CALL_TIMEOUT`].
-async fn with_client<T, F, Fut>(action: &'static str, addr: &str, call: F) -> Result<T>
+async fn with_client<T, F, Fut>(
+    action: &'static str,
+    addr: &str,
+    access: &Access,
+    call: F,
+) -> Result<T>
 where
     F: FnOnce(Client) -> Fut,
     Fut: Future<Output = protocol::Result<T>>,
@@ -36,8 +51,11 @@ where
         reason,
     };
     let attempt = async {
-        let client = Client::connect(addr).await?;
+        let client = Client::connect_with_tls(addr, access.tls.as_ref()).await?;
         client.set_default_timeout(CALL_TIMEOUT);
+        if let Some(credentials) = &access.credentials {
+            client.set_credentials(credentials.clone());
+        }
         call(client).await
     };
     match tokio::time::timeout(CALL_TIMEOUT, attempt).await {
@@ -59,14 +77,19 @@ pub struct FenceReport {
 /// WIPE_WRITE_PERM_OF_BROKER (`wipe`) or ADD_WRITE_PERM_OF_BROKER at every name server, all at
 /// once. Producers stop sending to the group when they next refresh its routes (the Java
 /// client does so every 30 s); consumers keep reading from it.
-pub async fn set_write_perm(name_servers: &[String], broker_name: &str, wipe: bool) -> FenceReport {
+pub async fn set_write_perm(
+    access: &Access,
+    name_servers: &[String],
+    broker_name: &str,
+    wipe: bool,
+) -> FenceReport {
     let action = if wipe {
         "wipe the write permission"
     } else {
         "give back the write permission"
     };
     let calls = name_servers.iter().map(|addr| {
-        with_client(action, addr, |client| async move {
+        with_client(action, addr, access, |client| async move {
             if wipe {
                 client.wipe_write_perm_of_broker(broker_name).await
             } else {
@@ -86,10 +109,13 @@ pub async fn set_write_perm(name_servers: &[String], broker_name: &str, wipe: bo
 
 /// The broker's `msgPutTotalTodayNow`: messages it has stored since midnight. It only moves
 /// while someone sends, so producers have left a fenced broker once it stands still.
-pub async fn put_total(broker: &str) -> Result<i64> {
-    let table = with_client("read the runtime info", broker, |client| async move {
-        client.get_broker_runtime_info().await
-    })
+pub async fn put_total(access: &Access, broker: &str) -> Result<i64> {
+    let table = with_client(
+        "read the runtime info",
+        broker,
+        access,
+        |client| async move { client.get_broker_runtime_info().await },
+    )
     .await?;
     table
         .table
@@ -105,10 +131,13 @@ pub async fn put_total(broker: &str) -> Result<i64> {
 /// Messages on `broker` that its consumer groups have not consumed: over every group with
 /// offsets there (GET_BROKER_CONSUME_STATS), the broker's max offset minus the group's
 /// committed offset, queue by queue.
-pub async fn backlog(broker: &str) -> Result<i64> {
-    let stats = with_client("read the consume stats", broker, |client| async move {
-        client.get_broker_consume_stats(false).await
-    })
+pub async fn backlog(access: &Access, broker: &str) -> Result<i64> {
+    let stats = with_client(
+        "read the consume stats",
+        broker,
+        access,
+        |client| async move { client.get_broker_consume_stats(false).await },
+    )
     .await?;
     Ok(stats
         .consume_stats_list
@@ -137,15 +166,20 @@ pub struct Copied {
 /// Creates on `target` every topic and subscription group `source` has and `target` lacks.
 /// Topics a broker makes for itself (its own brokerName topic) are left out; what `target`
 /// already has is left as it is.
-pub async fn copy_topics(source: &str, source_name: &str, target: &str) -> Result<Copied> {
-    let (topics, groups) = with_client("read the topics", source, |client| async move {
+pub async fn copy_topics(
+    access: &Access,
+    source: &str,
+    source_name: &str,
+    target: &str,
+) -> Result<Copied> {
+    let (topics, groups) = with_client("read the topics", source, access, |client| async move {
         Ok((
             client.get_all_topic_config().await?,
             client.get_all_subscription_groups().await?,
         ))
     })
     .await?;
-    with_client("copy the topics", target, |client| async move {
+    with_client("copy the topics", target, access, |client| async move {
         let have = client.get_all_topic_config().await?.topic_config_table;
         let have_groups = client
             .get_all_subscription_groups()
@@ -197,21 +231,26 @@ fn create_topic_header(config: &TopicConfig) -> CreateTopicRequestHeader {
 /// The broker's current `namesrvAddr`, and UPDATE_BROKER_CONFIG to `wanted` when it differs,
 /// as `mqadmin updateBrokerConfig -k namesrvAddr` does: the broker registers with the new
 /// name servers and leaves the old ones without a restart.
-pub async fn set_name_servers(broker: &str, wanted: &str) -> Result<bool> {
-    with_client("set the name servers", broker, |client| async move {
-        let config = client.get_broker_config().await?;
-        let current = config
-            .lines()
-            .find_map(|line| line.strip_prefix("namesrvAddr="))
-            .map(str::trim);
-        if current == Some(wanted) {
-            return Ok(false);
-        }
-        client
-            .update_broker_config(&[("namesrvAddr", wanted)])
-            .await?;
-        Ok(true)
-    })
+pub async fn set_name_servers(access: &Access, broker: &str, wanted: &str) -> Result<bool> {
+    with_client(
+        "set the name servers",
+        broker,
+        access,
+        |client| async move {
+            let config = client.get_broker_config().await?;
+            let current = config
+                .lines()
+                .find_map(|line| line.strip_prefix("namesrvAddr="))
+                .map(str::trim);
+            if current == Some(wanted) {
+                return Ok(false);
+            }
+            client
+                .update_broker_config(&[("namesrvAddr", wanted)])
+                .await?;
+            Ok(true)
+        },
+    )
     .await
 }
 
@@ -251,7 +290,9 @@ mod tests {
     #[tokio::test]
     async fn an_address_nobody_answers_is_an_error_not_a_hang() {
         // A port nothing listens on refuses at once; the error names what was attempted.
-        let error = put_total("127.0.0.1:1").await.unwrap_err();
+        let error = put_total(&Access::default(), "127.0.0.1:1")
+            .await
+            .unwrap_err();
         assert!(error.to_string().contains("127.0.0.1:1"), "{error}");
     }
 }

@@ -102,6 +102,12 @@ pub const MANAGED_KEYS: &[&str] = &[
     // Left at its default (bindAddress, every interface): the kubelet probes /readyz there,
     // and a loopback host would keep the broker from ever turning Ready.
     "metricsPromExporterHost",
+    // Set from spec.security.acl: the operator writes the file and signs its own requests
+    // with an account in it; an ACL it did not write would lock it out.
+    "aclEnable",
+    "authenticationEnabled",
+    "authorizationEnabled",
+    "aclFile",
 ];
 
 /// The port brokers listen on, RocketMQ's default.
@@ -162,6 +168,8 @@ pub struct BrokerIdentity<'a> {
     pub flush_disk_type: &'a str,
     /// `host:port` of every member of a Raft group, empty for a single master.
     pub raft_peers: &'a [String],
+    /// What `spec.security` adds (ACL and TLS keys, see `security`).
+    pub security: &'a [(&'static str, String)],
 }
 
 /// Renders one broker's `broker.conf`: the managed keys, then the overrides, sorted, so the
@@ -192,6 +200,12 @@ pub fn render(identity: &BrokerIdentity, overrides: &BTreeMap<String, String>) -
         lines.push(format!("dLegerPeers={}", peers.join(";")));
         lines.push(format!("dLegerSelfId=n{}", identity.ordinal));
     }
+    lines.extend(
+        identity
+            .security
+            .iter()
+            .map(|(key, value)| format!("{key}={value}")),
+    );
     lines.extend(
         overrides
             .iter()
@@ -307,6 +321,7 @@ mod tests {
             name_server_addresses: "n0:9876;n1:9876",
             flush_disk_type: "SYNC_FLUSH",
             raft_peers: &peers,
+            security: &[("aclEnable", "true".to_string())],
         };
         let mut overrides = BTreeMap::new();
         overrides.insert("maxMessageSize".to_string(), "1024".to_string());
@@ -321,6 +336,7 @@ mod tests {
             "flushDiskType=SYNC_FLUSH",
             "dLegerPeers=n0-a:40911;n1-b:40911;n2-c:40911",
             "dLegerSelfId=n2",
+            "aclEnable=true",
             "maxMessageSize=1024",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");

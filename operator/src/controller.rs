@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -24,6 +24,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::admin::Access;
 use crate::crd::{
     BrokerGroupStatus, DrainStatus, RocketCluster, RocketClusterStatus, RollStatus, RollStep,
     FORCE_SCALE_IN_ANNOTATION, PAUSE_ANNOTATION,
@@ -32,7 +33,8 @@ use crate::metrics::Metrics;
 use crate::resources::{
     self, COMPONENT_LABEL, CONFIG_HASH_ANNOTATION, GROUP_LABEL, INSTANCE_LABEL,
 };
-use crate::{admin, drain, roll, storage};
+use crate::user::RocketUser;
+use crate::{admin, credentials, drain, roll, storage};
 use crate::{Error, Result};
 
 /// The field manager of every server-side apply, and the events' reporting controller.
@@ -86,7 +88,21 @@ pub async fn run(
     .owns(scoped::<StatefulSet>(&client, namespace), owned.clone())
     .owns(scoped::<ConfigMap>(&client, namespace), owned.clone())
     .owns(scoped::<Service>(&client, namespace), owned.clone())
-    .owns(scoped::<PodDisruptionBudget>(&client, namespace), owned)
+    .owns(
+        scoped::<PodDisruptionBudget>(&client, namespace),
+        owned.clone(),
+    )
+    // The ACL Secret and the operator's credentials: an edited or deleted one is written again.
+    .owns(scoped::<Secret>(&client, namespace), owned)
+    // A user added, changed or removed rewrites its cluster's ACL file at once.
+    .watches(
+        scoped::<RocketUser>(&client, namespace),
+        watcher::Config::default(),
+        |user| {
+            let namespace = user.namespace()?;
+            Some(ObjectRef::<RocketCluster>::new(&user.spec.cluster).within(&namespace))
+        },
+    )
     .graceful_shutdown_on(shutdown)
     .run(reconcile, error_policy, context)
     .for_each(|result| async move {
@@ -109,7 +125,7 @@ where
     }
 }
 
-fn kube_error<'a>(
+pub(crate) fn kube_error<'a>(
     action: &'static str,
     kind: &'static str,
     name: &'a str,
@@ -124,7 +140,7 @@ fn kube_error<'a>(
 
 /// Server-side applies one object. An unchanged object is a no-op on the server: its
 /// resourceVersion stays, so a pass over a converged cluster writes nothing.
-async fn apply<K>(api: &Api<K>, object: &K, kind: &'static str) -> Result<K>
+pub(crate) async fn apply<K>(api: &Api<K>, object: &K, kind: &'static str) -> Result<K>
 where
     K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
 {
@@ -252,10 +268,17 @@ async fn reconcile_cluster(cluster: &RocketCluster, context: &Context) -> Result
     let apis = Apis::new(&context.client, &namespace);
     let name_servers = resources::name_server_list(cluster);
 
-    let (name_server_set, headless, client_service) = resources::name_server(cluster);
-    apply(&apis.services, &headless, "service").await?;
-    apply(&apis.services, &client_service, "service").await?;
-    let name_server_set = apply(&apis.sets, &name_server_set, "statefulset").await?;
+    // The ACL's Secret exists before any pod that mounts it.
+    let security = credentials::prepare(cluster, &context.client, &namespace).await?;
+    if let Some(degraded) = security.degraded.clone() {
+        observed.degraded = Some(degraded);
+    }
+
+    let name_server = resources::name_server(cluster);
+    apply(&apis.config_maps, &name_server.config_map, "configmap").await?;
+    apply(&apis.services, &name_server.headless, "service").await?;
+    apply(&apis.services, &name_server.client, "service").await?;
+    let name_server_set = apply(&apis.sets, &name_server.stateful_set, "statefulset").await?;
     observed.name_servers_ready = name_server_set
         .status
         .as_ref()
@@ -287,6 +310,7 @@ async fn reconcile_cluster(cluster: &RocketCluster, context: &Context) -> Result
         if let Some(status) = drain_group(
             cluster,
             context,
+            &security.access,
             &apis,
             &previous,
             &name_servers,
@@ -367,6 +391,7 @@ async fn reconcile_cluster(cluster: &RocketCluster, context: &Context) -> Result
     observed.roll = step_roll(
         cluster,
         context,
+        &security.access,
         &apis.pods,
         previous.roll.as_ref(),
         &members,
@@ -375,11 +400,11 @@ async fn reconcile_cluster(cluster: &RocketCluster, context: &Context) -> Result
         now,
     )
     .await?;
-    seed_groups(cluster, context, &mut observed.groups).await;
+    seed_groups(cluster, context, &security.access, &mut observed.groups).await;
     // Only a list whose every name server is up: a broker told of one that is still starting
     // tries it and then waits a whole registration period before trying again.
     if observed.name_servers_ready >= cluster.spec.name_server.replicas {
-        hand_out_name_servers(cluster, &members).await;
+        hand_out_name_servers(cluster, &security.access, &members).await;
     }
 
     let busy = observed.roll.is_some() || observed.unseeded() || !draining.is_empty();
@@ -393,9 +418,11 @@ async fn reconcile_cluster(cluster: &RocketCluster, context: &Context) -> Result
 
 /// One pass of removing surplus group `index`: removes it at once when forced, or fences it,
 /// measures what is left and removes it once drained. Returns its drain status while it stays.
+#[allow(clippy::too_many_arguments)]
 async fn drain_group(
     cluster: &RocketCluster,
     context: &Context,
+    access: &Access,
     apis: &Apis,
     previous: &RocketClusterStatus,
     name_servers: &[String],
@@ -420,9 +447,12 @@ async fn drain_group(
     }
     // Fenced on every pass: a broker's registration with a changed topic table gives the
     // write permission back, as in RocketMQ.
-    let fence = admin::set_write_perm(name_servers, &name, true).await;
+    let fence = admin::set_write_perm(access, name_servers, &name, true).await;
     let broker = resources::broker_address(cluster, &name, &format!("{name}-0"));
-    let (backlog, put_total) = futures::join!(admin::backlog(&broker), admin::put_total(&broker));
+    let (backlog, put_total) = futures::join!(
+        admin::backlog(access, &broker),
+        admin::put_total(access, &broker)
+    );
     if let Err(error) = &backlog {
         tracing::info!(group = %name, %error, "backlog of a draining group unknown");
     }
@@ -525,6 +555,7 @@ async fn group_members(
 async fn step_roll(
     cluster: &RocketCluster,
     context: &Context,
+    access: &Access,
     pods: &Api<Pod>,
     current: Option<&RollStatus>,
     members: &[roll::Member],
@@ -535,7 +566,7 @@ async fn step_roll(
     let put_total = match current {
         Some(roll) if roll.step == RollStep::Fencing => {
             let broker = resources::broker_address(cluster, &roll.broker_name, &roll.pod);
-            admin::put_total(&broker).await.ok()
+            admin::put_total(access, &broker).await.ok()
         }
         _ => None,
     };
@@ -549,7 +580,7 @@ async fn step_roll(
         roll::Next::Fence(roll) => {
             // Recorded before the fence goes up: whoever leads next knows to lift it.
             patch_roll(cluster, context, Some(&roll)).await?;
-            let fence = admin::set_write_perm(name_servers, &roll.broker_name, true).await;
+            let fence = admin::set_write_perm(access, name_servers, &roll.broker_name, true).await;
             let (type_, note) = if fence.reached > 0 {
                 (
                     EventType::Normal,
@@ -569,7 +600,7 @@ async fn step_roll(
         }
         roll::Next::Hold(roll) => {
             if roll.step == RollStep::Fencing {
-                admin::set_write_perm(name_servers, &roll.broker_name, true).await;
+                admin::set_write_perm(access, name_servers, &roll.broker_name, true).await;
             }
             Ok(Some(roll))
         }
@@ -580,7 +611,7 @@ async fn step_roll(
             Ok(Some(roll))
         }
         roll::Next::Unfence(broker_name) => {
-            let fence = admin::set_write_perm(name_servers, &broker_name, false).await;
+            let fence = admin::set_write_perm(access, name_servers, &broker_name, false).await;
             if !fence.failures.is_empty() {
                 // A broker that registers again (as the new pod did) gets its permission back
                 // from every name server anyway.
@@ -624,7 +655,12 @@ async fn patch_status(
 /// Gives each group that lacks them the cluster's topics and subscription groups, copied from a
 /// group that has them, once all its brokers are ready. A new cluster has none to copy: its
 /// first ready groups are seeded as they are.
-async fn seed_groups(cluster: &RocketCluster, context: &Context, groups: &mut [BrokerGroupStatus]) {
+async fn seed_groups(
+    cluster: &RocketCluster,
+    context: &Context,
+    access: &Access,
+    groups: &mut [BrokerGroupStatus],
+) {
     let ready = |group: &BrokerGroupStatus| {
         group.ready_replicas == group.replicas && group.draining.is_none()
     };
@@ -653,7 +689,7 @@ async fn seed_groups(cluster: &RocketCluster, context: &Context, groups: &mut [B
                 &group.name,
                 &format!("{}-{ordinal}", group.name),
             );
-            match admin::copy_topics(&from, &source, &to).await {
+            match admin::copy_topics(access, &from, &source, &to).await {
                 Ok(made) => {
                     copied.topics += made.topics;
                     copied.groups += made.groups;
@@ -682,7 +718,7 @@ async fn seed_groups(cluster: &RocketCluster, context: &Context, groups: &mut [B
 
 /// Hands every ready broker the current name-server list, where it differs from the one it
 /// uses: scaling the name servers restarts no broker. Called once every name server is Ready.
-async fn hand_out_name_servers(cluster: &RocketCluster, members: &[roll::Member]) {
+async fn hand_out_name_servers(cluster: &RocketCluster, access: &Access, members: &[roll::Member]) {
     let wanted = resources::name_server_addresses(cluster);
     let calls = members
         .iter()
@@ -690,7 +726,12 @@ async fn hand_out_name_servers(cluster: &RocketCluster, members: &[roll::Member]
         .map(|member| {
             let broker = resources::broker_address(cluster, &member.broker_name, &member.name);
             let wanted = wanted.clone();
-            async move { (admin::set_name_servers(&broker, &wanted).await, member) }
+            async move {
+                (
+                    admin::set_name_servers(access, &broker, &wanted).await,
+                    member,
+                )
+            }
         });
     for (result, member) in futures::future::join_all(calls).await {
         match result {

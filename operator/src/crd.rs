@@ -113,6 +113,64 @@ pub struct RocketClusterSpec {
     /// Prometheus scraping of the brokers.
     #[serde(default)]
     pub metrics: MetricsSpec,
+    /// Authentication, authorization and TLS on the remoting ports (docs/security.md).
+    #[serde(default)]
+    pub security: SecuritySpec,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecuritySpec {
+    /// RocketMQ's ACL: every request signed by a user of a `RocketUser` in the cluster's
+    /// namespace, and held to that user's grants; name servers take admin changes from
+    /// administrators only. The operator signs with credentials of its own, kept in the
+    /// Secret `<cluster>-operator-credentials`.
+    #[serde(default)]
+    pub acl: AclSpec,
+    /// TLS on the brokers' and name servers' remoting ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AclSpec {
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// Permissive serves TLS and plaintext clients alike; Enforcing refuses plaintext.
+    pub mode: TlsMode,
+    /// A Secret in the cluster's namespace with `tls.crt`, `tls.key` and `ca.crt`, the layout
+    /// cert-manager writes. The certificate must name the pods' DNS names (for a cluster
+    /// `demo` in `ns`: `*.demo-namesrv.ns.svc.cluster.local` and
+    /// `*.demo-broker-<g>.ns.svc.cluster.local`), as brokers and the operator check it against
+    /// `ca.crt`. Renewed certificates are picked up without a restart.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+    /// Require client certificates signed by `ca.crt` (mutual TLS); brokers and the operator
+    /// show the Secret's own certificate.
+    #[serde(default)]
+    pub client_auth: bool,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum TlsMode {
+    Permissive,
+    Enforcing,
+}
+
+impl TlsMode {
+    /// The value of RocketMQ's `tls.server.mode` key.
+    pub fn config_value(self) -> &'static str {
+        match self {
+            TlsMode::Permissive => "permissive",
+            TlsMode::Enforcing => "enforcing",
+        }
+    }
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -8,16 +8,32 @@ pub mod admin;
 pub mod broker_config;
 pub mod controller;
 pub mod crd;
+pub mod credentials;
 pub mod drain;
 pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod resources;
 pub mod roll;
+pub mod security;
 pub mod storage;
+pub mod user;
 
 pub use controller::{run, Context};
 pub use crd::{RocketCluster, RocketClusterSpec, RocketClusterStatus};
+pub use user::RocketUser;
+
+/// Every CRD the operator serves, as (file name, YAML): what `crdgen` writes into `crds/`.
+pub fn crd_files() -> Result<Vec<(String, String)>, serde_norway::Error> {
+    use kube::CustomResourceExt;
+    [RocketCluster::crd(), RocketUser::crd()]
+        .into_iter()
+        .map(|crd| {
+            let file = format!("{}.yaml", crd.metadata.name.clone().unwrap_or_default());
+            Ok((file, serde_norway::to_string(&crd)?))
+        })
+        .collect()
+}
 
 /// Everything that can go wrong while reconciling.
 #[derive(Debug, thiserror::Error)]

@@ -5,8 +5,11 @@
 //! Names, for a cluster `demo`:
 //! - `demo-namesrv`: the name server StatefulSet and its headless Service (stable pod names);
 //!   `demo-namesrv-client`: a ClusterIP Service for clients;
+//!   `demo-namesrv-config`: their ConfigMap, `namesrv.conf`;
 //! - `demo-broker-<g>`: group g's StatefulSet, headless Service and PodDisruptionBudget;
-//!   `demo-broker-<g>-config`: its ConfigMap, one `<pod>.conf` per broker.
+//!   `demo-broker-<g>-config`: its ConfigMap, one `<pod>.conf` per broker;
+//! - `demo-acl` and `demo-operator-credentials` (with `spec.security.acl`): Secrets, written
+//!   by `credentials`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,8 +21,9 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
     HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Service,
-    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource,
+    SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -32,6 +36,7 @@ use crate::broker_config::{
     RAFT_PORT, STORE_PATH,
 };
 use crate::crd::{ReclaimPolicy, RocketCluster};
+use crate::security::{self, ACL_DIR, TLS_DIR};
 
 pub const CONFIG_HASH_ANNOTATION: &str = "rocketry.dev/config-hash";
 pub const GROUP_LABEL: &str = "rocketry.dev/broker-group";
@@ -55,6 +60,14 @@ const PROBE_PERIOD: Duration = Duration::from_secs(5);
 const BROKER_STARTUP: Duration = Duration::from_secs(300);
 /// A name server has no store: it answers within seconds.
 const NAME_SERVER_STARTUP: Duration = Duration::from_secs(60);
+
+/// The name servers' objects.
+pub struct NameServer {
+    pub stateful_set: StatefulSet,
+    pub headless: Service,
+    pub client: Service,
+    pub config_map: ConfigMap,
+}
 
 /// Everything one broker group is made of.
 pub struct BrokerGroup {
@@ -143,7 +156,11 @@ fn owner(cluster: &RocketCluster) -> OwnerReference {
         .expect("a RocketCluster read from the apiserver has a name and uid")
 }
 
-fn metadata(cluster: &RocketCluster, name: String, labels: BTreeMap<String, String>) -> ObjectMeta {
+pub(crate) fn metadata(
+    cluster: &RocketCluster,
+    name: String,
+    labels: BTreeMap<String, String>,
+) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
         namespace: Some(namespace(cluster)),
@@ -305,17 +322,105 @@ fn scrape_annotations(cluster: &RocketCluster, port: i32) -> Vec<(&'static str, 
     ]
 }
 
-/// The name server StatefulSet, its headless Service and its client Service.
-pub fn name_server(cluster: &RocketCluster) -> (StatefulSet, Service, Service) {
+/// The Secrets `spec.security` needs mounted, read-only, for the keys `security` writes.
+fn security_volumes(cluster: &RocketCluster) -> (Vec<Volume>, Vec<VolumeMount>) {
+    let security = &cluster.spec.security;
+    let mut secrets = Vec::new();
+    if security.acl.enabled {
+        secrets.push(("acl", security::acl_secret_name(cluster), ACL_DIR));
+    }
+    if let Some(tls) = &security.tls {
+        secrets.push(("tls", tls.secret_name.clone(), TLS_DIR));
+    }
+    secrets
+        .into_iter()
+        .map(|(name, secret, dir)| {
+            let volume = Volume {
+                name: name.to_string(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(secret),
+                    // Readable by the pod's fsGroup (the broker's user), by no one else.
+                    default_mode: Some(0o440),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            };
+            let mount = VolumeMount {
+                name: name.to_string(),
+                mount_path: dir.to_string(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            };
+            (volume, mount)
+        })
+        .unzip()
+}
+
+fn config_volume(config_map: &str) -> (Volume, VolumeMount) {
+    let volume = Volume {
+        name: "config".to_string(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: config_map.to_string(),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    };
+    let mount = VolumeMount {
+        name: "config".to_string(),
+        mount_path: CONFIG_DIR.to_string(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    };
+    (volume, mount)
+}
+
+/// The name servers: their StatefulSet, headless Service, client Service and ConfigMap.
+pub fn name_server(cluster: &RocketCluster) -> NameServer {
     let name = name_server_name(cluster);
     let component = "namesrv";
-    let mut main = container(cluster, "namesrv", vec!["namesrv".to_string()]);
+    let mut lines = vec![
+        "# Written by the Rocketry operator from the RocketCluster; edits here are overwritten."
+            .to_string(),
+    ];
+    lines.extend(
+        security::server_keys(cluster)
+            .into_iter()
+            .map(|(key, value)| format!("{key}={value}")),
+    );
+    lines.push(String::new());
+    let files = BTreeMap::from([("namesrv.conf".to_string(), lines.join("\n"))]);
+    let config_hash = broker_config::hash(&files);
+    let config_map = ConfigMap {
+        metadata: metadata(
+            cluster,
+            format!("{name}-config"),
+            labels(cluster, component),
+        ),
+        data: Some(files),
+        ..ConfigMap::default()
+    };
+    let mut main = container(
+        cluster,
+        "namesrv",
+        vec![
+            "namesrv".to_string(),
+            "-c".to_string(),
+            format!("{CONFIG_DIR}/namesrv.conf"),
+        ],
+    );
     main.ports = Some(vec![
         container_port("namesrv", NAME_SERVER_PORT),
         container_port("metrics", NAME_SERVER_METRICS_PORT),
     ]);
     set_probes(&mut main, NAME_SERVER_STARTUP);
     main.resources = cluster.spec.name_server.resources.clone();
+    let (config, config_mount) = config_volume(&format!("{name}-config"));
+    let (mut volumes, mut mounts) = security_volumes(cluster);
+    volumes.insert(0, config);
+    mounts.insert(0, config_mount);
+    main.volume_mounts = Some(mounts);
+    let mut extra_annotations = vec![(CONFIG_HASH_ANNOTATION, config_hash)];
+    extra_annotations.extend(scrape_annotations(cluster, NAME_SERVER_METRICS_PORT));
     let stateful_set = StatefulSet {
         metadata: metadata(cluster, name.clone(), labels(cluster, component)),
         spec: StatefulSetSpec {
@@ -329,13 +434,10 @@ pub fn name_server(cluster: &RocketCluster) -> (StatefulSet, Service, Service) {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels(cluster, component)),
-                    annotations: pod_annotations(
-                        cluster,
-                        &scrape_annotations(cluster, NAME_SERVER_METRICS_PORT),
-                    ),
+                    annotations: pod_annotations(cluster, &extra_annotations),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(pod_spec(cluster, vec![main], vec![], NAME_SERVER_GRACE)),
+                spec: Some(pod_spec(cluster, vec![main], volumes, NAME_SERVER_GRACE)),
             },
             ..StatefulSetSpec::default()
         },
@@ -361,7 +463,12 @@ pub fn name_server(cluster: &RocketCluster) -> (StatefulSet, Service, Service) {
         }),
         ..Service::default()
     };
-    (stateful_set, headless, client)
+    NameServer {
+        stateful_set,
+        headless,
+        client,
+        config_map,
+    }
 }
 
 /// Group `index`: its StatefulSet (with volume claims and OnDelete updates, the operator rolls
@@ -375,6 +482,7 @@ pub fn broker_group(cluster: &RocketCluster, index: i32) -> BrokerGroup {
     let raft = spec.replicas_per_group > 1;
 
     let name_servers = name_server_addresses(cluster);
+    let security_keys = security::broker_keys(cluster);
     let raft_peers: Vec<String> = if raft {
         (0..spec.replicas_per_group)
             .map(|ordinal| format!("{}:{RAFT_PORT}", pod_host(cluster, &name, ordinal)))
@@ -393,6 +501,7 @@ pub fn broker_group(cluster: &RocketCluster, index: i32) -> BrokerGroup {
                 name_server_addresses: &name_servers,
                 flush_disk_type: spec.flush_disk_type.config_value(),
                 raft_peers: &raft_peers,
+                security: &security_keys,
             };
             (
                 format!("{name}-{ordinal}.conf"),
@@ -440,27 +549,21 @@ pub fn broker_group(cluster: &RocketCluster, index: i32) -> BrokerGroup {
     main.ports = Some(ports);
     set_probes(&mut main, BROKER_STARTUP);
     main.resources = spec.resources.clone();
-    main.volume_mounts = Some(vec![
-        VolumeMount {
-            name: "store".to_string(),
-            mount_path: STORE_PATH.to_string(),
-            ..VolumeMount::default()
-        },
-        VolumeMount {
-            name: "config".to_string(),
-            mount_path: CONFIG_DIR.to_string(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        },
-    ]);
-    let volumes = vec![Volume {
-        name: "config".to_string(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: format!("{name}-config"),
-            ..ConfigMapVolumeSource::default()
-        }),
-        ..Volume::default()
-    }];
+    let (config, config_mount) = config_volume(&format!("{name}-config"));
+    let (mut volumes, mut mounts) = security_volumes(cluster);
+    volumes.insert(0, config);
+    mounts.splice(
+        0..0,
+        [
+            VolumeMount {
+                name: "store".to_string(),
+                mount_path: STORE_PATH.to_string(),
+                ..VolumeMount::default()
+            },
+            config_mount,
+        ],
+    );
+    main.volume_mounts = Some(mounts);
     let mut extra_annotations = vec![(CONFIG_HASH_ANNOTATION, config_hash.clone())];
     extra_annotations.extend(scrape_annotations(cluster, METRICS_PORT));
     let retention = match spec.storage.reclaim_policy {
@@ -671,7 +774,7 @@ mod tests {
     #[test]
     fn brokers_and_name_servers_are_probed_over_http_on_the_metrics_port() {
         let cluster = cluster(1);
-        let (name_servers, _, _) = name_server(&cluster);
+        let name_servers = name_server(&cluster).stateful_set;
         let brokers = broker_group(&cluster, 0).stateful_set;
         for (role, set, startup_seconds) in
             [("namesrv", name_servers, 60), ("broker", brokers, 300)]
@@ -708,7 +811,7 @@ mod tests {
     #[test]
     fn every_pod_passes_pod_security_restricted() {
         let cluster = cluster(1);
-        let (name_servers, _, _) = name_server(&cluster);
+        let name_servers = name_server(&cluster).stateful_set;
         let brokers = broker_group(&cluster, 0).stateful_set;
         for (role, set, grace) in [("namesrv", name_servers, 30), ("broker", brokers, 60)] {
             let pod = set.spec.template.spec.unwrap();
@@ -753,10 +856,12 @@ mod tests {
     fn metrics_annotations_name_the_name_servers_metrics_port_too() {
         let mut cluster = cluster(1);
         let annotations = |cluster: &RocketCluster| {
-            let (stateful_set, _, _) = name_server(cluster);
+            let stateful_set = name_server(cluster).stateful_set;
             stateful_set.spec.template.metadata.unwrap().annotations
         };
-        assert_eq!(annotations(&cluster), None);
+        assert!(!annotations(&cluster)
+            .unwrap()
+            .contains_key("prometheus.io/scrape"));
         cluster.spec.metrics.enabled = true;
         let annotations = annotations(&cluster).unwrap();
         assert_eq!(annotations["prometheus.io/scrape"], "true");
@@ -774,7 +879,7 @@ mod tests {
             .find_map(|line| line.trim().strip_prefix("values: "))
             .expect("the PodMonitor selects components");
         let cluster = cluster(1);
-        let (name_servers, _, _) = name_server(&cluster);
+        let name_servers = name_server(&cluster).stateful_set;
         for set in [name_servers, broker_group(&cluster, 0).stateful_set] {
             let pod = set.spec.template;
             let labels = pod.metadata.unwrap().labels.unwrap();

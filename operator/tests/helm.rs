@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::Client;
 use operator::leader::LeaseLock;
-use operator::RocketCluster;
+use operator::{RocketCluster, RocketUser};
 use support::*;
 
 const RELEASE_NAMESPACE: &str = "rocketry-system";
@@ -156,9 +156,20 @@ async fn chart_lints_renders_valid_manifests_installs_and_its_rbac_suffices() {
     let cluster: RocketCluster = serde_json::from_value(serde_json::json!({
         "apiVersion": "rocketry.dev/v1alpha1", "kind": "RocketCluster",
         "metadata": {"name": "rbac"},
-        "spec": {"image": "rocketry:test", "brokerGroups": 2, "storage": {"size": "1Gi"}}
+        "spec": {"image": "rocketry:test", "brokerGroups": 2, "storage": {"size": "1Gi"},
+                 "security": {"acl": {"enabled": true}}}
     }))
     .unwrap();
+    // With the ACL on, the operator also reads users, generates their Secrets, writes the
+    // ACL Secret and its own credentials, and writes the users' status.
+    let users: Api<RocketUser> = Api::namespaced(admin.clone(), &namespace.name);
+    let user: RocketUser = serde_json::from_value(serde_json::json!({
+        "apiVersion": "rocketry.dev/v1alpha1", "kind": "RocketUser",
+        "metadata": {"name": "rbac-app"},
+        "spec": {"cluster": "rbac", "topicPerms": {"orders": "PUB"}}
+    }))
+    .unwrap();
+    users.create(&PostParams::default(), &user).await.unwrap();
     clusters
         .create(&PostParams::default(), &cluster)
         .await
@@ -197,6 +208,22 @@ async fn chart_lints_renders_valid_manifests_installs_and_its_rbac_suffices() {
             .join("; ")
     );
 
+    let ready = users
+        .get("rbac-app")
+        .await
+        .unwrap()
+        .status
+        .unwrap_or_default()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status);
+    assert_eq!(
+        ready.as_deref(),
+        Some("True"),
+        "the user's status was not written"
+    );
+
     // Its events were written too (a denied event would only be logged, not fail a reconcile).
     let events: Api<k8s_openapi::api::events::v1::Event> =
         Api::namespaced(admin.clone(), &namespace.name);
@@ -211,9 +238,9 @@ async fn chart_lints_renders_valid_manifests_installs_and_its_rbac_suffices() {
     // Verbs it does not need are denied.
     let secrets: Api<Secret> = Api::namespaced(operator_client.clone(), &namespace.name);
     let denied = secrets
-        .list(&ListParams::default())
+        .delete("rbac-app", &DeleteParams::default())
         .await
-        .expect_err("listing secrets must be denied");
+        .expect_err("deleting a secret must be denied");
     assert!(is_forbidden(&denied), "{denied}");
     let as_operator: Api<RocketCluster> = Api::namespaced(operator_client.clone(), &namespace.name);
     let denied = as_operator

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use operator::leader::LeaseLock;
-use operator::RocketCluster;
+use operator::{RocketCluster, RocketUser};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -726,5 +726,236 @@ async fn only_one_replica_holds_the_leader_lease() {
     );
     second.release().await.unwrap();
     assert!(first.try_acquire_or_renew().await.unwrap());
+    namespace.delete().await;
+}
+
+fn secret_text(secret: &Secret, key: &str) -> String {
+    let bytes = &secret.data.as_ref().expect("data")[key].0;
+    String::from_utf8(bytes.clone()).unwrap()
+}
+
+/// The cluster's ACL file as the operator wrote it: accessKey → (secretKey, admin).
+async fn acl_accounts(
+    secrets: &Api<Secret>,
+    name: &str,
+) -> Option<BTreeMap<String, (String, bool)>> {
+    let secret = secrets.get_opt(name).await.unwrap()?;
+    let file: serde_json::Value =
+        serde_norway::from_str(&secret_text(&secret, "plain_acl.yml")).unwrap();
+    Some(
+        file["accounts"]
+            .as_array()?
+            .iter()
+            .map(|account| {
+                (
+                    account["accessKey"].as_str().unwrap().to_string(),
+                    (
+                        account["secretKey"].as_str().unwrap().to_string(),
+                        account["admin"].as_bool().unwrap(),
+                    ),
+                )
+            })
+            .collect(),
+    )
+}
+
+async fn user_ready(users: &Api<RocketUser>, name: &str) -> Option<(String, String)> {
+    let ready = users
+        .get(name)
+        .await
+        .ok()?
+        .status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")?;
+    Some((ready.status, ready.reason))
+}
+
+/// `spec.security` against the real apiserver: RocketUsers become the ACL Secret (a generated
+/// secret, a secret from the user's own Secret, none for a user whose Secret is missing), the
+/// operator's own credentials are made once and kept, the pods mount what their config names,
+/// a deleted user leaves the file at once, and a missing or broken TLS Secret degrades the
+/// cluster with the reason.
+#[tokio::test]
+async fn users_and_tls_of_a_secured_cluster_on_a_real_apiserver() {
+    let Some(path) = kubeconfig() else { return };
+    let client = admin_client(&path).await;
+    install_crds(&client).await;
+    let namespace = TestNamespace::create(&client, "security").await;
+    let ns = namespace.name.clone();
+    let controller = RunningController::start(&client, &ns);
+    let clusters: Api<RocketCluster> = Api::namespaced(client.clone(), &ns);
+    let users: Api<RocketUser> = Api::namespaced(client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let user = |name: &str, spec: serde_json::Value| -> RocketUser {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "rocketry.dev/v1alpha1", "kind": "RocketUser",
+            "metadata": {"name": name}, "spec": spec
+        }))
+        .unwrap()
+    };
+    let own: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "own-secret"}, "stringData": {"password": "own-secret-key"}
+    }))
+    .unwrap();
+    secrets.create(&PostParams::default(), &own).await.unwrap();
+    for made in [
+        user(
+            "app-orders",
+            serde_json::json!({"cluster": "secure", "topicPerms": {"orders": "PUB|SUB"}}),
+        ),
+        user(
+            "app-own",
+            serde_json::json!({"cluster": "secure", "admin": true,
+            "secretKeyRef": {"name": "own-secret", "key": "password"}}),
+        ),
+        user(
+            "app-missing",
+            serde_json::json!({"cluster": "secure",
+            "secretKeyRef": {"name": "no-such-secret"}}),
+        ),
+        // Would stand in for the operator's own administrator account.
+        user(
+            "rocketry-operator",
+            serde_json::json!({"cluster": "secure", "admin": true}),
+        ),
+    ] {
+        users.create(&PostParams::default(), &made).await.unwrap();
+    }
+    clusters
+        .create(
+            &PostParams::default(),
+            &cluster(
+                "secure",
+                serde_json::json!({"security": {
+                    "acl": {"enabled": true},
+                    "tls": {"mode": "Enforcing", "secretName": "secure-tls"}
+                }}),
+            ),
+        )
+        .await
+        .unwrap();
+
+    let accounts = wait_for(WAIT, "the ACL Secret with both users", || async {
+        let accounts = acl_accounts(&secrets, "secure-acl").await?;
+        (accounts.len() == 3).then_some(accounts)
+    })
+    .await;
+    let operator = secrets.get("secure-operator-credentials").await.unwrap();
+    assert_eq!(secret_text(&operator, "accessKey"), "rocketry-operator");
+    let operator_secret = secret_text(&operator, "secretKey");
+    assert_eq!(
+        accounts["rocketry-operator"],
+        (operator_secret.clone(), true)
+    );
+    let generated = secrets.get("app-orders").await.unwrap();
+    assert_eq!(secret_text(&generated, "accessKey"), "app-orders");
+    assert_eq!(secret_text(&generated, "secretKey").len(), 64);
+    assert_eq!(
+        accounts["app-orders"],
+        (secret_text(&generated, "secretKey"), false)
+    );
+    assert_eq!(accounts["app-own"], ("own-secret-key".to_string(), true));
+    assert!(!accounts.contains_key("app-missing"));
+    wait_for(WAIT, "each user's Ready condition", || async {
+        let states = (
+            user_ready(&users, "app-orders").await?,
+            user_ready(&users, "app-missing").await?,
+            user_ready(&users, "rocketry-operator").await?,
+        );
+        (states
+            == (
+                ("True".to_string(), "InAcl".to_string()),
+                ("False".to_string(), "SecretMissing".to_string()),
+                ("False".to_string(), "ReservedName".to_string()),
+            ))
+            .then_some(())
+    })
+    .await;
+    let status = users.get("app-orders").await.unwrap().status.unwrap();
+    assert_eq!(status.secret_name.as_deref(), Some("app-orders"));
+
+    // The brokers and name servers mount the two Secrets their config names.
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let broker_conf = config_maps.get("secure-broker-0-config").await.unwrap();
+    let broker_conf = &broker_conf.data.unwrap()["secure-broker-0-0.conf"];
+    for line in [
+        "aclEnable=true",
+        "aclFile=/etc/rocketry-acl/plain_acl.yml",
+        "tls.server.mode=enforcing",
+        "tls.enable=true",
+    ] {
+        assert!(
+            broker_conf.lines().any(|l| l == line),
+            "{line} not in\n{broker_conf}"
+        );
+    }
+    let namesrv_conf = config_maps.get("secure-namesrv-config").await.unwrap();
+    assert!(namesrv_conf.data.unwrap()["namesrv.conf"].contains("aclEnable=true"));
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    for set in ["secure-broker-0", "secure-namesrv"] {
+        let pod = sets.get(set).await.unwrap().spec.template.spec.unwrap();
+        let mounted: Vec<(String, String)> = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .filter_map(|v| Some((v.name, v.secret?.secret_name?)))
+            .collect();
+        assert_eq!(
+            mounted,
+            [
+                ("acl".to_string(), "secure-acl".to_string()),
+                ("tls".to_string(), "secure-tls".to_string())
+            ],
+            "{set}"
+        );
+    }
+
+    // The TLS Secret: missing, then not a certificate.
+    let message = wait_condition(&clusters, "secure", "Degraded", "True", "TlsSecretMissing").await;
+    assert!(message.contains("secure-tls"), "{message}");
+    let broken: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "secure-tls"},
+        "stringData": {"tls.crt": "not a certificate", "tls.key": "x", "ca.crt": "not one either"}
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &broken)
+        .await
+        .unwrap();
+    patch_spec(
+        &clusters,
+        "secure",
+        serde_json::json!({"podAnnotations": {"touch": "1"}}),
+    )
+    .await;
+    let message = wait_condition(&clusters, "secure", "Degraded", "True", "TlsSecretInvalid").await;
+    assert!(message.contains("secure-tls"), "{message}");
+
+    // A deleted user leaves the file at once (the watch on RocketUsers), its generated Secret
+    // is collected with it, and the operator's own secret never changes.
+    users
+        .delete("app-orders", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(WAIT, "app-orders gone from the ACL", || async {
+        let accounts = acl_accounts(&secrets, "secure-acl").await?;
+        (!accounts.contains_key("app-orders")).then_some(())
+    })
+    .await;
+    wait_for(WAIT, "app-orders's Secret collected", || async {
+        secrets
+            .get_opt("app-orders")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let operator = secrets.get("secure-operator-credentials").await.unwrap();
+    assert_eq!(secret_text(&operator, "secretKey"), operator_secret);
+    assert_eq!(controller.metrics.failures(), 0);
+
+    controller.stop().await;
     namespace.delete().await;
 }

@@ -137,7 +137,20 @@ spec:
 
 /// Starts a client pod running the Java harness (Features.java).
 fn start_client(namespace: &str, image: &str, name: &str, args: &[String]) {
+    start_java_client(namespace, image, name, args, "");
+}
+
+/// Starts a client pod whose JVM takes `java_options` (system properties such as the
+/// client's `-Dtls.enable=true`).
+fn start_java_client(
+    namespace: &str,
+    image: &str,
+    name: &str,
+    args: &[String],
+    java_options: &str,
+) {
     let args = serde_json::to_string(args).unwrap();
+    let java_options = serde_json::to_string(java_options).unwrap();
     let manifest = format!(
         r#"
 apiVersion: v1
@@ -152,6 +165,7 @@ spec:
     image: {image}
     imagePullPolicy: Never
     args: {args}
+    env: [{{name: JAVA_TOOL_OPTIONS, value: {java_options}}}]
     securityContext: {{allowPrivilegeEscalation: false, capabilities: {{drop: [ALL]}}}}
 "#
     );
@@ -463,10 +477,203 @@ fn lease_holder() -> String {
     )
 }
 
+/// The Secret `secure-tls` in cert-manager's layout (`tls.crt`, `tls.key`, `ca.crt`): a CA
+/// made with the openssl command line, and a certificate it signed for the secured cluster's
+/// pods' DNS names.
+fn tls_secret(namespace: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let names = format!(
+        "subjectAltName=DNS:*.secure-namesrv.{namespace}.svc.cluster.local,DNS:*.secure-broker-0.{namespace}.svc.cluster.local\nextendedKeyUsage=serverAuth,clientAuth\n"
+    );
+    std::fs::write(dir.path().join("ext"), names).unwrap();
+    let script = "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=e2e-ca \
+        && openssl req -newkey rsa:2048 -nodes -keyout tls.key -out tls.csr -subj /CN=secure \
+        && openssl x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out tls.crt -days 2 -extfile ext";
+    let made = std::process::Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir.path())
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let file = |name: &str| format!("--from-file={name}={}", dir.path().join(name).display());
+    kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "secure-tls",
+        "-n",
+        namespace,
+        &file("tls.crt"),
+        &file("tls.key"),
+        &file("ca.crt"),
+    ]);
+}
+
+/// An ACL-enabled cluster of one broker that speaks TLS only, and one RocketUser with a
+/// generated secret that may send to `orders`.
+fn secure_cluster_manifest(image: &str) -> String {
+    format!(
+        r#"
+apiVersion: rocketry.dev/v1alpha1
+kind: RocketUser
+metadata: {{name: orders-app}}
+spec:
+  cluster: secure
+  topicPerms: {{orders: PUB}}
+---
+apiVersion: rocketry.dev/v1alpha1
+kind: RocketCluster
+metadata: {{name: secure}}
+spec:
+  image: {image}
+  imagePullPolicy: Never
+  storage: {{size: 1Gi}}
+  # Each refused send below is tried three times; answer every refusal at once.
+  brokerConfig: {{aclFreeAuthenticationFailures: "100000"}}
+  security:
+    acl: {{enabled: true}}
+    tls: {{mode: Enforcing, secretName: secure-tls}}
+  tolerations: {TOLERATIONS}
+"#
+    )
+}
+
+/// A producer pod signing as `access_key`, over TLS; returns its RESULT.
+fn signed_produce(
+    namespace: &str,
+    image: &str,
+    pod: &str,
+    namesrv: &str,
+    (access_key, secret_key): (&str, &str),
+    count: u64,
+) -> serde_json::Value {
+    let args = [
+        "dev.rocketry.harness.Features".into(),
+        "produce".into(),
+        format!("namesrv={namesrv}"),
+        "topic=orders".into(),
+        format!("count={count}"),
+        format!("run={pod}"),
+        format!("accessKey={access_key}"),
+        format!("secretKey={secret_key}"),
+    ];
+    // The client's test mode (its default) takes any server certificate.
+    start_java_client(namespace, image, pod, &args, "-Dtls.enable=true");
+    client_result(namespace, pod, Duration::from_secs(240))
+}
+
+/// The secured cluster, over TLS: a producer with the secret the operator generated for its
+/// RocketUser sends; one with an unknown user is refused with NO_PERMISSION; and the
+/// operator, signing with its own credentials and checking the pods' certificates, fences
+/// the broker's writes at the name server for a roll.
+fn secure_cluster_admits_its_users_only(namespace: &str, client_image: &str) {
+    poll(
+        Duration::from_secs(300),
+        || {
+            format!(
+                "the secured cluster is not Running:\n{}",
+                kubectl(&[
+                    "get",
+                    "rocketcluster,rocketuser,pods,events",
+                    "-n",
+                    namespace
+                ])
+            )
+        },
+        || (field(namespace, "rocketcluster/secure", "{.status.phase}") == "Running").then_some(()),
+    );
+    let name_servers = field(
+        namespace,
+        "rocketcluster/secure",
+        "{.status.nameServerAddresses}",
+    );
+    let secret = |key: &str| {
+        let encoded = field(namespace, "secret/orders-app", &format!("{{.data.{key}}}"));
+        let decoded = std::process::Command::new("base64")
+            .arg("-d")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(encoded.as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        String::from_utf8(decoded.stdout).unwrap()
+    };
+    let (access_key, secret_key) = (secret("accessKey"), secret("secretKey"));
+    assert_eq!(access_key, "orders-app");
+    assert_eq!(
+        field(
+            namespace,
+            "rocketuser/orders-app",
+            "{.status.conditions[0].reason}"
+        ),
+        "InAcl"
+    );
+    let sent = signed_produce(
+        namespace,
+        client_image,
+        "known-user",
+        &name_servers,
+        (&access_key, &secret_key),
+        100,
+    );
+    assert_eq!(sent["sent"], 100, "{sent}");
+    let refused = signed_produce(
+        namespace,
+        client_image,
+        "unknown-user",
+        &name_servers,
+        ("intruder-app", &secret_key),
+        2,
+    );
+    assert_eq!(refused["sent"], 0, "{refused}");
+    let error = refused["firstError"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("CODE: 16"),
+        "wanted NO_PERMISSION: {refused}"
+    );
+
+    // A roll fences the broker's writes first: only an administrator's signature is taken.
+    kubectl(&[
+        "patch",
+        "rocketcluster",
+        "secure",
+        "-n",
+        namespace,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"brokerConfig":{"fileReservedTime":"47"}}}"#,
+    ]);
+    let fenced = poll(
+        Duration::from_secs(120),
+        || {
+            format!(
+                "no FencingBroker event:\n{}",
+                kubectl(&["get", "events", "-n", namespace])
+            )
+        },
+        || Some(events(namespace, "FencingBroker")).filter(|e| e.contains("FencingBroker")),
+    );
+    println!("secured cluster roll: {fenced}");
+    assert!(
+        fenced.contains("fenced the writes of secure-broker-0 at 1 of 1 name servers"),
+        "the operator's signed fence was refused: {fenced}"
+    );
+}
+
 /// The chart installs the operator (two replicas, leader election, its ServiceAccount token) in
 /// a Pod Security "restricted" namespace, and the example RocketCluster, applied to the real
 /// apiserver, runs in another restricted namespace. Then, on that one cluster, what a platform
-/// team does to it: 10,000 messages round trip; a config roll under a steady producer with
+/// team does to it: 10,000 messages round trip; (beside it, an ACL-enabled cluster on TLS that
+/// takes a RocketUser's sends and refuses an unknown user's); a config roll under a steady producer with
 /// never more than one broker down and every acknowledged message consumed; a broker killed by
 /// SIGKILL that recovers everything; groups 2→3 with the new group given the existing topics;
 /// 3→2 under a backlog that drains before the group goes; the leader operator killed, then
@@ -476,7 +683,7 @@ fn the_charts_operator_runs_the_example_cluster_through_rolls_crashes_and_scalin
     if kubeconfig().is_none() {
         return;
     }
-    let (_, client_image) = images();
+    let (broker_image, client_image) = images();
     restricted_namespace("rocketry-system");
     peer(&[
         "helm",
@@ -517,6 +724,11 @@ fn the_charts_operator_runs_the_example_cluster_through_rolls_crashes_and_scalin
         &namespace,
         &format!("{}\n  tolerations: {TOLERATIONS}\n", example.trim_end()),
     );
+    // An ACL-enabled cluster beside it, checked once the demo's first round trip is done.
+    let secured = format!("secure-{}", std::process::id() % 100_000);
+    restricted_namespace(&secured);
+    tls_secret(&secured);
+    apply(&secured, &secure_cluster_manifest(&broker_image));
     wait_phase(&namespace, "Running", Duration::from_secs(300));
     let name_servers = field(
         &namespace,
@@ -545,6 +757,8 @@ fn the_charts_operator_runs_the_example_cluster_through_rolls_crashes_and_scalin
         "",
     );
     assert_eq!(got["missing"], 0, "{got}");
+    secure_cluster_admits_its_users_only(&secured, &client_image);
+    kubectl(&["delete", "namespace", &secured, "--wait=false"]);
 
     // A config roll while a producer sends all along.
     let steady = format!("steady{}", std::process::id());

@@ -17,19 +17,35 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug)]
 pub struct ClientTls(pub(super) Arc<rustls::ClientConfig>);
 
-fn invalid(path: &Path, reason: impl std::fmt::Display) -> Error {
-    Error::Tls(format!("{}: {reason}", path.display()))
+fn invalid(what: &str, reason: impl std::fmt::Display) -> Error {
+    Error::Tls(format!("{what}: {reason}"))
 }
 
 /// The certificates of a PEM file, at least one; for servers' and clients' files alike.
 pub fn pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
-        .map_err(|e| invalid(path, e))?;
+    let pem = std::fs::read(path).map_err(|e| invalid(&path.display().to_string(), e))?;
+    certificates(&pem, &path.display().to_string())
+}
+
+/// The certificates of a PEM document, at least one; `what` names it in errors.
+fn certificates(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| invalid(what, e))?;
     if certs.is_empty() {
-        return Err(invalid(path, "holds no certificate"));
+        return Err(invalid(what, "holds no certificate"));
     }
     Ok(certs)
+}
+
+/// A PEM document and the name its errors give it.
+struct Pem<'a> {
+    text: &'a [u8],
+    name: &'a str,
+}
+
+fn pem((text, name): &(Vec<u8>, String)) -> Pem<'_> {
+    Pem { text, name }
 }
 
 impl ClientTls {
@@ -37,15 +53,48 @@ impl ClientTls {
     /// certificate (RocketMQ's default, `tls.client.authServer=false`: encryption without
     /// knowing who answers). `identity`: a certificate and key to show servers that ask.
     pub fn new(trust: Option<&Path>, identity: Option<(&Path, &Path)>) -> Result<ClientTls> {
+        let read = |path: &Path| {
+            let name = path.display().to_string();
+            std::fs::read(path)
+                .map(|text| (text, name.clone()))
+                .map_err(|e| invalid(&name, e))
+        };
+        let trust = trust.map(read).transpose()?;
+        let identity = match identity {
+            Some((cert, key)) => Some((read(cert)?, read(key)?)),
+            None => None,
+        };
+        Self::build(
+            trust.as_ref().map(pem),
+            identity.as_ref().map(|(cert, key)| (pem(cert), pem(key))),
+        )
+    }
+
+    /// As [`ClientTls::new`], from PEM held in memory (a Kubernetes Secret's `ca.crt`,
+    /// `tls.crt` and `tls.key`).
+    pub fn from_pem(trust: Option<&[u8]>, identity: Option<(&[u8], &[u8])>) -> Result<ClientTls> {
+        let pem = |text, name| Pem { text, name };
+        Self::build(
+            trust.map(|text| pem(text, "the trusted certificates")),
+            identity.map(|(cert, key)| {
+                (
+                    pem(cert, "the client certificate"),
+                    pem(key, "the client key"),
+                )
+            }),
+        )
+    }
+
+    fn build(trust: Option<Pem>, identity: Option<(Pem, Pem)>) -> Result<ClientTls> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::Tls(e.to_string()))?;
         let builder = match trust {
-            Some(path) => {
+            Some(trust) => {
                 let mut roots = rustls::RootCertStore::empty();
-                for cert in pem_certificates(path)? {
-                    roots.add(cert).map_err(|e| invalid(path, e))?;
+                for cert in certificates(trust.text, trust.name)? {
+                    roots.add(cert).map_err(|e| invalid(trust.name, e))?;
                 }
                 builder.with_root_certificates(roots)
             }
@@ -55,10 +104,11 @@ impl ClientTls {
         };
         let config = match identity {
             Some((cert, key)) => {
-                let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| invalid(key, e))?;
+                let key_der =
+                    PrivateKeyDer::from_pem_slice(key.text).map_err(|e| invalid(key.name, e))?;
                 builder
-                    .with_client_auth_cert(pem_certificates(cert)?, key_der)
-                    .map_err(|e| invalid(cert, e))?
+                    .with_client_auth_cert(certificates(cert.text, cert.name)?, key_der)
+                    .map_err(|e| invalid(cert.name, e))?
             }
             None => builder.with_no_client_auth(),
         };
@@ -118,5 +168,22 @@ impl ServerCertVerifier for AnyServer {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_held_in_memory_is_checked_and_named_in_errors() {
+        let error = ClientTls::from_pem(Some(b"not a certificate"), None).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("the trusted certificates: holds no certificate"),
+            "{error}"
+        );
+        assert!(ClientTls::from_pem(None, None).is_ok());
     }
 }

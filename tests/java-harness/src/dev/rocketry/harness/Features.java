@@ -51,7 +51,8 @@ import org.apache.rocketmq.common.message.MessageQueue;
  * producer reports the ids of the first messages it sent. With {@code deliverAt} message i
  * asks (5.x {@code setDeliverTimeMs}) to be delivered at deliverAt + (i * 7919) mod
  * deliverSpreadMs. With {@code threads} above 1 the sends run on that many threads, in no
- * particular order. A consumer with {@code verify=N} reports which of indexes
+ * particular order. With {@code accessKey} and {@code secretKey} producers and consumers
+ * sign their requests (see {@link Harness}). A consumer with {@code verify=N} reports which of indexes
  * 0..N-1 it never received, leaving out those in {@code skip} (the failed sends).
  *
  * With {@code tags}, message i carries tag number i mod the list's length; with {@code prop},
@@ -92,7 +93,8 @@ public final class Features {
         long deliverSpreadMs = Long.parseLong(args.getOrDefault("deliverSpreadMs", "0"));
         int threads = Integer.parseInt(args.getOrDefault("threads", "1"));
         List<String> msgIds = new java.util.ArrayList<>();
-        DefaultMQProducer producer = new DefaultMQProducer(args.getOrDefault("producerGroup", "features_producer"), trace, null);
+        DefaultMQProducer producer = new DefaultMQProducer(args.getOrDefault("producerGroup", "features_producer"),
+            Harness.aclHook(args), trace, null);
         producer.setNamesrvAddr(args.get("namesrv"));
         if (args.containsKey("pollNameServerInterval")) {
             producer.setPollNameServerInterval(Integer.parseInt(args.get("pollNameServerInterval")));
@@ -207,7 +209,8 @@ public final class Features {
         AtomicLong deliveries = new AtomicLong();
         AtomicLong last = new AtomicLong(System.currentTimeMillis());
 
-        DefaultMQPushConsumer consumer = new DefaultMQPushConsumer(args.get("group"),
+        DefaultMQPushConsumer consumer = new DefaultMQPushConsumer(args.get("group"), Harness.aclHook(args),
+            new org.apache.rocketmq.client.consumer.rebalance.AllocateMessageQueueAveragely(),
             Boolean.parseBoolean(args.getOrDefault("trace", "false")), null);
         consumer.setNamesrvAddr(args.get("namesrv"));
         consumer.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
