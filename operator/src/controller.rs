@@ -637,18 +637,31 @@ async fn patch_status(
     context: &Context,
     status: serde_json::Value,
 ) -> Result<()> {
-    let name = cluster.name_any();
-    let api: Api<RocketCluster> = Api::namespaced(
-        context.client.clone(),
-        &cluster.namespace().unwrap_or_default(),
-    );
+    patch_object_status(&context.client, cluster, "rocketcluster", status).await
+}
+
+/// A merge patch of a namespaced object's status subresource.
+pub(crate) async fn patch_object_status<K>(
+    client: &Client,
+    object: &K,
+    kind: &'static str,
+    status: serde_json::Value,
+) -> Result<()>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let name = object.name_any();
+    let api: Api<K> = Api::namespaced(client.clone(), &object.namespace().unwrap_or_default());
     api.patch_status(
         &name,
         &PatchParams::default(),
         &Patch::Merge(serde_json::json!({ "status": status })),
     )
     .await
-    .map_err(kube_error("patch status of", "rocketcluster", &name))?;
+    .map_err(kube_error("patch status of", kind, &name))?;
     Ok(())
 }
 
@@ -788,11 +801,32 @@ fn condition(
     let previous = cluster
         .status
         .as_ref()
-        .and_then(|status| status.conditions.iter().find(|c| c.type_ == type_));
+        .map(|status| status.conditions.as_slice())
+        .unwrap_or_default();
+    next_condition(
+        previous,
+        cluster.metadata.generation,
+        type_,
+        status,
+        reason,
+        message,
+    )
+}
+
+/// A condition of an object whose conditions were `previous`: the transition time moves
+/// only when the status flips, as the API conventions ask.
+pub(crate) fn next_condition(
+    previous: &[Condition],
+    generation: Option<i64>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+) -> Condition {
+    let before = previous.iter().find(|c| c.type_ == type_);
     let status = if status { "True" } else { "False" }.to_string();
-    // The transition time moves only when the status flips, as the API conventions ask.
-    let last_transition_time = match previous {
-        Some(previous) if previous.status == status => previous.last_transition_time.clone(),
+    let last_transition_time = match before {
+        Some(before) if before.status == status => before.last_transition_time.clone(),
         _ => Time(Timestamp::now()),
     };
     Condition {
@@ -800,7 +834,7 @@ fn condition(
         status,
         reason: reason.to_string(),
         message,
-        observed_generation: cluster.metadata.generation,
+        observed_generation: generation,
         last_transition_time,
     }
 }

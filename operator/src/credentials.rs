@@ -6,16 +6,15 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use protocol::acl::Credentials;
 use protocol::client::ClientTls;
 
 use crate::admin::Access;
-use crate::controller::{apply, kube_error};
+use crate::controller::{apply, kube_error, next_condition, patch_object_status};
 use crate::crd::{RocketCluster, TlsSpec};
 use crate::resources;
 use crate::security::{self, Account, ACCESS_KEY, ACL_FILE_KEY, OPERATOR_USER, SECRET_KEY};
@@ -77,7 +76,7 @@ pub async fn prepare(
             let standing = secret
                 .err()
                 .unwrap_or_else(|| Standing::ready(user, cluster));
-            write_user_status(&users, user, standing).await?;
+            write_user_status(client, user, standing).await?;
         }
         prepared.access.credentials = Some(Credentials {
             access_key: OPERATOR_USER.to_string(),
@@ -90,7 +89,7 @@ pub async fn prepare(
                 cluster.name_any()
             );
             write_user_status(
-                &users,
+                client,
                 user,
                 Standing::refused(None, "AclDisabled", message),
             )
@@ -304,45 +303,20 @@ async fn user_secret(
 }
 
 /// Sets the user's Ready condition and Secret, writing only what changed.
-async fn write_user_status(
-    users: &Api<RocketUser>,
-    user: &RocketUser,
-    standing: Standing,
-) -> Result<()> {
-    let status = if standing.ready { "True" } else { "False" };
+async fn write_user_status(client: &Client, user: &RocketUser, standing: Standing) -> Result<()> {
     let current = user.status.clone().unwrap_or_default();
+    let condition = next_condition(
+        &current.conditions,
+        user.metadata.generation,
+        "Ready",
+        standing.ready,
+        standing.reason,
+        standing.message,
+    );
     let before = current.conditions.iter().find(|c| c.type_ == "Ready");
-    let same = before.is_some_and(|c| {
-        c.status == status
-            && c.reason == standing.reason
-            && c.message == standing.message
-            && c.observed_generation == user.metadata.generation
-    });
-    if same && current.secret_name == standing.secret_name {
+    if before == Some(&condition) && current.secret_name == standing.secret_name {
         return Ok(());
     }
-    let since = match before {
-        Some(c) if c.status == status => c.last_transition_time.clone(),
-        _ => Time(Timestamp::now()),
-    };
-    let condition = Condition {
-        type_: "Ready".to_string(),
-        status: status.to_string(),
-        reason: standing.reason.to_string(),
-        message: standing.message,
-        observed_generation: user.metadata.generation,
-        last_transition_time: since,
-    };
-    let name = user.name_any();
-    users
-        .patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({
-                "status": {"secretName": standing.secret_name, "conditions": [condition]}
-            })),
-        )
-        .await
-        .map_err(kube_error("patch status of", "rocketuser", &name))?;
-    Ok(())
+    let status = serde_json::json!({"secretName": standing.secret_name, "conditions": [condition]});
+    patch_object_status(client, user, "rocketuser", status).await
 }
