@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use protocol::acl::Credentials;
-use protocol::body::TopicConfig;
+use protocol::body::{SubscriptionGroupConfig, TopicConfig};
 use protocol::client::ClientTls;
 use protocol::header::CreateTopicRequestHeader;
 use protocol::Client;
@@ -20,7 +20,7 @@ use protocol::Client;
 use crate::{Error, Result};
 
 /// Bound on one connect plus request; a pod being deleted or not yet serving answers neither.
-const CALL_TIMEOUT: Duration = Duration::from_secs(4);
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Consumer groups the broker or RocketMQ's tools create for themselves; their offsets say
 /// nothing about whether an application has read a group's messages.
@@ -226,6 +226,182 @@ fn create_topic_header(config: &TopicConfig) -> CreateTopicRequestHeader {
         attributes,
         force: None,
     }
+}
+
+/// `topic`'s config on `broker`; `None` when the broker does not have it.
+pub async fn topic_config(
+    access: &Access,
+    broker: &str,
+    topic: &str,
+) -> Result<Option<TopicConfig>> {
+    let mut all = with_client("read the topics", broker, access, |client| async move {
+        client.get_all_topic_config().await
+    })
+    .await?;
+    Ok(all.topic_config_table.remove(topic))
+}
+
+/// UPDATE_AND_CREATE_TOPIC with `config`, as `mqadmin updateTopic -b` does.
+pub async fn put_topic(access: &Access, broker: &str, config: &TopicConfig) -> Result<()> {
+    let header = create_topic_header(config);
+    with_client("update the topic", broker, access, |client| async move {
+        client.create_topic(&header).await
+    })
+    .await
+}
+
+/// `group`'s subscription group config on `broker`; `None` when the broker has none.
+pub async fn subscription_group(
+    access: &Access,
+    broker: &str,
+    group: &str,
+) -> Result<Option<SubscriptionGroupConfig>> {
+    let mut all = with_client("read the groups", broker, access, |client| async move {
+        client.get_all_subscription_groups().await
+    })
+    .await?;
+    Ok(all.subscription_group_table.remove(group))
+}
+
+/// UPDATE_AND_CREATE_SUBSCRIPTIONGROUP with `config`.
+pub async fn put_subscription_group(
+    access: &Access,
+    broker: &str,
+    config: &SubscriptionGroupConfig,
+) -> Result<()> {
+    with_client("update the group", broker, access, |client| async move {
+        client.create_subscription_group(config).await
+    })
+    .await
+}
+
+/// What is left to read in a topic's queues from `first_queue` on, on one broker.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Unread {
+    /// Messages some group has not consumed; with no group at all, every message held there.
+    pub messages: i64,
+    /// The groups that consume the topic here (online or with offsets).
+    pub groups: Vec<String>,
+}
+
+/// Messages of `topic` on `broker`, in queues `first_queue` and above, that not every group
+/// has consumed: over the groups that consume the topic (QUERY_TOPIC_CONSUME_BY_WHO), the
+/// queue's max offset minus the group's committed offset (GET_CONSUME_STATS, which covers
+/// every readable queue, the leaving ones too). When no group consumes the topic, a message
+/// held there would be stranded for any group that comes later, so each counts.
+pub async fn unread_from(
+    access: &Access,
+    broker: &str,
+    topic: &str,
+    first_queue: i32,
+) -> Result<Unread> {
+    with_client(
+        "read the leaving queues",
+        broker,
+        access,
+        |client| async move {
+            let groups: Vec<String> = client
+                .query_topic_consume_by_who(topic)
+                .await?
+                .group_list
+                .into_iter()
+                .filter(|group| !is_system_group(group))
+                .collect();
+            let mut unread = Unread {
+                messages: 0,
+                groups: groups.clone(),
+            };
+            if groups.is_empty() {
+                let stats = client.get_topic_stats(topic).await?;
+                unread.messages = stats
+                    .offset_table
+                    .iter()
+                    .filter(|(queue, _)| queue.queue_id >= first_queue)
+                    .map(|(_, offsets)| (offsets.max_offset - offsets.min_offset).max(0))
+                    .sum();
+                return Ok(unread);
+            }
+            for group in &groups {
+                let stats = client.get_consume_stats(group, Some(topic)).await?;
+                unread.messages += stats
+                    .offset_table
+                    .iter()
+                    .filter(|(queue, _)| queue.topic == topic && queue.queue_id >= first_queue)
+                    .map(|(_, offsets)| {
+                        (offsets.broker_offset - offsets.consumer_offset.max(0)).max(0)
+                    })
+                    .sum::<i64>();
+            }
+            Ok(unread)
+        },
+    )
+    .await
+}
+
+/// A consumer group's load on one topic on one broker.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct GroupLoad {
+    /// Messages not yet consumed.
+    pub lag: i64,
+    /// Messages consumed per second lately.
+    pub consume_tps: f64,
+    /// Store time (ms since the epoch) of the oldest message the group has consumed last on
+    /// a queue that still lags: the lag's age is at most now minus this.
+    pub oldest_consumed_ms: Option<i64>,
+    /// Readable queues of the topic here.
+    pub queues: i32,
+    /// Consumers of the group connected to this broker.
+    pub online: usize,
+}
+
+/// `group`'s lag, rate and consumers on `topic` at `broker` (GET_CONSUME_STATS and
+/// GET_CONSUMER_CONNECTION_LIST, as `mqadmin consumerProgress` and `consumerConnection`).
+pub async fn group_load(
+    access: &Access,
+    broker: &str,
+    group: &str,
+    topic: &str,
+) -> Result<GroupLoad> {
+    with_client(
+        "read the group's progress",
+        broker,
+        access,
+        |client| async move {
+            let online = match client.get_consumer_connections(group).await {
+                Ok(connections) => connections.connection_set.len(),
+                // CONSUMER_NOT_ONLINE: no client of the group is connected.
+                Err(protocol::Error::Remote { code: 206, .. }) => 0,
+                Err(error) => return Err(error),
+            };
+            let stats = match client.get_consume_stats(group, Some(topic)).await {
+                Ok(stats) => stats,
+                // A group that has never consumed the topic here has no stats yet.
+                Err(protocol::Error::Remote { .. }) => Default::default(),
+                Err(error) => return Err(error),
+            };
+            let mut load = GroupLoad {
+                online,
+                consume_tps: stats.consume_tps,
+                ..GroupLoad::default()
+            };
+            for (queue, offsets) in &stats.offset_table {
+                if queue.topic != topic {
+                    continue;
+                }
+                load.queues += 1;
+                let lag = (offsets.broker_offset - offsets.consumer_offset.max(0)).max(0);
+                load.lag += lag;
+                if lag > 0 && offsets.last_timestamp > 0 {
+                    load.oldest_consumed_ms = Some(
+                        load.oldest_consumed_ms
+                            .map_or(offsets.last_timestamp, |t| t.min(offsets.last_timestamp)),
+                    );
+                }
+            }
+            Ok(load)
+        },
+    )
+    .await
 }
 
 /// The broker's current `namesrvAddr`, and UPDATE_BROKER_CONFIG to `wanted` when it differs,

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -25,16 +25,21 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::admin::Access;
+use crate::consumer_group::RocketConsumerGroup;
 use crate::crd::{
     BrokerGroupStatus, DrainStatus, RocketCluster, RocketClusterStatus, RollStatus, RollStep,
     FORCE_SCALE_IN_ANNOTATION, PAUSE_ANNOTATION,
 };
 use crate::metrics::Metrics;
+use crate::pacer::Pacer;
 use crate::resources::{
     self, COMPONENT_LABEL, CONFIG_HASH_ANNOTATION, GROUP_LABEL, INSTANCE_LABEL,
 };
+use crate::topic::RocketTopic;
 use crate::user::RocketUser;
-use crate::{admin, credentials, drain, roll, storage};
+use crate::{
+    admin, consumer_group_controller, credentials, drain, roll, storage, topic_controller,
+};
 use crate::{Error, Result};
 
 /// The field manager of every server-side apply, and the events' reporting controller.
@@ -48,6 +53,8 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub metrics: Metrics,
+    /// Paces the passes of topics and consumer groups (see `pacer`).
+    pub pacer: Pacer,
     /// Consecutive failures per cluster, for the error backoff; cleared by a success.
     failures: Mutex<HashMap<ObjectRef<RocketCluster>, u32>>,
 }
@@ -65,13 +72,28 @@ impl Context {
             client,
             recorder,
             metrics,
+            pacer: Pacer::default(),
             failures: Mutex::new(HashMap::new()),
         }
     }
 }
 
-/// Runs the controller over `namespace` (every namespace when `None`) until `shutdown`.
+/// Runs the controllers (clusters, topics, consumer groups) over `namespace` (every namespace
+/// when `None`) until `shutdown`.
 pub async fn run(
+    context: Arc<Context>,
+    namespace: Option<&str>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let shutdown = shutdown.shared();
+    futures::join!(
+        run_clusters(context.clone(), namespace, shutdown.clone()),
+        run_topics(context.clone(), namespace, shutdown.clone()),
+        run_consumer_groups(context, namespace, shutdown),
+    );
+}
+
+async fn run_clusters(
     context: Arc<Context>,
     namespace: Option<&str>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
@@ -105,12 +127,55 @@ pub async fn run(
     )
     .graceful_shutdown_on(shutdown)
     .run(reconcile, error_policy, context)
-    .for_each(|result| async move {
-        if let Err(error) = result {
-            tracing::debug!(error = %error, "controller event");
-        }
-    })
+    .for_each(log_result)
     .await;
+}
+
+/// Topics poll their brokers (see `topic_controller`), so the controller watches only them.
+async fn run_topics(
+    context: Arc<Context>,
+    namespace: Option<&str>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = context.client.clone();
+    Controller::new(
+        scoped::<RocketTopic>(&client, namespace),
+        watcher::Config::default(),
+    )
+    .graceful_shutdown_on(shutdown)
+    .run(
+        topic_controller::reconcile,
+        topic_controller::error_policy,
+        context,
+    )
+    .for_each(log_result)
+    .await;
+}
+
+async fn run_consumer_groups(
+    context: Arc<Context>,
+    namespace: Option<&str>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = context.client.clone();
+    Controller::new(
+        scoped::<RocketConsumerGroup>(&client, namespace),
+        watcher::Config::default(),
+    )
+    .graceful_shutdown_on(shutdown)
+    .run(
+        consumer_group_controller::reconcile,
+        consumer_group_controller::error_policy,
+        context,
+    )
+    .for_each(log_result)
+    .await;
+}
+
+async fn log_result<T: std::fmt::Debug, E: std::fmt::Display>(result: Result<T, E>) {
+    if let Err(error) = result {
+        tracing::debug!(error = %error, "controller event");
+    }
 }
 
 /// An Api over one namespace, or over every namespace when `None`.
@@ -767,13 +832,16 @@ fn ordinal(pod_name: &str) -> i32 {
         .unwrap_or(0)
 }
 
-async fn publish(
+/// Publishes an event about `object`.
+pub(crate) async fn publish<K>(
     context: &Context,
-    cluster: &RocketCluster,
+    object: &K,
     type_: EventType,
     reason: &str,
     note: String,
-) {
+) where
+    K: Resource<DynamicType = ()>,
+{
     let event = Event {
         type_,
         reason: reason.to_string(),
@@ -784,7 +852,7 @@ async fn publish(
     // An event is a courtesy: failing to write one must not fail the reconcile.
     if let Err(error) = context
         .recorder
-        .publish(&event, &cluster.object_ref(&()))
+        .publish(&event, &object.object_ref(&()))
         .await
     {
         tracing::warn!(error = %error, reason, "could not publish event");

@@ -119,6 +119,39 @@ pub async fn prepare(
     Ok(prepared)
 }
 
+/// How the operator reaches `cluster` as it stands, writing nothing: for controllers of
+/// objects that live in a cluster (topics, consumer groups) while the cluster's own
+/// controller makes the Secrets. A Secret not made yet reads as "no credentials" and the
+/// brokers refuse, which the caller reports and retries.
+pub async fn access(cluster: &RocketCluster, client: &Client, namespace: &str) -> Result<Access> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let read = |name: String| {
+        let secrets = secrets.clone();
+        async move {
+            secrets
+                .get_opt(&name)
+                .await
+                .map_err(kube_error("get", "secret", &name))
+        }
+    };
+    let mut access = Access::default();
+    if cluster.spec.security.acl.enabled {
+        let stored = read(security::operator_secret_name(cluster)).await?;
+        access.credentials = stored
+            .as_ref()
+            .and_then(|secret| text(secret, SECRET_KEY))
+            .map(|secret_key| Credentials {
+                access_key: OPERATOR_USER.to_string(),
+                secret_key,
+            });
+    }
+    if let Some(tls) = &cluster.spec.security.tls {
+        let stored = read(tls.secret_name.clone()).await?;
+        access.tls = stored.and_then(|secret| client_tls(&secret, tls).ok());
+    }
+    Ok(access)
+}
+
 fn data(secret: &Secret, key: &str) -> Option<Vec<u8>> {
     secret.data.as_ref()?.get(key).map(|bytes| bytes.0.clone())
 }

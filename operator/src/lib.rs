@@ -6,6 +6,8 @@
 
 pub mod admin;
 pub mod broker_config;
+pub mod consumer_group;
+pub mod consumer_group_controller;
 pub mod controller;
 pub mod crd;
 pub mod credentials;
@@ -13,26 +15,37 @@ pub mod drain;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod pacer;
 pub mod resources;
 pub mod roll;
 pub mod security;
 pub mod storage;
+pub mod target;
+pub mod topic;
+pub mod topic_controller;
 pub mod user;
 
+pub use consumer_group::RocketConsumerGroup;
 pub use controller::{run, Context};
 pub use crd::{RocketCluster, RocketClusterSpec, RocketClusterStatus};
+pub use topic::RocketTopic;
 pub use user::RocketUser;
 
 /// Every CRD the operator serves, as (file name, YAML): what `crdgen` writes into `crds/`.
 pub fn crd_files() -> Result<Vec<(String, String)>, serde_norway::Error> {
     use kube::CustomResourceExt;
-    [RocketCluster::crd(), RocketUser::crd()]
-        .into_iter()
-        .map(|crd| {
-            let file = format!("{}.yaml", crd.metadata.name.clone().unwrap_or_default());
-            Ok((file, serde_norway::to_string(&crd)?))
-        })
-        .collect()
+    [
+        RocketCluster::crd(),
+        RocketUser::crd(),
+        RocketTopic::crd(),
+        RocketConsumerGroup::crd(),
+    ]
+    .into_iter()
+    .map(|crd| {
+        let file = format!("{}.yaml", crd.metadata.name.clone().unwrap_or_default());
+        Ok((file, serde_norway::to_string(&crd)?))
+    })
+    .collect()
 }
 
 /// Everything that can go wrong while reconciling.

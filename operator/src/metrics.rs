@@ -1,5 +1,5 @@
-//! The operator's Prometheus metrics: reconciles by result, their durations, and failures by
-//! the kind of error.
+//! The operator's Prometheus metrics: reconciles by result, their durations, failures by the
+//! kind of error, and autoscaling decisions by reason.
 
 use std::time::Instant;
 
@@ -13,6 +13,7 @@ pub struct Metrics {
     reconciles: IntCounterVec,
     failures: IntCounterVec,
     duration: HistogramVec,
+    scaling: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -41,8 +42,17 @@ impl Default for Metrics {
             &[],
         )
         .expect("valid metric");
+        let scaling = IntCounterVec::new(
+            Opts::new(
+                "scaling_decisions_total",
+                "Autoscaling decisions made or refused, by what they scale (consumers, queues) and reason.",
+            ),
+            &["kind", "reason"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(scaling.clone()),
             Box::new(failures.clone()),
             Box::new(duration.clone()),
         ] {
@@ -55,6 +65,7 @@ impl Default for Metrics {
             reconciles,
             failures,
             duration,
+            scaling,
         }
     }
 }
@@ -73,6 +84,11 @@ impl Metrics {
             .with_label_values(&[&error.metric_label()])
             .inc();
         self.reconciles.with_label_values(&["error"]).inc();
+    }
+
+    /// Counts one autoscaling decision: `kind` is what it scales, `reason` why.
+    pub fn scaling_decision(&self, kind: &str, reason: &str) {
+        self.scaling.with_label_values(&[kind, reason]).inc();
     }
 
     pub fn reconciles(&self) -> u64 {

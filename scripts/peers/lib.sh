@@ -19,8 +19,9 @@ die() { log "error: $*"; exit 1; }
 # redone exactly when its inputs move and is a no-op otherwise.
 content_key() { cat "$@" | sha256sum | cut -c1-16; }
 
-# The run folder of a peer holds its PID files and the path of its data folder.
-run_dir() { echo "$ROCKETRY_CACHE/run/$1"; }
+# The run folder of a peer holds its PID files and the path of its data folder; it is made
+# here, so that a first `start` on a fresh cache has somewhere to write them.
+run_dir() { mkdir -p "$ROCKETRY_CACHE/run/$1" && echo "$ROCKETRY_CACHE/run/$1"; }
 
 # Start a command in the background in its own process group, with its output in
 # LOGFILE, and record its PID in PIDFILE.

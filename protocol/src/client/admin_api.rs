@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::api::{expect_success, remote_error};
 use super::Client;
 use crate::body::admin::{
-    AclInfo, ConsumeStats, ConsumeStatsList, ConsumerConnection, ResetOffsetBody,
+    AclInfo, ConsumeStats, ConsumeStatsList, ConsumerConnection, GroupList, ResetOffsetBody,
     SubscriptionGroupWrapper, TopicStatsTable, UserInfo,
 };
 use crate::body::{self, KvTable, SubscriptionGroupConfig, TopicConfigSerializeWrapper};
@@ -61,6 +61,16 @@ impl Client {
             topic: topic.to_owned(),
         };
         let request = RemotingCommand::request(RequestCode::GetTopicStatsInfo, &header);
+        body::from_json(&self.admin_call(request).await?.body)
+    }
+
+    /// QUERY_TOPIC_CONSUME_BY_WHO: the groups that subscribe to `topic` online or have
+    /// offsets on it.
+    pub async fn query_topic_consume_by_who(&self, topic: &str) -> Result<GroupList> {
+        let header = TopicRequestHeader {
+            topic: topic.to_owned(),
+        };
+        let request = RemotingCommand::request(RequestCode::QueryTopicConsumeByWho, &header);
         body::from_json(&self.admin_call(request).await?.body)
     }
 
