@@ -338,13 +338,38 @@ pub async fn unread_from(
     .await
 }
 
+/// GET_MAX_OFFSET of each of `queues` of `topic` on `broker`: the next offset each will write.
+pub async fn max_offsets(
+    access: &Access,
+    broker: &str,
+    topic: &str,
+    queues: std::ops::Range<i32>,
+) -> Result<Vec<i64>> {
+    with_client(
+        "read the max offsets",
+        broker,
+        access,
+        |client| async move {
+            let mut offsets = Vec::new();
+            for queue in queues {
+                offsets.push(client.get_max_offset(topic, queue).await?);
+            }
+            Ok(offsets)
+        },
+    )
+    .await
+}
+
 /// A consumer group's load on one topic on one broker.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct GroupLoad {
     /// Messages not yet consumed.
     pub lag: i64,
-    /// Messages consumed per second lately.
+    /// Messages consumed per second lately, as the broker counts them (Apache's brokers do;
+    /// Rocketry's report 0).
     pub consume_tps: f64,
+    /// The group's committed offsets, summed over the topic's queues here.
+    pub committed: i64,
     /// Store time (ms since the epoch) of the oldest message the group has consumed last on
     /// a queue that still lags: the lag's age is at most now minus this.
     pub oldest_consumed_ms: Option<i64>,

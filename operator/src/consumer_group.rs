@@ -187,6 +187,10 @@ pub struct RocketConsumerGroupStatus {
     /// What the lag asks for, before the queue count bounds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wanted_replicas: Option<i32>,
+    /// What the lag asks for within min, max and the queue count: what the operator scales to
+    /// (after the cooldown when down), and what KEDA's external scaler answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recommended_replicas: Option<i32>,
     /// Why the replicas are what they are (see [`Reason`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<Reason>,
@@ -213,6 +217,9 @@ pub struct RocketConsumerGroupStatus {
 #[serde(rename_all = "camelCase")]
 pub struct Sample {
     pub lag: i64,
+    /// The group's committed offsets, summed over its topics' queues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed: Option<i64>,
     pub at: Time,
 }
 
@@ -262,10 +269,32 @@ impl Reason {
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct Load {
     pub lag: i64,
+    /// Messages consumed per second (see [`consume_rate`]).
     pub consume_rate: f64,
+    /// The group's committed offsets, summed over its topics' queues.
+    pub committed: i64,
     pub online: i32,
     /// Readable queues the group can be given, per topic at most.
     pub queues: i32,
+}
+
+/// Messages per second the group consumed since the last pass, from how far its committed
+/// offsets moved: what any broker reports, where a broker's own consume rate may be missing
+/// (Rocketry's GET_CONSUME_STATS reports 0). The broker's rate stands in on a first pass.
+pub fn consume_rate(
+    load: &Load,
+    previous: &RocketConsumerGroupStatus,
+    now: k8s_openapi::jiff::Timestamp,
+) -> f64 {
+    previous
+        .sample
+        .as_ref()
+        .and_then(|sample| {
+            let seconds = now.duration_since(sample.at.0).as_secs_f64();
+            let before = sample.committed?;
+            (seconds > 0.0).then(|| (load.committed - before).max(0) as f64 / seconds)
+        })
+        .unwrap_or(load.consume_rate)
 }
 
 /// The decision of one pass.
@@ -273,6 +302,8 @@ pub struct Load {
 pub struct Decision {
     /// What the lag asks for, within min and max.
     pub wanted: i32,
+    /// `wanted` within the queue count too.
+    pub recommended: i32,
     /// The replicas to set.
     pub replicas: i32,
     pub reason: Reason,
@@ -313,19 +344,20 @@ pub fn decide(
         _ => replicas,
     };
     let wanted = raw.clamp(policy.min_replicas, policy.max_replicas);
-    let mut decision = Decision {
-        wanted,
-        replicas,
-        reason: Reason::Steady,
-        per_replica_rate,
-        below_since: None,
-    };
     // A clustering group gives each queue to one consumer: replicas past the queue count
     // would sit idle.
     let ceiling = if load.queues > 0 {
         wanted.min(load.queues.max(policy.min_replicas))
     } else {
         wanted
+    };
+    let mut decision = Decision {
+        wanted,
+        recommended: ceiling,
+        replicas,
+        reason: Reason::Steady,
+        per_replica_rate,
+        below_since: None,
     };
     if ceiling != replicas && load.online < replicas {
         // New consumers are still joining, or the group is rebalancing: what is measured now
@@ -380,6 +412,7 @@ mod tests {
         Load {
             lag,
             consume_rate: rate,
+            committed: 0,
             online,
             queues,
         }
@@ -390,6 +423,7 @@ mod tests {
         let previous = RocketConsumerGroupStatus {
             sample: Some(Sample {
                 lag: 0,
+                committed: None,
                 at: Time(at(0)),
             }),
             ..Default::default()
@@ -492,6 +526,39 @@ mod tests {
         );
         assert_eq!(measured.per_replica_rate, Some(50.0));
         assert_eq!(measured.wanted, 4);
+    }
+
+    #[test]
+    fn the_consume_rate_comes_from_committed_offsets_when_there_is_a_sample() {
+        let previous = RocketConsumerGroupStatus {
+            sample: Some(Sample {
+                lag: 100,
+                committed: Some(1000),
+                at: Time(at(0)),
+            }),
+            ..Default::default()
+        };
+        let now = Load {
+            committed: 1250,
+            consume_rate: 0.0,
+            ..Load::default()
+        };
+        assert_eq!(consume_rate(&now, &previous, at(10)), 25.0);
+        // A first pass has only the broker's own figure.
+        let first = Load {
+            consume_rate: 7.0,
+            ..now
+        };
+        assert_eq!(
+            consume_rate(&first, &RocketConsumerGroupStatus::default(), at(10)),
+            7.0
+        );
+        // Offsets reset backwards are no negative rate.
+        let reset = Load {
+            committed: 10,
+            ..now
+        };
+        assert_eq!(consume_rate(&reset, &previous, at(10)), 0.0);
     }
 
     #[test]

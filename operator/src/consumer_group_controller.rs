@@ -28,26 +28,14 @@ use crate::{Error, Result};
 const POLL: Duration = Duration::from_secs(10);
 
 pub async fn reconcile(group: Arc<RocketConsumerGroup>, context: Arc<Context>) -> Result<Action> {
-    let key = format!(
-        "rocketconsumergroup/{}/{}",
-        group.namespace().unwrap_or_default(),
-        group.name_any()
-    );
-    let generation = group.metadata.generation;
-    if group.metadata.deletion_timestamp.is_some() {
-        context.pacer.forget(&key);
-        return Ok(Action::await_change());
-    }
-    if let Some(wait) = context.pacer.hold(&key, generation) {
-        return Ok(Action::requeue(wait));
-    }
-    pass(&group, &context).await?;
-    context.pacer.ran(&key, generation, POLL);
-    Ok(Action::requeue(POLL))
+    context
+        .pacer
+        .run(group.as_ref(), pass(&group, &context))
+        .await
 }
 
 /// One pass: settings, lag, and the replicas.
-async fn pass(group: &RocketConsumerGroup, context: &Context) -> Result<()> {
+async fn pass(group: &RocketConsumerGroup, context: &Context) -> Result<Duration> {
     let namespace = group.namespace().unwrap_or_else(|| "default".to_string());
     let name = group_name(group);
     let mut status = serde_json::json!({
@@ -63,13 +51,15 @@ async fn pass(group: &RocketConsumerGroup, context: &Context) -> Result<()> {
     if let Err(message) = put_settings(&brokers, group, &name).await {
         return finish(group, context, status, false, "BrokerUnreachable", message).await;
     }
-    let (load, oldest) = match measure(&brokers, group, &name).await {
+    let (mut load, oldest) = match measure(&brokers, group, &name).await {
         Ok(measured) => measured,
         Err(message) => {
             return finish(group, context, status, false, "BrokerUnreachable", message).await
         }
     };
     let now = Timestamp::now();
+    let previous = group.status.clone().unwrap_or_default();
+    load.consume_rate = consumer_group::consume_rate(&load, &previous, now);
     status["lag"] = load.lag.into();
     status["lagSeconds"] = oldest
         .filter(|_| load.lag > 0)
@@ -81,6 +71,7 @@ async fn pass(group: &RocketConsumerGroup, context: &Context) -> Result<()> {
     status["queues"] = load.queues.into();
     status["sample"] = serde_json::to_value(Sample {
         lag: load.lag,
+        committed: Some(load.committed),
         at: Time(now),
     })
     .unwrap_or_default();
@@ -178,6 +169,7 @@ async fn measure(
             };
             load.lag += measured.lag;
             load.consume_rate += measured.consume_tps;
+            load.committed += measured.committed;
             load.online = load.online.max(measured.online as i32);
             topic_queues += measured.queues;
             if let Some(at) = measured.oldest_consumed_ms {
@@ -287,6 +279,7 @@ async fn scale(
     }
     status["replicas"] = (if acts { decision.replicas } else { replicas }).into();
     status["wantedReplicas"] = decision.wanted.into();
+    status["recommendedReplicas"] = decision.recommended.into();
     status["reason"] = serde_json::to_value(decision.reason).unwrap_or_default();
     status["perReplicaRate"] = serde_json::to_value(decision.per_replica_rate).unwrap_or_default();
     status["belowSince"] = serde_json::to_value(&decision.below_since).unwrap_or_default();
@@ -344,7 +337,7 @@ async fn finish(
     ready: bool,
     reason: &str,
     message: String,
-) -> Result<()> {
+) -> Result<Duration> {
     let previous = group
         .status
         .as_ref()
@@ -359,7 +352,8 @@ async fn finish(
         message,
     );
     status["conditions"] = serde_json::to_value([condition]).unwrap_or_default();
-    patch_object_status(&context.client, group, "rocketconsumergroup", status).await
+    patch_object_status(&context.client, group, "rocketconsumergroup", status).await?;
+    Ok(POLL)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod controller;
 pub mod crd;
 pub mod credentials;
 pub mod drain;
+pub mod external_scaler;
 pub mod http;
 pub mod leader;
 pub mod metrics;

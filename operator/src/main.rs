@@ -1,5 +1,6 @@
-//! `rocketry-operator`: serves /metrics, /healthz and /readyz, waits to hold the leader lease,
-//! then reconciles RocketClusters until the lease is lost or the process is told to stop.
+//! `rocketry-operator`: serves /metrics, /healthz and /readyz and KEDA's external scaler, waits
+//! to hold the leader lease, then reconciles until the lease is lost or the process is told to
+//! stop.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +21,9 @@ struct Args {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
     http_address: SocketAddr,
+    /// Address of KEDA's external scaler (gRPC); every replica serves it, leader or not.
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    external_scaler_address: SocketAddr,
     /// Watch only this namespace (every namespace when unset).
     #[arg(long, env = "WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
@@ -73,6 +77,14 @@ async fn main() -> anyhow::Result<()> {
         ready: ready.clone(),
     };
     let server = tokio::spawn(http::serve(listener, health, wait_for(stopped.clone())));
+    let scaler_listener = tokio::net::TcpListener::bind(args.external_scaler_address)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.external_scaler_address))?;
+    let scaler = tokio::spawn(operator::external_scaler::serve(
+        scaler_listener,
+        client.clone(),
+        wait_for(stopped.clone()),
+    ));
     // SIGTERM is how the kubelet stops the pod; SIGINT is Ctrl-C at a terminal.
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot listen for SIGTERM")?;
@@ -134,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     server.abort();
+    scaler.abort();
     outcome
 }
 

@@ -4,8 +4,14 @@
 //! requeue is due. A spec change (a new generation) is never held.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+
+use crate::Result;
 
 #[derive(Default)]
 pub struct Pacer {
@@ -14,6 +20,35 @@ pub struct Pacer {
 }
 
 impl Pacer {
+    /// A controller's reconcile of `object`: runs `pass` (which says when the next is due)
+    /// unless the object's requeue is not due yet; forgets a deleted object.
+    pub async fn run<K>(
+        &self,
+        object: &K,
+        pass: impl Future<Output = Result<Duration>>,
+    ) -> Result<Action>
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let key = format!(
+            "{}/{}/{}",
+            K::kind(&()),
+            object.namespace().unwrap_or_default(),
+            object.name_any()
+        );
+        let generation = object.meta().generation;
+        if object.meta().deletion_timestamp.is_some() {
+            self.forget(&key);
+            return Ok(Action::await_change());
+        }
+        if let Some(wait) = self.hold(&key, generation) {
+            return Ok(Action::requeue(wait));
+        }
+        let after = pass.await?;
+        self.ran(&key, generation, after);
+        Ok(Action::requeue(after))
+    }
+
     /// How long a pass of `key` at `generation` must wait yet; `None` to run it now.
     pub fn hold(&self, key: &str, generation: Option<i64>) -> Option<Duration> {
         let due = self.due.lock().expect("pacer poisoned");

@@ -325,6 +325,9 @@ pub struct Demand {
     pub lag_per_queue: f64,
     /// The most consumers any group has online.
     pub consumers: i32,
+    /// Whether a RocketConsumerGroup that scales consumers of the topic is held at the queue
+    /// count while its SLO asks for more (`QueueLimited`); `None` when no group scales any.
+    pub queue_limited: Option<bool>,
 }
 
 /// The queue count autoscaling wants from `current`, with the reason, or `None` to keep it.
@@ -343,9 +346,11 @@ pub fn autoscale(
     }
     let target = policy.lag_per_queue as f64;
     // More queues help only once every queue has its own consumer; before that, more
-    // consumers do (the consumer groups' scaling).
+    // consumers do (the consumer groups' scaling). Where groups scale their consumers, their
+    // SLO must also be breached at the queue count.
     if demand.lag_per_queue > target
         && demand.consumers >= current
+        && demand.queue_limited != Some(false)
         && current < policy.max_queues
         && cooled(policy.grow_cooldown_seconds)
     {
@@ -506,6 +511,7 @@ mod tests {
         let busy = Demand {
             lag_per_queue: 5000.0,
             consumers: 8,
+            queue_limited: None,
         };
         assert_eq!(
             autoscale(&policy(), 8, busy, None),
@@ -540,6 +546,7 @@ mod tests {
         let calm = Demand {
             lag_per_queue: 10.0,
             consumers: 2,
+            queue_limited: Some(false),
         };
         let long = Some(Duration::from_secs(301));
         assert_eq!(

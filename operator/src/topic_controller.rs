@@ -12,15 +12,17 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::ResourceExt;
 use protocol::body::{TopicConfig, TopicFilterType};
 
 use crate::admin;
-use crate::controller::{next_condition, patch_object_status, publish, Context};
+use crate::consumer_group::{Reason, RocketConsumerGroup};
+use crate::controller::{kube_error, next_condition, patch_object_status, publish, Context};
 use crate::target::{self, Brokers};
-use crate::topic::{self, Demand, Next, RocketTopic, ShrinkStep, AUTOSCALING_ANNOTATION};
+use crate::topic::{self, Demand, Next, RocketTopic, Shrink, ShrinkStep, AUTOSCALING_ANNOTATION};
 use crate::{Error, Result};
 
 /// How often a topic is looked at again: its lag drives autoscaling, and a member that
@@ -28,22 +30,10 @@ use crate::{Error, Result};
 const RESYNC: Duration = Duration::from_secs(15);
 
 pub async fn reconcile(topic: Arc<RocketTopic>, context: Arc<Context>) -> Result<Action> {
-    let key = format!(
-        "rockettopic/{}/{}",
-        topic.namespace().unwrap_or_default(),
-        topic.name_any()
-    );
-    let generation = topic.metadata.generation;
-    if topic.metadata.deletion_timestamp.is_some() {
-        context.pacer.forget(&key);
-        return Ok(Action::await_change());
-    }
-    if let Some(wait) = context.pacer.hold(&key, generation) {
-        return Ok(Action::requeue(wait));
-    }
-    let after = pass(&topic, &context).await?;
-    context.pacer.ran(&key, generation, after);
-    Ok(Action::requeue(after))
+    context
+        .pacer
+        .run(topic.as_ref(), pass(&topic, &context))
+        .await
 }
 
 /// One pass; returns when the next is due.
@@ -107,6 +97,10 @@ async fn pass(topic: &RocketTopic, context: &Context) -> Result<Duration> {
             .last_scale_time
             .as_ref()
             .map(|at| now.duration_since(at.0).unsigned_abs());
+        let mut demand = demand;
+        if let Some(demand) = demand.as_mut() {
+            demand.queue_limited = queue_limited(context, &namespace, topic, &name).await?;
+        }
         if let (Some(demand), false) = (demand, paused) {
             if let Some((queues, reason)) = topic::autoscale(policy, wanted, demand, since) {
                 context.metrics.scaling_decision("queues", reason);
@@ -116,8 +110,14 @@ async fn pass(topic: &RocketTopic, context: &Context) -> Result<Duration> {
                     EventType::Normal,
                     reason,
                     format!(
-                        "queues {wanted} -> {queues}: lag per queue {:.0} (target {}), {} consumers online",
-                        demand.lag_per_queue, policy.lag_per_queue, demand.consumers
+                        "queues {wanted} -> {queues}: lag per queue {:.0} (target {}), {} consumers online{}",
+                        demand.lag_per_queue,
+                        policy.lag_per_queue,
+                        demand.consumers,
+                        match demand.queue_limited {
+                            Some(true) => ", a consumer group held at the queue count",
+                            _ => "",
+                        }
                     ),
                 )
                 .await;
@@ -139,6 +139,7 @@ async fn pass(topic: &RocketTopic, context: &Context) -> Result<Duration> {
     status["wantedQueues"] = wanted.into();
 
     let step = topic::next(&topic.spec, wanted, largest, previous.shrink.as_ref(), now);
+    let unreachable = |message: String| (false, "BrokerUnreachable", message, SOON);
     let (ready, reason, message, requeue) = match step {
         Next::Refused(reason, message) => {
             if !has_reason(topic, reason) {
@@ -162,38 +163,25 @@ async fn pass(topic: &RocketTopic, context: &Context) -> Result<Duration> {
                 )
                 .await?;
             }
-            if let Err(message) = serve(&brokers, topic, &name, read, write, &mut served).await {
-                status["served"] = served_text(&served).into();
-                return finish(
-                    topic,
-                    context,
-                    status,
-                    false,
-                    "BrokerUnreachable",
-                    message,
-                    SOON,
-                )
-                .await;
-            }
-            match shrink {
-                Some(mut shrink) => {
+            match (
+                serve(&brokers, topic, &name, read, write, &mut served).await,
+                shrink,
+            ) {
+                (Err(message), _) => unreachable(message),
+                (Ok(()), Some(mut shrink)) => {
                     shrink.step = ShrinkStep::Draining;
                     shrink.writes_lowered_at = Some(Time(now));
                     publish(context, topic, EventType::Normal, "WritesLowered", format!(
                         "write queues {} -> {} on every broker group; the read queues stay at {} until the leaving queues are read to their end",
                         shrink.from, shrink.to, shrink.from)).await;
                     status["shrink"] = serde_json::to_value(&shrink).unwrap_or_default();
-                    (
-                        false,
-                        "Shrinking",
-                        format!(
-                            "writes lowered to {}; waiting for producers to see it",
-                            shrink.to
-                        ),
-                        SOON,
-                    )
+                    let message = format!(
+                        "writes lowered to {}; waiting for producers to see it",
+                        shrink.to
+                    );
+                    (false, "Shrinking", message, SOON)
                 }
-                None => {
+                (Ok(()), None) => {
                     if previous.shrink.is_some() {
                         status["shrink"] = serde_json::Value::Null;
                     }
@@ -203,116 +191,135 @@ async fn pass(topic: &RocketTopic, context: &Context) -> Result<Duration> {
                         } else {
                             "QueuesGrown"
                         };
-                        publish(
-                            context,
-                            topic,
-                            EventType::Normal,
-                            what,
-                            format!("{largest} -> {read} queues on every broker group"),
-                        )
-                        .await;
+                        let note = format!("{largest} -> {read} queues on every broker group");
+                        publish(context, topic, EventType::Normal, what, note).await;
                     }
-                    (
-                        true,
-                        "Served",
-                        format!("{read} read and write queues on every broker group"),
-                        RESYNC,
-                    )
+                    let message = format!("{read} read and write queues on every broker group");
+                    (true, "Served", message, RESYNC)
                 }
             }
         }
         Next::Wait { shrink, left } => {
-            if let Err(message) =
-                serve(&brokers, topic, &name, shrink.from, shrink.to, &mut served).await
-            {
-                status["served"] = served_text(&served).into();
-                return finish(
-                    topic,
-                    context,
-                    status,
-                    false,
-                    "BrokerUnreachable",
-                    message,
-                    SOON,
-                )
-                .await;
-            }
-            (
-                false,
-                "Shrinking",
-                format!(
-                    "writes lowered to {}; producers have {}s left to see it",
-                    shrink.to,
-                    left.as_secs()
-                ),
-                left.max(Duration::from_secs(1)),
-            )
-        }
-        Next::Drain { mut shrink } => {
-            // A member that restarted may have lost the lowered writes: lower them again first.
-            if let Err(message) =
-                serve(&brokers, topic, &name, shrink.from, shrink.to, &mut served).await
-            {
-                status["served"] = served_text(&served).into();
-                return finish(
-                    topic,
-                    context,
-                    status,
-                    false,
-                    "BrokerUnreachable",
-                    message,
-                    SOON,
-                )
-                .await;
-            }
-            match unread(&brokers, &name, shrink.to).await {
-                Err(message) => (false, "BrokerUnreachable", message, SOON),
-                Ok((0, _)) => {
-                    if let Err(message) =
-                        serve(&brokers, topic, &name, shrink.to, shrink.to, &mut served).await
-                    {
-                        status["served"] = served_text(&served).into();
-                        return finish(
-                            topic,
-                            context,
-                            status,
-                            false,
-                            "BrokerUnreachable",
-                            message,
-                            SOON,
-                        )
-                        .await;
-                    }
-                    status["shrink"] = serde_json::Value::Null;
-                    publish(context, topic, EventType::Normal, "QueuesShrunk", format!(
-                        "read queues {} -> {}: every group had read the leaving queues to their end", shrink.from, shrink.to)).await;
+            // A member that restarted may have lost the lowered writes: lower them again.
+            match serve(&brokers, topic, &name, shrink.from, shrink.to, &mut served).await {
+                Err(message) => unreachable(message),
+                Ok(()) => {
+                    let message = format!(
+                        "writes lowered to {}; producers have {}s left to see it",
+                        shrink.to,
+                        left.as_secs()
+                    );
                     (
-                        true,
-                        "Served",
-                        format!("{} read and write queues on every broker group", shrink.to),
-                        RESYNC,
+                        false,
+                        "Shrinking",
+                        message,
+                        left.max(Duration::from_secs(1)),
                     )
                 }
-                Ok((messages, groups)) => {
-                    shrink.unread = Some(messages);
-                    status["shrink"] = serde_json::to_value(&shrink).unwrap_or_default();
-                    let message = if groups.is_empty() {
-                        format!("queues {}..{} hold {messages} messages and no group consumes the topic; they stay readable", shrink.to, shrink.from)
-                    } else {
-                        format!(
-                            "{messages} messages in queues {}..{} are not yet read by {}",
-                            shrink.to,
-                            shrink.from,
-                            groups.into_iter().collect::<Vec<_>>().join(", ")
-                        )
-                    };
-                    (false, "Draining", message, SOON)
-                }
             }
         }
+        Next::Drain { mut shrink } => match drain(&brokers, topic, &name, &shrink, &mut served)
+            .await
+        {
+            Err(message) => unreachable(message),
+            Ok(Drained::Done) => {
+                status["shrink"] = serde_json::Value::Null;
+                publish(context, topic, EventType::Normal, "QueuesShrunk", format!(
+                    "read queues {} -> {}: every group had read the leaving queues to their end", shrink.from, shrink.to)).await;
+                let message = format!("{} read and write queues on every broker group", shrink.to);
+                (true, "Served", message, RESYNC)
+            }
+            Ok(Drained::LateWrites) => {
+                shrink.writes_lowered_at = Some(Time(now));
+                status["shrink"] = serde_json::to_value(&shrink).unwrap_or_default();
+                let message = format!(
+                    "a producer wrote to queues {}..{} after they were drained; they are readable again and drain anew",
+                    shrink.to, shrink.from
+                );
+                publish(
+                    context,
+                    topic,
+                    EventType::Warning,
+                    "LateWrites",
+                    message.clone(),
+                )
+                .await;
+                (false, "Draining", message, SOON)
+            }
+            Ok(Drained::Unread(messages, groups)) => {
+                shrink.unread = Some(messages);
+                status["shrink"] = serde_json::to_value(&shrink).unwrap_or_default();
+                let message = if groups.is_empty() {
+                    format!("queues {}..{} hold {messages} messages and no group consumes the topic; they stay readable", shrink.to, shrink.from)
+                } else {
+                    format!(
+                        "{messages} messages in queues {}..{} are not yet read by {}",
+                        shrink.to,
+                        shrink.from,
+                        groups.into_iter().collect::<Vec<_>>().join(", ")
+                    )
+                };
+                (false, "Draining", message, SOON)
+            }
+        },
     };
     status["served"] = served_text(&served).into();
     finish(topic, context, status, ready, reason, message, requeue).await
+}
+
+/// How a drain pass ended.
+enum Drained {
+    /// The reads are lowered: nothing was left to read.
+    Done,
+    /// (messages, groups): what is still unread in the leaving queues, and by whom.
+    Unread(i64, BTreeSet<String>),
+    /// A message reached a leaving queue after the count; the reads stay.
+    LateWrites,
+}
+
+/// The last step of a shrink: counts what is unread in the leaving queues and, once nothing
+/// is, lowers the read queues.
+async fn drain(
+    brokers: &Brokers,
+    topic: &RocketTopic,
+    name: &str,
+    shrink: &Shrink,
+    served: &mut BTreeMap<String, Option<TopicConfig>>,
+) -> std::result::Result<Drained, String> {
+    // A member that restarted may have lost the lowered writes: lower them again first.
+    serve(brokers, topic, name, shrink.from, shrink.to, served).await?;
+    let leaving = shrink.to..shrink.from;
+    let before = max_offsets(brokers, name, leaving.clone()).await?;
+    let (messages, groups) = unread(brokers, name, shrink.to).await?;
+    if messages > 0 {
+        return Ok(Drained::Unread(messages, groups));
+    }
+    serve(brokers, topic, name, shrink.to, shrink.to, served).await?;
+    // Brokers (Apache RocketMQ's too) take a send to any queue below the read count, so a
+    // producer whose routes are older than the grace may have written to a leaving queue
+    // between the count and the lowered reads. Such a message would be stranded: the
+    // leaving queues are made readable again and drained anew.
+    if max_offsets(brokers, name, leaving).await? != before {
+        serve(brokers, topic, name, shrink.from, shrink.to, served).await?;
+        return Ok(Drained::LateWrites);
+    }
+    Ok(Drained::Done)
+}
+
+/// The max offset of each of `queues` on every member, in a fixed order.
+async fn max_offsets(
+    brokers: &Brokers,
+    topic: &str,
+    queues: std::ops::Range<i32>,
+) -> std::result::Result<Vec<i64>, String> {
+    let mut offsets = Vec::new();
+    for (group, addr) in brokers.addresses() {
+        let found = admin::max_offsets(&brokers.access, addr, topic, queues.clone())
+            .await
+            .map_err(|error| format!("{group}: {error}"))?;
+        offsets.extend(found);
+    }
+    Ok(offsets)
 }
 
 /// How soon a topic in the middle of a change is looked at again.
@@ -470,6 +477,35 @@ async fn measure(brokers: &Brokers, topic: &str) -> std::result::Result<(Demand,
         demand.consumers = demand.consumers.max(*online);
     }
     Ok((demand, lag))
+}
+
+/// Whether a RocketConsumerGroup that scales consumers of `name` on the same brokers is held
+/// at the queue count (`QueueLimited`); `None` when no group scales consumers of it.
+async fn queue_limited(
+    context: &Context,
+    namespace: &str,
+    topic: &RocketTopic,
+    name: &str,
+) -> Result<Option<bool>> {
+    let groups: Api<RocketConsumerGroup> = Api::namespaced(context.client.clone(), namespace);
+    let scaling: Vec<RocketConsumerGroup> = groups
+        .list(&ListParams::default())
+        .await
+        .map_err(kube_error("list", "rocketconsumergroup", namespace))?
+        .items
+        .into_iter()
+        .filter(|group| {
+            group.spec.target == topic.spec.target
+                && group.spec.scaling.is_some()
+                && group.spec.topics.iter().any(|t| t == name)
+        })
+        .collect();
+    if scaling.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(scaling.iter().any(|group| {
+        group.status.as_ref().and_then(|status| status.reason) == Some(Reason::QueueLimited)
+    })))
 }
 
 /// Writes the status with the Ready condition and returns when to look again.

@@ -678,6 +678,264 @@ fn secure_cluster_admits_its_users_only(namespace: &str, client_image: &str) {
 /// SIGKILL that recovers everything; groups 2→3 with the new group given the existing topics;
 /// 3→2 under a backlog that drains before the group goes; the leader operator killed, then
 /// deleted, and the other replica taking over.
+/// A one-group cluster, a topic of 8 queues that may grow to 16 and shrink back, and a
+/// Deployment of Java push consumers (2.5 msg/s each) that a RocketConsumerGroup sizes. Each
+/// consumer writes what it received to a volume they share, so the checker at the end sees the
+/// deliveries of pods long gone.
+fn autoscaling_manifest(broker_image: &str) -> String {
+    format!(
+        r#"
+apiVersion: rocketry.dev/v1alpha1
+kind: RocketCluster
+metadata: {{name: scale}}
+spec:
+  image: {broker_image}
+  imagePullPolicy: Never
+  nameServer: {{replicas: 1}}
+  storage: {{size: 1Gi}}
+  tolerations: {TOLERATIONS}
+---
+apiVersion: rocketry.dev/v1alpha1
+kind: RocketTopic
+metadata: {{name: work}}
+spec:
+  cluster: scale
+  queues: 8
+  autoscaling: {{minQueues: 8, maxQueues: 16, lagPerQueue: 20, shrink: true,
+    growCooldownSeconds: 30, shrinkCooldownSeconds: 60}}
+---
+apiVersion: rocketry.dev/v1alpha1
+kind: RocketConsumerGroup
+metadata: {{name: workers}}
+spec:
+  cluster: scale
+  topics: [work]
+  scaling: {{target: {{name: workers}}, minReplicas: 1, maxReplicas: 12, perReplicaRate: 2.5,
+    drainWithinSeconds: 30, cooldownSeconds: 30}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: deliveries}}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {{requests: {{storage: 1Gi}}}}
+"#
+    )
+}
+
+fn workers_manifest(client_image: &str, name_servers: &str, run: &str) -> String {
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: workers}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: workers}}}}
+  template:
+    metadata: {{labels: {{app: workers}}}}
+    spec:
+      tolerations: {TOLERATIONS}
+      terminationGracePeriodSeconds: 10
+      securityContext: {{runAsNonRoot: true, runAsUser: 10001, seccompProfile: {{type: RuntimeDefault}}}}
+      containers:
+      - name: consumer
+        image: {client_image}
+        imagePullPolicy: Never
+        args: [dev.rocketry.harness.Features, consume, "namesrv={name_servers}",
+          topic=work, group=workers, "out=/deliveries/$(POD_NAME)", run={run}, sleepMs=400,
+          timeoutMs=3600000]
+        env:
+        - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+        - {{name: JAVA_TOOL_OPTIONS, value: "-XX:+UseSerialGC -XX:TieredStopAtLevel=1"}}
+        securityContext: {{allowPrivilegeEscalation: false, capabilities: {{drop: [ALL]}}}}
+        volumeMounts: [{{name: deliveries, mountPath: /deliveries}}]
+      volumes:
+      - {{name: deliveries, persistentVolumeClaim: {{claimName: deliveries}}}}
+"#
+    )
+}
+
+fn replicas(namespace: &str) -> i64 {
+    field(namespace, "deployment/workers", "{.spec.replicas}")
+        .parse()
+        .unwrap_or(0)
+}
+
+/// The topic's and the group's status, for a failure message.
+fn autoscaling_state(namespace: &str) -> String {
+    format!(
+        "{}\n{}\n{}",
+        kubectl(&[
+            "get",
+            "rockettopic,rocketconsumergroup,deployment,pods",
+            "-n",
+            namespace
+        ]),
+        kubectl(&[
+            "get",
+            "rockettopic/work",
+            "rocketconsumergroup/workers",
+            "-n",
+            namespace,
+            "-o",
+            "yaml"
+        ]),
+        kubectl(&[
+            "get",
+            "events",
+            "-n",
+            namespace,
+            "--sort-by=.metadata.creationTimestamp"
+        ]),
+    )
+}
+
+/// Issue 15's scenario on the real node: producers outpace the consumers; the replicas rise
+/// to the queue count and stop there; the topic doubles its queues; the replicas rise further
+/// and the backlog is consumed; then the replicas come back to one and the topic shrinks back
+/// by its recorded steps, across a crash of the operator's leader in the middle, and a checker
+/// finds every message produced among the consumers' deliveries.
+fn consumers_and_queues_follow_the_backlog(broker_image: &str, client_image: &str) {
+    let namespace = format!("scale-{}", std::process::id() % 100_000);
+    restricted_namespace(&namespace);
+    let run = format!("scale{}", std::process::id());
+    apply(&namespace, &autoscaling_manifest(broker_image));
+    let state = || autoscaling_state(&namespace);
+    let topic = |path: &str| field(&namespace, "rockettopic/work", path);
+    let group = |path: &str| field(&namespace, "rocketconsumergroup/workers", path);
+    poll(Duration::from_secs(300), state, || {
+        (topic("{.status.served}") == "8/8").then_some(())
+    });
+    let name_servers = field(
+        &namespace,
+        "rocketcluster/scale",
+        "{.status.nameServerAddresses}",
+    );
+    apply(
+        &namespace,
+        &workers_manifest(client_image, &name_servers, &run),
+    );
+    let count = 5_000u64;
+    start_client(
+        &namespace,
+        client_image,
+        "producer",
+        &[
+            "dev.rocketry.harness.Features".into(),
+            "produce".into(),
+            format!("namesrv={name_servers}"),
+            "topic=work".into(),
+            format!("count={count}"),
+            format!("run={run}"),
+            "intervalMs=40".into(),
+        ],
+    );
+
+    // Up to the queue count, and not past it while the topic has 8 queues: the group's status
+    // holds its replicas and the queues it measured in one write.
+    let group_status = || -> (i64, i64) {
+        let both = group("{.status.replicas} {.status.queues}");
+        let mut parts = both.split(' ').map(|n| n.parse().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+    };
+    poll(Duration::from_secs(400), state, || {
+        let (replicas, queues) = group_status();
+        assert!(
+            replicas <= 8 || queues > 8,
+            "{replicas} replicas with {queues} queues\n{}",
+            state()
+        );
+        (topic("{.status.served}") == "16/16").then_some(())
+    });
+    let limited = events(&namespace, "QueueLimited");
+    assert!(limited.contains("would sit idle"), "{limited}\n{}", state());
+    let grew = events(&namespace, "LagPerQueueOverTarget");
+    assert!(
+        grew.contains("queues 8 -> 16") && grew.contains("held at the queue count"),
+        "{grew}\n{}",
+        state()
+    );
+    // Past 8 once the topic has 16 queues, never past maxReplicas.
+    let grown = poll(Duration::from_secs(300), state, || {
+        Some(replicas(&namespace)).filter(|n| *n > 8)
+    });
+    assert!(grown <= 12, "{grown} replicas\n{}", state());
+    let sent = client_result(&namespace, "producer", Duration::from_secs(600));
+    assert_eq!(sent["sent"], count, "{sent}");
+    poll(Duration::from_secs(300), state, || {
+        (group("{.status.lag}") == "0").then_some(())
+    });
+    println!("backlog consumed with {} replicas", replicas(&namespace));
+
+    // Back to one replica after the cooldown; then the topic shrinks 16 -> 8 by its steps.
+    poll(Duration::from_secs(300), state, || {
+        (replicas(&namespace) == 1).then_some(())
+    });
+    poll(Duration::from_secs(400), state, || {
+        (topic("{.status.shrink.step}") == "Draining").then_some(())
+    });
+    assert_eq!(
+        topic("{.status.served}"),
+        "16/8",
+        "writes are lowered first, reads stay\n{}",
+        state()
+    );
+    // The operator's leader dies between the steps; its successor resumes at the recorded one.
+    let crashed = lease_holder();
+    kill_container("rocketry-system", crashed.split('_').next().unwrap());
+    let lowered_at = topic("{.status.shrink.writesLoweredAt}");
+    poll(
+        Duration::from_secs(60),
+        || format!("the lease still names {crashed}"),
+        || Some(lease_holder()).filter(|holder| !holder.is_empty() && *holder != crashed),
+    );
+    poll(Duration::from_secs(300), state, || {
+        let served = topic("{.status.served}");
+        if topic("{.status.shrink.step}") == "Draining" {
+            assert_eq!(served, "16/8", "reads lowered while draining\n{}", state());
+            assert_eq!(topic("{.status.shrink.writesLoweredAt}"), lowered_at);
+        }
+        (served == "8/8" && topic("{.status.shrink.step}").is_empty()).then_some(())
+    });
+    let shrunk = events(&namespace, "QueuesShrunk");
+    assert!(shrunk.contains("16 -> 8"), "{shrunk}\n{}", state());
+
+    // Every message produced was consumed, those of queues 8-15 (gone now) too.
+    let checked = client_pod_with_deliveries(&namespace, client_image, count);
+    assert_eq!(checked["missing"], 0, "{checked}");
+    let queues: Vec<i64> = serde_json::from_value(checked["queues"].clone()).unwrap();
+    assert_eq!(queues, (0..16).collect::<Vec<_>>(), "{checked}");
+    println!("autoscaling: {checked}");
+    kubectl(&["delete", "namespace", &namespace, "--wait=false"]);
+}
+
+/// A checker pod with the consumers' shared volume runs `Features check` over their files.
+fn client_pod_with_deliveries(namespace: &str, image: &str, count: u64) -> serde_json::Value {
+    let manifest = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: checker}}
+spec:
+  restartPolicy: Never
+  tolerations: {TOLERATIONS}
+  securityContext: {{runAsNonRoot: true, runAsUser: 10001, seccompProfile: {{type: RuntimeDefault}}}}
+  containers:
+  - name: client
+    image: {image}
+    imagePullPolicy: Never
+    args: [dev.rocketry.harness.Features, check, dir=/deliveries, verify={count}]
+    securityContext: {{allowPrivilegeEscalation: false, capabilities: {{drop: [ALL]}}}}
+    volumeMounts: [{{name: deliveries, mountPath: /deliveries, readOnly: true}}]
+  volumes:
+  - {{name: deliveries, persistentVolumeClaim: {{claimName: deliveries}}}}
+"#
+    );
+    apply(namespace, &manifest);
+    client_result(namespace, "checker", Duration::from_secs(240))
+}
+
 #[test]
 fn the_charts_operator_runs_the_example_cluster_through_rolls_crashes_and_scaling() {
     if kubeconfig().is_none() {
@@ -759,6 +1017,7 @@ fn the_charts_operator_runs_the_example_cluster_through_rolls_crashes_and_scalin
     assert_eq!(got["missing"], 0, "{got}");
     secure_cluster_admits_its_users_only(&secured, &client_image);
     kubectl(&["delete", "namespace", &secured, "--wait=false"]);
+    consumers_and_queues_follow_the_backlog(&broker_image, &client_image);
 
     // A config roll while a producer sends all along.
     let steady = format!("steady{}", std::process::id());

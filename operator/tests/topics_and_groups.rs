@@ -13,6 +13,8 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
+use operator::external_scaler::proto::external_scaler_client::ExternalScalerClient;
+use operator::external_scaler::proto::{GetMetricsRequest, ScaledObjectRef};
 use operator::{RocketConsumerGroup, RocketTopic};
 use protocol::body::{ConsumerData, HeartbeatData, SubscriptionData};
 use protocol::header::{SendMessageRequestHeader, UpdateConsumerOffsetRequestHeader};
@@ -361,6 +363,73 @@ impl Drop for Consumers {
     }
 }
 
+/// KEDA's external scaler, served here as the operator serves it and called by a gRPC client
+/// generated from KEDA's proto, answers what the group's status says (the group's lag holds
+/// still here: its consumers never consume).
+async fn keda_answers_as_the_status_does(
+    client: &Client,
+    namespace: &str,
+    groups: &Api<RocketConsumerGroup>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(operator::external_scaler::serve(
+        listener,
+        client.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let mut keda = ExternalScalerClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let reference = |group: Option<&str>| ScaledObjectRef {
+        name: "consumers".into(),
+        namespace: namespace.into(),
+        scaler_metadata: group
+            .map(|group| [("consumerGroup".to_string(), group.to_string())].into())
+            .unwrap_or_default(),
+    };
+    let status = status_of(groups, "readers").await;
+    let active = keda.is_active(reference(Some("readers"))).await.unwrap();
+    assert_eq!(
+        active.get_ref().result,
+        status["lag"].as_i64().unwrap() > 0,
+        "{status}"
+    );
+    let spec = keda
+        .get_metric_spec(reference(Some("readers")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(spec.metric_specs.len(), 1);
+    let metric = spec.metric_specs[0].clone();
+    assert_eq!(metric.metric_name, format!("rocketry-{namespace}-readers"));
+    assert_eq!(metric.target_size, 1);
+    let values = keda
+        .get_metrics(GetMetricsRequest {
+            scaled_object_ref: Some(reference(Some("readers"))),
+            metric_name: metric.metric_name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        values.metric_values[0].metric_value,
+        status["recommendedReplicas"].as_i64().unwrap(),
+        "{status}"
+    );
+    assert_eq!(values.metric_values[0].metric_value, 4, "{status}");
+    // A trigger without the group, or with one that does not exist, is told so.
+    let missing = keda.is_active(reference(None)).await.unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::InvalidArgument, "{missing}");
+    let unknown = keda.is_active(reference(Some("nobody"))).await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown}");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
 async fn deployment_replicas(deployments: &Api<Deployment>) -> i32 {
     deployments
         .get("consumers")
@@ -469,6 +538,8 @@ async fn consumer_replicas_follow_the_lag_up_to_the_queue_count_and_leave_an_hpa
     // The group's retry setting is on the broker.
     let settings = broker.get_all_subscription_groups().await.unwrap();
     assert_eq!(settings.subscription_group_table[&group].retry_max_times, 3);
+
+    keda_answers_as_the_status_does(&client, &ns, &groups).await;
 
     // The topic grows; the replicas follow once the consumers of the last step are online.
     patch_spec(&topics, "load", serde_json::json!({"queues": 8})).await;

@@ -41,7 +41,12 @@ import org.apache.rocketmq.common.message.MessageQueue;
  *                    [model=clustering|broadcasting] [filter=TAGEXPR] [sql=EXPR] [run=ID]
  *                    [idleMs=0] [timeoutMs=60000] [stopAfter=N] [haltAfter=N] [sleepMs=0]
  *                    [fail=false] [maxReconsume=-1] [verify=N] [skip=I,J,...] [trace=false]
+ *   Features check dir=DIR verify=N
  * </pre>
+ *
+ * {@code check} reads every consumer output file in {@code dir} (consumers of one group that
+ * came and went, each writing its own file) and reports which of indexes 0..N-1 none of them
+ * received, and from which queues they took messages.
  *
  * A producer with {@code untilFile} sends until that file exists (or {@code count} is
  * reached), pausing {@code intervalMs} between sends, and reports which indexes failed after
@@ -70,7 +75,17 @@ public final class Features {
             int eq = argv[i].indexOf('=');
             args.put(argv[i].substring(0, eq), argv[i].substring(eq + 1));
         }
-        String result = argv[0].equals("produce") ? produce(args) : consume(args);
+        String result;
+        switch (argv[0]) {
+            case "produce":
+                result = produce(args);
+                break;
+            case "check":
+                result = check(args);
+                break;
+            default:
+                result = consume(args);
+        }
         System.out.println("RESULT " + result);
         System.out.flush();
         System.exit(0);
@@ -311,5 +326,34 @@ public final class Features {
             }
             return "{\"deliveries\":" + deliveries.get() + ",\"unique\":" + seen.size() + missing + "}";
         }
+    }
+
+    private static String check(Map<String, String> args) throws Exception {
+        int verify = Integer.parseInt(args.get("verify"));
+        Set<Integer> seen = new HashSet<>();
+        java.util.TreeSet<Integer> queues = new java.util.TreeSet<>();
+        long deliveries = 0;
+        java.io.File[] files = new java.io.File(args.get("dir")).listFiles();
+        for (java.io.File file : files == null ? new java.io.File[0] : files) {
+            for (String line : java.nio.file.Files.readAllLines(file.toPath(), StandardCharsets.UTF_8)) {
+                String[] fields = line.split(",");
+                if (fields.length < 2) {
+                    continue; // a line cut short by a consumer killed mid-write
+                }
+                seen.add(Integer.parseInt(fields[0]));
+                queues.add(Integer.parseInt(fields[1]));
+                deliveries++;
+            }
+        }
+        List<Integer> absent = new java.util.ArrayList<>();
+        for (int index = 0; index < verify; index++) {
+            if (!seen.contains(index)) {
+                absent.add(index);
+            }
+        }
+        return "{\"files\":" + (files == null ? 0 : files.length) + ",\"deliveries\":" + deliveries
+            + ",\"unique\":" + seen.size() + ",\"missing\":" + absent.size()
+            + ",\"firstMissing\":" + absent.subList(0, Math.min(20, absent.size()))
+            + ",\"queues\":" + queues + "}";
     }
 }
