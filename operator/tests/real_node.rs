@@ -1017,7 +1017,6 @@ fn the_charts_operator_runs_the_example_cluster_through_rolls_crashes_and_scalin
     assert_eq!(got["missing"], 0, "{got}");
     secure_cluster_admits_its_users_only(&secured, &client_image);
     kubectl(&["delete", "namespace", &secured, "--wait=false"]);
-    consumers_and_queues_follow_the_backlog(&broker_image, &client_image);
 
     // A config roll while a producer sends all along.
     let steady = format!("steady{}", std::process::id());
@@ -1385,6 +1384,8 @@ fn the_charts_operator_runs_the_example_cluster_through_rolls_crashes_and_scalin
     );
 
     kubectl(&["delete", "namespace", &namespace, "--wait=false"]);
+    // Last, so that its dozen consumer JVMs weigh on no phase above.
+    consumers_and_queues_follow_the_backlog(&broker_image, &client_image);
     peer(&[
         "helm",
         "uninstall",
