@@ -284,6 +284,30 @@ pub struct Unread {
     pub groups: Vec<String>,
 }
 
+/// The groups that consume `topic` on `broker`, online or with offsets
+/// (QUERY_TOPIC_CONSUME_BY_WHO), but the tools' own.
+pub async fn consuming_groups(access: &Access, broker: &str, topic: &str) -> Result<Vec<String>> {
+    with_client(
+        "read who consumes the topic",
+        broker,
+        access,
+        |client| async move {
+            Ok(application_groups(
+                client.query_topic_consume_by_who(topic).await?,
+            ))
+        },
+    )
+    .await
+}
+
+fn application_groups(groups: protocol::body::admin::GroupList) -> Vec<String> {
+    groups
+        .group_list
+        .into_iter()
+        .filter(|group| !is_system_group(group))
+        .collect()
+}
+
 /// Messages of `topic` on `broker`, in queues `first_queue` and above, that not every group
 /// has consumed: over the groups that consume the topic (QUERY_TOPIC_CONSUME_BY_WHO), the
 /// queue's max offset minus the group's committed offset (GET_CONSUME_STATS, which covers
@@ -300,13 +324,7 @@ pub async fn unread_from(
         broker,
         access,
         |client| async move {
-            let groups: Vec<String> = client
-                .query_topic_consume_by_who(topic)
-                .await?
-                .group_list
-                .into_iter()
-                .filter(|group| !is_system_group(group))
-                .collect();
+            let groups = application_groups(client.query_topic_consume_by_who(topic).await?);
             let mut unread = Unread {
                 messages: 0,
                 groups: groups.clone(),

@@ -19,7 +19,7 @@ use crate::admin;
 use crate::consumer_group::{
     self, ConsumeFrom, ConsumerScaling, Load, Reason, RocketConsumerGroup, Sample,
 };
-use crate::controller::{kube_error, next_condition, patch_object_status, publish, Context};
+use crate::controller::{kube_error, patch_ready_status, publish, Context};
 use crate::target::{self, Brokers};
 use crate::topic::AUTOSCALING_ANNOTATION;
 use crate::{Error, Result};
@@ -330,29 +330,27 @@ fn api_group(api_version: &str) -> &str {
     api_version.split_once('/').map_or("", |(group, _)| group)
 }
 
+/// Writes the status with the Ready condition; the next pass is due after [`POLL`].
 async fn finish(
     group: &RocketConsumerGroup,
     context: &Context,
-    mut status: serde_json::Value,
+    status: serde_json::Value,
     ready: bool,
     reason: &str,
     message: String,
 ) -> Result<Duration> {
-    let previous = group
-        .status
-        .as_ref()
-        .map(|status| status.conditions.as_slice())
-        .unwrap_or_default();
-    let condition = next_condition(
-        previous,
-        group.metadata.generation,
-        "Ready",
+    let previous = group.status.as_ref().map(|s| s.conditions.as_slice());
+    patch_ready_status(
+        &context.client,
+        group,
+        "rocketconsumergroup",
+        previous.unwrap_or_default(),
+        status,
         ready,
         reason,
         message,
-    );
-    status["conditions"] = serde_json::to_value([condition]).unwrap_or_default();
-    patch_object_status(&context.client, group, "rocketconsumergroup", status).await?;
+    )
+    .await?;
     Ok(POLL)
 }
 

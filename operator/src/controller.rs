@@ -730,6 +730,31 @@ where
     Ok(())
 }
 
+/// Merge-patches `status`, with its `Ready` condition made from `previous` conditions, into
+/// a namespaced object's status subresource.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn patch_ready_status<K>(
+    client: &Client,
+    object: &K,
+    kind: &'static str,
+    previous: &[Condition],
+    mut status: serde_json::Value,
+    ready: bool,
+    reason: &str,
+    message: String,
+) -> Result<()>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let generation = object.meta().generation;
+    let condition = next_condition(previous, generation, "Ready", ready, reason, message);
+    status["conditions"] = serde_json::to_value([condition]).unwrap_or_default();
+    patch_object_status(client, object, kind, status).await
+}
+
 /// Gives each group that lacks them the cluster's topics and subscription groups, copied from a
 /// group that has them, once all its brokers are ready. A new cluster has none to copy: its
 /// first ready groups are seeded as they are.

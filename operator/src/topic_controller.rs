@@ -20,7 +20,7 @@ use protocol::body::{TopicConfig, TopicFilterType};
 
 use crate::admin;
 use crate::consumer_group::{Reason, RocketConsumerGroup};
-use crate::controller::{kube_error, next_condition, patch_object_status, publish, Context};
+use crate::controller::{kube_error, patch_object_status, patch_ready_status, publish, Context};
 use crate::target::{self, Brokers};
 use crate::topic::{self, Demand, Next, RocketTopic, Shrink, ShrinkStep, AUTOSCALING_ANNOTATION};
 use crate::{Error, Result};
@@ -453,10 +453,9 @@ async fn measure(brokers: &Brokers, topic: &str) -> std::result::Result<(Demand,
         let Some(addr) = members.first() else {
             continue;
         };
-        let groups = admin::unread_from(&brokers.access, addr, topic, 0)
+        let groups = admin::consuming_groups(&brokers.access, addr, topic)
             .await
-            .map_err(|error| format!("{broker_group}: {error}"))?
-            .groups;
+            .map_err(|error| format!("{broker_group}: {error}"))?;
         for group in groups {
             let load = admin::group_load(&brokers.access, addr, &group, topic)
                 .await
@@ -512,26 +511,23 @@ async fn queue_limited(
 async fn finish(
     topic: &RocketTopic,
     context: &Context,
-    mut status: serde_json::Value,
+    status: serde_json::Value,
     ready: bool,
     reason: &str,
     message: String,
     requeue: Duration,
 ) -> Result<Duration> {
-    let previous = topic
-        .status
-        .as_ref()
-        .map(|status| status.conditions.as_slice())
-        .unwrap_or_default();
-    let condition = next_condition(
-        previous,
-        topic.metadata.generation,
-        "Ready",
+    let previous = topic.status.as_ref().map(|s| s.conditions.as_slice());
+    patch_ready_status(
+        &context.client,
+        topic,
+        "rockettopic",
+        previous.unwrap_or_default(),
+        status,
         ready,
         reason,
         message,
-    );
-    status["conditions"] = serde_json::to_value([condition]).unwrap_or_default();
-    patch_object_status(&context.client, topic, "rockettopic", status).await?;
+    )
+    .await?;
     Ok(requeue)
 }

@@ -34,20 +34,25 @@ fn apache_namesrv() -> Option<String> {
     }
 }
 
-/// The Apache peer's broker, as its name server lists it.
-async fn apache_broker(namesrv: &str) -> Remoting {
+/// The Apache peer's master broker address, as its name server lists it.
+async fn apache_broker_addr(namesrv: &str) -> String {
     let info = Remoting::connect(namesrv)
         .await
         .unwrap()
         .get_cluster_info()
         .await
         .unwrap();
-    let addr = info
-        .broker_addr_table
+    info.broker_addr_table
         .values()
         .find_map(|broker| broker.broker_addrs.get(&0).cloned())
-        .expect("the Apache peer has a master broker");
-    Remoting::connect(addr.as_str()).await.unwrap()
+        .expect("the Apache peer has a master broker")
+}
+
+/// A connection to the Apache peer's broker.
+async fn apache_broker(namesrv: &str) -> Remoting {
+    Remoting::connect(apache_broker_addr(namesrv).await.as_str())
+        .await
+        .unwrap()
 }
 
 /// (read, write, perm) of `topic` on the broker.
@@ -450,18 +455,7 @@ async fn consumer_replicas_follow_the_lag_up_to_the_queue_count_and_leave_an_hpa
     let namespace = TestNamespace::create(&client, "consumers").await;
     let ns = namespace.name.clone();
     let broker = apache_broker(&namesrv).await;
-    let broker_addr = {
-        let info = Remoting::connect(namesrv.as_str())
-            .await
-            .unwrap()
-            .get_cluster_info()
-            .await
-            .unwrap();
-        info.broker_addr_table
-            .values()
-            .find_map(|b| b.broker_addrs.get(&0).cloned())
-            .unwrap()
-    };
+    let broker_addr = apache_broker_addr(&namesrv).await;
     let topics: Api<RocketTopic> = Api::namespaced(client.clone(), &ns);
     let groups: Api<RocketConsumerGroup> = Api::namespaced(client.clone(), &ns);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
