@@ -48,6 +48,7 @@ mod segment;
 mod store;
 #[cfg(test)]
 mod store_test;
+mod wait;
 
 pub use commit_log::{AppendedMessage, PutMessage};
 pub use config::{FlushDiskType, StoreConfig};
@@ -59,6 +60,7 @@ pub use read::{
 };
 pub use recovery::{QuarantinedRange, RepairReport};
 pub use store::{AppendResult, MessageStore};
+pub use wait::WaitWith;
 
 /// Configures the store's fault points from the `FAILPOINTS` environment variable
 /// (`name=action;...`, the `fail` crate's syntax), for tests that start a real broker. Does

@@ -25,6 +25,7 @@ use crate::read::{
     ArrivedMessage, GetMessageResult, GetMessageStatus, MessageFilter, QueryMessageResult,
 };
 use crate::recovery::RepairReport;
+use crate::wait::WaitWith;
 
 /// RocketMQ scans at most this many consume-queue entries per pull when filtering
 /// (`maxFilterMessageSize` 16000 bytes / 20).
@@ -166,6 +167,17 @@ impl MessageStore {
 
     /// Appends messages contiguously (a SEND_BATCH_MESSAGE): all or none are stored.
     pub fn append_batch(&self, messages: &[PutMessage]) -> Result<AppendResult> {
+        self.append_batch_waiting_with(messages, &crate::wait::here)
+    }
+
+    /// [`MessageStore::append_batch`], waiting through `wait_with` whenever it has to wait
+    /// (behind another append, for a segment still being made, for dispatch), so an async
+    /// caller can append on its worker and move only those waits off it.
+    pub fn append_batch_waiting_with(
+        &self,
+        messages: &[PutMessage],
+        wait_with: WaitWith,
+    ) -> Result<AppendResult> {
         let inner = &self.inner;
         if inner.stopping.load(Ordering::Acquire) {
             return Err(Error::NotAvailable("store is shutting down"));
@@ -176,15 +188,16 @@ impl MessageStore {
         for put in messages {
             check_topic(&put.message.topic)?;
         }
-        let (appended, end) = inner
-            .commit_log
-            .append(messages, inner.config.max_message_size)?;
+        let (appended, end) =
+            inner
+                .commit_log
+                .append(messages, inner.config.max_message_size, wait_with)?;
         let durable = match inner.config.flush_disk_type {
             FlushDiskType::AsyncFlush => {
                 // The message is stored whatever dispatch does: failing the send now would
                 // make the client send it again. A failed dispatch is retried by the next
                 // append or the maintenance thread, and the message becomes readable then.
-                if let Err(error) = inner.dispatch_to(end) {
+                if let Err(error) = inner.dispatch_to_waiting_with(end, wait_with) {
                     tracing::warn!(%error, "dispatch failed; it will be retried");
                 }
                 if !inner.config.flush_commit_log_timed {
@@ -643,7 +656,11 @@ impl Inner {
     /// ReputMessageService, run inline). Serialized by the reput lock, so entries are written
     /// in CommitLog order by one writer at a time.
     pub(crate) fn dispatch_to(&self, end: u64) -> Result<()> {
-        let mut reput = self.dispatched.lock();
+        self.dispatch_to_waiting_with(end, &crate::wait::here)
+    }
+
+    fn dispatch_to_waiting_with(&self, end: u64, wait_with: WaitWith) -> Result<()> {
+        let mut reput = crate::wait::lock(&self.dispatched, wait_with);
         if *reput < end {
             fault!("store::dispatch", |_| Err(Error::io(
                 "consumequeue",

@@ -11,6 +11,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::error::Result;
 use crate::segment::Segment;
+use crate::wait::WaitWith;
 
 /// How often a roll still waiting for the background file says so.
 const WAIT_LOG_EVERY: Duration = Duration::from_secs(5);
@@ -68,20 +69,16 @@ impl Allocator {
     }
 
     /// The segment starting at `start`: the prepared one if ready, else made here. Queues the
-    /// one after it.
-    pub(crate) fn take(&self, start: u64) -> Result<Arc<Segment>> {
+    /// one after it. Waiting for the background thread goes through `wait_with`.
+    pub(crate) fn take(&self, start: u64, wait_with: WaitWith) -> Result<Arc<Segment>> {
         let taken = {
             let mut state = self.shared.state.lock();
             // The background thread is making this very file: wait for it, however long
             // the disk takes. Making it here as well would race it for the same name.
             while state.working == Some(start) {
-                let waited = self.shared.changed.wait_for(&mut state, WAIT_LOG_EVERY);
-                if waited.timed_out() && state.working == Some(start) {
-                    tracing::warn!(
-                        start,
-                        "still waiting for the next CommitLog segment: the disk is slow"
-                    );
-                }
+                drop(state);
+                wait_with(&mut || self.wait_until_made(start));
+                state = self.shared.state.lock();
             }
             match state.ready.take() {
                 Some((at, segment)) if at == start => Some(segment),
@@ -100,10 +97,27 @@ impl Allocator {
         let segment = match taken {
             Some(Ok(segment)) => segment,
             // A background failure (ENOSPC...) is retried here so the caller sees a fresh error.
-            Some(Err(_)) | None => Arc::new(self.create(start)?),
+            Some(Err(_)) | None => {
+                let mut made = None;
+                wait_with(&mut || made = Some(self.create(start)));
+                Arc::new(made.expect("a WaitWith runs its closure")?)
+            }
         };
         self.prepare(start + self.shared.size as u64);
         Ok(segment)
+    }
+
+    fn wait_until_made(&self, start: u64) {
+        let mut state = self.shared.state.lock();
+        while state.working == Some(start) {
+            let waited = self.shared.changed.wait_for(&mut state, WAIT_LOG_EVERY);
+            if waited.timed_out() && state.working == Some(start) {
+                tracing::warn!(
+                    start,
+                    "still waiting for the next CommitLog segment: the disk is slow"
+                );
+            }
+        }
     }
 
     fn create(&self, start: u64) -> Result<Segment> {

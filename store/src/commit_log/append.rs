@@ -12,6 +12,7 @@ use message::{sysflag, Message, RecordEncoder};
 use super::CommitLog;
 use crate::error::{Error, Result};
 use crate::segment::Segment;
+use crate::wait::WaitWith;
 
 /// One message to store, with what the broker knows about its sender.
 #[derive(Debug, Clone)]
@@ -139,6 +140,7 @@ impl CommitLog {
         &self,
         messages: &[PutMessage],
         max_body: usize,
+        wait_with: WaitWith,
     ) -> Result<(Vec<AppendedMessage>, u64)> {
         let properties: Vec<String> = messages
             .iter()
@@ -169,8 +171,8 @@ impl CommitLog {
             });
         }
 
-        let mut writer = self.writer.lock();
-        let segment = self.segment_with_room(&mut writer, total)?;
+        let mut writer = crate::wait::lock(&self.writer, wait_with);
+        let segment = self.segment_with_room(&mut writer, total, wait_with)?;
         let mut offset = self.write_position.load(Ordering::Relaxed);
         let store_timestamp = now_millis().max(writer.last_store_timestamp);
         writer.last_store_timestamp = store_timestamp;
@@ -206,7 +208,12 @@ impl CommitLog {
 
     /// The active segment once it has `len + 8` bytes free, writing a blank marker and
     /// rolling to the next segment when it has not.
-    fn segment_with_room(&self, writer: &mut Writer, len: usize) -> Result<Arc<Segment>> {
+    fn segment_with_room(
+        &self,
+        writer: &mut Writer,
+        len: usize,
+        wait_with: WaitWith,
+    ) -> Result<Arc<Segment>> {
         loop {
             let offset = self.write_position.load(Ordering::Relaxed);
             if let Some(segment) = writer.current.clone() {
@@ -223,7 +230,7 @@ impl CommitLog {
                 writer.current = None;
                 continue;
             }
-            let segment = self.allocator.take(offset)?;
+            let segment = self.allocator.take(offset, wait_with)?;
             self.segments.write().push(Arc::clone(&segment));
             writer.current = Some(segment);
         }
