@@ -198,11 +198,17 @@ impl CommitLog {
                 size,
                 queue_offset,
                 store_timestamp,
-                message_id: message::offset_message_id(put.store_host, offset as i64),
+                message_id: String::new(),
             });
             offset += size as u64;
         }
         self.write_position.store(offset, Ordering::Release);
+        drop(writer);
+        // Outside the lock: the other appends need not wait for the ids' formatting.
+        for (put, appended) in messages.iter().zip(&mut appended) {
+            appended.message_id =
+                message::offset_message_id(put.store_host, appended.physical_offset as i64);
+        }
         Ok((appended, offset))
     }
 
