@@ -3,9 +3,18 @@
 /// RocketMQ stores it as a tag code in the ConsumeQueue and as a key hash in the IndexFile, so it
 /// must match Java bit for bit, including for characters outside the BMP.
 pub fn java_string_hash(text: &str) -> i32 {
-    text.encode_utf16().fold(0i32, |hash, unit| {
-        hash.wrapping_mul(31).wrapping_add(unit as i32)
-    })
+    java_string_hash_of(&[text])
+}
+
+/// [`java_string_hash`] of the concatenation of `parts`, without building it (the index
+/// hashes `topic#key` for every key of every message).
+pub fn java_string_hash_of(parts: &[&str]) -> i32 {
+    parts
+        .iter()
+        .flat_map(|part| part.encode_utf16())
+        .fold(0i32, |hash, unit| {
+            hash.wrapping_mul(31).wrapping_add(unit as i32)
+        })
 }
 
 /// The ConsumeQueue tag code of a `TAGS` value: its Java hash sign-extended, 0 without tags.
@@ -30,6 +39,10 @@ mod tests {
         assert_eq!(java_string_hash("polygenelubricants"), i32::MIN);
         // a surrogate pair counts as two code units
         assert_eq!(java_string_hash("😀"), 0xD83D * 31 + 0xDE00);
+        assert_eq!(
+            java_string_hash_of(&["Orders", "#", "k😀1"]),
+            java_string_hash("Orders#k😀1")
+        );
     }
 
     #[test]

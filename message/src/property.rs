@@ -147,16 +147,27 @@ impl Properties {
     /// skipped, each is split at its first `\x01`, and a pair is kept only when both sides are
     /// non-empty (Java silently drops a property with an empty value).
     pub fn decode(text: &str) -> Self {
-        let mut properties = Properties::new();
-        for segment in text.split(PROPERTY_SEPARATOR) {
-            if let Some((name, value)) = segment.split_once(NAME_VALUE_SEPARATOR) {
-                if !name.is_empty() && !value.is_empty() {
-                    properties.insert(name, value);
-                }
-            }
-        }
-        properties
+        pairs(text).collect()
     }
+
+    /// The value of `name` in the text form, as [`Properties::decode`] then
+    /// [`Properties::get`] would find it (the last of repeated names wins), without building
+    /// the map: dispatch reads three properties of every stored message this way.
+    pub fn find_in<'t>(text: &'t str, name: &str) -> Option<&'t str> {
+        pairs(text)
+            .filter(|(key, _)| *key == name)
+            .last()
+            .map(|(_, value)| value)
+    }
+}
+
+/// The pairs of the text form that Java keeps, in order.
+fn pairs(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    text.split(PROPERTY_SEPARATOR).filter_map(|segment| {
+        segment
+            .split_once(NAME_VALUE_SEPARATOR)
+            .filter(|(name, value)| !name.is_empty() && !value.is_empty())
+    })
 }
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Properties {
@@ -188,6 +199,16 @@ mod tests {
         let properties = Properties::decode(text);
         let pairs: Vec<_> = properties.iter().collect();
         assert_eq!(pairs, vec![("A", "1"), ("C", "a\u{1}b"), ("D", "4")]);
+        for name in ["A", "B", "C", "D", "noseparator", ""] {
+            assert_eq!(
+                Properties::find_in(text, name),
+                properties.get(name),
+                "{name}"
+            );
+        }
+        let repeated = "A\u{1}1\u{2}B\u{1}2\u{2}A\u{1}3\u{2}";
+        assert_eq!(Properties::find_in(repeated, "A"), Some("3"));
+        assert_eq!(Properties::decode(repeated).get("A"), Some("3"));
     }
 
     #[test]

@@ -19,7 +19,7 @@ const ENTRY_SIZE: usize = 20;
 
 /// RocketMQ's key hash: `abs(String.hashCode())` of `topic#key`, MIN_VALUE mapping to 0.
 pub(crate) fn key_hash(topic: &str, key: &str) -> u32 {
-    let hash = message::java_string_hash(&format!("{topic}#{key}"));
+    let hash = message::java_string_hash_of(&[topic, "#", key]);
     if hash == i32::MIN {
         0
     } else {
@@ -194,14 +194,15 @@ impl Index {
 
     /// Indexes `keys` of one message. Offsets at or below the newest file's end were indexed
     /// already (re-dispatch after recovery) and are skipped.
-    pub(crate) fn put(
+    pub(crate) fn put<'k>(
         &self,
         topic: &str,
-        keys: &[&str],
+        keys: impl IntoIterator<Item = &'k str>,
         physical: u64,
         timestamp: i64,
     ) -> Result<()> {
-        if keys.is_empty() {
+        let mut keys = keys.into_iter().peekable();
+        if keys.peek().is_none() {
             return Ok(());
         }
         let mut file = self.files.read().last().cloned();
@@ -304,14 +305,14 @@ mod tests {
             index
                 .put(
                     "T",
-                    &["k", &format!("u{n}")],
+                    ["k", format!("u{n}").as_str()],
                     n * 100,
                     1_000_000 + n as i64 * 1000,
                 )
                 .unwrap();
         }
         // Re-dispatch of an indexed offset is ignored.
-        index.put("T", &["k"], 900, 1_009_000).unwrap();
+        index.put("T", ["k"], 900, 1_009_000).unwrap();
         let all = index.query("T", "k", 64, 0, i64::MAX);
         assert_eq!(all, vec![900, 800, 700, 600, 500, 400, 300, 200, 100, 0]);
         assert_eq!(index.query("T", "u3", 64, 0, i64::MAX), vec![300]);

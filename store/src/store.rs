@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use message::{property, sysflag, StoredMessage};
+use message::{property, sysflag, Properties, StoredMessage};
 use parking_lot::{Mutex, RwLock};
 
 use crate::checkpoint::{Checkpoint, CheckpointFile};
@@ -690,11 +690,12 @@ impl Inner {
         let Ok(topic) = stored.topic() else {
             return Ok(());
         };
-        let properties = stored.properties().unwrap_or_default();
+        let properties = stored.properties_text().unwrap_or_default();
+        let find = |name| Properties::find_in(properties, name);
         let transaction = sysflag::transaction_type(stored.sys_flag());
         if PutMessage::takes_queue_offset(stored.sys_flag()) {
             let queue = self.queue_or_create(topic, stored.queue_id())?;
-            let tags_code = message::tags_code(properties.get(property::TAGS));
+            let tags_code = message::tags_code(find(property::TAGS));
             queue.put(
                 stored.queue_offset(),
                 QueueEntry {
@@ -715,18 +716,14 @@ impl Inner {
         }
         if let Some(index) = &self.index {
             if transaction != sysflag::TRANSACTION_ROLLBACK {
-                let mut keys: Vec<&str> = properties
-                    .get(property::KEYS)
+                let keys = find(property::KEYS)
                     .unwrap_or("")
                     .split(property::KEY_SEPARATOR)
                     .filter(|k| !k.is_empty())
-                    .collect();
-                if let Some(unique) = properties.get(property::UNIQ_KEY) {
-                    keys.push(unique);
-                }
+                    .chain(find(property::UNIQ_KEY));
                 index.put(
                     topic,
-                    &keys,
+                    keys,
                     stored.physical_offset() as u64,
                     stored.store_timestamp(),
                 )?;

@@ -250,12 +250,15 @@ impl<'a> StoredMessage<'a> {
 
     /// PROPERTIES, parsed.
     pub fn properties(&self) -> Result<Properties> {
-        let text =
-            std::str::from_utf8(self.properties_bytes()).map_err(|source| Error::NotUtf8 {
-                what: "properties",
-                source,
-            })?;
-        Ok(Properties::decode(text))
+        self.properties_text().map(Properties::decode)
+    }
+
+    /// PROPERTIES in their text form, for [`Properties::find_in`].
+    pub fn properties_text(&self) -> Result<&'a str> {
+        std::str::from_utf8(self.properties_bytes()).map_err(|source| Error::NotUtf8 {
+            what: "properties",
+            source,
+        })
     }
 
     /// Recomputes the body CRC and compares it with BODYCRC (recovery uses this to find torn
