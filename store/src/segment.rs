@@ -222,6 +222,27 @@ impl Segment {
         }
     }
 
+    /// Faults `[from, to)` in writable without changing a byte (MADV_POPULATE_WRITE), so the
+    /// appends that reach it find their pages mapped: on a fresh segment each first touch of
+    /// a page costs a fault that allocates and zeroes it, most of the broker's CPU with
+    /// 16 KiB messages when it happened on the append path. Kernels before 5.14 lack the
+    /// advice and refuse it; the appends then fault as before.
+    pub(crate) fn populate(&self, from: usize, to: usize) {
+        let from = from.min(self.size) / PAGE_SIZE * PAGE_SIZE;
+        let to = to.min(self.size);
+        if to <= from {
+            return;
+        }
+        // SAFETY: advice on a range inside our own mapping; it changes no content.
+        unsafe {
+            libc::madvise(
+                self.map.as_mut_ptr().add(from).cast(),
+                to - from,
+                libc::MADV_POPULATE_WRITE,
+            );
+        }
+    }
+
     /// Drops `[from, end of file)` from the page cache where the kernel can, so the next
     /// read of it comes from the disk. After a failed flush Linux may keep pages it could
     /// not write, marked clean: read back, they would look durable when they are not.
@@ -347,5 +368,37 @@ mod tests {
         assert_eq!(reopened.read(10, 3), b"he\0");
         assert!(Segment::open(dir.path().join(file_name(8192)), 8192, 4096).is_err());
         assert_eq!(list(dir.path()).unwrap().len(), 1);
+    }
+
+    /// KiB of the segment's mapping in this process's page tables (`Rss` in smaps).
+    fn mapped_kib(segment: &Segment) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let start = format!("{:x}-", segment.map.as_ptr() as usize);
+        let mut lines = smaps.lines().skip_while(|line| !line.starts_with(&start));
+        lines.next().expect("the mapping is listed");
+        let rss = lines.find(|line| line.starts_with("Rss:")).unwrap();
+        rss.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn populate_maps_just_the_range_and_keeps_the_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = Segment::create(dir.path(), 0, 256 * PAGE_SIZE).unwrap();
+        // SAFETY: this test is the only user of the segment.
+        unsafe { segment.write(PAGE_SIZE * 64 + 10, b"kept") };
+        let before = mapped_kib(&segment);
+        assert!(before < 100, "{before} KiB mapped after one write");
+        segment.populate(PAGE_SIZE * 100 + 100, PAGE_SIZE * 160);
+        let after = mapped_kib(&segment);
+        assert_eq!(
+            after - before,
+            60 * PAGE_SIZE as u64 / 1024,
+            "{before} -> {after} KiB"
+        );
+        assert_eq!(segment.read(PAGE_SIZE * 64 + 8, 8), b"\0\0kept\0\0");
+        assert!(segment
+            .read(PAGE_SIZE * 100, PAGE_SIZE * 60)
+            .iter()
+            .all(|b| *b == 0));
     }
 }

@@ -1,6 +1,8 @@
 //! Creates the next CommitLog segment on a background thread (RocketMQ's
 //! `AllocateMappedFileService`), so a roll-over finds its file ready instead of stalling the
-//! append lock on file creation, block reservation and (optionally) page warming.
+//! append lock on file creation, block reservation and (optionally) page warming. The same
+//! thread faults in the pages a little ahead of the appends ([`Allocator::populate_ahead`]),
+//! so they do not pay for fresh pages.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,11 +18,17 @@ use crate::wait::WaitWith;
 /// How often a roll still waiting for the background file says so.
 const WAIT_LOG_EVERY: Duration = Duration::from_secs(5);
 
+/// Pages are faulted in this many bytes at a time, one step ahead of the appends: when the
+/// write position crosses into a step, the step after it is populated.
+pub(crate) const POPULATE_STEP: usize = 4 << 20;
+
 #[derive(Default)]
 struct State {
     wanted: Option<u64>,
     working: Option<u64>,
     ready: Option<(u64, Result<Arc<Segment>>)>,
+    /// A range of a segment to fault in: `(segment, from)`, one step long.
+    populate: Option<(Arc<Segment>, usize)>,
     shutdown: bool,
 }
 
@@ -66,6 +74,13 @@ impl Allocator {
             state.wanted = Some(start);
             self.shared.changed.notify_all();
         }
+    }
+
+    /// Faults in `[from, from + POPULATE_STEP)` of `segment` in the background. A request
+    /// still waiting is replaced: the appends have moved past it.
+    pub(crate) fn populate_ahead(&self, segment: &Arc<Segment>, from: usize) {
+        self.shared.state.lock().populate = Some((Arc::clone(segment), from));
+        self.shared.changed.notify_all();
     }
 
     /// The segment starting at `start`: the prepared one if ready, else made here. Queues the
@@ -168,6 +183,12 @@ fn run(shared: Arc<Shared>) {
                 if let Some(start) = state.wanted.take() {
                     state.working = Some(start);
                     break start;
+                }
+                if let Some((segment, from)) = state.populate.take() {
+                    drop(state);
+                    segment.populate(from, from + POPULATE_STEP);
+                    state = shared.state.lock();
+                    continue;
                 }
                 shared.changed.wait(&mut state);
             }

@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use message::record::{blank_marker, RecordFields, BLANK_MIN_LEN};
 use message::{sysflag, Message, RecordEncoder};
 
+use super::allocator::POPULATE_STEP;
 use super::CommitLog;
 use crate::error::{Error, Result};
 use crate::segment::Segment;
@@ -173,7 +174,8 @@ impl CommitLog {
 
         let mut writer = crate::wait::lock(&self.writer, wait_with);
         let segment = self.segment_with_room(&mut writer, total, wait_with)?;
-        let mut offset = self.write_position.load(Ordering::Relaxed);
+        let first = self.write_position.load(Ordering::Relaxed);
+        let mut offset = first;
         let store_timestamp = now_millis().max(writer.last_store_timestamp);
         writer.last_store_timestamp = store_timestamp;
         let mut appended = Vec::with_capacity(encoders.len());
@@ -204,6 +206,13 @@ impl CommitLog {
         }
         self.write_position.store(offset, Ordering::Release);
         drop(writer);
+        // Keep the next step faulted in: asked for when the appends enter a segment (its
+        // first step faults as they go) and each time they cross into another step.
+        let step = |at: u64| (at - segment.start()) as usize / POPULATE_STEP;
+        if first == segment.start() || step(offset) > step(first) {
+            self.allocator
+                .populate_ahead(&segment, (step(offset) + 1) * POPULATE_STEP);
+        }
         // Outside the lock: the other appends need not wait for the ids' formatting.
         for (put, appended) in messages.iter().zip(&mut appended) {
             appended.message_id =
