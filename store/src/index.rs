@@ -33,6 +33,8 @@ struct IndexFile {
     capacity: u32,
     /// Published entry count; entry 0 is RocketMQ's invalid sentinel, so it starts at 1.
     count: AtomicU32,
+    /// `count` when the file was last flushed: entries below it are on disk.
+    flushed_count: AtomicU32,
     begin_timestamp: AtomicI64,
     end_timestamp: AtomicI64,
     begin_physical: AtomicU64,
@@ -50,6 +52,7 @@ impl IndexFile {
         let count = u32::from_be_bytes(header[36..40].try_into().unwrap()).clamp(1, capacity);
         IndexFile {
             count: AtomicU32::new(count),
+            flushed_count: AtomicU32::new(count),
             begin_timestamp: AtomicI64::new(long(0)),
             end_timestamp: AtomicI64::new(long(8)),
             begin_physical: AtomicU64::new(long(16) as u64),
@@ -115,6 +118,19 @@ impl IndexFile {
         // SAFETY: the on-disk header is only read when a file is opened; while it is live,
         // readers use the atomics above, so the dispatcher is its only user.
         unsafe { self.segment.write(0, &header) };
+    }
+
+    fn flush(&self) -> Result<()> {
+        let count = self.count.load(Ordering::Acquire);
+        let flushed = self.flushed_count.load(Ordering::Acquire);
+        if count == flushed {
+            return Ok(());
+        }
+        self.segment.flush(0, self.entry_position(0))?;
+        self.segment
+            .flush(self.entry_position(flushed), self.entry_position(count))?;
+        self.flushed_count.store(count, Ordering::Release);
+        Ok(())
     }
 
     fn query(&self, hash: u32, begin: i64, end: i64, max: usize, found: &mut Vec<u64>) {
@@ -276,9 +292,13 @@ impl Index {
         })
     }
 
+    /// Flushes what changed since the last flush: nothing of a file that gained no entry,
+    /// else its header and hash slots (a slot can change with any entry) and its new
+    /// entries. A file maps 420 MB by default, and the checkpoint flushes every second; the
+    /// full files behind the newest never change again.
     pub(crate) fn flush(&self) -> Result<()> {
         for file in self.files.read().iter() {
-            file.segment.flush(0, file.segment.size())?;
+            file.flush()?;
         }
         Ok(())
     }
