@@ -206,10 +206,11 @@ impl CommitLog {
         }
         self.write_position.store(offset, Ordering::Release);
         drop(writer);
-        // Keep the next step faulted in: asked for when the appends enter a segment (its
-        // first step faults as they go) and each time they cross into another step.
+        // Keep the next step faulted in, asked for each time the appends cross into a step.
+        // The first two steps of a segment fault as the appends go: populating at a
+        // segment's first append would map 4 MiB into an idle broker after one send.
         let step = |at: u64| (at - segment.start()) as usize / POPULATE_STEP;
-        if first == segment.start() || step(offset) > step(first) {
+        if step(offset) > step(first) {
             self.allocator
                 .populate_ahead(&segment, (step(offset) + 1) * POPULATE_STEP);
         }
