@@ -101,6 +101,14 @@ pub struct Broker {
     started: Instant,
 }
 
+#[cfg(test)]
+impl Broker {
+    /// A broker with the default settings on a store under `dir`, for unit tests.
+    pub(crate) fn open_default(dir: &std::path::Path) -> Arc<Broker> {
+        Broker::open(BrokerConfig::default(), store::StoreConfig::with_root(dir)).unwrap()
+    }
+}
+
 impl Broker {
     /// Opens the store and the broker's state files.
     pub fn open(config: BrokerConfig, store_config: store::StoreConfig) -> Result<Arc<Broker>> {

@@ -529,13 +529,8 @@ mod tests {
 
     #[test]
     fn a_read_only_broker_registers_every_topic_read_only() {
-        use crate::config::BrokerConfig;
         let dir = tempfile::tempdir().unwrap();
-        let broker = Broker::open(
-            BrokerConfig::default(),
-            store::StoreConfig::with_root(dir.path()),
-        )
-        .unwrap();
+        let broker = Broker::open_default(dir.path());
         let perm_of =
             |topics: &TopicConfigSerializeWrapper, name: &str| topics.topic_config_table[name].perm;
         let as_is = registered_topics(&broker);

@@ -13,16 +13,11 @@ use protocol::{RemotingCommand, RequestCode, ResponseCode};
 use super::collector::lag_of;
 use super::sample as value;
 use crate::broker::Broker;
-use crate::config::BrokerConfig;
 use crate::server::{Channel, Service};
 
 /// A broker on a fresh store, with its metrics in a registry of their own.
 fn broker(dir: &tempfile::TempDir) -> (Arc<Broker>, Registry) {
-    let broker = Broker::open(
-        BrokerConfig::default(),
-        store::StoreConfig::with_root(dir.path()),
-    )
-    .unwrap();
+    let broker = Broker::open_default(dir.path());
     let registry = Registry::new();
     super::register(&broker, &registry).unwrap();
     (broker, registry)

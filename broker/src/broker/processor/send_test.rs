@@ -2,7 +2,6 @@ use protocol::header::{SendMessageRequestHeader, SendMessageRequestHeaderV2};
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 
 use crate::broker::Broker;
-use crate::config::BrokerConfig;
 use crate::server::{Channel, Service};
 
 /// A broker on a fresh store, and what it answers to one send built from `header`.
@@ -12,11 +11,7 @@ async fn answer_to(
     body: &'static str,
 ) -> (RemotingCommand, u64) {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(
-        BrokerConfig::default(),
-        store::StoreConfig::with_root(dir.path()),
-    )
-    .unwrap();
+    let broker = Broker::open_default(dir.path());
     let (channel, _outbound) = Channel::detached(1);
     let header = SendMessageRequestHeaderV2::from(SendMessageRequestHeader {
         default_topic: "TBW102".into(),
@@ -63,11 +58,7 @@ fn a_send_allocates_at_most_a_bounded_number_of_times() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(
-        BrokerConfig::default(),
-        store::StoreConfig::with_root(dir.path()),
-    )
-    .unwrap();
+    let broker = Broker::open_default(dir.path());
     let (channel, _outbound) = Channel::detached(1);
     let frame = |n: u64| {
         let header = SendMessageRequestHeaderV2::from(SendMessageRequestHeader {

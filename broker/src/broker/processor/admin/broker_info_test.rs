@@ -13,11 +13,7 @@ async fn ask(broker: &Broker, code: RequestCode, body: &str) -> RemotingCommand 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broker_config_update_changes_the_permission_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(
-        BrokerConfig::default(),
-        store::StoreConfig::with_root(dir.path()),
-    )
-    .unwrap();
+    let broker = Broker::open_default(dir.path());
     let version = broker.topics.snapshot().data_version;
 
     let answer = ask(

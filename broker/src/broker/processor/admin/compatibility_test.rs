@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 
 use crate::broker::Broker;
-use crate::config::{BrokerConfig, NamesrvConfig};
+use crate::config::NamesrvConfig;
 use crate::namesrv::Namesrv;
 use crate::server::{Channel, Service};
 
@@ -66,11 +66,7 @@ fn assert_same(server: &str, dispatched: &BTreeSet<i32>, documented: &BTreeSet<i
 #[tokio::test]
 async fn the_table_lists_exactly_the_codes_the_broker_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(
-        BrokerConfig::default(),
-        store::StoreConfig::with_root(dir.path()),
-    )
-    .unwrap();
+    let broker = Broker::open_default(dir.path());
     let answered = dispatched(broker.as_ref()).await;
     assert_same("broker", &answered, &documented("broker"));
     broker.begin_shutdown();

@@ -7,17 +7,12 @@ use protocol::header::{
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 
 use crate::broker::Broker;
-use crate::config::BrokerConfig;
 use crate::server::{Channel, Service};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_consume_stats_covers_every_group_and_the_topics_it_consumed() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(
-        BrokerConfig::default(),
-        store::StoreConfig::with_root(dir.path()),
-    )
-    .unwrap();
+    let broker = Broker::open_default(dir.path());
     let (channel, _outbound) = Channel::detached(1);
     for n in 0..3 {
         let header = SendMessageRequestHeaderV2::from(SendMessageRequestHeader {
@@ -75,11 +70,7 @@ async fn broker_consume_stats_covers_every_group_and_the_topics_it_consumed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn clone_group_offset_copies_the_source_offsets_of_topics_the_broker_has() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(
-        BrokerConfig::default(),
-        store::StoreConfig::with_root(dir.path()),
-    )
-    .unwrap();
+    let broker = Broker::open_default(dir.path());
     let (channel, _outbound) = Channel::detached(1);
     // TBW102 exists on every broker; "Gone" was never created here.
     broker.offsets.commit("TBW102", "src", 0, 7);
