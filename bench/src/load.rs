@@ -69,6 +69,13 @@ pub struct LoadConfig {
     /// Seconds consumers may take after the producers stop to catch up.
     #[arg(long, default_value_t = 10.0)]
     pub drain: f64,
+    /// Send at this many messages per second in all, spread evenly over the producers'
+    /// requests, instead of as fast as the broker answers. A request held back by a late
+    /// answer counts its latency from when it was due, so a stall also shows in the requests
+    /// queued behind it (no coordinated omission).
+    #[arg(long)]
+    #[serde(default)]
+    pub rate: Option<f64>,
 }
 
 impl Default for LoadConfig {
@@ -87,6 +94,7 @@ impl Default for LoadConfig {
             warmup: 0.0,
             timeout_ms: 3000,
             drain: 10.0,
+            rate: None,
         }
     }
 }
@@ -267,6 +275,15 @@ impl ProducerSlot {
         let queues = &self.target.queues;
         let mut next = self.first_queue;
         let batch = cfg.batch.max(1);
+        // With a rate, each request slot sends on its own schedule, staggered over the slots.
+        let slots = (cfg.producers * cfg.inflight) as f64;
+        let pace = cfg
+            .rate
+            .map(|rate| Duration::from_secs_f64(slots * batch as f64 / rate));
+        let mut due = Instant::now()
+            + pace.map_or(Duration::ZERO, |pace| {
+                pace.mul_f64(self.first_queue as f64 / slots)
+            });
         loop {
             if shared.stop_producers.load(Ordering::Relaxed) {
                 break;
@@ -278,8 +295,27 @@ impl ProducerSlot {
             }
             let queue_id = queues[next % queues.len()];
             next += 1;
-            let stamp = now_us();
-            let started = Instant::now();
+            let (stamp, started) = match pace {
+                Some(pace) => {
+                    // Behind schedule because the last answer came late: the time this
+                    // request waited for it counts. Ahead of it: sleep, and count from the
+                    // wake-up, since the timer's own millisecond granularity is not the
+                    // broker's doing.
+                    let started = if Instant::now() >= due {
+                        due
+                    } else {
+                        tokio::time::sleep_until(due.into()).await;
+                        if shared.stop_producers.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        Instant::now()
+                    };
+                    due += pace;
+                    let waited = started.elapsed().as_micros() as u64;
+                    (now_us().saturating_sub(waited), started)
+                }
+                None => (now_us(), Instant::now()),
+            };
             let result = if batch == 1 {
                 let mut props = Properties::new();
                 props.insert(property::UNIQ_KEY, self.ids.next_id());
@@ -402,6 +438,12 @@ async fn consume_queue(
 pub async fn run(cfg: &LoadConfig, report: &mut Report) -> Result<()> {
     if cfg.producers == 0 || cfg.inflight == 0 || cfg.batch == 0 {
         bail!("producers, inflight and batch must be at least 1");
+    }
+    if cfg
+        .rate
+        .is_some_and(|rate| !rate.is_finite() || rate <= 0.0)
+    {
+        bail!("rate must be a positive number of messages per second");
     }
     let target = Arc::new(prepare(&cfg.namesrv, &cfg.topic, cfg.queues).await?);
     let cfg_arc = Arc::new(cfg.clone());

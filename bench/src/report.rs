@@ -133,8 +133,16 @@ impl Report {
         if let Some(c) = &self.config {
             let _ = writeln!(
                 out,
-                "load           {} producers x {} in flight, {} B x batch {}, {} consumers, {} queues",
-                c.producers, c.inflight, c.size, c.batch, c.consumers, c.queues
+                "load           {} producers x {} in flight, {} B x batch {}, {} consumers, {} queues{}",
+                c.producers,
+                c.inflight,
+                c.size,
+                c.batch,
+                c.consumers,
+                c.queues,
+                c.rate
+                    .map(|rate| format!(", paced at {rate} msg/s"))
+                    .unwrap_or_default()
             );
         }
         if self.elapsed_s > 0.0 {

@@ -71,6 +71,7 @@ pub fn figures(r: &Report) -> Vec<Figure> {
                 if let Some(p) = &r.e2e_latency {
                     out.push(fig("end-to-end p50 ms", p.p50_us / 1000.0, false));
                     out.push(fig("end-to-end p99 ms", p.p99_us / 1000.0, false));
+                    out.push(fig("end-to-end p99.9 ms", p.p999_us / 1000.0, false));
                 }
             }
             out.push(fig("errors", r.send_errors as f64, false));

@@ -68,7 +68,7 @@ async fn bench_reports_traffic_latency_and_broker_usage() {
             consumers: 0,
             duration: 1.0,
             warmup: 0.0,
-            ..load
+            ..load.clone()
         },
     }
     .run(&ctx)
@@ -76,6 +76,28 @@ async fn bench_reports_traffic_latency_and_broker_usage() {
     .unwrap();
     assert!(batched.sent > 0 && batched.sent % 8 == 0, "{batched:?}");
     assert_eq!(batched.send_errors, 0, "{:?}", batched.errors);
+
+    // A paced load sends on schedule: never more than the rate allows (the first request of
+    // each of the 8 slots is due at once), and all of it on a broker that keeps up.
+    let paced = bench::scenario::Produce {
+        load: LoadConfig {
+            consumers: 0,
+            duration: 2.0,
+            warmup: 0.0,
+            rate: Some(500.0),
+            ..load.clone()
+        },
+    }
+    .run(&ctx)
+    .await
+    .unwrap();
+    assert_eq!(paced.send_errors, 0, "{:?}", paced.errors);
+    assert!(
+        paced.sent <= 1000 + 8 && paced.sent >= 500,
+        "{} sent at 500 msg/s in {:.2} s",
+        paced.sent,
+        paced.elapsed_s
+    );
 
     let idle = Idle { seconds: 0.5 }.run(&ctx).await.unwrap();
     assert!(idle.metrics["idle_vmrss_mib"] > 0.0);
