@@ -226,7 +226,10 @@ fn wait_ready(namespace: &str, pod: &str) {
     ]);
 }
 
-/// A producer pod sends `count` messages of `run` to `topic`.
+/// A producer pod sends `count` messages of `run` to `topic`. Each send may take 10 s, not the
+/// client's default 3 s: the pod's JVM starts cold on two cores shared with the other real-node
+/// test, and its first route lookups once outlasted 3 s (the steady producer of the roll phase
+/// keeps the default, since its failures are counted, not refused).
 fn produce(
     namespace: &str,
     image: &str,
@@ -247,6 +250,7 @@ fn produce(
             format!("topic={topic}"),
             format!("count={count}"),
             format!("run={run}"),
+            "sendTimeoutMs=10000".into(),
         ],
     );
     assert_eq!(sent["sent"], count, "{sent}");

@@ -114,6 +114,9 @@ public final class Features {
         if (args.containsKey("pollNameServerInterval")) {
             producer.setPollNameServerInterval(Integer.parseInt(args.get("pollNameServerInterval")));
         }
+        if (args.containsKey("sendTimeoutMs")) {
+            producer.setSendMsgTimeout(Integer.parseInt(args.get("sendTimeoutMs")));
+        }
         producer.start();
         AtomicLong sent = new AtomicLong();
         List<Integer> failed = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
