@@ -6,6 +6,12 @@
 # Build stage: the whole workspace in release mode, only the two shipped binaries kept.
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
+# librdkafka (the Kafka client of `rocketry migrate`) is built from source by its configure
+# script and make, which the slim image lacks.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends make \
+ && rm -rf /var/lib/apt/lists/*
 COPY Cargo.toml Cargo.lock ./
 COPY message message
 COPY protocol protocol
@@ -13,6 +19,7 @@ COPY store store
 COPY broker broker
 COPY operator operator
 COPY bench bench
+COPY migrate migrate
 # operator's unit tests read docs/configuration.md at compile time (include_str!).
 COPY docs docs
 RUN cargo build --release --locked -p broker --bin rocketry -p operator --bin rocketry-operator \

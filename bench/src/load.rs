@@ -154,16 +154,10 @@ pub async fn prepare(namesrv_addr: &str, topic: &str, queues: i32) -> Result<Tar
         .await
         .with_context(|| format!("connecting to the broker {broker_addr}"))?;
     broker
-        .create_topic(&CreateTopicRequestHeader {
-            topic: topic.to_owned(),
-            default_topic: "TBW102".into(),
-            read_queue_nums: queues,
-            write_queue_nums: queues,
-            perm: 6,
-            topic_filter_type: "SINGLE_TAG".into(),
-            order: false,
-            ..Default::default()
-        })
+        .create_topic(&CreateTopicRequestHeader::read_write(
+            topic.to_owned(),
+            queues,
+        ))
         .await
         .with_context(|| format!("creating topic {topic}"))?;
     let deadline = Instant::now() + Duration::from_secs(30);

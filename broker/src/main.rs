@@ -1,4 +1,5 @@
 mod admin_cli;
+mod migrate_cli;
 
 use std::path::PathBuf;
 
@@ -50,6 +51,9 @@ enum Command {
     /// running cluster: a store that refuses to start has no broker to talk to.)
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Move from Kafka: copy its topics into Rocketry.
+    #[command(subcommand)]
+    Migrate(migrate_cli::MigrateCommand),
 }
 
 #[derive(Subcommand)]
@@ -129,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Store(StoreCommand::Repair { config, data_dir }) => repair(config, data_dir)?,
         Command::Admin(args) => admin_cli::run(args).await?,
+        Command::Migrate(command) => migrate_cli::run(command).await?,
         Command::Standalone {
             config,
             data_dir,

@@ -74,6 +74,44 @@ pub const DLQ_ORIGIN_MESSAGE_ID: &str = "DLQ_ORIGIN_MESSAGE_ID";
 /// The key of an ordered (FIFO) message (`__SHARDINGKEY`, 5.x).
 pub const SHARDING_KEY: &str = "__SHARDINGKEY";
 
+/// Every name above: brokers and clients give them meaning, so a user property must not
+/// take one (Apache's client refuses them in `putUserProperty`).
+pub const SYSTEM: &[&str] = &[
+    KEYS,
+    TAGS,
+    WAIT,
+    DELAY,
+    RETRY_TOPIC,
+    REAL_TOPIC,
+    REAL_QID,
+    TRAN_MSG,
+    PGROUP,
+    MIN_OFFSET,
+    MAX_OFFSET,
+    UNIQ_KEY,
+    ORIGIN_MESSAGE_ID,
+    RECONSUME_TIME,
+    MAX_RECONSUME_TIMES,
+    CLUSTER,
+    MSG_REGION,
+    TRACE_ON,
+    TRANSACTION_ID,
+    TRAN_PREPARED_QUEUE_OFFSET,
+    TRANSACTION_CHECK_TIMES,
+    CHECK_IMMUNITY_TIME_IN_SECONDS,
+    CONSUME_START_TIME,
+    CORRELATION_ID,
+    REPLY_TO_CLIENT,
+    TTL,
+    MSG_TYPE,
+    TIMER_DELAY_SEC,
+    TIMER_DELAY_MS,
+    TIMER_DELIVER_MS,
+    DLQ_ORIGIN_TOPIC,
+    DLQ_ORIGIN_MESSAGE_ID,
+    SHARDING_KEY,
+];
+
 /// A message's properties in the order they were set.
 ///
 /// A `Vec` rather than a map: messages carry a handful of properties, a linear scan beats hashing

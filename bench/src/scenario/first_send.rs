@@ -30,16 +30,7 @@ impl FirstSend {
         let broker = Client::connect(&addr).await?;
         broker.set_default_timeout(Duration::from_millis(2000));
         broker
-            .create_topic(&CreateTopicRequestHeader {
-                topic: self.topic.clone(),
-                default_topic: "TBW102".into(),
-                read_queue_nums: 4,
-                write_queue_nums: 4,
-                perm: 6,
-                topic_filter_type: "SINGLE_TAG".into(),
-                order: false,
-                ..Default::default()
-            })
+            .create_topic(&CreateTopicRequestHeader::read_write(self.topic.clone(), 4))
             .await?;
         let header = SendMessageRequestHeader {
             producer_group: "bench_producer".into(),

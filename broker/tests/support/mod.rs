@@ -814,16 +814,9 @@ impl Drop for Rocketry {
 /// admin would (UPDATE_AND_CREATE_TOPIC).
 pub async fn create_topic_on(client: &protocol::Client, topic: &str, queues: i32) {
     client
-        .create_topic(&protocol::header::CreateTopicRequestHeader {
-            topic: topic.into(),
-            default_topic: "TBW102".into(),
-            read_queue_nums: queues,
-            write_queue_nums: queues,
-            perm: 6,
-            topic_filter_type: "SINGLE_TAG".into(),
-            order: false,
-            ..Default::default()
-        })
+        .create_topic(&protocol::header::CreateTopicRequestHeader::read_write(
+            topic, queues,
+        ))
         .await
         .unwrap();
 }

@@ -21,6 +21,23 @@ custom_header! {
     }
 }
 
+impl CreateTopicRequestHeader {
+    /// A readable and writable topic of `queues` queues, as `mqadmin updateTopic` makes by
+    /// default.
+    pub fn read_write(topic: impl Into<String>, queues: i32) -> Self {
+        CreateTopicRequestHeader {
+            topic: topic.into(),
+            default_topic: "TBW102".into(),
+            read_queue_nums: queues,
+            write_queue_nums: queues,
+            perm: crate::body::perm::READ | crate::body::perm::WRITE,
+            topic_filter_type: "SINGLE_TAG".into(),
+            order: false,
+            ..Default::default()
+        }
+    }
+}
+
 custom_header! {
     /// DELETE_TOPIC_IN_BROKER (215).
     pub struct DeleteTopicRequestHeader {
