@@ -1,6 +1,7 @@
 //! `rocketry migrate`: moving from Kafka (the `migrate` crate does the work).
 
 use std::collections::HashMap;
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -11,63 +12,123 @@ pub enum MigrateCommand {
     /// Key goes to KEYS, headers to user properties, and the source partition, offset and
     /// timestamp to KAFKA_* properties. Restarts resume from what Rocketry already holds,
     /// so a killed mirror neither skips nor repeats a record (docs/migration.md).
-    Mirror(MirrorArgs),
+    Mirror {
+        #[command(flatten)]
+        endpoints: EndpointArgs,
+        /// Most records in one Rocketry batch.
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+    },
+    /// Compare a Kafka topic with its Rocketry copy, window by window: record counts and a
+    /// digest over offsets, keys and values, per partition. Prints one line per window and
+    /// partition; exits 1 when any differs.
+    Parity {
+        #[command(flatten)]
+        endpoints: EndpointArgs,
+        /// Start of the first window: RFC 3339 (`2026-12-01T00:00:00Z`) or milliseconds
+        /// since the epoch.
+        #[arg(long)]
+        from: String,
+        /// End of the last window (exclusive), as --from; default now.
+        #[arg(long)]
+        to: Option<String>,
+        /// Window length (`1h`, `1day`, `30s`).
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        window: Duration,
+    },
 }
 
+/// The two ends of a migration, as every `migrate` command names them.
 #[derive(Args)]
-pub struct MirrorArgs {
+pub struct EndpointArgs {
     /// Kafka bootstrap servers, `host:port,host:port`.
     #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
     bootstrap_servers: String,
-    /// The Kafka topic to copy.
+    /// The Kafka topic.
     #[arg(long)]
     source_topic: String,
     /// Rocketry name servers, `host:port;host:port`.
     #[arg(long, short = 'n', env = "NAMESRV_ADDR")]
     namesrv: String,
-    /// The Rocketry topic to write; created with one queue per partition when missing.
+    /// The Rocketry topic; the mirror creates it with one queue per partition when missing.
     /// Default: the source topic's name.
     #[arg(long)]
     target_topic: Option<String>,
-    /// The Kafka consumer group the mirror commits its positions under, so Kafka's tools
-    /// show its lag (the mirror itself resumes from Rocketry, never from these).
+    /// The Kafka consumer group the migration commits its positions under, so Kafka's tools
+    /// show its lag (nothing resumes from these).
     #[arg(long, default_value = "rocketry-mirror")]
     group: String,
-    /// More librdkafka settings, `name=value` (security.protocol, sasl.*, ...); repeatable.
+    /// More librdkafka settings, `name=value`; repeatable.
     #[arg(long = "kafka-config", value_name = "NAME=VALUE")]
     kafka_config: Vec<String>,
-    /// Most records in one Rocketry batch.
-    #[arg(long, default_value_t = 256)]
-    batch: usize,
+}
+
+impl EndpointArgs {
+    fn endpoints(self) -> anyhow::Result<migrate::Endpoints> {
+        let mut kafka = HashMap::from([("bootstrap.servers".to_string(), self.bootstrap_servers)]);
+        for setting in &self.kafka_config {
+            let (name, value) = setting
+                .split_once('=')
+                .with_context(|| format!("--kafka-config {setting:?} is not NAME=VALUE"))?;
+            kafka.insert(name.to_string(), value.to_string());
+        }
+        Ok(migrate::Endpoints {
+            kafka,
+            group: self.group,
+            target_topic: self
+                .target_topic
+                .unwrap_or_else(|| self.source_topic.clone()),
+            source_topic: self.source_topic,
+            namesrv: self.namesrv,
+        })
+    }
+}
+
+/// Milliseconds since the epoch of `text`: RFC 3339, or a number of milliseconds.
+fn time_ms(text: &str) -> anyhow::Result<i64> {
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    let at = humantime::parse_rfc3339_weak(text)
+        .with_context(|| format!("{text:?} is neither RFC 3339 nor milliseconds"))?;
+    Ok(at.duration_since(UNIX_EPOCH)?.as_millis() as i64)
 }
 
 pub async fn run(command: MigrateCommand) -> anyhow::Result<()> {
     match command {
-        MigrateCommand::Mirror(args) => {
-            let mut kafka = HashMap::from([(
-                "bootstrap.servers".to_string(),
-                args.bootstrap_servers.clone(),
-            )]);
-            for setting in &args.kafka_config {
-                let (name, value) = setting
-                    .split_once('=')
-                    .with_context(|| format!("--kafka-config {setting:?} is not NAME=VALUE"))?;
-                kafka.insert(name.to_string(), value.to_string());
-            }
-            anyhow::ensure!(args.batch > 0, "--batch must be at least 1");
-            let target_topic = args
-                .target_topic
-                .unwrap_or_else(|| args.source_topic.clone());
+        MigrateCommand::Mirror { endpoints, batch } => {
+            anyhow::ensure!(batch > 0, "--batch must be at least 1");
             migrate::mirror(migrate::MirrorConfig {
-                kafka,
-                group: args.group,
-                source_topic: args.source_topic,
-                namesrv: args.namesrv,
-                target_topic,
-                batch: args.batch,
+                endpoints: endpoints.endpoints()?,
+                batch,
                 batch_bytes: 1 << 20,
             })
             .await?;
+            Ok(())
+        }
+        MigrateCommand::Parity {
+            endpoints,
+            from,
+            to,
+            window,
+        } => {
+            let report = migrate::parity(&migrate::ParityConfig {
+                endpoints: endpoints.endpoints()?,
+                from_ms: time_ms(&from)?,
+                to_ms: to.as_deref().map_or(Ok(migrate::now_ms()), time_ms)?,
+                window,
+            })
+            .await?;
+            for window in &report.windows {
+                println!("{window}");
+            }
+            let mismatched = report.mismatches().count();
+            println!(
+                "parity: {} of {} windows clean",
+                report.windows.len() - mismatched,
+                report.windows.len()
+            );
+            anyhow::ensure!(mismatched == 0, "{mismatched} windows differ");
             Ok(())
         }
     }

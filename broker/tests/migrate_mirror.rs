@@ -1,7 +1,8 @@
 //! `rocketry migrate mirror` against a real Apache Kafka 4.4.0 (`scripts/peers/kafka`): a
 //! topic of three partitions, written by librdkafka with keys and headers, is copied into
 //! `rocketry standalone` while the mirror is SIGKILLed twice, and every record arrives once,
-//! in order, with its key, headers and source position (issue 19).
+//! in order, with its key, headers and source position; then `rocketry migrate parity` finds
+//! every window clean, and fails the one window of a record only Kafka has (issue 19).
 
 mod support;
 
@@ -175,6 +176,7 @@ async fn the_mirror_copies_every_record_once_across_two_kills() {
         "1",
     ]);
     let started = Instant::now();
+    let produced_from_ms = now_ms();
     {
         let (bootstrap, topic, run) = (bootstrap.clone(), topic.clone(), run.clone());
         tokio::task::spawn_blocking(move || produce(&bootstrap, &topic, &run, count))
@@ -280,4 +282,72 @@ async fn the_mirror_copies_every_record_once_across_two_kills() {
         starts.iter().filter(|l| l.contains("Offset(")).count(),
         2 * PARTITIONS as usize
     );
+
+    // Parity over 1 s windows from the first record on: every window of every partition is
+    // clean.
+    let from = (produced_from_ms - 1000).to_string();
+    let (clean, report) = parity(&bootstrap, &rocketry.namesrv, &topic, &from);
+    assert!(clean, "{report}");
+    let windows = report.lines().filter(|l| l.starts_with("window ")).count();
+    assert!(windows >= 2 * PARTITIONS as usize, "{report}");
+    assert_eq!(
+        report.lines().filter(|l| l.ends_with(", clean")).count(),
+        windows,
+        "{report}"
+    );
+    assert!(report.contains(&format!("parity: {windows} of {windows} windows clean")));
+
+    // A record Rocketry never got (written to Kafka while no mirror runs) fails its window
+    // of its partition, and no other.
+    let late = {
+        let bootstrap = bootstrap.clone();
+        let topic = topic.clone();
+        tokio::task::spawn_blocking(move || {
+            let producer: BaseProducer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .create()
+                .unwrap();
+            producer
+                .send(
+                    BaseRecord::to(&topic)
+                        .partition(1)
+                        .key("late")
+                        .payload("late"),
+                )
+                .unwrap();
+            producer.flush(Duration::from_secs(30)).unwrap();
+        })
+    };
+    late.await.unwrap();
+    let (clean, report) = parity(&bootstrap, &rocketry.namesrv, &topic, &from);
+    assert!(!clean, "parity missed a record only Kafka has:\n{report}");
+    let mismatched: Vec<&str> = report.lines().filter(|l| l.contains("MISMATCH")).collect();
+    assert_eq!(mismatched.len(), 1, "{report}");
+    let records = |side: &str| -> u64 {
+        let after = mismatched[0].split(&format!("{side} ")).nth(1).unwrap();
+        after.split(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(mismatched[0].contains(" partition 1 "), "{report}");
+    assert_eq!(records("Kafka"), records("Rocketry") + 1, "{report}");
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// `rocketry migrate parity` over 1 s windows from `from` to now: whether it passed, and what
+/// it printed.
+fn parity(bootstrap: &str, namesrv: &str, topic: &str, from: &str) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_rocketry"))
+        .args(["migrate", "parity", "--bootstrap-servers", bootstrap])
+        .args(["--source-topic", topic, "--namesrv", namesrv])
+        .args(["--from", from, "--window", "1s"])
+        .output()
+        .unwrap();
+    let text = printed(&output);
+    println!("{text}");
+    (output.status.success(), text)
 }

@@ -1,13 +1,25 @@
-//! Moving from Kafka to Rocketry (issue 19): the record mapping both sides share, and the
-//! mirror that copies a Kafka topic into a Rocketry topic, resuming after any crash from what
-//! Rocketry already holds, so an acknowledged copy is never written twice.
+//! Moving from Kafka to Rocketry (issue 19): the record mapping both sides share; the mirror,
+//! which copies a Kafka topic into a Rocketry topic and resumes after any crash from what
+//! Rocketry already holds, so an acknowledged copy is never written twice; and parity, which
+//! compares the two sides window by window.
 
 mod error;
 pub mod mirror;
+pub mod parity;
 pub mod record;
+mod source;
 mod target;
 
 pub use error::{Error, Result};
 pub use mirror::{mirror, MirrorConfig};
+pub use parity::{parity, ParityConfig, ParityReport, WindowParity};
 pub use record::{SourcePosition, SourceRecord};
+pub use source::Endpoints;
 pub use target::Target;
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -11,32 +11,24 @@
 //! way: the partition waits out the send timeout on a fresh connection, so that the old
 //! request has been stored or dropped, then re-reads the queue's tail and goes on from there.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
 use crate::record::{to_message, SourceRecord};
+use crate::source::{consumer, partition_count, Endpoints};
 use crate::target::{Queue, Target};
 use crate::{Error, Result};
 
 /// What to copy, from where to where.
 #[derive(Debug, Clone)]
 pub struct MirrorConfig {
-    /// librdkafka settings: `bootstrap.servers` at least; security settings go here too.
-    pub kafka: HashMap<String, String>,
-    /// The Kafka consumer group the mirror commits its positions under (for lag tooling).
-    pub group: String,
-    pub source_topic: String,
-    /// The Rocketry name servers, `host:port;host:port`.
-    pub namesrv: String,
-    pub target_topic: String,
+    pub endpoints: Endpoints,
     /// Most records in one Rocketry batch.
     pub batch: usize,
     /// Most bytes of values in one batch (Rocketry refuses a batch over 4 MiB).
@@ -46,23 +38,17 @@ pub struct MirrorConfig {
 /// Runs the mirror until a partition meets an error that retrying cannot fix.
 pub async fn mirror(config: MirrorConfig) -> Result<()> {
     let config = Arc::new(config);
-    let probe = consumer(&config)?;
-    let metadata = probe.fetch_metadata(Some(&config.source_topic), Duration::from_secs(30))?;
-    let partitions = metadata
-        .topics()
-        .first()
-        .map_or(0, |topic| topic.partitions().len());
-    if partitions == 0 {
-        return Err(Error::Topology(format!(
-            "the Kafka topic {} has no partitions (does it exist?)",
-            config.source_topic
-        )));
-    }
-    let namesrv = first_namesrv(&config.namesrv);
-    let target = Arc::new(Target::open(namesrv, &config.target_topic, partitions).await?);
+    let endpoints = &config.endpoints;
+    let partitions = partition_count(&consumer(endpoints)?, &endpoints.source_topic)?;
+    let target = Target::open(
+        endpoints.first_namesrv(),
+        &endpoints.target_topic,
+        partitions,
+    );
+    let target = Arc::new(target.await?);
     info!(
-        source = %config.source_topic,
-        target = %config.target_topic,
+        source = %endpoints.source_topic,
+        target = %endpoints.target_topic,
         partitions,
         "mirroring"
     );
@@ -79,29 +65,10 @@ pub async fn mirror(config: MirrorConfig) -> Result<()> {
     }
 }
 
-fn first_namesrv(list: &str) -> &str {
-    list.split(';')
-        .map(str::trim)
-        .find(|a| !a.is_empty())
-        .unwrap_or(list)
-}
-
-fn consumer(config: &MirrorConfig) -> Result<StreamConsumer> {
-    let mut client = ClientConfig::new();
-    for (name, value) in &config.kafka {
-        client.set(name, value);
-    }
-    Ok(client
-        .set("group.id", &config.group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .create()?)
-}
-
 /// Copies one partition forever; returns only errors that retrying cannot fix.
 async fn copy_partition(config: &MirrorConfig, target: &Target, partition: i32) -> Result<()> {
     let queue = target.queue(partition).clone();
-    let consumer = consumer(config)?;
+    let consumer = consumer(&config.endpoints)?;
     loop {
         let Err(error) = copy_from_tail(config, target, &queue, &consumer, partition).await;
         if matches!(
@@ -139,7 +106,7 @@ async fn copy_from_tail(
     };
     info!(partition, ?next, "copying");
     let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(&config.source_topic, partition, next)?;
+    assignment.add_partition_offset(&config.endpoints.source_topic, partition, next)?;
     consumer.assign(&assignment)?;
 
     let mut stream = consumer.stream();
@@ -168,7 +135,7 @@ async fn copy_from_tail(
         copied += batch.len() as u64;
         let mut position = TopicPartitionList::new();
         position.add_partition_offset(
-            &config.source_topic,
+            &config.endpoints.source_topic,
             partition,
             Offset::Offset(last_offset + 1),
         )?;

@@ -129,6 +129,22 @@ pub fn source_position(properties: &str) -> Option<SourcePosition> {
     })
 }
 
+/// The bytes the Kafka record had for property `name` of a mirrored message (its key when
+/// `name` is `KEYS`), undoing the Base64 of [`to_message`]; empty when it is not set.
+pub fn original_bytes(properties: &str, name: &str) -> Vec<u8> {
+    let Some(value) = Properties::find_in(properties, name) else {
+        return Vec::new();
+    };
+    let encoded = Properties::find_in(properties, BASE64)
+        .is_some_and(|names| names.split(',').any(|n| n == name));
+    match encoded {
+        true => B64
+            .decode(value)
+            .unwrap_or_else(|_| value.as_bytes().to_vec()),
+        false => value.as_bytes().to_vec(),
+    }
+}
+
 #[cfg(test)]
 #[path = "record_test.rs"]
 mod record_test;

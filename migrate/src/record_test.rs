@@ -26,6 +26,7 @@ fn a_record_keeps_its_key_headers_and_source() {
     assert_eq!(p.get(SOURCE_TIMESTAMP), Some("1700000000123"));
     assert_eq!(p.get(TOMBSTONE), None);
     assert_eq!(p.get(BASE64), None);
+    assert_eq!(original_bytes(&p.encode(), property::KEYS), b"order-7");
     assert_eq!(
         source_position(&p.encode()),
         Some(SourcePosition {
@@ -49,6 +50,10 @@ fn bytes_that_are_not_text_are_base64_and_named() {
     assert_eq!(p.get("bin"), Some("/wAB"));
     assert_eq!(p.get("sep"), Some("YQJi"));
     assert_eq!(p.get(BASE64), Some("KEYS,bin,sep"));
+    let text = p.encode();
+    assert_eq!(original_bytes(&text, property::KEYS), [0x80, 0x81]);
+    assert_eq!(original_bytes(&text, "sep"), b"a\x02b");
+    assert_eq!(original_bytes(&text, "traceparent"), b"");
 }
 
 #[test]

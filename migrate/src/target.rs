@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use message::{encode_batch, property, Message, Properties};
 use protocol::body::MASTER_ID;
-use protocol::client::PullStatus;
+use protocol::client::{PullResult, PullStatus};
 use protocol::header::{
     pull_sys_flag, CreateTopicRequestHeader, PullMessageRequestHeader, SendMessageRequestHeader,
 };
@@ -14,7 +14,7 @@ use protocol::{Client, ResponseCode};
 use crate::record::{source_position, SourcePosition};
 use crate::{Error, Result};
 
-/// The consumer group named in the mirror's own pulls (it never commits under it).
+/// The consumer group named in the migration's own pulls (it never commits under it).
 const READER_GROUP: &str = "rocketry-mirror";
 
 /// One queue of the target topic.
@@ -37,12 +37,31 @@ impl Target {
     /// Finds `topic` through the name server at `namesrv`, creating it with `partitions`
     /// queues on the first master broker when it does not exist yet.
     pub async fn open(namesrv: &str, topic: &str, partitions: usize) -> Result<Target> {
+        Target::resolve(namesrv, topic, partitions, true).await
+    }
+
+    /// Finds `topic` through the name server at `namesrv`; an error when it does not exist.
+    pub async fn find(namesrv: &str, topic: &str, partitions: usize) -> Result<Target> {
+        Target::resolve(namesrv, topic, partitions, false).await
+    }
+
+    async fn resolve(
+        namesrv: &str,
+        topic: &str,
+        partitions: usize,
+        create_missing: bool,
+    ) -> Result<Target> {
         let namesrv = Client::connect(namesrv).await?;
         let queues = match routed_queues(&namesrv, topic).await? {
             Some(queues) => queues,
-            None => {
+            None if create_missing => {
                 create(&namesrv, topic, partitions).await?;
                 wait_routed(&namesrv, topic, partitions).await?
+            }
+            None => {
+                return Err(Error::Topology(format!(
+                    "the Rocketry topic {topic} does not exist"
+                )))
             }
         };
         if queues.len() < partitions {
@@ -75,13 +94,71 @@ impl Target {
         if max == 0 {
             return Ok(None);
         }
-        let pulled = client
+        self.position_at(client, queue, max - 1).await.map(Some)
+    }
+
+    /// The first queue offset of `queue` whose message was copied from `source_offset` or a
+    /// later one; the queue's end when there is none. The mirror writes a partition in order,
+    /// so source offsets grow along the queue and a binary search finds it.
+    pub async fn first_at_or_after(
+        &self,
+        client: &Client,
+        queue: &Queue,
+        source_offset: i64,
+    ) -> Result<i64> {
+        let mut low = client.get_min_offset(&self.topic, queue.queue_id).await?;
+        let mut high = client.get_max_offset(&self.topic, queue.queue_id).await?;
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if self.position_at(client, queue, middle).await?.offset < source_offset {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        Ok(low)
+    }
+
+    /// The source position of the message at `queue_offset`.
+    async fn position_at(
+        &self,
+        client: &Client,
+        queue: &Queue,
+        queue_offset: i64,
+    ) -> Result<SourcePosition> {
+        let pulled = self.pull(client, queue, queue_offset, 1).await?;
+        let unreadable = |why: &str| {
+            Error::Topology(format!(
+                "the message of {} queue {} at offset {queue_offset} {why}",
+                self.topic, queue.queue_id,
+            ))
+        };
+        if pulled.status != PullStatus::Found {
+            return Err(unreadable(&format!("cannot be read ({:?})", pulled.status)));
+        }
+        let messages = pulled.messages()?;
+        let first = messages
+            .first()
+            .ok_or_else(|| unreadable("came back empty"))?;
+        source_position(first.properties_text()?)
+            .ok_or_else(|| unreadable("was not written by the mirror"))
+    }
+
+    /// Up to `max` messages of `queue` from `queue_offset` on.
+    pub async fn pull(
+        &self,
+        client: &Client,
+        queue: &Queue,
+        queue_offset: i64,
+        max: i32,
+    ) -> Result<PullResult> {
+        Ok(client
             .pull_message(&PullMessageRequestHeader {
                 consumer_group: READER_GROUP.into(),
                 topic: self.topic.clone(),
                 queue_id: queue.queue_id,
-                queue_offset: max - 1,
-                max_msg_nums: 1,
+                queue_offset,
+                max_msg_nums: max,
                 // The subscription rides in the request: the group has no consumer registered.
                 sys_flag: pull_sys_flag::SUBSCRIPTION,
                 subscription: Some("*".into()),
@@ -91,25 +168,7 @@ impl Target {
                 broker_name: Some(queue.broker_name.clone()),
                 ..Default::default()
             })
-            .await?;
-        let unreadable = |why: &str| {
-            Error::Topology(format!(
-                "the last message of {} queue {} (offset {}) {why}",
-                self.topic,
-                queue.queue_id,
-                max - 1
-            ))
-        };
-        if pulled.status != PullStatus::Found {
-            return Err(unreadable(&format!("cannot be read ({:?})", pulled.status)));
-        }
-        let messages = pulled.messages()?;
-        let last = messages
-            .last()
-            .ok_or_else(|| unreadable("came back empty"))?;
-        source_position(last.properties_text()?)
-            .ok_or_else(|| unreadable("was not written by the mirror"))
-            .map(Some)
+            .await?)
     }
 
     /// Appends `messages` to `queue` as one batch, waiting for the broker's store.
@@ -122,7 +181,7 @@ impl Target {
             default_topic: "TBW102".into(),
             default_topic_queue_nums: 4,
             queue_id: queue.queue_id,
-            born_timestamp: now_ms(),
+            born_timestamp: crate::now_ms(),
             properties: Some(properties.encode()),
             batch: Some(true),
             broker_name: Some(queue.broker_name.clone()),
@@ -131,12 +190,6 @@ impl Target {
         client.send_batch(header, encode_batch(messages)?).await?;
         Ok(())
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The topic's write queues in (broker name, queue id) order, or `None` when it has no route.
