@@ -36,6 +36,42 @@ pub enum MigrateCommand {
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         window: Duration,
     },
+    /// Move a stopped Kafka consumer group to Rocketry: each partition's committed offset
+    /// becomes the Rocketry group's offset on the partition's queue, found exactly through the
+    /// source offsets the mirror's copies carry, once the mirror has copied that far.
+    /// Refused while either group has live consumers.
+    Cutover(GroupArgs),
+    /// Move a stopped Rocketry consumer group back to Kafka: the reverse translation, committed
+    /// to the Kafka group. Refused while either group has live consumers.
+    Rollback(GroupArgs),
+}
+
+#[derive(Args)]
+pub struct GroupArgs {
+    #[command(flatten)]
+    endpoints: EndpointArgs,
+    /// The Kafka consumer group.
+    #[arg(long)]
+    consumer_group: String,
+    /// The Rocketry consumer group; default: the Kafka group's name.
+    #[arg(long)]
+    rocketry_group: Option<String>,
+    /// How long a cutover waits for the mirror to copy up to the group's position.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    mirror_wait: Duration,
+}
+
+impl GroupArgs {
+    fn group_move(self) -> anyhow::Result<migrate::GroupMove> {
+        Ok(migrate::GroupMove {
+            endpoints: self.endpoints.endpoints()?,
+            rocketry_group: self
+                .rocketry_group
+                .unwrap_or_else(|| self.consumer_group.clone()),
+            kafka_group: self.consumer_group,
+            mirror_wait: self.mirror_wait,
+        })
+    }
 }
 
 /// The two ends of a migration, as every `migrate` command names them.
@@ -131,5 +167,27 @@ pub async fn run(command: MigrateCommand) -> anyhow::Result<()> {
             anyhow::ensure!(mismatched == 0, "{mismatched} windows differ");
             Ok(())
         }
+        MigrateCommand::Cutover(group) => {
+            let group = group.group_move()?;
+            print_moves("cutover", &migrate::cutover(&group).await?, &group);
+            Ok(())
+        }
+        MigrateCommand::Rollback(group) => {
+            let group = group.group_move()?;
+            print_moves("rollback", &migrate::rollback(&group).await?, &group);
+            Ok(())
+        }
     }
+}
+
+fn print_moves(what: &str, moves: &[migrate::Translation], group: &migrate::GroupMove) {
+    for translation in moves {
+        println!("{translation}");
+    }
+    println!(
+        "{what}: Kafka group {} and Rocketry group {} agree on {} partitions",
+        group.kafka_group,
+        group.rocketry_group,
+        moves.len()
+    );
 }

@@ -1,10 +1,12 @@
 //! Moving from Kafka to Rocketry (issue 19): the record mapping both sides share; the mirror,
 //! which copies a Kafka topic into a Rocketry topic and resumes after any crash from what
-//! Rocketry already holds, so an acknowledged copy is never written twice; and parity, which
-//! compares the two sides window by window.
+//! Rocketry already holds, so an acknowledged copy is never written twice; parity, which
+//! compares the two sides window by window; and the cutover (and rollback) of consumer groups,
+//! which translates their offsets exactly through the source offsets the copy carries.
 
 mod error;
 pub mod mirror;
+pub mod offsets;
 pub mod parity;
 pub mod record;
 mod source;
@@ -12,6 +14,7 @@ mod target;
 
 pub use error::{Error, Result};
 pub use mirror::{mirror, MirrorConfig};
+pub use offsets::{cutover, rollback, GroupMove, Translation};
 pub use parity::{parity, ParityConfig, ParityReport, WindowParity};
 pub use record::{SourcePosition, SourceRecord};
 pub use source::Endpoints;

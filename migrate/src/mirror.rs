@@ -39,7 +39,10 @@ pub struct MirrorConfig {
 pub async fn mirror(config: MirrorConfig) -> Result<()> {
     let config = Arc::new(config);
     let endpoints = &config.endpoints;
-    let partitions = partition_count(&consumer(endpoints)?, &endpoints.source_topic)?;
+    let partitions = partition_count(
+        &consumer(endpoints, &endpoints.group)?,
+        &endpoints.source_topic,
+    )?;
     let target = Target::open(
         endpoints.first_namesrv(),
         &endpoints.target_topic,
@@ -68,7 +71,7 @@ pub async fn mirror(config: MirrorConfig) -> Result<()> {
 /// Copies one partition forever; returns only errors that retrying cannot fix.
 async fn copy_partition(config: &MirrorConfig, target: &Target, partition: i32) -> Result<()> {
     let queue = target.queue(partition).clone();
-    let consumer = consumer(&config.endpoints)?;
+    let consumer = consumer(&config.endpoints, &config.endpoints.group)?;
     loop {
         let Err(error) = copy_from_tail(config, target, &queue, &consumer, partition).await;
         if matches!(

@@ -131,7 +131,7 @@ pub async fn parity(config: &ParityConfig) -> Result<ParityReport> {
     }
     let endpoints = &config.endpoints;
     let topic = &endpoints.source_topic;
-    let consumer = consumer(endpoints)?;
+    let consumer = consumer(endpoints, &endpoints.group)?;
     let partitions = partition_count(&consumer, topic)?;
     let target = Target::find(
         endpoints.first_namesrv(),

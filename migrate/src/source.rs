@@ -32,14 +32,14 @@ impl Endpoints {
     }
 }
 
-/// A consumer that never commits on its own; `assign` decides what it reads.
-pub fn consumer(endpoints: &Endpoints) -> Result<StreamConsumer> {
+/// A consumer of `group` that never commits on its own; `assign` decides what it reads.
+pub fn consumer(endpoints: &Endpoints, group: &str) -> Result<StreamConsumer> {
     let mut client = ClientConfig::new();
     for (name, value) in &endpoints.kafka {
         client.set(name, value);
     }
     Ok(client
-        .set("group.id", &endpoints.group)
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .create()?)

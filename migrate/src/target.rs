@@ -120,7 +120,7 @@ impl Target {
     }
 
     /// The source position of the message at `queue_offset`.
-    async fn position_at(
+    pub(crate) async fn position_at(
         &self,
         client: &Client,
         queue: &Queue,

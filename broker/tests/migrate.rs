@@ -2,7 +2,9 @@
 //! topic of three partitions, written by librdkafka with keys and headers, is copied into
 //! `rocketry standalone` while the mirror is SIGKILLed twice, and every record arrives once,
 //! in order, with its key, headers and source position; then `rocketry migrate parity` finds
-//! every window clean, and fails the one window of a record only Kafka has (issue 19).
+//! every window clean, and fails the one window of a record only Kafka has. A consumer group
+//! moves from a Kafka consumer to a Java RocketMQ consumer and back, mid-stream, with
+//! `rocketry migrate cutover` and `rollback` (issue 19).
 
 mod support;
 
@@ -47,9 +49,10 @@ fn kafka_tool(args: &[&str]) {
     assert!(output.status.success(), "{}", printed(&output));
 }
 
-/// The record number `i`: partition `i % 3`, key and headers naming it; every 1000th has a
-/// header that is not text.
-fn produce(bootstrap: &str, topic: &str, run: &str, count: usize) {
+/// Records `first..end`: record `i` goes to partition `i % 3`, with key and headers naming it;
+/// every 1000th has a header that is not text. Its body starts `<run>-<i>-`, as the Java
+/// harness's consumer expects.
+fn produce(bootstrap: &str, topic: &str, run: &str, (first, end): (usize, usize)) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("acks", "all")
@@ -57,7 +60,7 @@ fn produce(bootstrap: &str, topic: &str, run: &str, count: usize) {
         .set("queue.buffering.max.messages", "200000")
         .create()
         .unwrap();
-    for i in 0..count {
+    for i in first..end {
         let key = format!("key-{i}");
         let value = format!("{run}-{i}-{}", "v".repeat(40));
         let index = i.to_string();
@@ -154,6 +157,21 @@ async fn wait_for(
     }
 }
 
+fn create_kafka_topic(bootstrap: &str, topic: &str) {
+    kafka_tool(&[
+        "org.apache.kafka.tools.TopicCommand",
+        "--bootstrap-server",
+        bootstrap,
+        "--create",
+        "--topic",
+        topic,
+        "--partitions",
+        &PARTITIONS.to_string(),
+        "--replication-factor",
+        "1",
+    ]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mirror_copies_every_record_once_across_two_kills() {
     let Some(bootstrap) = kafka_peer() else {
@@ -163,23 +181,12 @@ async fn the_mirror_copies_every_record_once_across_two_kills() {
     let rocketry = Rocketry::standalone("");
     let topic = unique("mirror");
     let run = unique("run");
-    kafka_tool(&[
-        "org.apache.kafka.tools.TopicCommand",
-        "--bootstrap-server",
-        &bootstrap,
-        "--create",
-        "--topic",
-        &topic,
-        "--partitions",
-        &PARTITIONS.to_string(),
-        "--replication-factor",
-        "1",
-    ]);
+    create_kafka_topic(&bootstrap, &topic);
     let started = Instant::now();
     let produced_from_ms = now_ms();
     {
         let (bootstrap, topic, run) = (bootstrap.clone(), topic.clone(), run.clone());
-        tokio::task::spawn_blocking(move || produce(&bootstrap, &topic, &run, count))
+        tokio::task::spawn_blocking(move || produce(&bootstrap, &topic, &run, (0, count)))
             .await
             .unwrap();
     }
@@ -347,7 +354,181 @@ fn parity(bootstrap: &str, namesrv: &str, topic: &str, from: &str) -> (bool, Str
         .args(["--from", from, "--window", "1s"])
         .output()
         .unwrap();
-    let text = printed(&output);
+    let text = both(&output);
     println!("{text}");
     (output.status.success(), text)
+}
+
+/// The record index a body `<run>-<i>-...` names.
+fn index_of(body: &[u8]) -> usize {
+    let text = std::str::from_utf8(body).unwrap();
+    text.split('-').nth(1).unwrap().parse().unwrap()
+}
+
+/// A Kafka consumer of `group` (librdkafka) reads about `limit` records of `topic`, a third
+/// from each partition (it pauses a partition at its share, so each has an offset to
+/// commit), or until none comes for 10 s; commits what it read, and leaves the group;
+/// returns the indexes it read.
+fn kafka_consume(bootstrap: &str, topic: &str, group: &str, limit: usize) -> Vec<usize> {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::{Message as _, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let share = limit / PARTITIONS as usize;
+    let mut read = Vec::new();
+    let mut per_partition = [0usize; PARTITIONS as usize];
+    let mut idle_since = Instant::now();
+    while per_partition.iter().any(|n| *n < share) && idle_since.elapsed() < Duration::from_secs(10)
+    {
+        let Some(record) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let record = record.unwrap();
+        read.push(index_of(record.payload().unwrap()));
+        idle_since = Instant::now();
+        let partition = record.partition();
+        per_partition[partition as usize] += 1;
+        if per_partition[partition as usize] == share {
+            let mut paused = TopicPartitionList::new();
+            paused.add_partition(topic, partition);
+            consumer.pause(&paused).unwrap();
+        }
+    }
+    consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+    read
+}
+
+/// `rocketry migrate cutover|rollback` of `group`; panics unless it succeeds.
+fn move_group(verb: &str, bootstrap: &str, namesrv: &str, topic: &str, group: &str) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_rocketry"))
+        .args(["migrate", verb, "--bootstrap-servers", bootstrap])
+        .args(["--source-topic", topic, "--namesrv", namesrv])
+        .args(["--consumer-group", group])
+        .output()
+        .unwrap();
+    let text = both(&output);
+    println!("{verb}:\n{text}");
+    assert!(output.status.success(), "{verb} failed:\n{text}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_group_moves_to_rocketry_and_back_mid_stream() {
+    let Some(bootstrap) = kafka_peer() else {
+        return;
+    };
+    let rocketry = Rocketry::standalone("");
+    let (topic, run, group) = (unique("cutover"), unique("run"), unique("group"));
+    create_kafka_topic(&bootstrap, &topic);
+    let blocking = |work: Box<dyn FnOnce() -> Vec<usize> + Send>| tokio::task::spawn_blocking(work);
+    let (b, t, r) = (bootstrap.clone(), topic.clone(), run.clone());
+    blocking(Box::new(move || {
+        produce(&b, &t, &r, (0, 3000));
+        Vec::new()
+    }))
+    .await
+    .unwrap();
+    let log = rocketry.data_dir.join("mirror.log");
+    let mut mirror = start_mirror(&bootstrap, &rocketry.namesrv, &topic, &log);
+
+    // The Kafka group reads a third and stops, committing what it read.
+    let (b, t, g) = (bootstrap.clone(), topic.clone(), group.clone());
+    let on_kafka = blocking(Box::new(move || kafka_consume(&b, &t, &g, 1000)))
+        .await
+        .unwrap();
+    assert!((999..2000).contains(&on_kafka.len()), "{}", on_kafka.len());
+
+    // Mid-stream: producers go on writing to Kafka while the group moves.
+    let (b, t, r) = (bootstrap.clone(), topic.clone(), run.clone());
+    let more = blocking(Box::new(move || {
+        produce(&b, &t, &r, (3000, 4000));
+        Vec::new()
+    }));
+    let moved = move_group("cutover", &bootstrap, &rocketry.namesrv, &topic, &group);
+    assert_eq!(
+        moved
+            .lines()
+            .filter(|l| l.starts_with("partition "))
+            .count(),
+        3
+    );
+    more.await.unwrap();
+
+    // The Java consumer of the same group on Rocketry takes over where Kafka's stopped.
+    let out = rocketry.data_dir.join("deliveries");
+    let java = features(consume_args(
+        &rocketry.namesrv,
+        &topic,
+        &group,
+        &run,
+        &out,
+        &["stopAfter=1500", "timeoutMs=120000"],
+    ));
+    let on_rocketry: Vec<usize> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|line| line.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(on_rocketry.len() >= 1500, "{java}");
+    let kafka_set: std::collections::HashSet<usize> = on_kafka.iter().copied().collect();
+    let again: Vec<&usize> = on_rocketry
+        .iter()
+        .filter(|i| kafka_set.contains(i))
+        .collect();
+    println!(
+        "cutover: Kafka read {}, Rocketry read {} ({} read on both sides)",
+        on_kafka.len(),
+        on_rocketry.len(),
+        again.len()
+    );
+    // The Kafka consumer committed exactly what it read: nothing was in flight to repeat.
+    assert!(again.is_empty(), "read on both sides: {again:?}");
+
+    // And back: a Kafka consumer of the group reads the rest.
+    move_group("rollback", &bootstrap, &rocketry.namesrv, &topic, &group);
+    let (b, t, g) = (bootstrap.clone(), topic.clone(), group.clone());
+    let back_on_kafka = blocking(Box::new(move || kafka_consume(&b, &t, &g, usize::MAX)))
+        .await
+        .unwrap();
+    mirror.kill().unwrap();
+    mirror.wait().unwrap();
+    let rocketry_set: std::collections::HashSet<usize> = on_rocketry.iter().copied().collect();
+    let repeated = back_on_kafka
+        .iter()
+        .filter(|i| rocketry_set.contains(i))
+        .count();
+    println!(
+        "rollback: Kafka read {} more ({repeated} already read on Rocketry)",
+        back_on_kafka.len()
+    );
+    // The Java consumer persists offsets of what it finished; what it had pulled but not yet
+    // finished when it stopped is read again: at most one pull (32) per queue.
+    assert!(
+        repeated <= 32 * PARTITIONS as usize,
+        "{repeated} read twice"
+    );
+    let all: std::collections::HashSet<usize> = on_kafka
+        .iter()
+        .chain(&on_rocketry)
+        .chain(&back_on_kafka)
+        .copied()
+        .collect();
+    let missing: Vec<usize> = (0..4000).filter(|i| !all.contains(i)).take(10).collect();
+    assert!(missing.is_empty(), "never read: {missing:?}");
+    assert_eq!(all.len(), 4000);
+}
+
+/// What a `rocketry` command printed: its report on stdout, then its log and error on stderr.
+fn both(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
