@@ -12,7 +12,7 @@ pub mod error;
 mod file_stamp;
 pub mod filter;
 pub mod health;
-mod http;
+pub mod http;
 pub mod import;
 pub mod metrics;
 pub mod namesrv;

@@ -4,6 +4,9 @@ use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
+use broker::health::Readiness;
+use broker::http::Endpoint;
+use broker::metrics::ExporterType;
 use clap::{Args, Subcommand};
 
 #[derive(Subcommand)]
@@ -18,6 +21,10 @@ pub enum MigrateCommand {
         /// Most records in one Rocketry batch.
         #[arg(long, default_value_t = 256)]
         batch: usize,
+        /// Serve /metrics (copied records and lag per partition), /livez and /readyz here,
+        /// `host:port`.
+        #[arg(long)]
+        metrics_addr: Option<String>,
     },
     /// Compare a Kafka topic with its Rocketry copy, window by window: record counts and a
     /// digest over offsets, keys and values, per partition. Prints one line per window and
@@ -132,10 +139,28 @@ fn time_ms(text: &str) -> anyhow::Result<i64> {
 
 pub async fn run(command: MigrateCommand) -> anyhow::Result<()> {
     match command {
-        MigrateCommand::Mirror { endpoints, batch } => {
+        MigrateCommand::Mirror {
+            endpoints,
+            batch,
+            metrics_addr,
+        } => {
             anyhow::ensure!(batch > 0, "--batch must be at least 1");
+            let registry = prometheus::Registry::new();
+            let _endpoint = match metrics_addr {
+                Some(addr) => Some(
+                    Endpoint::start(
+                        &addr,
+                        ExporterType::Prom,
+                        registry.clone(),
+                        Readiness::Listening,
+                    )
+                    .await?,
+                ),
+                None => None,
+            };
             migrate::mirror(migrate::MirrorConfig {
                 endpoints: endpoints.endpoints()?,
+                registry,
                 batch,
                 batch_bytes: 1 << 20,
             })

@@ -105,7 +105,14 @@ fn produce(bootstrap: &str, topic: &str, run: &str, (first, end): (usize, usize)
     producer.flush(Duration::from_secs(120)).unwrap();
 }
 
-fn start_mirror(bootstrap: &str, namesrv: &str, topic: &str, log: &std::path::Path) -> Child {
+/// The mirror, serving its metrics on `metrics` when given.
+fn start_mirror(
+    bootstrap: &str,
+    namesrv: &str,
+    topic: &str,
+    log: &std::path::Path,
+    metrics: Option<&str>,
+) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -115,6 +122,12 @@ fn start_mirror(bootstrap: &str, namesrv: &str, topic: &str, log: &std::path::Pa
         .args(["migrate", "mirror", "--bootstrap-servers", bootstrap])
         .args(["--source-topic", topic, "--namesrv", namesrv])
         .args(["--group", &format!("{topic}-mirror")])
+        .args(
+            metrics
+                .map(|addr| ["--metrics-addr", addr])
+                .into_iter()
+                .flatten(),
+        )
         .env("RUST_LOG", "info")
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -197,8 +210,10 @@ async fn the_mirror_copies_every_record_once_across_two_kills() {
     let broker = Client::connect(rocketry.broker_addr.as_deref().unwrap())
         .await
         .unwrap();
-    let mut mirror = start_mirror(&bootstrap, &rocketry.namesrv, &topic, &log);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut mirror = start_mirror(&bootstrap, &rocketry.namesrv, &topic, &log, Some(&metrics));
     let total = count as u64;
+    let mut at_last_start = 0;
     for fraction in [4, 2] {
         wait_for(&broker, &topic, total / fraction, &mut mirror, log_text).await;
         mirror.kill().unwrap();
@@ -209,10 +224,36 @@ async fn the_mirror_copies_every_record_once_across_two_kills() {
             at_kill < total,
             "the copy ended before the kill: pick more records"
         );
-        mirror = start_mirror(&bootstrap, &rocketry.namesrv, &topic, &log);
+        at_last_start = at_kill;
+        mirror = start_mirror(&bootstrap, &rocketry.namesrv, &topic, &log, Some(&metrics));
     }
     wait_for(&broker, &topic, total, &mut mirror, log_text).await;
     println!("copied all in {:?}", started.elapsed());
+
+    // The last process's metrics: it copied what the queues lacked at its start, and once
+    // caught up every partition's lag reads 0 (measured each second, idle or not).
+    let series = |scrape: &str, name: &str, partition: i32| {
+        let partition = partition.to_string();
+        let labels = [("source_topic", topic.as_str()), ("partition", &partition)];
+        metric(scrape, name, &labels)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let scrape = loop {
+        let (status, scrape) = http_get(&metrics, "/metrics");
+        assert_eq!(status, 200, "{scrape}");
+        let lags: Vec<Option<f64>> = (0..PARTITIONS)
+            .map(|p| series(&scrape, "rocketry_mirror_lag_records", p))
+            .collect();
+        if lags.iter().all(|lag| *lag == Some(0.0)) {
+            break scrape;
+        }
+        assert!(Instant::now() < deadline, "lags {lags:?}:\n{scrape}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let copied_by_last: f64 = (0..PARTITIONS)
+        .map(|p| series(&scrape, "rocketry_mirror_copied_records_total", p).unwrap())
+        .sum();
+    assert_eq!(copied_by_last as u64, total - at_last_start, "{scrape}");
     // Nothing more arrives: a repeat would show up here, or in the read below.
     tokio::time::sleep(Duration::from_secs(2)).await;
     mirror.kill().unwrap();
@@ -435,7 +476,7 @@ async fn a_consumer_group_moves_to_rocketry_and_back_mid_stream() {
     .await
     .unwrap();
     let log = rocketry.data_dir.join("mirror.log");
-    let mut mirror = start_mirror(&bootstrap, &rocketry.namesrv, &topic, &log);
+    let mut mirror = start_mirror(&bootstrap, &rocketry.namesrv, &topic, &log, None);
 
     // The Kafka group reads a third and stops, committing what it read.
     let (b, t, g) = (bootstrap.clone(), topic.clone(), group.clone());

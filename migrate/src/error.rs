@@ -26,6 +26,10 @@ pub enum Error {
     #[error("{0}")]
     Topology(String),
 
+    /// A metric that could not be registered (a name taken twice in one registry).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+
     /// A message batch Rocketry would not take.
     #[error("encoding a batch: {0}")]
     Batch(#[from] message::Error),

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
@@ -29,10 +30,44 @@ use crate::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct MirrorConfig {
     pub endpoints: Endpoints,
+    /// Where the mirror's metrics go (see [`MirrorMetrics`]).
+    pub registry: prometheus::Registry,
     /// Most records in one Rocketry batch.
     pub batch: usize,
     /// Most bytes of values in one batch (Rocketry refuses a batch over 4 MiB).
     pub batch_bytes: usize,
+}
+
+/// The mirror's metrics, per source partition.
+struct MirrorMetrics {
+    /// `rocketry_mirror_copied_records_total`: records this process copied.
+    copied: IntCounterVec,
+    /// `rocketry_mirror_lag_records`: records in Kafka not yet copied, from the partition's
+    /// high watermark as of the last fetch.
+    lag: IntGaugeVec,
+}
+
+impl MirrorMetrics {
+    fn register(registry: &prometheus::Registry) -> Result<MirrorMetrics> {
+        let labels = &["source_topic", "partition"];
+        let copied = IntCounterVec::new(
+            Opts::new(
+                "rocketry_mirror_copied_records_total",
+                "Kafka records this mirror process copied into Rocketry",
+            ),
+            labels,
+        )?;
+        let lag = IntGaugeVec::new(
+            Opts::new(
+                "rocketry_mirror_lag_records",
+                "Kafka records not yet copied into Rocketry (high watermark minus the next offset to copy)",
+            ),
+            labels,
+        )?;
+        registry.register(Box::new(copied.clone()))?;
+        registry.register(Box::new(lag.clone()))?;
+        Ok(MirrorMetrics { copied, lag })
+    }
 }
 
 /// Runs the mirror until a partition meets an error that retrying cannot fix.
@@ -55,10 +90,11 @@ pub async fn mirror(config: MirrorConfig) -> Result<()> {
         partitions,
         "mirroring"
     );
+    let metrics = Arc::new(MirrorMetrics::register(&config.registry)?);
     let mut tasks = tokio::task::JoinSet::new();
     for partition in 0..partitions as i32 {
-        let (config, target) = (config.clone(), target.clone());
-        tasks.spawn(async move { copy_partition(&config, &target, partition).await });
+        let (config, target, metrics) = (config.clone(), target.clone(), metrics.clone());
+        tasks.spawn(async move { copy_partition(&config, &target, &metrics, partition).await });
     }
     // A partition stops only on an error that retrying cannot fix; the rest stop with it.
     match tasks.join_next().await {
@@ -69,14 +105,26 @@ pub async fn mirror(config: MirrorConfig) -> Result<()> {
 }
 
 /// Copies one partition forever; returns only errors that retrying cannot fix.
-async fn copy_partition(config: &MirrorConfig, target: &Target, partition: i32) -> Result<()> {
+async fn copy_partition(
+    config: &MirrorConfig,
+    target: &Target,
+    metrics: &MirrorMetrics,
+    partition: i32,
+) -> Result<()> {
     let queue = target.queue(partition).clone();
     let consumer = consumer(&config.endpoints, &config.endpoints.group)?;
+    let label = partition.to_string();
+    let labels = [config.endpoints.source_topic.as_str(), label.as_str()];
+    let counters = (
+        metrics.copied.with_label_values(&labels),
+        metrics.lag.with_label_values(&labels),
+    );
     loop {
-        let Err(error) = copy_from_tail(config, target, &queue, &consumer, partition).await;
+        let copy = copy_from_tail(config, target, &queue, &consumer, partition, &counters);
+        let Err(error) = copy.await;
         if matches!(
             error,
-            Error::Mapping { .. } | Error::Topology(_) | Error::Batch(_)
+            Error::Mapping { .. } | Error::Topology(_) | Error::Batch(_) | Error::Metrics(_)
         ) {
             return Err(error);
         }
@@ -95,6 +143,7 @@ async fn copy_from_tail(
     queue: &Queue,
     consumer: &StreamConsumer,
     partition: i32,
+    (copied_total, lag): &(IntCounter, IntGauge),
 ) -> Result<std::convert::Infallible> {
     let client = protocol::Client::connect(queue.broker_addr.as_str()).await?;
     let next = match target.last_position(&client, queue).await? {
@@ -113,14 +162,28 @@ async fn copy_from_tail(
     consumer.assign(&assignment)?;
 
     let mut stream = consumer.stream();
+    let mut next_to_copy = match next {
+        Offset::Offset(offset) => Some(offset),
+        _ => None,
+    };
+    let mut lag_checked = Instant::now();
     let mut copied = 0u64;
     let mut reported = Instant::now();
     loop {
         let mut batch = Vec::with_capacity(config.batch);
         let mut bytes = 0;
         let mut last_offset = -1;
-        // The first record is awaited; the batch then takes what has already arrived.
-        let mut next_record = stream.next().await;
+        // The first record is awaited; the batch then takes what has already arrived. An
+        // idle partition still has its lag measured, so it reads 0 once caught up.
+        let mut next_record = match tokio::time::timeout(LAG_EVERY, stream.next()).await {
+            Ok(record) => record,
+            Err(_) => {
+                let topic = &config.endpoints.source_topic;
+                refresh_lag(consumer, topic, partition, next_to_copy, lag);
+                lag_checked = Instant::now();
+                continue;
+            }
+        };
         while let Some(record) = next_record {
             let record = record?;
             bytes += record.payload_len();
@@ -136,6 +199,18 @@ async fn copy_from_tail(
         }
         target.send(&client, queue, &batch).await?;
         copied += batch.len() as u64;
+        copied_total.inc_by(batch.len() as u64);
+        next_to_copy = Some(last_offset + 1);
+        if lag_checked.elapsed() >= LAG_EVERY {
+            refresh_lag(
+                consumer,
+                &config.endpoints.source_topic,
+                partition,
+                next_to_copy,
+                lag,
+            );
+            lag_checked = Instant::now();
+        }
         let mut position = TopicPartitionList::new();
         position.add_partition_offset(
             &config.endpoints.source_topic,
@@ -149,6 +224,26 @@ async fn copy_from_tail(
             info!(partition, copied, offset = last_offset, "copied");
             reported = Instant::now();
         }
+    }
+}
+
+/// How often a partition's lag is measured (each time one request to Kafka).
+const LAG_EVERY: Duration = Duration::from_secs(1);
+
+/// Sets `lag` from the partition's high watermark and the next offset to copy (the low
+/// watermark before the first copy). A failed request leaves the last value.
+fn refresh_lag(
+    consumer: &StreamConsumer,
+    topic: &str,
+    partition: i32,
+    next_to_copy: Option<i64>,
+    lag: &IntGauge,
+) {
+    let timeout = Duration::from_secs(5);
+    let watermarks =
+        tokio::task::block_in_place(|| consumer.fetch_watermarks(topic, partition, timeout));
+    if let Ok((low, high)) = watermarks {
+        lag.set((high - next_to_copy.unwrap_or(low)).max(0));
     }
 }
 
