@@ -105,6 +105,23 @@ fn produce(bootstrap: &str, topic: &str, run: &str, (first, end): (usize, usize)
     producer.flush(Duration::from_secs(120)).unwrap();
 }
 
+/// A running mirror process. It is SIGKILLed when dropped, so a test that fails midway leaves
+/// no mirror behind.
+struct Mirror(Child);
+
+impl Mirror {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// The mirror, serving its metrics on `metrics` when given.
 fn start_mirror(
     bootstrap: &str,
@@ -112,7 +129,7 @@ fn start_mirror(
     topic: &str,
     log: &std::path::Path,
     metrics: Option<&str>,
-) -> Child {
+) -> Mirror {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -132,6 +149,7 @@ fn start_mirror(
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
+        .map(Mirror)
         .unwrap()
 }
 
@@ -148,7 +166,7 @@ async fn wait_for(
     broker: &Client,
     topic: &str,
     at_least: u64,
-    mirror: &mut Child,
+    mirror: &mut Mirror,
     log: impl Fn() -> String,
 ) {
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -158,7 +176,7 @@ async fn wait_for(
             println!("copied {now} (waited for {at_least})");
             return;
         }
-        if let Ok(Some(status)) = mirror.try_wait() {
+        if let Ok(Some(status)) = mirror.0.try_wait() {
             panic!("the mirror exited ({status}) at {now} copied:\n{}", log());
         }
         assert!(
@@ -216,8 +234,7 @@ async fn the_mirror_copies_every_record_once_across_two_kills() {
     let mut at_last_start = 0;
     for fraction in [4, 2] {
         wait_for(&broker, &topic, total / fraction, &mut mirror, log_text).await;
-        mirror.kill().unwrap();
-        mirror.wait().unwrap();
+        mirror.kill();
         let at_kill = copied(&broker, &topic).await;
         println!("SIGKILL at {at_kill} copied");
         assert!(
@@ -256,8 +273,7 @@ async fn the_mirror_copies_every_record_once_across_two_kills() {
     assert_eq!(copied_by_last as u64, total - at_last_start, "{scrape}");
     // Nothing more arrives: a repeat would show up here, or in the read below.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    mirror.kill().unwrap();
-    mirror.wait().unwrap();
+    mirror.kill();
     assert_eq!(copied(&broker, &topic).await, total);
 
     let mut seen = vec![false; count];
@@ -537,8 +553,7 @@ async fn a_consumer_group_moves_to_rocketry_and_back_mid_stream() {
     let back_on_kafka = blocking(Box::new(move || kafka_consume(&b, &t, &g, usize::MAX)))
         .await
         .unwrap();
-    mirror.kill().unwrap();
-    mirror.wait().unwrap();
+    mirror.kill();
     let rocketry_set: std::collections::HashSet<usize> = on_rocketry.iter().copied().collect();
     let repeated = back_on_kafka
         .iter()
