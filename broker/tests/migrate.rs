@@ -162,6 +162,41 @@ async fn copied(broker: &Client, topic: &str) -> u64 {
     total
 }
 
+/// Shows `visit` every message of `queue`, in queue order.
+async fn each_copy(
+    broker: &Client,
+    topic: &str,
+    queue: i32,
+    mut visit: impl FnMut(message::Message),
+) {
+    let mut offset = 0i64;
+    loop {
+        let pulled = broker
+            .pull_message(&PullMessageRequestHeader {
+                consumer_group: "mirror-check".into(),
+                topic: topic.into(),
+                queue_id: queue,
+                queue_offset: offset,
+                max_msg_nums: 32,
+                sys_flag: pull_sys_flag::SUBSCRIPTION,
+                subscription: Some("*".into()),
+                commit_offset: 0,
+                suspend_timeout_millis: 0,
+                sub_version: 0,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if pulled.status != PullStatus::Found {
+            return;
+        }
+        for stored in pulled.messages().unwrap() {
+            visit(stored.to_message().unwrap());
+        }
+        offset = pulled.header.next_begin_offset;
+    }
+}
+
 async fn wait_for(
     broker: &Client,
     topic: &str,
@@ -279,57 +314,34 @@ async fn the_mirror_copies_every_record_once_across_two_kills() {
     let mut seen = vec![false; count];
     for queue in 0..PARTITIONS {
         let mut next_source_offset = 0i64;
-        let mut offset = 0i64;
-        loop {
-            let pulled = broker
-                .pull_message(&PullMessageRequestHeader {
-                    consumer_group: "mirror-check".into(),
-                    topic: topic.clone(),
-                    queue_id: queue,
-                    queue_offset: offset,
-                    max_msg_nums: 32,
-                    sys_flag: pull_sys_flag::SUBSCRIPTION,
-                    subscription: Some("*".into()),
-                    commit_offset: 0,
-                    suspend_timeout_millis: 0,
-                    sub_version: 0,
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
-            if pulled.status != PullStatus::Found {
-                break;
+        each_copy(&broker, &topic, queue, |message| {
+            let p = &message.properties;
+            let property = |name: &str| p.get(name).unwrap_or_default().to_string();
+            let index: usize = property("index").parse().unwrap();
+            assert_eq!(property("KAFKA_PARTITION"), queue.to_string());
+            assert_eq!(
+                property("KAFKA_OFFSET"),
+                next_source_offset.to_string(),
+                "queue {queue}: records out of order, missing or repeated"
+            );
+            assert_eq!(property("KAFKA_TOPIC"), topic);
+            assert!(property("KAFKA_TIMESTAMP").parse::<i64>().unwrap() > 0);
+            assert_eq!(index as i32 % PARTITIONS, queue);
+            assert_eq!(message.keys().collect::<Vec<_>>(), [format!("key-{index}")]);
+            assert_eq!(property("run"), run);
+            assert_eq!(
+                message.body,
+                format!("{run}-{index}-{}", "v".repeat(40)).as_bytes()
+            );
+            if index.is_multiple_of(1000) {
+                assert_eq!(property("raw"), "/wA=");
+                assert_eq!(property("KAFKA_BASE64"), "raw");
             }
-            for stored in pulled.messages().unwrap() {
-                let message = stored.to_message().unwrap();
-                let p = &message.properties;
-                let property = |name: &str| p.get(name).unwrap_or_default().to_string();
-                let index: usize = property("index").parse().unwrap();
-                assert_eq!(property("KAFKA_PARTITION"), queue.to_string());
-                assert_eq!(
-                    property("KAFKA_OFFSET"),
-                    next_source_offset.to_string(),
-                    "queue {queue}: records out of order, missing or repeated"
-                );
-                assert_eq!(property("KAFKA_TOPIC"), topic);
-                assert!(property("KAFKA_TIMESTAMP").parse::<i64>().unwrap() > 0);
-                assert_eq!(index as i32 % PARTITIONS, queue);
-                assert_eq!(message.keys().collect::<Vec<_>>(), [format!("key-{index}")]);
-                assert_eq!(property("run"), run);
-                assert_eq!(
-                    message.body,
-                    format!("{run}-{index}-{}", "v".repeat(40)).as_bytes()
-                );
-                if index.is_multiple_of(1000) {
-                    assert_eq!(property("raw"), "/wA=");
-                    assert_eq!(property("KAFKA_BASE64"), "raw");
-                }
-                assert!(!seen[index], "record {index} copied twice");
-                seen[index] = true;
-                next_source_offset += 1;
-            }
-            offset = pulled.header.next_begin_offset;
-        }
+            assert!(!seen[index], "record {index} copied twice");
+            seen[index] = true;
+            next_source_offset += 1;
+        })
+        .await;
     }
     let missing: Vec<usize> = (0..count).filter(|i| !seen[*i]).take(10).collect();
     assert!(missing.is_empty(), "records never copied: {missing:?}");
@@ -587,4 +599,172 @@ fn both(output: &std::process::Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// The dual writer's record `i`: partition `i % 3`, key and an `index` header naming it.
+fn dual_record(run: &str, i: usize) -> migrate::Record {
+    migrate::Record {
+        key: Some(format!("key-{i}").into_bytes()),
+        value: Some(format!("{run}-{i}").into_bytes()),
+        headers: vec![("index".into(), Some(i.to_string().into_bytes()))],
+        partition: Some(i as i32 % PARTITIONS),
+        timestamp: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_write_spools_through_a_20_s_broker_outage_and_both_sides_agree() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let Some(bootstrap) = kafka_peer() else {
+        return;
+    };
+    let mut rocketry = Rocketry::standalone("");
+    let topic = unique("dual");
+    let run = unique("run");
+    create_kafka_topic(&bootstrap, &topic);
+    let from = (now_ms() - 1000).to_string();
+    let spool = tempfile::tempdir().unwrap();
+    let registry = ::prometheus::Registry::new();
+    let namesrv = rocketry.namesrv.clone();
+    let open = || {
+        let mut config = migrate::DualWriteConfig::new(
+            &bootstrap,
+            &topic,
+            &namesrv,
+            &topic,
+            spool.path().to_owned(),
+        );
+        config.registry = registry.clone();
+        migrate::DualWriter::open(config)
+    };
+    let spool_depth = || {
+        let families = registry.gather();
+        let family = families
+            .iter()
+            .find(|f| f.name() == "rocketry_dual_write_spool_records")
+            .expect("the spool gauge");
+        family.get_metric()[0].get_gauge().get_value()
+    };
+
+    // The application writes until told to stop, and tallies where its sends stood.
+    let stop = Arc::new(AtomicBool::new(false));
+    let start_sending = |writer: Arc<migrate::DualWriter>, first: usize| {
+        let (stop, run) = (stop.clone(), run.clone());
+        stop.store(false, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let mut outcomes = [0u64; 3];
+            let mut i = first;
+            while !stop.load(Ordering::Relaxed) {
+                let sent = writer.send(dual_record(&run, i)).await.unwrap();
+                outcomes[match sent {
+                    migrate::Sent::Both { .. } => 0,
+                    migrate::Sent::Kafka { .. } => 1,
+                    migrate::Sent::Spooled => 2,
+                }] += 1;
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            (i, outcomes)
+        })
+    };
+    let writer = Arc::new(open().await.unwrap());
+    let sender = start_sending(writer.clone(), 0);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(spool_depth(), 0.0, "spooled before the outage");
+    let status = rocketry.terminate();
+    println!("broker stopped ({status})");
+    let outage = Instant::now();
+    let mut deepest = 0.0f64;
+    let watch = |deepest: &mut f64, until: Duration| {
+        *deepest = deepest.max(spool_depth());
+        outage.elapsed() < until
+    };
+    while watch(&mut deepest, Duration::from_secs(10)) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Midway the application restarts: a new writer, while Rocketry is still down, takes
+    // over the spool the old one left.
+    stop.store(true, Ordering::Relaxed);
+    let (first, mut outcomes) = sender.await.unwrap();
+    let left = spool_depth();
+    assert!(left > 0.0, "nothing spooled 10 s into the outage");
+    drop(writer);
+    // The old writer's metrics left with it; the new one registers its own.
+    let writer = Arc::new(open().await.unwrap());
+    assert_eq!(spool_depth(), left, "the reopened spool");
+    let sender = start_sending(writer.clone(), first);
+    while watch(&mut deepest, Duration::from_secs(20)) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    rocketry.restart();
+    println!("broker back; the spool held up to {deepest} records");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (sent, more) = sender.await.unwrap();
+    for (total, more) in outcomes.iter_mut().zip(more) {
+        *total += more;
+    }
+    println!(
+        "sent {sent}: both {}, Kafka then spool {}, spooled {}",
+        outcomes[0], outcomes[1], outcomes[2]
+    );
+    assert!(deepest > 100.0, "the spool never filled: {deepest}");
+    assert!(outcomes[1] > 100, "{outcomes:?}");
+    assert!(outcomes[0] > 100, "{outcomes:?}");
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while writer.spooled().await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the spool did not drain: {}",
+            spool_depth()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(spool_depth(), 0.0);
+    drop(writer);
+
+    // Rocketry holds every record once, each queue in Kafka's order.
+    let broker = Client::connect(rocketry.broker_addr.as_deref().unwrap())
+        .await
+        .unwrap();
+    let mut seen = vec![false; sent];
+    for queue in 0..PARTITIONS {
+        let mut next_source_offset = 0i64;
+        each_copy(&broker, &topic, queue, |message| {
+            let p = &message.properties;
+            let index: usize = p.get("index").unwrap().parse().unwrap();
+            assert_eq!(index as i32 % PARTITIONS, queue);
+            assert_eq!(
+                p.get("KAFKA_OFFSET").unwrap(),
+                next_source_offset.to_string(),
+                "queue {queue}: copies out of order, missing or repeated"
+            );
+            assert_eq!(message.body, format!("{run}-{index}").as_bytes());
+            assert!(!seen[index], "record {index} copied twice");
+            seen[index] = true;
+            next_source_offset += 1;
+        })
+        .await;
+    }
+    let missing: Vec<usize> = (0..sent).filter(|i| !seen[*i]).take(10).collect();
+    assert!(
+        missing.is_empty(),
+        "records Rocketry never got: {missing:?}"
+    );
+
+    // Kafka holds each once too, and parity finds every window clean.
+    let (clean, report) = parity(&bootstrap, &rocketry.namesrv, &topic, &from);
+    assert!(clean, "{report}");
+    let kafka_total: u64 = report
+        .lines()
+        .filter(|l| l.starts_with("window "))
+        .map(|l| {
+            let after = l.split("Kafka ").nth(1).unwrap();
+            after.split(' ').next().unwrap().parse::<u64>().unwrap()
+        })
+        .sum();
+    assert_eq!(kafka_total, sent as u64, "{report}");
 }

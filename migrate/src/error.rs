@@ -30,6 +30,25 @@ pub enum Error {
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 
+    /// The dual writer's spool could not be read or written.
+    #[error("spool {}: {source}", path.display())]
+    Spool {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+
+    /// The spool is at its bound: the record was not taken, and the caller must hold it
+    /// (or slow down) until the spool drains.
+    #[error("the spool in {} is full ({max_bytes} bytes); the record was not written", dir.display())]
+    SpoolFull {
+        dir: std::path::PathBuf,
+        max_bytes: u64,
+    },
+
+    /// A spool entry that does not decode (written by another version).
+    #[error("a spool entry does not decode: {0}")]
+    SpoolEntry(String),
+
     /// A message batch Rocketry would not take.
     #[error("encoding a batch: {0}")]
     Batch(#[from] message::Error),

@@ -3,7 +3,9 @@
 //!
 //! It keeps no state of its own. Each partition's copy resumes after the source offset that
 //! the last message of its queue carries (see [`crate::record`]), which is exactly what
-//! Rocketry acknowledged, so a mirror killed at any point neither skips nor repeats a record.
+//! Rocketry acknowledged, so a mirror killed at any point skips nothing. It repeats a batch
+//! only when a restart reads the tail while the killed process's last write is still in
+//! flight (docs/migration.md, "Restarts").
 //! It also commits its positions to a Kafka consumer group, but only so that Kafka's own
 //! tools show its lag: those commits are never read back.
 //!
@@ -75,7 +77,7 @@ pub async fn mirror(config: MirrorConfig) -> Result<()> {
     let config = Arc::new(config);
     let endpoints = &config.endpoints;
     let partitions = partition_count(
-        &consumer(endpoints, &endpoints.group)?,
+        consumer(endpoints, &endpoints.group)?.client(),
         &endpoints.source_topic,
     )?;
     let target = Target::open(

@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use rdkafka::client::{Client as KafkaClient, ClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::StreamConsumer;
 
 use crate::{Error, Result};
 
@@ -45,11 +46,12 @@ pub fn consumer(endpoints: &Endpoints, group: &str) -> Result<StreamConsumer> {
         .create()?)
 }
 
-/// How many partitions the source topic has; an error when it has none (or does not exist).
-/// librdkafka blocks here, so it runs off the async workers.
-pub fn partition_count(consumer: &StreamConsumer, topic: &str) -> Result<usize> {
+/// How many partitions the source topic has, as any of our Kafka clients (`consumer.client()`,
+/// `producer.client()`) learns it; an error when it has none (or does not exist). librdkafka
+/// blocks here, so it runs off the async workers.
+pub fn partition_count<C: ClientContext>(client: &KafkaClient<C>, topic: &str) -> Result<usize> {
     let metadata = tokio::task::block_in_place(|| {
-        consumer.fetch_metadata(Some(topic), Duration::from_secs(30))
+        client.fetch_metadata(Some(topic), Duration::from_secs(30))
     })?;
     match metadata.topics().first().map(|t| t.partitions().len()) {
         Some(n) if n > 0 => Ok(n),

@@ -119,6 +119,35 @@ impl Target {
         Ok(low)
     }
 
+    /// The source offsets among the last `count` messages of `queue`: what a writer whose
+    /// last write there had an unknown outcome checks before writing it again.
+    pub async fn recent_source_offsets(
+        &self,
+        client: &Client,
+        queue: &Queue,
+        count: i64,
+    ) -> Result<std::collections::HashSet<i64>> {
+        let max = client.get_max_offset(&self.topic, queue.queue_id).await?;
+        let mut offset = client
+            .get_min_offset(&self.topic, queue.queue_id)
+            .await?
+            .max(max - count);
+        let mut found = std::collections::HashSet::new();
+        while offset < max {
+            let pulled = self.pull(client, queue, offset, 32).await?;
+            if pulled.status != PullStatus::Found {
+                break;
+            }
+            for message in pulled.messages()? {
+                if let Some(position) = source_position(message.properties_text()?) {
+                    found.insert(position.offset);
+                }
+            }
+            offset = pulled.header.next_begin_offset;
+        }
+        Ok(found)
+    }
+
     /// The source position of the message at `queue_offset`.
     pub(crate) async fn position_at(
         &self,

@@ -1,0 +1,621 @@
+//! Dual write for applications: each record goes to Kafka, then its copy to Rocketry, mapped
+//! as the mirror maps it (partition `p` to queue `p`, the Kafka offset in `KAFKA_OFFSET`), so
+//! parity, cutover and rollback treat the two kinds of copy alike.
+//!
+//! When a side cannot be reached, the record goes to a local [`Spool`] instead, fsynced
+//! before [`DualWriter::send`] returns, and a background task replays the spool in order once
+//! the side is back. Order is kept per partition: while the spool holds a record that Kafka
+//! has not taken, every later record is spooled whole; while it holds only copies bound for
+//! Rocketry, later records still go to Kafka at once and their copies queue behind. A full
+//! spool refuses the record before either side sees it, so nothing is half written.
+//!
+//! Kafka offsets name records uniquely, so a copy whose write had an unknown outcome (a
+//! timeout, a connection that dropped, a crash of this process) is looked for among the
+//! queue's last messages before it is written again: a copy is not repeated unless it has
+//! since sunk below [`RECHECK_DEPTH`] other messages of its queue. Kafka itself is written
+//! at least once: a record spooled whole and replayed after a crash that came between
+//! Kafka's acknowledgement and the spool's advance is in Kafka twice.
+//!
+//! Sends are serialized per writer (each waits for both sides), which keeps per-partition
+//! order simple at the cost of throughput: several writers (processes or instances) may
+//! write to one topic.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{IntCounterVec, IntGauge, Opts};
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, Notify};
+use tracing::{info, warn};
+
+use crate::record::{to_message, SourceRecord};
+use crate::source::partition_count;
+use crate::spool::Spool;
+use crate::target::Target;
+use crate::{Error, Result};
+
+/// How many of a queue's last messages are searched for a copy whose write had an unknown
+/// outcome.
+pub const RECHECK_DEPTH: i64 = 256;
+
+/// Most spooled entries replayed in one round.
+const REPLAY_BATCH: usize = 64;
+
+/// Rocketry's default limit on a message (body and properties).
+const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Where to write and how much to spool.
+#[derive(Debug, Clone)]
+pub struct DualWriteConfig {
+    /// librdkafka settings: `bootstrap.servers` at least.
+    pub kafka: HashMap<String, String>,
+    pub source_topic: String,
+    /// The Rocketry name servers, `host:port;host:port`.
+    pub namesrv: String,
+    pub target_topic: String,
+    /// The spool's folder; one writer per folder.
+    pub spool_dir: PathBuf,
+    /// Most bytes the spool holds before sends are refused.
+    pub spool_max_bytes: u64,
+    /// How long Kafka may take to acknowledge before the record is spooled instead.
+    pub kafka_timeout: Duration,
+    /// How long the replay waits after a side failed before it tries again.
+    pub retry_every: Duration,
+    /// Where the writer's metrics go.
+    pub registry: prometheus::Registry,
+}
+
+impl DualWriteConfig {
+    /// A writer's settings with the defaults: 1 GiB of spool, 10 s for Kafka, retries each
+    /// second, metrics in a registry of its own.
+    pub fn new(
+        bootstrap_servers: &str,
+        source_topic: &str,
+        namesrv: &str,
+        target_topic: &str,
+        spool_dir: PathBuf,
+    ) -> DualWriteConfig {
+        DualWriteConfig {
+            kafka: HashMap::from([("bootstrap.servers".into(), bootstrap_servers.into())]),
+            source_topic: source_topic.into(),
+            namesrv: namesrv.into(),
+            target_topic: target_topic.into(),
+            spool_dir,
+            spool_max_bytes: 1 << 30,
+            kafka_timeout: Duration::from_secs(10),
+            retry_every: Duration::from_secs(1),
+            registry: prometheus::Registry::new(),
+        }
+    }
+}
+
+/// A record an application writes: what a Kafka producer record holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub key: Option<Vec<u8>>,
+    /// `None` is a tombstone.
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// `None` leaves the partition to Kafka's partitioner (by key).
+    pub partition: Option<i32>,
+    /// Milliseconds since the epoch; `None` is the time of the send.
+    pub timestamp: Option<i64>,
+}
+
+/// Where a sent record stands when [`DualWriter::send`] returns. Every outcome is durable:
+/// what is not yet written is in the fsynced spool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// In Kafka at this position, and its copy in Rocketry.
+    Both { partition: i32, offset: i64 },
+    /// In Kafka at this position; its copy is spooled for Rocketry.
+    Kafka { partition: i32, offset: i64 },
+    /// Spooled for both sides.
+    Spooled,
+}
+
+/// A record's place in Kafka, once Kafka acknowledged it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Placed {
+    partition: i32,
+    offset: i64,
+    timestamp: Option<i64>,
+}
+
+/// One spooled record, with its Kafka place when Kafka already holds it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    record: Record,
+    placed: Option<Placed>,
+}
+
+struct State {
+    spool: Spool,
+    /// The Rocketry topic, found at the first write to it, so that a writer starts (and
+    /// spools) while Rocketry is down.
+    target: Option<Target>,
+    /// Spooled entries Kafka has not taken yet (all of them precede the rest).
+    unplaced: u64,
+    /// One connection per broker address, dropped on any error.
+    brokers: HashMap<String, protocol::Client>,
+    /// Queues whose last write had an unknown outcome (and all queues after a restart).
+    recheck: HashSet<i32>,
+    /// Where Kafka put the spool's first entry, when it was unplaced and the replay wrote it
+    /// to Kafka but not yet to Rocketry (kept so a retry does not write it to Kafka again).
+    front_placed: Option<Placed>,
+}
+
+struct Shared {
+    config: DualWriteConfig,
+    producer: FutureProducer,
+    state: Mutex<State>,
+    spooled: Notify,
+    metrics: Metrics,
+}
+
+/// `rocketry_dual_write_*`, labelled by source topic.
+struct Metrics {
+    spool_records: IntGauge,
+    spool_bytes: IntGauge,
+    /// Records by outcome of their send: `both`, `kafka` or `spooled`.
+    sent: IntCounterVec,
+}
+
+impl Metrics {
+    fn register(registry: &prometheus::Registry, topic: &str) -> Result<Metrics> {
+        let gauge = |name: &str, help: &str| -> Result<IntGauge> {
+            let gauge =
+                IntGauge::with_opts(Opts::new(name, help).const_label("source_topic", topic))?;
+            registry.register(Box::new(gauge.clone()))?;
+            Ok(gauge)
+        };
+        let sent = IntCounterVec::new(
+            Opts::new(
+                "rocketry_dual_write_sent_records_total",
+                "Records sent through the dual writer, by where they were when the send returned",
+            )
+            .const_label("source_topic", topic),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(sent.clone()))?;
+        Ok(Metrics {
+            spool_records: gauge(
+                "rocketry_dual_write_spool_records",
+                "Records in the dual writer's spool, waiting for Kafka, Rocketry or both",
+            )?,
+            spool_bytes: gauge(
+                "rocketry_dual_write_spool_bytes",
+                "Bytes of the dual writer's spool file on disk",
+            )?,
+            sent,
+        })
+    }
+
+    fn show(&self, spool: &Spool) {
+        self.spool_records.set(spool.len() as i64);
+        self.spool_bytes.set(spool.bytes() as i64);
+    }
+}
+
+/// Writes records to Kafka and Rocketry; see the module documentation. Needs the
+/// multi-threaded Tokio runtime (spool writes and librdkafka calls block their thread).
+pub struct DualWriter {
+    shared: Arc<Shared>,
+    replay: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for DualWriter {
+    fn drop(&mut self) {
+        self.replay.abort();
+        // So that a writer opened next in the same registry can register its own.
+        let (registry, metrics) = (&self.shared.config.registry, &self.shared.metrics);
+        let _ = registry.unregister(Box::new(metrics.spool_records.clone()));
+        let _ = registry.unregister(Box::new(metrics.spool_bytes.clone()));
+        let _ = registry.unregister(Box::new(metrics.sent.clone()));
+    }
+}
+
+impl DualWriter {
+    /// Opens the spool and a Kafka producer; neither side has to be up. What an earlier writer
+    /// left in the spool is replayed first. The Rocketry topic is found at the first write to
+    /// it, and created when missing with one queue per Kafka partition.
+    pub async fn open(config: DualWriteConfig) -> Result<DualWriter> {
+        let mut client = ClientConfig::new();
+        for (name, value) in &config.kafka {
+            client.set(name, value);
+        }
+        let producer: FutureProducer = client
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set(
+                "message.timeout.ms",
+                config.kafka_timeout.as_millis().to_string(),
+            )
+            .create()?;
+        let topic = &config.source_topic;
+        let mut spool =
+            tokio::task::block_in_place(|| Spool::open(&config.spool_dir, config.spool_max_bytes))?;
+        // Unplaced entries lead the spool: count them up to the first placed one.
+        let mut unplaced = 0;
+        tokio::task::block_in_place(|| {
+            spool.visit(|bytes| {
+                let placed = decode(bytes)?.placed.is_some();
+                unplaced += u64::from(!placed);
+                Ok(!placed)
+            })
+        })?;
+        if !spool.is_empty() {
+            info!(
+                records = spool.len(),
+                unplaced, "replaying what the last writer spooled"
+            );
+        }
+        let metrics = Metrics::register(&config.registry, topic)?;
+        metrics.show(&spool);
+        let state = State {
+            spool,
+            unplaced,
+            target: None,
+            brokers: HashMap::new(),
+            recheck: HashSet::new(),
+            front_placed: None,
+        };
+        let shared = Arc::new(Shared {
+            config,
+            producer,
+            state: Mutex::new(state),
+            spooled: Notify::new(),
+            metrics,
+        });
+        let replay = tokio::spawn(replay(shared.clone()));
+        Ok(DualWriter { shared, replay })
+    }
+
+    /// Writes `record` to both sides, or spools what could not be written; returns once the
+    /// record is in Kafka and Rocketry, or durably spooled. Errors mean nothing was written:
+    /// the record cannot be mapped, a side refused it for good, or the spool is full.
+    pub async fn send(&self, record: Record) -> Result<Sent> {
+        let shared = &self.shared;
+        let entry = Entry {
+            record,
+            placed: None,
+        };
+        check_mappable(&entry.record, &shared.config.source_topic)?;
+        let mut state = shared.state.lock().await;
+        // Room for the entry with its place (a few bytes more once placed), checked before
+        // either side sees it.
+        let room_needed = encode(&entry)?.len() + 32;
+        if !state.spool.has_room(room_needed as u64) {
+            return Err(state.spool.full_error());
+        }
+        let sent = if state.unplaced > 0 {
+            spool(shared, &mut state, &entry)?;
+            Sent::Spooled
+        } else {
+            match to_kafka(shared, &entry.record).await {
+                Err(error) if unreachable_kafka(&error) => {
+                    warn!(%error, "Kafka did not take the record; spooling it");
+                    spool(shared, &mut state, &entry)?;
+                    Sent::Spooled
+                }
+                Err(error) => return Err(error),
+                Ok(placed) => {
+                    let entry = Entry {
+                        placed: Some(placed),
+                        ..entry
+                    };
+                    let (partition, offset) = (placed.partition, placed.offset);
+                    if !state.spool.is_empty() {
+                        spool(shared, &mut state, &entry)?;
+                        Sent::Kafka { partition, offset }
+                    } else {
+                        match to_rocketry(shared, &mut state, std::slice::from_ref(&entry)).await {
+                            Ok(()) => Sent::Both { partition, offset },
+                            Err(error) => {
+                                warn!(%error, "Rocketry did not take the copy; spooling it");
+                                spool(shared, &mut state, &entry)?;
+                                Sent::Kafka { partition, offset }
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        let outcome = match sent {
+            Sent::Both { .. } => "both",
+            Sent::Kafka { .. } => "kafka",
+            Sent::Spooled => "spooled",
+        };
+        shared.metrics.sent.with_label_values(&[outcome]).inc();
+        Ok(sent)
+    }
+
+    /// Records in the spool.
+    pub async fn spooled(&self) -> u64 {
+        self.shared.state.lock().await.spool.len()
+    }
+}
+
+fn encode(entry: &Entry) -> Result<Vec<u8>> {
+    postcard::to_stdvec(entry).map_err(|e| Error::SpoolEntry(e.to_string()))
+}
+
+fn decode(bytes: &[u8]) -> Result<Entry> {
+    postcard::from_bytes(bytes).map_err(|e| Error::SpoolEntry(e.to_string()))
+}
+
+/// Appends `entry` to the spool and wakes the replay.
+fn spool(shared: &Shared, state: &mut State, entry: &Entry) -> Result<()> {
+    let bytes = encode(entry)?;
+    tokio::task::block_in_place(|| state.spool.append(&bytes))?;
+    if entry.placed.is_none() {
+        state.unplaced += 1;
+    }
+    shared.metrics.show(&state.spool);
+    shared.spooled.notify_one();
+    Ok(())
+}
+
+/// Refuses what Rocketry could never take, before Kafka takes it.
+fn check_mappable(record: &Record, topic: &str) -> Result<()> {
+    let message = to_message(&source_record(record, topic, None, &headers(record)), topic)?;
+    let size = message.body.len() + message.properties.encode().len();
+    if size > MAX_MESSAGE_BYTES {
+        return Err(Error::Mapping {
+            partition: record.partition.unwrap_or(-1),
+            offset: -1,
+            reason: format!("{size} bytes is over Rocketry's {MAX_MESSAGE_BYTES} byte limit"),
+        });
+    }
+    Ok(())
+}
+
+fn headers(record: &Record) -> Vec<(&str, Option<&[u8]>)> {
+    record
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_deref()))
+        .collect()
+}
+
+fn source_record<'a>(
+    record: &'a Record,
+    topic: &'a str,
+    placed: Option<Placed>,
+    headers: &'a [(&'a str, Option<&'a [u8]>)],
+) -> SourceRecord<'a> {
+    SourceRecord {
+        topic,
+        partition: placed.map_or(record.partition.unwrap_or(0), |p| p.partition),
+        offset: placed.map_or(0, |p| p.offset),
+        timestamp: placed.and_then(|p| p.timestamp).or(record.timestamp),
+        key: record.key.as_deref(),
+        value: record.value.as_deref(),
+        headers,
+    }
+}
+
+/// Sends `record` to Kafka and waits for its acknowledgement.
+async fn to_kafka(shared: &Shared, record: &Record) -> Result<Placed> {
+    let topic = &shared.config.source_topic;
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+    for (key, value) in &record.headers {
+        headers = headers.insert(Header {
+            key,
+            value: value.as_deref(),
+        });
+    }
+    let mut future = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
+    if let Some(key) = &record.key {
+        future = future.key(key);
+    }
+    if let Some(value) = &record.value {
+        future = future.payload(value);
+    }
+    if let Some(partition) = record.partition {
+        future = future.partition(partition);
+    }
+    let timestamp = record.timestamp.unwrap_or_else(crate::now_ms);
+    future = future.timestamp(timestamp);
+    match shared
+        .producer
+        .send(future, shared.config.kafka_timeout)
+        .await
+    {
+        Ok(delivery) => Ok(Placed {
+            partition: delivery.partition,
+            offset: delivery.offset,
+            timestamp: delivery.timestamp.to_millis().or(Some(timestamp)),
+        }),
+        Err((error, _)) => Err(error.into()),
+    }
+}
+
+/// Whether Kafka failed for a reason that passes (the record is spooled), rather than
+/// refusing the record for good (the caller gets the error).
+fn unreachable_kafka(error: &Error) -> bool {
+    use RDKafkaErrorCode::*;
+    let Error::Kafka(error) = error else {
+        return false;
+    };
+    let code = match error {
+        KafkaError::MessageProduction(code) => *code,
+        KafkaError::Canceled => return true,
+        _ => return false,
+    };
+    matches!(
+        code,
+        MessageTimedOut
+            | BrokerTransportFailure
+            | AllBrokersDown
+            | QueueFull
+            | RequestTimedOut
+            | NetworkException
+            | LeaderNotAvailable
+            | NotLeaderForPartition
+            | BrokerNotAvailable
+            | NotEnoughReplicas
+            | NotEnoughReplicasAfterAppend
+            | NotCoordinator
+            | PurgeQueue
+            | PurgeInflight
+    )
+}
+
+/// Writes the copies of `entries` (all placed, in spool order) to Rocketry, one batch per
+/// queue. A queue whose last write had an unknown outcome is first searched for the copies
+/// already there.
+async fn to_rocketry(shared: &Shared, state: &mut State, entries: &[Entry]) -> Result<()> {
+    let mut by_partition: Vec<(i32, Vec<&Entry>)> = Vec::new();
+    for entry in entries {
+        let partition = entry
+            .placed
+            .expect("only placed entries go to Rocketry")
+            .partition;
+        match by_partition.iter_mut().find(|(p, _)| *p == partition) {
+            Some((_, batch)) => batch.push(entry),
+            None => by_partition.push((partition, vec![entry])),
+        }
+    }
+    let target = match state.target.take() {
+        Some(target) => target,
+        None => resolve(shared, state).await?,
+    };
+    let written = to_queues(shared, state, &target, by_partition).await;
+    state.target = Some(target);
+    written
+}
+
+/// Finds the Rocketry topic (creating it when missing). Every queue is then rechecked
+/// before its first write: a crash of an earlier writer may have come between a write and
+/// the spool's advance.
+async fn resolve(shared: &Shared, state: &mut State) -> Result<Target> {
+    let config = &shared.config;
+    let topic = &config.source_topic;
+    let partitions = partition_count(shared.producer.client(), topic)?;
+    let first_namesrv = config.namesrv.split(';').next().unwrap_or_default().trim();
+    let target = Target::open(first_namesrv, &config.target_topic, partitions).await?;
+    state.recheck = (0..partitions as i32).collect();
+    Ok(target)
+}
+
+async fn to_queues(
+    shared: &Shared,
+    state: &mut State,
+    target: &Target,
+    by_partition: Vec<(i32, Vec<&Entry>)>,
+) -> Result<()> {
+    let topic = &shared.config.source_topic;
+    for (partition, batch) in by_partition {
+        let queue = target.queue(partition).clone();
+        let client = match state.brokers.get(&queue.broker_addr) {
+            Some(client) => client.clone(),
+            None => {
+                let client = protocol::Client::connect(queue.broker_addr.as_str()).await?;
+                state
+                    .brokers
+                    .insert(queue.broker_addr.clone(), client.clone());
+                client
+            }
+        };
+        let present = if state.recheck.contains(&partition) {
+            let found = target
+                .recent_source_offsets(&client, &queue, RECHECK_DEPTH)
+                .await;
+            match found {
+                Ok(found) => found,
+                Err(error) => {
+                    state.brokers.remove(&queue.broker_addr);
+                    return Err(error);
+                }
+            }
+        } else {
+            HashSet::new()
+        };
+        let mut messages = Vec::with_capacity(batch.len());
+        for entry in batch {
+            let placed = entry.placed.expect("placed");
+            if present.contains(&placed.offset) {
+                continue;
+            }
+            let headers = headers(&entry.record);
+            let record = source_record(&entry.record, topic, Some(placed), &headers);
+            messages.push(to_message(&record, &shared.config.target_topic)?);
+        }
+        if !messages.is_empty() {
+            if let Err(error) = target.send(&client, &queue, &messages).await {
+                state.brokers.remove(&queue.broker_addr);
+                state.recheck.insert(partition);
+                return Err(error);
+            }
+        }
+        state.recheck.remove(&partition);
+    }
+    Ok(())
+}
+
+/// Replays the spool front to back, forever: unplaced entries go to Kafka first, then every
+/// copy to Rocketry; entries leave the spool only once both sides hold them.
+async fn replay(shared: Arc<Shared>) {
+    loop {
+        let waiting = shared.spooled.notified();
+        let result = {
+            let mut state = shared.state.lock().await;
+            replay_some(&shared, &mut state).await
+        };
+        match result {
+            Ok(true) => continue,
+            Ok(false) => waiting.await,
+            Err(error) => {
+                warn!(%error, "replaying the spool; trying again");
+                tokio::time::sleep(shared.config.retry_every).await;
+            }
+        }
+    }
+}
+
+/// Replays up to [`REPLAY_BATCH`] entries; whether any remained to replay.
+async fn replay_some(shared: &Shared, state: &mut State) -> Result<bool> {
+    if state.spool.is_empty() {
+        return Ok(false);
+    }
+    let front = tokio::task::block_in_place(|| state.spool.front(REPLAY_BATCH))?;
+    let mut entries = front
+        .iter()
+        .map(|bytes| decode(bytes))
+        .collect::<Result<Vec<_>>>()?;
+    // Unplaced entries lead the spool and are replayed one at a time: to Kafka, then to
+    // Rocketry. A crash in between writes that one to Kafka again.
+    if let Some(entry) = entries.first_mut().filter(|e| e.placed.is_none()) {
+        let placed = match state.front_placed {
+            Some(placed) => placed,
+            None => to_kafka(shared, &entry.record).await?,
+        };
+        state.front_placed = Some(placed);
+        entry.placed = Some(placed);
+        to_rocketry(shared, state, &entries[..1]).await?;
+        state.front_placed = None;
+        take(shared, state, 1, 1)?;
+        return Ok(true);
+    }
+    to_rocketry(shared, state, &entries).await?;
+    take(shared, state, entries.len(), 0)?;
+    Ok(true)
+}
+
+fn take(shared: &Shared, state: &mut State, count: usize, unplaced: u64) -> Result<()> {
+    tokio::task::block_in_place(|| state.spool.take(count))?;
+    state.unplaced -= unplaced;
+    shared.metrics.show(&state.spool);
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "dual_write_test.rs"]
+mod dual_write_test;
