@@ -7,6 +7,7 @@
 //! description of the machine. Reports print for people and save as JSON; `bench summarize`
 //! turns a folder of them into the markdown table of `docs/benchmarks.md`.
 
+pub mod copied;
 pub mod java;
 pub mod load;
 pub mod machine;

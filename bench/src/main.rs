@@ -112,6 +112,25 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         queues: i32,
     },
+    /// Wait until a topic holds --records records, sampling every 100 ms, and print (as JSON)
+    /// how long its copier took to start and to copy, and the copier's CPU (--pid).
+    Copied {
+        /// The copy lands in Kafka (MirrorMaker 2's target).
+        #[arg(long, conflicts_with = "namesrv", required_unless_present = "namesrv")]
+        bootstrap_servers: Option<String>,
+        /// The copy lands in Rocketry (the mirror's target).
+        #[arg(long)]
+        namesrv: Option<String>,
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        records: u64,
+        /// The copier's processes (repeat for several).
+        #[arg(long = "pid")]
+        pids: Vec<u32>,
+        #[arg(long, default_value_t = 1800.0)]
+        timeout: f64,
+    },
     /// Read the output of Apache RocketMQ's benchmark Producer/Consumer into a report.
     ImportJava {
         /// The tool's saved stdout.
@@ -209,6 +228,24 @@ async fn main() -> Result<()> {
             count,
             common,
         } => run(IdleConnections { namesrv, count }, &common).await,
+        Command::Copied {
+            bootstrap_servers,
+            namesrv,
+            topic,
+            records,
+            pids,
+            timeout,
+        } => {
+            let side = match (bootstrap_servers, namesrv) {
+                (Some(bootstrap_servers), _) => bench::copied::Side::Kafka { bootstrap_servers },
+                (None, Some(namesrv)) => bench::copied::Side::Rocketry { namesrv },
+                (None, None) => bail!("give --bootstrap-servers or --namesrv"),
+            };
+            let timeout = Duration::from_secs_f64(timeout);
+            let copied = bench::copied::copied(&side, &topic, records, &pids, timeout).await?;
+            println!("{}", serde_json::to_string(&copied)?);
+            Ok(())
+        }
         Command::CreateTopic {
             namesrv,
             topic,
