@@ -14,8 +14,8 @@ pub enum MigrateCommand {
     /// Copy a Kafka topic into a Rocketry topic (partition p to queue p) and keep copying.
     /// Key goes to KEYS, headers to user properties, and the source partition, offset and
     /// timestamp to KAFKA_* properties. Restarts resume from what Rocketry already holds,
-    /// so a killed mirror skips nothing and repeats at most the one batch a restart may find
-    /// still in flight (docs/migration.md, "Restarts").
+    /// so a killed mirror skips nothing, and repeats nothing unless the broker held a write
+    /// past the 3 s request timeout (docs/migration.md, "Restarts").
     Mirror {
         #[command(flatten)]
         endpoints: EndpointArgs,

@@ -3,15 +3,16 @@
 //!
 //! It keeps no state of its own. Each partition's copy resumes after the source offset that
 //! the last message of its queue carries (see [`crate::record`]), which is exactly what
-//! Rocketry acknowledged, so a mirror killed at any point skips nothing. It repeats a batch
-//! only when a restart reads the tail while the killed process's last write is still in
-//! flight (docs/migration.md, "Restarts").
+//! Rocketry acknowledged, so a mirror killed at any point skips nothing and, barring a broker
+//! that holds a write past the request timeout, repeats nothing (docs/migration.md,
+//! "Restarts").
 //! It also commits its positions to a Kafka consumer group, but only so that Kafka's own
 //! tools show its lag: those commits are never read back.
 //!
-//! A write whose outcome is unknown (a timeout, a dropped connection) is settled the same
-//! way: the partition waits out the send timeout on a fresh connection, so that the old
-//! request has been stored or dropped, then re-reads the queue's tail and goes on from there.
+//! A write whose outcome is unknown (a timeout, a dropped connection, a killed process) is
+//! settled the same way: the partition waits out the send timeout, at start and after every
+//! error, so that the old request has been stored or dropped, then reads the queue's tail on
+//! a fresh connection and goes on from there.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -121,6 +122,9 @@ async fn copy_partition(
         metrics.copied.with_label_values(&labels),
         metrics.lag.with_label_values(&labels),
     );
+    // A mirror process killed a moment ago may have a batch in flight; past the request
+    // timeout it has been stored or dropped, so the tail read first is final too.
+    tokio::time::sleep(protocol::client::DEFAULT_TIMEOUT).await;
     loop {
         let copy = copy_from_tail(config, target, &queue, &consumer, partition, &counters);
         let Err(error) = copy.await;
