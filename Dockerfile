@@ -7,10 +7,10 @@
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 # librdkafka (the Kafka client of `rocketry migrate`) is built from source by its configure
-# script and make, which the slim image lacks.
+# script and make, which the slim image lacks, against OpenSSL for TLS and SASL to Kafka.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends make \
+ && apt-get install -y --no-install-recommends make pkg-config libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 COPY Cargo.toml Cargo.lock ./
 COPY message message
@@ -26,13 +26,14 @@ RUN cargo build --release --locked -p broker --bin rocketry -p operator --bin ro
  && install -D -m 0755 target/release/rocketry /out/rocketry \
  && install -D -m 0755 target/release/rocketry-operator /out/rocketry-operator
 
-# Runtime stage: glibc, CA certificates (the operator talks TLS to the apiserver), no shell tools
-# beyond what Debian's slim base has, and a fixed non-root user the manifests name by number.
+# Runtime stage: glibc, CA certificates (the operator talks TLS to the apiserver), OpenSSL (the
+# migration's TLS to Kafka), no shell tools beyond what Debian's slim base has, and a fixed
+# non-root user the manifests name by number.
 FROM debian:bookworm-slim
-# Unpinned on purpose: the CA bundle should be the newest the base's release has.
+# Unpinned on purpose: the CA bundle and OpenSSL should be the newest the base's release has.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 rocketry \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /var/lib/rocketry --shell /usr/sbin/nologin rocketry \

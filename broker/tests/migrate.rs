@@ -122,13 +122,15 @@ impl Drop for Mirror {
     }
 }
 
-/// The mirror, serving its metrics on `metrics` when given.
+/// The mirror, serving its metrics on `metrics` when given, with more `--kafka-config`
+/// settings.
 fn start_mirror(
     bootstrap: &str,
     namesrv: &str,
     topic: &str,
     log: &std::path::Path,
     metrics: Option<&str>,
+    kafka_config: &[String],
 ) -> Mirror {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -144,6 +146,11 @@ fn start_mirror(
                 .map(|addr| ["--metrics-addr", addr])
                 .into_iter()
                 .flatten(),
+        )
+        .args(
+            kafka_config
+                .iter()
+                .flat_map(|c| ["--kafka-config", c.as_str()]),
         )
         .env("RUST_LOG", "info")
         .stdout(log.try_clone().unwrap())
@@ -264,7 +271,17 @@ async fn the_mirror_copies_every_record_once_across_two_kills() {
         .await
         .unwrap();
     let metrics = format!("127.0.0.1:{}", free_port());
-    let mut mirror = start_mirror(&bootstrap, &rocketry.namesrv, &topic, &log, Some(&metrics));
+    let start = || {
+        start_mirror(
+            &bootstrap,
+            &rocketry.namesrv,
+            &topic,
+            &log,
+            Some(&metrics),
+            &[],
+        )
+    };
+    let mut mirror = start();
     let total = count as u64;
     let mut at_last_start = 0;
     for fraction in [4, 2] {
@@ -277,7 +294,7 @@ async fn the_mirror_copies_every_record_once_across_two_kills() {
             "the copy ended before the kill: pick more records"
         );
         at_last_start = at_kill;
-        mirror = start_mirror(&bootstrap, &rocketry.namesrv, &topic, &log, Some(&metrics));
+        mirror = start();
     }
     wait_for(&broker, &topic, total, &mut mirror, log_text).await;
     println!("copied all in {:?}", started.elapsed());
@@ -504,7 +521,7 @@ async fn a_consumer_group_moves_to_rocketry_and_back_mid_stream() {
     .await
     .unwrap();
     let log = rocketry.data_dir.join("mirror.log");
-    let mut mirror = start_mirror(&bootstrap, &rocketry.namesrv, &topic, &log, None);
+    let mut mirror = start_mirror(&bootstrap, &rocketry.namesrv, &topic, &log, None, &[]);
 
     // The Kafka group reads a third and stops, committing what it read.
     let (b, t, g) = (bootstrap.clone(), topic.clone(), group.clone());
@@ -767,4 +784,90 @@ async fn dual_write_spools_through_a_20_s_broker_outage_and_both_sides_agree() {
         })
         .sum();
     assert_eq!(kafka_total, sent as u64, "{report}");
+}
+
+/// The Kafka peer's SASL_SSL listener and the certificate it presents, when `scripts/test`
+/// started the peer.
+fn kafka_secure_peer() -> Option<(String, String)> {
+    match (
+        std::env::var("ROCKETRY_PEER_KAFKA_SASL_SSL"),
+        std::env::var("ROCKETRY_PEER_KAFKA_CA"),
+    ) {
+        (Ok(addr), Ok(ca)) if !addr.is_empty() && !ca.is_empty() => Some((addr, ca)),
+        _ => {
+            println!("SKIPPED: ROCKETRY_PEER_KAFKA_SASL_SSL or ROCKETRY_PEER_KAFKA_CA is not set (run scripts/test)");
+            None
+        }
+    }
+}
+
+/// librdkafka settings for the peer's SASL_SSL listener: TLS verified against its
+/// certificate, SASL/PLAIN with `password`.
+fn sasl_ssl(ca: &str, password: &str) -> Vec<String> {
+    vec![
+        "security.protocol=SASL_SSL".into(),
+        format!("ssl.ca.location={ca}"),
+        "sasl.mechanism=PLAIN".into(),
+        "sasl.username=rocketry".into(),
+        format!("sasl.password={password}"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mirror_reads_kafka_over_tls_with_sasl_and_names_a_refused_login() {
+    let (Some(bootstrap), Some((secure, ca))) = (kafka_peer(), kafka_secure_peer()) else {
+        return;
+    };
+    let rocketry = Rocketry::standalone("");
+    let topic = unique("secure");
+    let run = unique("run");
+    create_kafka_topic(&bootstrap, &topic);
+    {
+        let (bootstrap, topic, run) = (bootstrap.clone(), topic.clone(), run.clone());
+        tokio::task::spawn_blocking(move || produce(&bootstrap, &topic, &run, (0, 1000)))
+            .await
+            .unwrap();
+    }
+    let broker = Client::connect(rocketry.broker_addr.as_deref().unwrap())
+        .await
+        .unwrap();
+
+    // A wrong password: the mirror stops with an error, and its log says why.
+    let refused_log = rocketry.data_dir.join("refused.log");
+    let settings = sasl_ssl(&ca, "wrong-secret");
+    let mut refused = start_mirror(
+        &secure,
+        &rocketry.namesrv,
+        &topic,
+        &refused_log,
+        None,
+        &settings,
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = refused.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the mirror kept running with a wrong password"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let text = std::fs::read_to_string(&refused_log).unwrap();
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains("SASL authentication error: Authentication failed"),
+        "{text}"
+    );
+    assert_eq!(copied(&broker, &topic).await, 0);
+
+    // The right one: every record is copied over TLS.
+    let log = rocketry.data_dir.join("mirror.log");
+    let settings = sasl_ssl(&ca, "rocketry-secret");
+    let mut mirror = start_mirror(&secure, &rocketry.namesrv, &topic, &log, None, &settings);
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for(&broker, &topic, 1000, &mut mirror, log_text).await;
+    mirror.kill();
+    assert_eq!(copied(&broker, &topic).await, 1000);
 }
