@@ -6,7 +6,9 @@
 //! before [`DualWriter::send`] returns, and a background task replays the spool in order once
 //! the side is back. Order is kept per partition: while the spool holds a record that Kafka
 //! has not taken, every later record is spooled whole; while it holds only copies bound for
-//! Rocketry, later records still go to Kafka at once and their copies queue behind. A full
+//! Rocketry, later records still go to Kafka at once and their copies queue behind. The
+//! replay writes without holding up sends, so sends keep spooling at disk speed during an
+//! outage. A full
 //! spool refuses the record before either side sees it, so nothing is half written.
 //!
 //! Kafka offsets name records uniquely, so a copy whose write had an unknown outcome (a
@@ -135,26 +137,32 @@ struct Entry {
     placed: Option<Placed>,
 }
 
+/// The spool and what sends decide by. A send holds it throughout, which serializes sends;
+/// the replay holds it only to read the front and to take entries off it, never across a
+/// write, so that sends keep spooling while a side is down.
 struct State {
     spool: Spool,
-    /// The Rocketry topic, found at the first write to it, so that a writer starts (and
-    /// spools) while Rocketry is down.
-    target: Option<Target>,
-    /// Spooled entries Kafka has not taken yet (all of them precede the rest).
+    /// Spooled entries Kafka has not taken yet.
     unplaced: u64,
+}
+
+/// The connections to Rocketry, shared by sends and the replay.
+#[derive(Default)]
+struct Rocketry {
+    /// The topic, found at the first write to it, so that a writer starts (and spools)
+    /// while Rocketry is down.
+    target: Option<Target>,
     /// One connection per broker address, dropped on any error.
     brokers: HashMap<String, protocol::Client>,
     /// Queues whose last write had an unknown outcome (and all queues after a restart).
     recheck: HashSet<i32>,
-    /// Where Kafka put the spool's first entry, when it was unplaced and the replay wrote it
-    /// to Kafka but not yet to Rocketry (kept so a retry does not write it to Kafka again).
-    front_placed: Option<Placed>,
 }
 
 struct Shared {
     config: DualWriteConfig,
     producer: FutureProducer,
     state: Mutex<State>,
+    rocketry: Mutex<Rocketry>,
     spooled: Notify,
     metrics: Metrics,
 }
@@ -241,13 +249,11 @@ impl DualWriter {
         let topic = &config.source_topic;
         let mut spool =
             tokio::task::block_in_place(|| Spool::open(&config.spool_dir, config.spool_max_bytes))?;
-        // Unplaced entries lead the spool: count them up to the first placed one.
         let mut unplaced = 0;
         tokio::task::block_in_place(|| {
             spool.visit(|bytes| {
-                let placed = decode(bytes)?.placed.is_some();
-                unplaced += u64::from(!placed);
-                Ok(!placed)
+                unplaced += u64::from(decode(bytes)?.placed.is_none());
+                Ok(true)
             })
         })?;
         if !spool.is_empty() {
@@ -258,18 +264,11 @@ impl DualWriter {
         }
         let metrics = Metrics::register(&config.registry, topic)?;
         metrics.show(&spool);
-        let state = State {
-            spool,
-            unplaced,
-            target: None,
-            brokers: HashMap::new(),
-            recheck: HashSet::new(),
-            front_placed: None,
-        };
         let shared = Arc::new(Shared {
             config,
             producer,
-            state: Mutex::new(state),
+            state: Mutex::new(State { spool, unplaced }),
+            rocketry: Mutex::new(Rocketry::default()),
             spooled: Notify::new(),
             metrics,
         });
@@ -315,7 +314,7 @@ impl DualWriter {
                         spool(shared, &mut state, &entry)?;
                         Sent::Kafka { partition, offset }
                     } else {
-                        match to_rocketry(shared, &mut state, std::slice::from_ref(&entry)).await {
+                        match to_rocketry(shared, std::slice::from_ref(&entry)).await {
                             Ok(()) => Sent::Both { partition, offset },
                             Err(error) => {
                                 warn!(%error, "Rocketry did not take the copy; spooling it");
@@ -471,7 +470,7 @@ fn unreachable_kafka(error: &Error) -> bool {
 /// Writes the copies of `entries` (all placed, in spool order) to Rocketry, one batch per
 /// queue. A queue whose last write had an unknown outcome is first searched for the copies
 /// already there.
-async fn to_rocketry(shared: &Shared, state: &mut State, entries: &[Entry]) -> Result<()> {
+async fn to_rocketry(shared: &Shared, entries: &[Entry]) -> Result<()> {
     let mut by_partition: Vec<(i32, Vec<&Entry>)> = Vec::new();
     for entry in entries {
         let partition = entry
@@ -483,55 +482,56 @@ async fn to_rocketry(shared: &Shared, state: &mut State, entries: &[Entry]) -> R
             None => by_partition.push((partition, vec![entry])),
         }
     }
-    let target = match state.target.take() {
+    let mut rocketry = shared.rocketry.lock().await;
+    let target = match rocketry.target.take() {
         Some(target) => target,
-        None => resolve(shared, state).await?,
+        None => resolve(shared, &mut rocketry).await?,
     };
-    let written = to_queues(shared, state, &target, by_partition).await;
-    state.target = Some(target);
+    let written = to_queues(shared, &mut rocketry, &target, by_partition).await;
+    rocketry.target = Some(target);
     written
 }
 
 /// Finds the Rocketry topic (creating it when missing). Every queue is then rechecked
 /// before its first write: a crash of an earlier writer may have come between a write and
 /// the spool's advance.
-async fn resolve(shared: &Shared, state: &mut State) -> Result<Target> {
+async fn resolve(shared: &Shared, rocketry: &mut Rocketry) -> Result<Target> {
     let config = &shared.config;
     let topic = &config.source_topic;
     let partitions = partition_count(shared.producer.client(), topic)?;
     let first_namesrv = config.namesrv.split(';').next().unwrap_or_default().trim();
     let target = Target::open(first_namesrv, &config.target_topic, partitions).await?;
-    state.recheck = (0..partitions as i32).collect();
+    rocketry.recheck = (0..partitions as i32).collect();
     Ok(target)
 }
 
 async fn to_queues(
     shared: &Shared,
-    state: &mut State,
+    rocketry: &mut Rocketry,
     target: &Target,
     by_partition: Vec<(i32, Vec<&Entry>)>,
 ) -> Result<()> {
     let topic = &shared.config.source_topic;
     for (partition, batch) in by_partition {
         let queue = target.queue(partition).clone();
-        let client = match state.brokers.get(&queue.broker_addr) {
+        let client = match rocketry.brokers.get(&queue.broker_addr) {
             Some(client) => client.clone(),
             None => {
                 let client = protocol::Client::connect(queue.broker_addr.as_str()).await?;
-                state
+                rocketry
                     .brokers
                     .insert(queue.broker_addr.clone(), client.clone());
                 client
             }
         };
-        let present = if state.recheck.contains(&partition) {
+        let present = if rocketry.recheck.contains(&partition) {
             let found = target
                 .recent_source_offsets(&client, &queue, RECHECK_DEPTH)
                 .await;
             match found {
                 Ok(found) => found,
                 Err(error) => {
-                    state.brokers.remove(&queue.broker_addr);
+                    rocketry.brokers.remove(&queue.broker_addr);
                     return Err(error);
                 }
             }
@@ -550,12 +550,12 @@ async fn to_queues(
         }
         if !messages.is_empty() {
             if let Err(error) = target.send(&client, &queue, &messages).await {
-                state.brokers.remove(&queue.broker_addr);
-                state.recheck.insert(partition);
+                rocketry.brokers.remove(&queue.broker_addr);
+                rocketry.recheck.insert(partition);
                 return Err(error);
             }
         }
-        state.recheck.remove(&partition);
+        rocketry.recheck.remove(&partition);
     }
     Ok(())
 }
@@ -563,13 +563,13 @@ async fn to_queues(
 /// Replays the spool front to back, forever: unplaced entries go to Kafka first, then every
 /// copy to Rocketry; entries leave the spool only once both sides hold them.
 async fn replay(shared: Arc<Shared>) {
+    // Where Kafka put the front entry, when it was unplaced and the replay wrote it to Kafka
+    // but not yet to Rocketry: a retry does not write it to Kafka again. Only the replay
+    // takes entries off the front, so the front stays the same entry until it does.
+    let mut front_placed = None;
     loop {
         let waiting = shared.spooled.notified();
-        let result = {
-            let mut state = shared.state.lock().await;
-            replay_some(&shared, &mut state).await
-        };
-        match result {
+        match replay_some(&shared, &mut front_placed).await {
             Ok(true) => continue,
             Ok(false) => waiting.await,
             Err(error) => {
@@ -580,32 +580,40 @@ async fn replay(shared: Arc<Shared>) {
     }
 }
 
-/// Replays up to [`REPLAY_BATCH`] entries; whether any remained to replay.
-async fn replay_some(shared: &Shared, state: &mut State) -> Result<bool> {
-    if state.spool.is_empty() {
-        return Ok(false);
-    }
-    let front = tokio::task::block_in_place(|| state.spool.front(REPLAY_BATCH))?;
-    let mut entries = front
-        .iter()
-        .map(|bytes| decode(bytes))
-        .collect::<Result<Vec<_>>>()?;
-    // Unplaced entries lead the spool and are replayed one at a time: to Kafka, then to
-    // Rocketry. A crash in between writes that one to Kafka again.
-    if let Some(entry) = entries.first_mut().filter(|e| e.placed.is_none()) {
-        let placed = match state.front_placed {
+/// Replays up to [`REPLAY_BATCH`] entries from the front; whether there were any.
+async fn replay_some(shared: &Shared, front_placed: &mut Option<Placed>) -> Result<bool> {
+    let mut entries = {
+        let mut state = shared.state.lock().await;
+        if state.spool.is_empty() {
+            return Ok(false);
+        }
+        let front = tokio::task::block_in_place(|| state.spool.front(REPLAY_BATCH))?;
+        front
+            .iter()
+            .map(|bytes| decode(bytes))
+            .collect::<Result<Vec<_>>>()?
+    };
+    let unplaced = if entries[0].placed.is_none() {
+        // An unplaced entry is replayed alone: to Kafka, then to Rocketry. A crash in
+        // between writes it to Kafka again.
+        entries.truncate(1);
+        let placed = match *front_placed {
             Some(placed) => placed,
-            None => to_kafka(shared, &entry.record).await?,
+            None => to_kafka(shared, &entries[0].record).await?,
         };
-        state.front_placed = Some(placed);
-        entry.placed = Some(placed);
-        to_rocketry(shared, state, &entries[..1]).await?;
-        state.front_placed = None;
-        take(shared, state, 1, 1)?;
-        return Ok(true);
-    }
-    to_rocketry(shared, state, &entries).await?;
-    take(shared, state, entries.len(), 0)?;
+        *front_placed = Some(placed);
+        entries[0].placed = Some(placed);
+        1
+    } else {
+        // The leading run of placed entries; an unplaced one after it waits its turn.
+        let run = entries.iter().take_while(|e| e.placed.is_some()).count();
+        entries.truncate(run);
+        0
+    };
+    to_rocketry(shared, &entries).await?;
+    *front_placed = None;
+    let mut state = shared.state.lock().await;
+    take(shared, &mut state, entries.len(), unplaced)?;
     Ok(true)
 }
 
