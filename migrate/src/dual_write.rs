@@ -19,8 +19,9 @@
 //! Kafka's acknowledgement and the spool's advance is in Kafka twice.
 //!
 //! Sends are serialized per writer (each waits for both sides), which keeps per-partition
-//! order simple at the cost of throughput: several writers (processes or instances) may
-//! write to one topic.
+//! order simple at the cost of throughput. Each partition must have one writer: parity and
+//! cutover binary-search a queue by `KAFKA_OFFSET`, and two writers of one partition can land
+//! their copies out of Kafka's order (docs/migration.md, "One writer per Kafka partition").
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
