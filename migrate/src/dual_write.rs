@@ -2,7 +2,7 @@
 //! as the mirror maps it (partition `p` to queue `p`, the Kafka offset in `KAFKA_OFFSET`), so
 //! parity, cutover and rollback treat the two kinds of copy alike.
 //!
-//! When a side cannot be reached, the record goes to a local [`Spool`] instead, fsynced
+//! When a side cannot be reached, the record goes to a local spool instead, fsynced
 //! before [`DualWriter::send`] returns, and a background task replays the spool in order once
 //! the side is back. Order is kept per partition: while the spool holds a record that Kafka
 //! has not taken, every later record is spooled whole; while it holds only copies bound for

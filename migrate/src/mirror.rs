@@ -33,7 +33,8 @@ use crate::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct MirrorConfig {
     pub endpoints: Endpoints,
-    /// Where the mirror's metrics go (see [`MirrorMetrics`]).
+    /// Where the mirror's metrics go: `rocketry_mirror_copied_records_total` and
+    /// `rocketry_mirror_lag_records`, per source partition.
     pub registry: prometheus::Registry,
     /// Most records in one Rocketry batch.
     pub batch: usize,
