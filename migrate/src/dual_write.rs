@@ -38,7 +38,7 @@ use tokio::sync::{Mutex, Notify};
 use tracing::{info, warn};
 
 use crate::record::{to_message, SourceRecord};
-use crate::source::partition_count;
+use crate::source::{first_namesrv, partition_count};
 use crate::spool::Spool;
 use crate::target::Target;
 use crate::{Error, Result};
@@ -500,8 +500,8 @@ async fn resolve(shared: &Shared, rocketry: &mut Rocketry) -> Result<Target> {
     let config = &shared.config;
     let topic = &config.source_topic;
     let partitions = partition_count(shared.producer.client(), topic)?;
-    let first_namesrv = config.namesrv.split(';').next().unwrap_or_default().trim();
-    let target = Target::open(first_namesrv, &config.target_topic, partitions).await?;
+    let namesrv = first_namesrv(&config.namesrv);
+    let target = Target::open(namesrv, &config.target_topic, partitions).await?;
     rocketry.recheck = (0..partitions as i32).collect();
     Ok(target)
 }

@@ -25,12 +25,16 @@ pub struct Endpoints {
 impl Endpoints {
     /// The first name server of the list (the protocol client talks to one at a time).
     pub fn first_namesrv(&self) -> &str {
-        self.namesrv
-            .split(';')
-            .map(str::trim)
-            .find(|a| !a.is_empty())
-            .unwrap_or(&self.namesrv)
+        first_namesrv(&self.namesrv)
     }
+}
+
+/// The first name server of a `host:port;host:port` list.
+pub fn first_namesrv(list: &str) -> &str {
+    list.split(';')
+        .map(str::trim)
+        .find(|a| !a.is_empty())
+        .unwrap_or(list)
 }
 
 /// A consumer of `group` that never commits on its own; `assign` decides what it reads.

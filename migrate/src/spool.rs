@@ -140,13 +140,12 @@ impl Spool {
 
     /// Up to `max` entries from the front, oldest first, without taking them.
     pub fn front(&mut self, max: usize) -> Result<Vec<Vec<u8>>> {
-        let path = self.dir.join(LOG);
         let mut entries = Vec::new();
-        let mut at = self.head;
-        while entries.len() < max && at < self.end {
-            let entry = read_frame(&mut self.log, at, self.end).map_err(|e| io(&path, e))?;
-            at += FRAME_HEADER + entry.len() as u64;
-            entries.push(entry);
+        if max > 0 {
+            self.visit(|entry| {
+                entries.push(entry.to_vec());
+                Ok(entries.len() < max)
+            })?;
         }
         Ok(entries)
     }
@@ -166,8 +165,7 @@ impl Spool {
         } else {
             let mut head = self.head;
             for _ in 0..taken {
-                let entry = read_frame(&mut self.log, head, self.end).map_err(|e| io(&path, e))?;
-                head += FRAME_HEADER + entry.len() as u64;
+                head += frame_length(&mut self.log, head, self.end).map_err(|e| io(&path, e))?;
             }
             self.write_head(head)?;
             self.head = head;
@@ -228,9 +226,10 @@ fn scan(log: &mut File, head: u64, length: u64) -> std::io::Result<(u64, u64)> {
     Ok((at, entries))
 }
 
-/// The entry of the frame at `at`, which must end by `limit`: `UnexpectedEof` when it would
-/// not (a torn length is never trusted to size a buffer), `InvalidData` when its CRC fails.
-fn read_frame(log: &mut File, at: u64, limit: u64) -> std::io::Result<Vec<u8>> {
+/// The header of the frame at `at`, (entry length, CRC), leaving the file positioned at the
+/// entry. The frame must end by `limit`, else `UnexpectedEof`: a torn length is never trusted
+/// to size a buffer.
+fn read_header(log: &mut File, at: u64, limit: u64) -> std::io::Result<(u32, u32)> {
     let mut header = [0u8; FRAME_HEADER as usize];
     log.seek(SeekFrom::Start(at))?;
     log.read_exact(&mut header)?;
@@ -239,6 +238,19 @@ fn read_frame(log: &mut File, at: u64, limit: u64) -> std::io::Result<Vec<u8>> {
     if at + FRAME_HEADER + length as u64 > limit {
         return Err(ErrorKind::UnexpectedEof.into());
     }
+    Ok((length, crc))
+}
+
+/// The whole length of the frame at `at`, read from its header alone.
+fn frame_length(log: &mut File, at: u64, limit: u64) -> std::io::Result<u64> {
+    let (length, _) = read_header(log, at, limit)?;
+    Ok(FRAME_HEADER + length as u64)
+}
+
+/// The entry of the frame at `at`, which must end by `limit` (see [`read_header`]);
+/// `InvalidData` when its CRC fails.
+fn read_frame(log: &mut File, at: u64, limit: u64) -> std::io::Result<Vec<u8>> {
+    let (length, crc) = read_header(log, at, limit)?;
     let mut entry = vec![0u8; length as usize];
     log.read_exact(&mut entry)?;
     if crc32fast::hash(&entry) != crc {

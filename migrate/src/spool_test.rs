@@ -4,13 +4,19 @@ fn entries(n: usize) -> Vec<Vec<u8>> {
     (0..n).map(|i| format!("entry {i}").into_bytes()).collect()
 }
 
+/// A spool in `dir` of 1 MiB holding `entries(n)`.
+fn filled(dir: &Path, n: usize) -> Spool {
+    let mut spool = Spool::open(dir, 1 << 20).unwrap();
+    for entry in entries(n) {
+        spool.append(&entry).unwrap();
+    }
+    spool
+}
+
 #[test]
 fn entries_come_back_in_order_and_a_drained_spool_gives_its_disk_back() {
     let dir = tempfile::tempdir().unwrap();
-    let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
-    for entry in entries(5) {
-        spool.append(&entry).unwrap();
-    }
+    let mut spool = filled(dir.path(), 5);
     assert_eq!(spool.len(), 5);
     assert_eq!(spool.front(2).unwrap(), entries(2));
     spool.take(2).unwrap();
@@ -25,10 +31,7 @@ fn entries_come_back_in_order_and_a_drained_spool_gives_its_disk_back() {
 fn a_reopened_spool_replays_only_what_was_not_taken() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
-        for entry in entries(4) {
-            spool.append(&entry).unwrap();
-        }
+        let mut spool = filled(dir.path(), 4);
         spool.take(1).unwrap();
     }
     let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
@@ -39,12 +42,7 @@ fn a_reopened_spool_replays_only_what_was_not_taken() {
 #[test]
 fn a_torn_last_entry_is_cut_and_the_rest_kept() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
-        for entry in entries(3) {
-            spool.append(&entry).unwrap();
-        }
-    }
+    drop(filled(dir.path(), 3));
     let log = dir.path().join(LOG);
     let length = std::fs::metadata(&log).unwrap().len();
     // A frame header claiming 4 GiB, and half of a real frame's body: both torn writes.
@@ -64,12 +62,7 @@ fn a_torn_last_entry_is_cut_and_the_rest_kept() {
 #[test]
 fn a_flipped_byte_ends_the_log_there() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
-        for entry in entries(3) {
-            spool.append(&entry).unwrap();
-        }
-    }
+    drop(filled(dir.path(), 3));
     let log = dir.path().join(LOG);
     let mut bytes = std::fs::read(&log).unwrap();
     let last = bytes.len() - 1;
