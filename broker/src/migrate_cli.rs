@@ -1,6 +1,7 @@
 //! `rocketry migrate`: moving from Kafka (the `migrate` crate does the work).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -105,6 +106,11 @@ pub struct EndpointArgs {
     /// More librdkafka settings, `name=value`; repeatable.
     #[arg(long = "kafka-config", value_name = "NAME=VALUE")]
     kafka_config: Vec<String>,
+    /// A folder whose every file is a librdkafka setting: the file's name, its content (a
+    /// mounted Secret, so passwords stay off the command line). Files starting with `.` are
+    /// skipped (a Secret volume's own links).
+    #[arg(long, value_name = "DIR")]
+    kafka_config_dir: Option<PathBuf>,
 }
 
 impl EndpointArgs {
@@ -115,6 +121,22 @@ impl EndpointArgs {
                 .split_once('=')
                 .with_context(|| format!("--kafka-config {setting:?} is not NAME=VALUE"))?;
             kafka.insert(name.to_string(), value.to_string());
+        }
+        if let Some(dir) = &self.kafka_config_dir {
+            for entry in
+                std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?
+            {
+                let path = entry?.path();
+                let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                    continue;
+                };
+                if name.starts_with('.') || !path.is_file() {
+                    continue;
+                }
+                let value = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                kafka.insert(name.to_string(), value);
+            }
         }
         Ok(migrate::Endpoints {
             kafka,

@@ -171,8 +171,13 @@ pub async fn run_standalone(
     broker_listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let namesrv_addr = local_addr(&namesrv_listener);
-    settings.broker.namesrv_addr = format!("127.0.0.1:{}", namesrv_addr.port());
+    // The name server's own address, or loopback when it listens on every address: a name
+    // server bound to one address (bindAddress) is not on loopback.
+    let mut namesrv_addr = local_addr(&namesrv_listener);
+    if namesrv_addr.ip().is_unspecified() {
+        namesrv_addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    settings.broker.namesrv_addr = namesrv_addr.to_string();
     // The broker's own name server takes only TLS in enforcing mode, so the broker speaks it.
     if settings.tls.mode == TlsMode::Enforcing {
         settings.tls.client_enable = true;

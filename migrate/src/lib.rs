@@ -19,7 +19,7 @@ pub use dual_write::{DualWriteConfig, DualWriter, Record, Sent};
 pub use error::{Error, Result};
 pub use mirror::{mirror, MirrorConfig};
 pub use offsets::{cutover, rollback, GroupMove, Translation};
-pub use parity::{parity, ParityConfig, ParityReport, WindowParity};
+pub use parity::{parity, rfc3339, ParityConfig, ParityReport, WindowParity};
 pub use record::{SourcePosition, SourceRecord};
 pub use source::Endpoints;
 pub use target::Target;

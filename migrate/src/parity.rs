@@ -88,7 +88,8 @@ impl fmt::Display for WindowParity {
     }
 }
 
-fn rfc3339(ms: i64) -> String {
+/// `ms` (since the epoch) as an RFC 3339 time, to the millisecond.
+pub fn rfc3339(ms: i64) -> String {
     let at = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_millis(at).to_string()
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -31,6 +31,7 @@ use crate::crd::{
     FORCE_SCALE_IN_ANNOTATION, PAUSE_ANNOTATION,
 };
 use crate::metrics::Metrics;
+use crate::migration::RocketMigration;
 use crate::pacer::Pacer;
 use crate::resources::{
     self, COMPONENT_LABEL, CONFIG_HASH_ANNOTATION, GROUP_LABEL, INSTANCE_LABEL,
@@ -38,7 +39,8 @@ use crate::resources::{
 use crate::topic::RocketTopic;
 use crate::user::RocketUser;
 use crate::{
-    admin, consumer_group_controller, credentials, drain, roll, storage, topic_controller,
+    admin, consumer_group_controller, credentials, drain, migration_controller, roll, storage,
+    topic_controller,
 };
 use crate::{Error, Result};
 
@@ -89,7 +91,8 @@ pub async fn run(
     futures::join!(
         run_clusters(context.clone(), namespace, shutdown.clone()),
         run_topics(context.clone(), namespace, shutdown.clone()),
-        run_consumer_groups(context, namespace, shutdown),
+        run_consumer_groups(context.clone(), namespace, shutdown.clone()),
+        run_migrations(context, namespace, shutdown),
     );
 }
 
@@ -166,6 +169,30 @@ async fn run_consumer_groups(
     .run(
         consumer_group_controller::reconcile,
         consumer_group_controller::error_policy,
+        context,
+    )
+    .for_each(log_result)
+    .await;
+}
+
+/// Migrations poll both ends (see `migration_controller`); their mirror Deployments are
+/// watched so that a deleted or edited one is put back at once.
+async fn run_migrations(
+    context: Arc<Context>,
+    namespace: Option<&str>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = context.client.clone();
+    let owned = watcher::Config::default().labels("app.kubernetes.io/component=mirror");
+    Controller::new(
+        scoped::<RocketMigration>(&client, namespace),
+        watcher::Config::default(),
+    )
+    .owns(scoped::<Deployment>(&client, namespace), owned)
+    .graceful_shutdown_on(shutdown)
+    .run(
+        migration_controller::reconcile,
+        migration_controller::error_policy,
         context,
     )
     .for_each(log_result)

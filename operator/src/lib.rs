@@ -16,6 +16,8 @@ pub mod external_scaler;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod migration;
+pub mod migration_controller;
 pub mod pacer;
 pub mod resources;
 pub mod roll;
@@ -29,6 +31,7 @@ pub mod user;
 pub use consumer_group::RocketConsumerGroup;
 pub use controller::{run, Context};
 pub use crd::{RocketCluster, RocketClusterSpec, RocketClusterStatus};
+pub use migration::RocketMigration;
 pub use topic::RocketTopic;
 pub use user::RocketUser;
 
@@ -40,6 +43,7 @@ pub fn crd_files() -> Result<Vec<(String, String)>, serde_norway::Error> {
         RocketUser::crd(),
         RocketTopic::crd(),
         RocketConsumerGroup::crd(),
+        RocketMigration::crd(),
     ]
     .into_iter()
     .map(|crd| {

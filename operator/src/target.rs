@@ -67,6 +67,25 @@ impl Brokers {
 /// Why no broker could be found: (condition reason, message).
 pub type Unreachable = (&'static str, String);
 
+/// The RocketCluster `name` of `namespace`, or why there is none.
+pub async fn cluster(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<std::result::Result<RocketCluster, Unreachable>> {
+    let clusters: Api<RocketCluster> = Api::namespaced(client.clone(), namespace);
+    Ok(clusters
+        .get_opt(name)
+        .await
+        .map_err(kube_error("get", "rocketcluster", name))?
+        .ok_or_else(|| {
+            (
+                "ClusterNotFound",
+                format!("RocketCluster {name} does not exist in {namespace}"),
+            )
+        }))
+}
+
 /// The brokers `reference` names, or why there are none to talk to.
 pub async fn resolve(
     client: &Client,
@@ -74,17 +93,9 @@ pub async fn resolve(
     reference: &ClusterRef,
 ) -> Result<std::result::Result<Brokers, Unreachable>> {
     if let Some(name) = &reference.cluster {
-        let clusters: Api<RocketCluster> = Api::namespaced(client.clone(), namespace);
-        let Some(cluster) =
-            clusters
-                .get_opt(name)
-                .await
-                .map_err(kube_error("get", "rocketcluster", name))?
-        else {
-            return Ok(Err((
-                "ClusterNotFound",
-                format!("RocketCluster {name} does not exist in {namespace}"),
-            )));
+        let cluster = match cluster(client, namespace, name).await? {
+            Ok(cluster) => cluster,
+            Err(unreachable) => return Ok(Err(unreachable)),
         };
         let access = credentials::access(&cluster, client, namespace).await?;
         let groups = (0..cluster.spec.broker_groups)

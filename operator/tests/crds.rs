@@ -14,7 +14,7 @@ fn repo_file(path: &str) -> String {
 fn crds_are_generated_from_the_types_and_the_chart_has_the_same() {
     let fix = "regenerate with: cargo run -p operator --bin crdgen -- crds charts/rocketry/crds";
     let generated = operator::crd_files().unwrap();
-    assert_eq!(generated.len(), 4);
+    assert_eq!(generated.len(), 5);
     for (file, yaml) in generated {
         for folder in ["crds", "charts/rocketry/crds"] {
             assert!(

@@ -1,0 +1,488 @@
+//! A RocketMigration driven through every phase to Done on the test ground (issue 19): a
+//! private Apache Kafka 4.4.0 and a `rocketry standalone` listen on the node's bridge, so the
+//! operator (in this process) and the mirror (a pod of the broker image on the real node)
+//! both reach them. The mirror copies a topic of three partitions; parity compares 10 s
+//! windows while a producer keeps writing, across an operator restart; the cutover sets the
+//! Rocketry group's offsets from the Kafka group's; Done removes the mirror. Every
+//! transition is an event.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::Client;
+use operator::migration::{Phase, RocketMigration};
+use protocol::header::QueryConsumerOffsetRequestHeader;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use support::*;
+
+/// The test ground's bridge: the host's address that pods reach (docs/testing.md).
+const BRIDGE: &str = "10.244.0.1";
+/// The private Kafka's port (its controller takes the next, SASL_SSL the one after).
+const KAFKA_PORT: u16 = 19192;
+const TOPIC: &str = "orders";
+const PARTITIONS: i32 = 3;
+const HISTORY: usize = 3000;
+/// What the Kafka group `billing` committed, per partition, before the migration.
+const COMMITTED: [i64; 3] = [400, 500, 600];
+const TOLERATIONS: &str =
+    r#"[{"key":"rocketry.dev/real-node","operator":"Exists","effect":"NoSchedule"}]"#;
+
+/// A private Kafka on the bridge, stopped (and its data removed) when dropped.
+struct Kafka;
+
+impl Kafka {
+    fn script(verb: &str) -> Command {
+        let mut command = Command::new(repo_root().join("scripts/peers/kafka"));
+        command
+            .arg(verb)
+            .env("KAFKA_INSTANCE", "kafka-migration-test")
+            .env("KAFKA_HOST", BRIDGE)
+            .env("KAFKA_PORT", KAFKA_PORT.to_string())
+            .env("KAFKA_HEAP", "384m");
+        command
+    }
+
+    fn start() -> Kafka {
+        let output = Kafka::script("start").output().unwrap();
+        // Dropped on failure too, so a half-started instance is stopped.
+        let kafka = Kafka;
+        assert!(output.status.success(), "{}", printed(&output));
+        kafka
+    }
+
+    fn tool(args: &[&str]) {
+        let output = Kafka::script("tool").args(args).output().unwrap();
+        assert!(output.status.success(), "{}", printed(&output));
+    }
+}
+
+impl Drop for Kafka {
+    fn drop(&mut self) {
+        let _ = Kafka::script("stop").output();
+    }
+}
+
+fn printed(output: &std::process::Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn bootstrap() -> String {
+    format!("{BRIDGE}:{KAFKA_PORT}")
+}
+
+/// `rocketry standalone` on the bridge, SIGKILLed when dropped.
+struct Standalone {
+    child: Child,
+    namesrv: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Standalone {
+    fn start() -> Standalone {
+        // `cargo test --workspace` builds it for the broker's own tests.
+        let binary = std::env::var_os("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("target"))
+            .join("debug/rocketry");
+        assert!(
+            binary.exists(),
+            "{} is missing: run cargo build -p broker (cargo test --workspace does)",
+            binary.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let namesrv_port = free_port();
+        let broker_port = free_port();
+        let config = dir.path().join("broker.conf");
+        std::fs::write(
+            &config,
+            format!("bindAddress={BRIDGE}\nbrokerIP1={BRIDGE}\nflushDiskType=ASYNC_FLUSH\n"),
+        )
+        .unwrap();
+        let child = Command::new(binary)
+            .args(["standalone", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("store"))
+            .args(["--namesrv-port", &namesrv_port.to_string()])
+            .args(["--broker-port", &broker_port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("rocketry.log")).unwrap())
+            .spawn()
+            .unwrap();
+        Standalone {
+            child,
+            namesrv: format!("{BRIDGE}:{namesrv_port}"),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind((BRIDGE, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Records `first..end`, record `i` to partition `i % 3`, with a key and a header.
+fn produce(producer: &BaseProducer, first: usize, end: usize) {
+    for i in first..end {
+        let key = format!("key-{i}");
+        let value = format!("order-{i}-{}", "v".repeat(64));
+        let index = i.to_string();
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "index",
+            value: Some(&index),
+        });
+        let record = BaseRecord::to(TOPIC)
+            .partition(i as i32 % PARTITIONS)
+            .key(&key)
+            .payload(&value)
+            .headers(headers);
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+}
+
+fn producer() -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap()
+}
+
+/// The Kafka group `billing` commits `COMMITTED` without ever joining: a stopped consumer
+/// group, which is what a cutover moves.
+fn commit_billing() {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", "billing")
+        .create()
+        .unwrap();
+    let mut offsets = TopicPartitionList::new();
+    for (partition, offset) in COMMITTED.iter().enumerate() {
+        offsets
+            .add_partition_offset(TOPIC, partition as i32, Offset::Offset(*offset))
+            .unwrap();
+    }
+    consumer.commit(&offsets, CommitMode::Sync).unwrap();
+}
+
+/// Messages in each queue of the Rocketry topic (0 for a topic not yet routed).
+async fn copied(namesrv: &str) -> Vec<i64> {
+    let Ok(client) = protocol::Client::connect(namesrv).await else {
+        return vec![];
+    };
+    let Ok(route) = client.get_route_info(TOPIC).await else {
+        return vec![];
+    };
+    let Some(addr) = route
+        .broker_datas
+        .first()
+        .and_then(|b| b.broker_addrs.get(&0).cloned())
+    else {
+        return vec![];
+    };
+    let broker = protocol::Client::connect(addr.as_str()).await.unwrap();
+    let mut counts = Vec::new();
+    for queue in 0..PARTITIONS {
+        counts.push(broker.get_max_offset(TOPIC, queue).await.unwrap_or(0));
+    }
+    counts
+}
+
+async fn rocketry_offsets(namesrv: &str, group: &str) -> Vec<Option<i64>> {
+    let client = protocol::Client::connect(namesrv).await.unwrap();
+    let route = client.get_route_info(TOPIC).await.unwrap();
+    let addr = route.broker_datas[0].broker_addrs[&0].clone();
+    let broker = protocol::Client::connect(addr.as_str()).await.unwrap();
+    let mut offsets = Vec::new();
+    for queue_id in 0..PARTITIONS {
+        let header = QueryConsumerOffsetRequestHeader {
+            consumer_group: group.to_string(),
+            topic: TOPIC.to_string(),
+            queue_id,
+            ..Default::default()
+        };
+        offsets.push(broker.query_consumer_offset(&header).await.unwrap());
+    }
+    offsets
+}
+
+fn migration_manifest(namesrv: &str, image: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "rocketry.dev/v1alpha1",
+        "kind": "RocketMigration",
+        "metadata": {"name": "orders"},
+        "spec": {
+            "source": {"bootstrapServers": bootstrap()},
+            "target": {"nameServers": namesrv},
+            "topics": [{"source": TOPIC}],
+            "groups": [{"kafka": "billing"}],
+            "parity": {"windowSeconds": 10, "settleSeconds": 5, "cleanWindows": 2},
+            "phase": "Mirror",
+            "mirror": {
+                "image": image,
+                "imagePullPolicy": "Never",
+                "tolerations": serde_json::from_str::<serde_json::Value>(TOLERATIONS).unwrap(),
+            },
+        }
+    })
+}
+
+async fn status_of(api: &Api<RocketMigration>) -> operator::migration::RocketMigrationStatus {
+    api.get("orders").await.unwrap().status.unwrap_or_default()
+}
+
+async fn wait_phase(api: &Api<RocketMigration>, phase: Phase, limit: Duration) {
+    let api = api.clone();
+    wait_for(limit, &format!("phase {}", phase.as_str()), || {
+        let api = api.clone();
+        async move { (status_of(&api).await.phase == Some(phase)).then_some(()) }
+    })
+    .await;
+}
+
+async fn set_phase(api: &Api<RocketMigration>, phase: Phase) {
+    api.patch(
+        "orders",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"phase": phase.as_str()}})),
+    )
+    .await
+    .unwrap();
+}
+
+/// The notes of the migration's events whose reason starts with `reason`, oldest first.
+async fn events(client: &Client, namespace: &str, reason: &str) -> Vec<String> {
+    let api: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let mut events: Vec<Event> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref().is_some_and(|r| r.starts_with(reason)))
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("orders"))
+        .collect();
+    events.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
+    events.into_iter().filter_map(|e| e.note).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_goes_through_every_phase_to_done_and_moves_its_group_with_no_gap() {
+    let Some(path) = kubeconfig() else { return };
+    let installed = Command::new(repo_root().join("scripts/peers/kafka"))
+        .arg("installed")
+        .status()
+        .unwrap();
+    if !installed.success() {
+        println!("SKIPPED: the Kafka peer is not installed (scripts/peers/kafka install)");
+        return;
+    }
+    let _kafka = Kafka::start();
+    let broker = Standalone::start();
+    Kafka::tool(&[
+        "org.apache.kafka.tools.TopicCommand",
+        "--bootstrap-server",
+        &bootstrap(),
+        "--create",
+        "--topic",
+        TOPIC,
+        "--partitions",
+        &PARTITIONS.to_string(),
+    ]);
+    let kafka_producer = producer();
+    produce(&kafka_producer, 0, HISTORY);
+    commit_billing();
+
+    let client = admin_client(&path).await;
+    install_crds(&client).await;
+    let namespace = TestNamespace::create(&client, "migration").await;
+    let api: Api<RocketMigration> = Api::namespaced(client.clone(), &namespace.name);
+    let image = std::process::Command::new(repo_root().join("scripts/image"))
+        .arg("names")
+        .output()
+        .unwrap();
+    let image = String::from_utf8(image.stdout).unwrap();
+    let image = image.split_whitespace().next().unwrap().to_string();
+
+    // The apiserver refuses a target that names both a cluster and name servers.
+    let mut both = migration_manifest(&broker.namesrv, &image);
+    both["spec"]["target"]["cluster"] = "main".into();
+    let refused = api
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(both).unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("set exactly one of cluster"),
+        "{refused}"
+    );
+
+    let mut controller = RunningController::start(&client, &namespace.name);
+    let manifest = migration_manifest(&broker.namesrv, &image);
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(manifest).unwrap(),
+    )
+    .await
+    .unwrap();
+
+    // Mirror: the Deployment's pod runs on the node and copies the history.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace.name);
+    wait_for(
+        Duration::from_secs(180),
+        "the mirror to copy the history",
+        || {
+            let namesrv = broker.namesrv.clone();
+            async move {
+                let counts = copied(&namesrv).await;
+                (counts.iter().sum::<i64>() == HISTORY as i64).then_some(())
+            }
+        },
+    )
+    .await;
+    let mirror = deployments.get("orders-mirror").await.unwrap();
+    assert_eq!(
+        mirror.spec.strategy.and_then(|s| s.type_).as_deref(),
+        Some("Recreate")
+    );
+
+    // Verified needs two clean windows in a row while records keep coming.
+    let writing = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let writing = writing.clone();
+        std::thread::spawn(move || {
+            let mut next = HISTORY;
+            while writing.load(Ordering::Relaxed) {
+                produce(&kafka_producer, next, next + 10);
+                next += 10;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            next
+        })
+    };
+    set_phase(&api, Phase::Verified).await;
+    wait_phase(&api, Phase::ShadowRead, Duration::from_secs(60)).await;
+    wait_for(Duration::from_secs(60), "a first parity window", || {
+        let api = api.clone();
+        async move { (!status_of(&api).await.windows.is_empty()).then_some(()) }
+    })
+    .await;
+    // The operator restarts mid-comparison and resumes from its status.
+    controller.stop().await;
+    let compared_before = status_of(&api).await.next_window_ms;
+    controller = RunningController::start(&client, &namespace.name);
+    wait_phase(&api, Phase::Verified, Duration::from_secs(120)).await;
+    let produced = {
+        writing.store(false, Ordering::Relaxed);
+        writer.join().unwrap()
+    };
+    let verified = status_of(&api).await;
+    println!(
+        "parity: {:?}; {} records produced",
+        verified.last_parity, produced
+    );
+    assert!(verified.next_window_ms > compared_before);
+    assert!(verified.clean_windows >= 2, "{verified:?}");
+    let recent = &verified.windows[verified.windows.len() - 2..];
+    for window in recent {
+        assert!(window.clean, "{window:?}");
+        assert!(
+            window.kafka_records > 0,
+            "an empty window proves nothing: {window:?}"
+        );
+        assert_eq!(window.kafka_records, window.rocketry_records);
+    }
+    let parity = verified
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "ParityVerified")
+        .unwrap();
+    assert_eq!(parity.status, "True");
+
+    // Cutover and Done: the group's Rocketry offsets are its Kafka ones (the mirror copied
+    // each partition from its start, so queue offset = Kafka offset), the mirror goes.
+    set_phase(&api, Phase::Done).await;
+    wait_phase(&api, Phase::Done, Duration::from_secs(120)).await;
+    let done = status_of(&api).await;
+    let billing = &done.groups[0];
+    assert_eq!(billing.direction, Phase::Cutover);
+    let mut moved: Vec<(i32, i64, i64)> = billing
+        .offsets
+        .iter()
+        .map(|o| (o.partition, o.kafka_offset, o.queue_offset))
+        .collect();
+    moved.sort();
+    let expected: Vec<(i32, i64, i64)> = COMMITTED
+        .iter()
+        .enumerate()
+        .map(|(p, o)| (p as i32, *o, *o))
+        .collect();
+    assert_eq!(moved, expected);
+    let offsets = rocketry_offsets(&broker.namesrv, "billing").await;
+    assert_eq!(
+        offsets,
+        COMMITTED.iter().map(|o| Some(*o)).collect::<Vec<_>>()
+    );
+    wait_for(Duration::from_secs(30), "the mirror to be removed", || {
+        let deployments = deployments.clone();
+        async move {
+            deployments
+                .get_opt("orders-mirror")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+
+    let transitions = events(&client, &namespace.name, "Phase").await;
+    println!("{transitions:#?}");
+    let order = [
+        "Mirror -> DualWrite",
+        "DualWrite -> ShadowRead",
+        "ShadowRead -> Verified",
+        "Verified -> Cutover",
+        "Cutover -> Done",
+    ];
+    let found: Vec<&str> = order
+        .iter()
+        .copied()
+        .filter(|step| transitions.iter().any(|note| note.starts_with(step)))
+        .collect();
+    assert_eq!(found, order, "{transitions:#?}");
+
+    controller.stop().await;
+    namespace.delete().await;
+}
