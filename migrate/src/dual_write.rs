@@ -18,6 +18,11 @@
 //! at least once: a record spooled whole and replayed after a crash that came between
 //! Kafka's acknowledgement and the spool's advance is in Kafka twice.
 //!
+//! The hand-over from the mirror: each Kafka record the writer writes carries the
+//! [`DUAL_WRITTEN`] header, and the mirror leaves such records to the writer. The writer's
+//! first copy into a queue waits (in the spool) until the mirror has copied every record
+//! before it, so that a queue holds its partition in Kafka's order whoever wrote each copy.
+//!
 //! Sends are serialized per writer (each waits for both sides), which keeps per-partition
 //! order simple at the cost of throughput. Each partition must have one writer: parity and
 //! cutover binary-search a queue by `KAFKA_OFFSET`, and two writers of one partition can land
@@ -37,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, Notify};
 use tracing::{info, warn};
 
-use crate::record::{to_message, SourceRecord};
+use crate::record::{to_message, SourceRecord, DUAL_WRITTEN};
 use crate::source::{first_namesrv, partition_count};
 use crate::spool::Spool;
 use crate::target::Target;
@@ -157,6 +162,9 @@ struct Rocketry {
     brokers: HashMap<String, protocol::Client>,
     /// Queues whose last write had an unknown outcome (and all queues after a restart).
     recheck: HashSet<i32>,
+    /// Queues not yet written since the topic was found: their first copy waits for the
+    /// mirror (see [`handed_over`]).
+    gated: HashSet<i32>,
 }
 
 struct Shared {
@@ -404,7 +412,11 @@ fn source_record<'a>(
 /// Sends `record` to Kafka and waits for its acknowledgement.
 async fn to_kafka(shared: &Shared, record: &Record) -> Result<Placed> {
     let topic = &shared.config.source_topic;
-    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+    // The mark the mirror leaves the record alone by (its copy is ours to write).
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 1).insert(Header {
+        key: DUAL_WRITTEN,
+        value: Some("true"),
+    });
     for (key, value) in &record.headers {
         headers = headers.insert(Header {
             key,
@@ -503,6 +515,7 @@ async fn resolve(shared: &Shared, rocketry: &mut Rocketry) -> Result<Target> {
     let namesrv = first_namesrv(&config.namesrv);
     let target = Target::open(namesrv, &config.target_topic, partitions).await?;
     rocketry.recheck = (0..partitions as i32).collect();
+    rocketry.gated = rocketry.recheck.clone();
     Ok(target)
 }
 
@@ -540,14 +553,27 @@ async fn to_queues(
             HashSet::new()
         };
         let mut messages = Vec::with_capacity(batch.len());
+        let mut first = None;
         for entry in batch {
             let placed = entry.placed.expect("placed");
             if present.contains(&placed.offset) {
                 continue;
             }
+            first.get_or_insert(placed.offset);
             let headers = headers(&entry.record);
             let record = source_record(&entry.record, topic, Some(placed), &headers);
             messages.push(to_message(&record, &shared.config.target_topic)?);
+        }
+        if let (Some(first), true) = (first, rocketry.gated.contains(&partition)) {
+            match handed_over(shared, target, &client, &queue, partition, first).await {
+                Ok(()) => {
+                    rocketry.gated.remove(&partition);
+                }
+                Err(error) => {
+                    rocketry.brokers.remove(&queue.broker_addr);
+                    return Err(error);
+                }
+            }
         }
         if !messages.is_empty() {
             if let Err(error) = target.send(&client, &queue, &messages).await {
@@ -559,6 +585,41 @@ async fn to_queues(
         rocketry.recheck.remove(&partition);
     }
     Ok(())
+}
+
+/// Whether this writer's first copy for `partition`, of Kafka offset `first`, may go into
+/// its queue: every record before it is there (the mirror copied the records of the producers
+/// the writer replaced), or Kafka holds none before it. Otherwise the copy waits, and the
+/// queue stays in Kafka's order, which parity and cutover rely on, and which the mirror
+/// resumes by. Offsets that hold no record (transaction markers, compaction) before the
+/// first copy hold it until the mirror has copied a record past them (docs/migration.md).
+async fn handed_over(
+    shared: &Shared,
+    target: &Target,
+    client: &protocol::Client,
+    queue: &crate::target::Queue,
+    partition: i32,
+    first: i64,
+) -> Result<()> {
+    let copied = target.last_position(client, queue).await?.map(|p| p.offset);
+    if copied.is_some_and(|copied| copied >= first - 1) {
+        return Ok(());
+    }
+    let topic = &shared.config.source_topic;
+    let (low, _) = tokio::task::block_in_place(|| {
+        shared
+            .producer
+            .client()
+            .fetch_watermarks(topic, partition, shared.config.kafka_timeout)
+    })?;
+    if first <= low {
+        return Ok(());
+    }
+    Err(Error::MirrorBehind {
+        partition,
+        copied,
+        first,
+    })
 }
 
 /// Replays the spool front to back, forever: unplaced entries go to Kafka first, then every

@@ -37,6 +37,15 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The dual writer's first copy for a partition waits until the mirror has copied every
+    /// record before it, so that each queue stays in Kafka's order.
+    #[error("partition {partition}: the mirror has copied up to offset {copied:?}, and the dual writer's first copy is offset {first}; the copies wait in the spool until the mirror has copied what comes before")]
+    MirrorBehind {
+        partition: i32,
+        copied: Option<i64>,
+        first: i64,
+    },
+
     /// The spool is at its bound: the record was not taken, and the caller must hold it
     /// (or slow down) until the spool drains.
     #[error("the spool in {} is full ({max_bytes} bytes); the record was not written", dir.display())]

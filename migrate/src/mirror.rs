@@ -24,7 +24,7 @@ use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
-use crate::record::{to_message, SourceRecord};
+use crate::record::{to_message, SourceRecord, DUAL_WRITTEN};
 use crate::source::{consumer, partition_count, Endpoints};
 use crate::target::{Queue, Target};
 use crate::{Error, Result};
@@ -176,6 +176,7 @@ async fn copy_from_tail(
     let mut lag_checked = Instant::now();
     let mut copied = 0u64;
     let mut reported = Instant::now();
+    let mut handed_off = false;
     loop {
         let mut batch = Vec::with_capacity(config.batch);
         let mut bytes = 0;
@@ -193,15 +194,29 @@ async fn copy_from_tail(
         };
         while let Some(record) = next_record {
             let record = record?;
-            bytes += record.payload_len();
             last_offset = record.offset();
-            batch.push(map(&record, &target.topic)?);
-            if batch.len() >= config.batch || bytes >= config.batch_bytes {
-                break;
+            if dual_written(&record) {
+                if !handed_off {
+                    info!(
+                        partition,
+                        offset = last_offset,
+                        "from here the dual writer copies its own records"
+                    );
+                    handed_off = true;
+                }
+            } else {
+                bytes += record.payload_len();
+                batch.push(map(&record, &target.topic)?);
+                if batch.len() >= config.batch || bytes >= config.batch_bytes {
+                    break;
+                }
             }
             next_record = stream.next().now_or_never().flatten();
         }
         if batch.is_empty() {
+            if last_offset >= 0 {
+                next_to_copy = Some(last_offset + 1);
+            }
             continue;
         }
         target.send(&client, queue, &batch).await?;
@@ -252,6 +267,13 @@ fn refresh_lag(
     if let Ok((low, high)) = watermarks {
         lag.set((high - next_to_copy.unwrap_or(low)).max(0));
     }
+}
+
+/// Whether the dual writer wrote `record` (and so copies it itself).
+fn dual_written(record: &BorrowedMessage<'_>) -> bool {
+    record
+        .headers()
+        .is_some_and(|headers| headers.iter().any(|h| h.key == DUAL_WRITTEN))
 }
 
 fn map(record: &BorrowedMessage<'_>, topic: &str) -> Result<message::Message> {

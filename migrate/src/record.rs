@@ -34,6 +34,10 @@ pub const BASE64: &str = "KAFKA_BASE64";
 /// Prefix of a header whose name is taken by RocketMQ or by the names above.
 pub const HEADER_PREFIX: &str = "KAFKA_HEADER_";
 
+/// The Kafka header the dual writer puts on each record it writes. The mirror leaves such a
+/// record alone, since the writer copies it itself; the header is never copied.
+pub const DUAL_WRITTEN: &str = "rocketry-dual-written";
+
 const OWN: &[&str] = &[
     SOURCE_TOPIC,
     SOURCE_PARTITION,

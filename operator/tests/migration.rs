@@ -1,10 +1,11 @@
 //! A RocketMigration driven through every phase to Done on the test ground (issue 19): a
 //! private Apache Kafka 4.4.0 and a `rocketry standalone` listen on the node's bridge, so the
 //! operator (in this process) and the mirror (a pod of the broker image on the real node)
-//! both reach them. The mirror copies a topic of three partitions; parity compares 10 s
-//! windows while a producer keeps writing, across an operator restart; the cutover sets the
-//! Rocketry group's offsets from the Kafka group's; Done removes the mirror. Every
-//! transition is an event.
+//! both reach them. The mirror copies the history of a topic of three partitions while the
+//! dual writer takes over its producing: the writer's copies wait for the mirror, then go in
+//! themselves, and the mirror leaves the writer's records alone. Parity compares 10 s windows
+//! across an operator restart; the cutover sets the Rocketry group's offsets from the Kafka
+//! group's; Done removes the mirror. Every transition is an event.
 
 mod support;
 
@@ -318,8 +319,7 @@ async fn a_migration_goes_through_every_phase_to_done_and_moves_its_group_with_n
         "--partitions",
         &PARTITIONS.to_string(),
     ]);
-    let kafka_producer = producer();
-    produce(&kafka_producer, 0, HISTORY);
+    produce(&producer(), 0, HISTORY);
     commit_billing();
 
     let client = admin_client(&path).await;
@@ -357,6 +357,51 @@ async fn a_migration_goes_through_every_phase_to_done_and_moves_its_group_with_n
     .await
     .unwrap();
 
+    // Dual write: the producer switches to the dual writer at once, before the mirror's pod
+    // has copied anything, so its first copies wait in the spool for the mirror.
+    let spool = tempfile::tempdir().unwrap();
+    let writer = migrate::DualWriter::open(migrate::DualWriteConfig::new(
+        &bootstrap(),
+        TOPIC,
+        &broker.namesrv,
+        TOPIC,
+        spool.path().to_path_buf(),
+    ))
+    .await
+    .unwrap();
+    let writing = Arc::new(AtomicBool::new(true));
+    let dual_writes = {
+        let writing = writing.clone();
+        tokio::spawn(async move {
+            let mut outcomes = std::collections::BTreeMap::<&str, u64>::new();
+            let mut next = HISTORY;
+            while writing.load(Ordering::Relaxed) {
+                for i in next..next + 10 {
+                    let record = migrate::Record {
+                        key: Some(format!("key-{i}").into_bytes()),
+                        value: Some(format!("order-{i}-{}", "v".repeat(64)).into_bytes()),
+                        headers: vec![("index".to_string(), Some(i.to_string().into_bytes()))],
+                        partition: Some(i as i32 % PARTITIONS),
+                        timestamp: None,
+                    };
+                    let outcome = match writer.send(record).await.unwrap() {
+                        migrate::Sent::Both { .. } => "both",
+                        migrate::Sent::Kafka { .. } => "kafka, copy spooled",
+                        migrate::Sent::Spooled => "spooled",
+                    };
+                    *outcomes.entry(outcome).or_default() += 1;
+                }
+                next += 10;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            wait_for(Duration::from_secs(60), "the spool to drain", || async {
+                (writer.spooled().await == 0).then_some(())
+            })
+            .await;
+            (next - HISTORY, outcomes)
+        })
+    };
+
     // Mirror: the Deployment's pod runs on the node and copies the history.
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace.name);
     wait_for(
@@ -366,7 +411,9 @@ async fn a_migration_goes_through_every_phase_to_done_and_moves_its_group_with_n
             let namesrv = broker.namesrv.clone();
             async move {
                 let counts = copied(&namesrv).await;
-                (counts.iter().sum::<i64>() == HISTORY as i64).then_some(())
+                let each = (HISTORY / PARTITIONS as usize) as i64;
+                (counts.len() == PARTITIONS as usize && counts.iter().all(|c| *c >= each))
+                    .then_some(())
             }
         },
     )
@@ -378,19 +425,6 @@ async fn a_migration_goes_through_every_phase_to_done_and_moves_its_group_with_n
     );
 
     // Verified needs two clean windows in a row while records keep coming.
-    let writing = Arc::new(AtomicBool::new(true));
-    let writer = {
-        let writing = writing.clone();
-        std::thread::spawn(move || {
-            let mut next = HISTORY;
-            while writing.load(Ordering::Relaxed) {
-                produce(&kafka_producer, next, next + 10);
-                next += 10;
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            next
-        })
-    };
     set_phase(&api, Phase::Verified).await;
     wait_phase(&api, Phase::ShadowRead, Duration::from_secs(60)).await;
     wait_for(Duration::from_secs(60), "a first parity window", || {
@@ -403,15 +437,27 @@ async fn a_migration_goes_through_every_phase_to_done_and_moves_its_group_with_n
     let compared_before = status_of(&api).await.next_window_ms;
     controller = RunningController::start(&client, &namespace.name);
     wait_phase(&api, Phase::Verified, Duration::from_secs(120)).await;
-    let produced = {
-        writing.store(false, Ordering::Relaxed);
-        writer.join().unwrap()
-    };
-    let verified = status_of(&api).await;
-    println!(
-        "parity: {:?}; {} records produced",
-        verified.last_parity, produced
+    writing.store(false, Ordering::Relaxed);
+    let (dual_written, outcomes) = dual_writes.await.unwrap();
+    println!("dual writes: {dual_written}, by outcome {outcomes:?}");
+    // Every record is in its queue once: the mirror's history and the writer's own copies.
+    let probe = producer();
+    let mut in_kafka = Vec::new();
+    for partition in 0..PARTITIONS {
+        let (low, high) = probe
+            .client()
+            .fetch_watermarks(TOPIC, partition, Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(low, 0);
+        in_kafka.push(high);
+    }
+    assert_eq!(
+        in_kafka.iter().sum::<i64>(),
+        (HISTORY + dual_written) as i64
     );
+    assert_eq!(copied(&broker.namesrv).await, in_kafka);
+    let verified = status_of(&api).await;
+    println!("parity: {:?}", verified.last_parity);
     assert!(verified.next_window_ms > compared_before);
     assert!(verified.clean_windows >= 2, "{verified:?}");
     let recent = &verified.windows[verified.windows.len() - 2..];
