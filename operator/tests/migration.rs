@@ -5,7 +5,8 @@
 //! dual writer takes over its producing: the writer's copies wait for the mirror, then go in
 //! themselves, and the mirror leaves the writer's records alone. Parity compares 10 s windows
 //! across an operator restart; the cutover sets the Rocketry group's offsets from the Kafka
-//! group's; Done removes the mirror. Every transition is an event.
+//! group's; Done removes the mirror. A second migration is cut over, its group reads on
+//! Rocketry, and RollBack commits that position back in Kafka. Every transition is an event.
 
 mod support;
 
@@ -19,7 +20,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use operator::migration::{Phase, RocketMigration};
-use protocol::header::QueryConsumerOffsetRequestHeader;
+use protocol::header::{QueryConsumerOffsetRequestHeader, UpdateConsumerOffsetRequestHeader};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -36,6 +37,11 @@ const PARTITIONS: i32 = 3;
 const HISTORY: usize = 3000;
 /// What the Kafka group `billing` committed, per partition, before the migration.
 const COMMITTED: [i64; 3] = [400, 500, 600];
+/// The second migration, which is rolled back: its topic, group and history.
+const REFUNDS: &str = "refunds";
+const AUDIT_COMMITTED: [i64; 3] = [10, 20, 30];
+/// Where the group `audit` stands on Rocketry when it is rolled back.
+const AUDIT_CONSUMED: [i64; 3] = [50, 60, 70];
 const TOLERATIONS: &str =
     r#"[{"key":"rocketry.dev/real-node","operator":"Exists","effect":"NoSchedule"}]"#;
 
@@ -148,8 +154,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Records `first..end`, record `i` to partition `i % 3`, with a key and a header.
-fn produce(producer: &BaseProducer, first: usize, end: usize) {
+/// Records `first..end` of `topic`, record `i` to partition `i % 3`, with a key and a header.
+fn produce(producer: &BaseProducer, topic: &str, first: usize, end: usize) {
     for i in first..end {
         let key = format!("key-{i}");
         let value = format!("order-{i}-{}", "v".repeat(64));
@@ -158,7 +164,7 @@ fn produce(producer: &BaseProducer, first: usize, end: usize) {
             key: "index",
             value: Some(&index),
         });
-        let record = BaseRecord::to(TOPIC)
+        let record = BaseRecord::to(topic)
             .partition(i as i32 % PARTITIONS)
             .key(&key)
             .payload(&value)
@@ -178,29 +184,50 @@ fn producer() -> BaseProducer {
         .unwrap()
 }
 
-/// The Kafka group `billing` commits `COMMITTED` without ever joining: a stopped consumer
-/// group, which is what a cutover moves.
-fn commit_billing() {
-    let consumer: BaseConsumer = ClientConfig::new()
+fn kafka_group(group: &str) -> BaseConsumer {
+    ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
-        .set("group.id", "billing")
+        .set("group.id", group)
         .create()
-        .unwrap();
-    let mut offsets = TopicPartitionList::new();
-    for (partition, offset) in COMMITTED.iter().enumerate() {
-        offsets
-            .add_partition_offset(TOPIC, partition as i32, Offset::Offset(*offset))
-            .unwrap();
-    }
-    consumer.commit(&offsets, CommitMode::Sync).unwrap();
+        .unwrap()
 }
 
-/// Messages in each queue of the Rocketry topic (0 for a topic not yet routed).
-async fn copied(namesrv: &str) -> Vec<i64> {
+/// Kafka `group` commits `offsets` on `topic` without ever joining: a stopped consumer group,
+/// which is what a cutover moves.
+fn commit(group: &str, topic: &str, offsets: &[i64]) {
+    let mut list = TopicPartitionList::new();
+    for (partition, offset) in offsets.iter().enumerate() {
+        list.add_partition_offset(topic, partition as i32, Offset::Offset(*offset))
+            .unwrap();
+    }
+    kafka_group(group).commit(&list, CommitMode::Sync).unwrap();
+}
+
+/// What Kafka `group` has committed on `topic`, per partition.
+fn committed(group: &str, topic: &str) -> Vec<i64> {
+    let mut list = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        list.add_partition(topic, partition);
+    }
+    let committed = kafka_group(group)
+        .committed_offsets(list, Duration::from_secs(10))
+        .unwrap();
+    (0..PARTITIONS)
+        .map(
+            |p| match committed.find_partition(topic, p).unwrap().offset() {
+                Offset::Offset(offset) => offset,
+                other => panic!("partition {p} of {group}: {other:?}"),
+            },
+        )
+        .collect()
+}
+
+/// Messages in each queue of the Rocketry topic (none for a topic not yet routed).
+async fn copied(namesrv: &str, topic: &str) -> Vec<i64> {
     let Ok(client) = protocol::Client::connect(namesrv).await else {
         return vec![];
     };
-    let Ok(route) = client.get_route_info(TOPIC).await else {
+    let Ok(route) = client.get_route_info(topic).await else {
         return vec![];
     };
     let Some(addr) = route
@@ -213,21 +240,26 @@ async fn copied(namesrv: &str) -> Vec<i64> {
     let broker = protocol::Client::connect(addr.as_str()).await.unwrap();
     let mut counts = Vec::new();
     for queue in 0..PARTITIONS {
-        counts.push(broker.get_max_offset(TOPIC, queue).await.unwrap_or(0));
+        counts.push(broker.get_max_offset(topic, queue).await.unwrap_or(0));
     }
     counts
 }
 
-async fn rocketry_offsets(namesrv: &str, group: &str) -> Vec<Option<i64>> {
+/// The broker that serves `topic`.
+async fn broker_of(namesrv: &str, topic: &str) -> protocol::Client {
     let client = protocol::Client::connect(namesrv).await.unwrap();
-    let route = client.get_route_info(TOPIC).await.unwrap();
+    let route = client.get_route_info(topic).await.unwrap();
     let addr = route.broker_datas[0].broker_addrs[&0].clone();
-    let broker = protocol::Client::connect(addr.as_str()).await.unwrap();
+    protocol::Client::connect(addr.as_str()).await.unwrap()
+}
+
+async fn rocketry_offsets(namesrv: &str, topic: &str, group: &str) -> Vec<Option<i64>> {
+    let broker = broker_of(namesrv, topic).await;
     let mut offsets = Vec::new();
     for queue_id in 0..PARTITIONS {
         let header = QueryConsumerOffsetRequestHeader {
             consumer_group: group.to_string(),
-            topic: TOPIC.to_string(),
+            topic: topic.to_string(),
             queue_id,
             ..Default::default()
         };
@@ -236,18 +268,40 @@ async fn rocketry_offsets(namesrv: &str, group: &str) -> Vec<Option<i64>> {
     offsets
 }
 
-fn migration_manifest(namesrv: &str, image: &str) -> serde_json::Value {
+/// Rocketry `group` commits `offsets` on `topic`, as its consumers would.
+async fn rocketry_commit(namesrv: &str, topic: &str, group: &str, offsets: &[i64]) {
+    let broker = broker_of(namesrv, topic).await;
+    for (queue_id, offset) in offsets.iter().enumerate() {
+        let header = UpdateConsumerOffsetRequestHeader {
+            consumer_group: group.to_string(),
+            topic: topic.to_string(),
+            queue_id: queue_id as i32,
+            commit_offset: *offset,
+            broker_name: None,
+        };
+        broker.update_consumer_offset(&header).await.unwrap();
+    }
+}
+
+/// A migration of `topic` (its name too) and of Kafka `group`, asked to reach `phase`.
+fn migration_manifest(
+    topic: &str,
+    group: &str,
+    phase: Phase,
+    namesrv: &str,
+    image: &str,
+) -> serde_json::Value {
     serde_json::json!({
         "apiVersion": "rocketry.dev/v1alpha1",
         "kind": "RocketMigration",
-        "metadata": {"name": "orders"},
+        "metadata": {"name": topic},
         "spec": {
             "source": {"bootstrapServers": bootstrap()},
             "target": {"nameServers": namesrv},
-            "topics": [{"source": TOPIC}],
-            "groups": [{"kafka": "billing"}],
+            "topics": [{"source": topic}],
+            "groups": [{"kafka": group}],
             "parity": {"windowSeconds": 10, "settleSeconds": 5, "cleanWindows": 2},
-            "phase": "Mirror",
+            "phase": phase.as_str(),
             "mirror": {
                 "image": image,
                 "imagePullPolicy": "Never",
@@ -257,31 +311,49 @@ fn migration_manifest(namesrv: &str, image: &str) -> serde_json::Value {
     })
 }
 
-async fn status_of(api: &Api<RocketMigration>) -> operator::migration::RocketMigrationStatus {
-    api.get("orders").await.unwrap().status.unwrap_or_default()
+async fn status_of(
+    api: &Api<RocketMigration>,
+    name: &str,
+) -> operator::migration::RocketMigrationStatus {
+    api.get(name).await.unwrap().status.unwrap_or_default()
 }
 
-async fn wait_phase(api: &Api<RocketMigration>, phase: Phase, limit: Duration) {
-    let api = api.clone();
-    wait_for(limit, &format!("phase {}", phase.as_str()), || {
-        let api = api.clone();
-        async move { (status_of(&api).await.phase == Some(phase)).then_some(()) }
-    })
+async fn wait_phase(api: &Api<RocketMigration>, name: &str, phase: Phase, limit: Duration) {
+    wait_for(
+        limit,
+        &format!("{name} at phase {}", phase.as_str()),
+        || async { (status_of(api, name).await.phase == Some(phase)).then_some(()) },
+    )
     .await;
 }
 
-async fn set_phase(api: &Api<RocketMigration>, phase: Phase) {
+async fn set_phase(
+    api: &Api<RocketMigration>,
+    name: &str,
+    phase: Phase,
+) -> Result<RocketMigration, kube::Error> {
     api.patch(
-        "orders",
+        name,
         &PatchParams::default(),
         &Patch::Merge(serde_json::json!({"spec": {"phase": phase.as_str()}})),
     )
     .await
-    .unwrap();
 }
 
-/// The notes of the migration's events whose reason starts with `reason`, oldest first.
-async fn events(client: &Client, namespace: &str, reason: &str) -> Vec<String> {
+async fn mirror_removed(deployments: &Api<Deployment>, name: &str) {
+    wait_for(
+        Duration::from_secs(30),
+        "the mirror to be removed",
+        || async {
+            let mirror = deployments.get_opt(&format!("{name}-mirror")).await;
+            mirror.unwrap().is_none().then_some(())
+        },
+    )
+    .await;
+}
+
+/// The notes of migration `name`'s events whose reason starts with `reason`, oldest first.
+async fn events(client: &Client, namespace: &str, name: &str, reason: &str) -> Vec<String> {
     let api: Api<Event> = Api::namespaced(client.clone(), namespace);
     let mut events: Vec<Event> = api
         .list(&ListParams::default())
@@ -290,14 +362,14 @@ async fn events(client: &Client, namespace: &str, reason: &str) -> Vec<String> {
         .items
         .into_iter()
         .filter(|e| e.reason.as_deref().is_some_and(|r| r.starts_with(reason)))
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("orders"))
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
         .collect();
     events.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
     events.into_iter().filter_map(|e| e.note).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_migration_goes_through_every_phase_to_done_and_moves_its_group_with_no_gap() {
+async fn one_migration_goes_through_every_phase_to_done_and_another_rolls_its_group_back() {
     let Some(path) = kubeconfig() else { return };
     let installed = Command::new(repo_root().join("scripts/peers/kafka"))
         .arg("installed")
@@ -309,18 +381,22 @@ async fn a_migration_goes_through_every_phase_to_done_and_moves_its_group_with_n
     }
     let _kafka = Kafka::start();
     let broker = Standalone::start();
-    Kafka::tool(&[
-        "org.apache.kafka.tools.TopicCommand",
-        "--bootstrap-server",
-        &bootstrap(),
-        "--create",
-        "--topic",
-        TOPIC,
-        "--partitions",
-        &PARTITIONS.to_string(),
-    ]);
-    produce(&producer(), 0, HISTORY);
-    commit_billing();
+    for topic in [TOPIC, REFUNDS] {
+        Kafka::tool(&[
+            "org.apache.kafka.tools.TopicCommand",
+            "--bootstrap-server",
+            &bootstrap(),
+            "--create",
+            "--topic",
+            topic,
+            "--partitions",
+            &PARTITIONS.to_string(),
+        ]);
+    }
+    produce(&producer(), TOPIC, 0, HISTORY);
+    produce(&producer(), REFUNDS, 0, 300);
+    commit("billing", TOPIC, &COMMITTED);
+    commit("audit", REFUNDS, &AUDIT_COMMITTED);
 
     let client = admin_client(&path).await;
     install_crds(&client).await;
@@ -334,7 +410,11 @@ async fn a_migration_goes_through_every_phase_to_done_and_moves_its_group_with_n
     let image = image.split_whitespace().next().unwrap().to_string();
 
     // The apiserver refuses a target that names both a cluster and name servers.
-    let mut both = migration_manifest(&broker.namesrv, &image);
+    let manifest = |topic, group, phase| {
+        let manifest = migration_manifest(topic, group, phase, &broker.namesrv, &image);
+        serde_json::from_value::<RocketMigration>(manifest).unwrap()
+    };
+    let mut both = migration_manifest(TOPIC, "billing", Phase::Mirror, &broker.namesrv, &image);
     both["spec"]["target"]["cluster"] = "main".into();
     let refused = api
         .create(
@@ -349,13 +429,11 @@ async fn a_migration_goes_through_every_phase_to_done_and_moves_its_group_with_n
     );
 
     let mut controller = RunningController::start(&client, &namespace.name);
-    let manifest = migration_manifest(&broker.namesrv, &image);
-    api.create(
-        &PostParams::default(),
-        &serde_json::from_value(manifest).unwrap(),
-    )
-    .await
-    .unwrap();
+    let orders = manifest(TOPIC, "billing", Phase::Mirror);
+    api.create(&PostParams::default(), &orders).await.unwrap();
+    // The second migration is asked for Cutover at once, to be rolled back from there.
+    let refunds = manifest(REFUNDS, "audit", Phase::Cutover);
+    api.create(&PostParams::default(), &refunds).await.unwrap();
 
     // Dual write: the producer switches to the dual writer at once, before the mirror's pod
     // has copied anything, so its first copies wait in the spool for the mirror.
@@ -410,7 +488,7 @@ async fn a_migration_goes_through_every_phase_to_done_and_moves_its_group_with_n
         || {
             let namesrv = broker.namesrv.clone();
             async move {
-                let counts = copied(&namesrv).await;
+                let counts = copied(&namesrv, TOPIC).await;
                 let each = (HISTORY / PARTITIONS as usize) as i64;
                 (counts.len() == PARTITIONS as usize && counts.iter().all(|c| *c >= each))
                     .then_some(())
@@ -425,18 +503,17 @@ async fn a_migration_goes_through_every_phase_to_done_and_moves_its_group_with_n
     );
 
     // Verified needs two clean windows in a row while records keep coming.
-    set_phase(&api, Phase::Verified).await;
-    wait_phase(&api, Phase::ShadowRead, Duration::from_secs(60)).await;
-    wait_for(Duration::from_secs(60), "a first parity window", || {
-        let api = api.clone();
-        async move { (!status_of(&api).await.windows.is_empty()).then_some(()) }
+    set_phase(&api, TOPIC, Phase::Verified).await.unwrap();
+    wait_phase(&api, TOPIC, Phase::ShadowRead, Duration::from_secs(60)).await;
+    wait_for(Duration::from_secs(60), "a first parity window", || async {
+        (!status_of(&api, TOPIC).await.windows.is_empty()).then_some(())
     })
     .await;
     // The operator restarts mid-comparison and resumes from its status.
     controller.stop().await;
-    let compared_before = status_of(&api).await.next_window_ms;
+    let compared_before = status_of(&api, TOPIC).await.next_window_ms;
     controller = RunningController::start(&client, &namespace.name);
-    wait_phase(&api, Phase::Verified, Duration::from_secs(120)).await;
+    wait_phase(&api, TOPIC, Phase::Verified, Duration::from_secs(120)).await;
     writing.store(false, Ordering::Relaxed);
     let (dual_written, outcomes) = dual_writes.await.unwrap();
     println!("dual writes: {dual_written}, by outcome {outcomes:?}");
@@ -455,8 +532,8 @@ async fn a_migration_goes_through_every_phase_to_done_and_moves_its_group_with_n
         in_kafka.iter().sum::<i64>(),
         (HISTORY + dual_written) as i64
     );
-    assert_eq!(copied(&broker.namesrv).await, in_kafka);
-    let verified = status_of(&api).await;
+    assert_eq!(copied(&broker.namesrv, TOPIC).await, in_kafka);
+    let verified = status_of(&api, TOPIC).await;
     println!("parity: {:?}", verified.last_parity);
     assert!(verified.next_window_ms > compared_before);
     assert!(verified.clean_windows >= 2, "{verified:?}");
@@ -478,9 +555,9 @@ async fn a_migration_goes_through_every_phase_to_done_and_moves_its_group_with_n
 
     // Cutover and Done: the group's Rocketry offsets are its Kafka ones (the mirror copied
     // each partition from its start, so queue offset = Kafka offset), the mirror goes.
-    set_phase(&api, Phase::Done).await;
-    wait_phase(&api, Phase::Done, Duration::from_secs(120)).await;
-    let done = status_of(&api).await;
+    set_phase(&api, TOPIC, Phase::Done).await.unwrap();
+    wait_phase(&api, TOPIC, Phase::Done, Duration::from_secs(120)).await;
+    let done = status_of(&api, TOPIC).await;
     let billing = &done.groups[0];
     assert_eq!(billing.direction, Phase::Cutover);
     let mut moved: Vec<(i32, i64, i64)> = billing
@@ -495,25 +572,45 @@ async fn a_migration_goes_through_every_phase_to_done_and_moves_its_group_with_n
         .map(|(p, o)| (p as i32, *o, *o))
         .collect();
     assert_eq!(moved, expected);
-    let offsets = rocketry_offsets(&broker.namesrv, "billing").await;
+    let offsets = rocketry_offsets(&broker.namesrv, TOPIC, "billing").await;
     assert_eq!(
         offsets,
         COMMITTED.iter().map(|o| Some(*o)).collect::<Vec<_>>()
     );
-    wait_for(Duration::from_secs(30), "the mirror to be removed", || {
-        let deployments = deployments.clone();
-        async move {
-            deployments
-                .get_opt("orders-mirror")
-                .await
-                .unwrap()
-                .is_none()
-                .then_some(())
-        }
-    })
-    .await;
+    mirror_removed(&deployments, TOPIC).await;
 
-    let transitions = events(&client, &namespace.name, "Phase").await;
+    // The rolled back one: cut over, its group reads on Rocketry, then RollBack puts the
+    // group's Rocketry position back into Kafka, and the mirror goes.
+    wait_phase(&api, REFUNDS, Phase::Cutover, Duration::from_secs(120)).await;
+    assert_eq!(
+        rocketry_offsets(&broker.namesrv, REFUNDS, "audit").await,
+        AUDIT_COMMITTED.iter().map(|o| Some(*o)).collect::<Vec<_>>()
+    );
+    rocketry_commit(&broker.namesrv, REFUNDS, "audit", &AUDIT_CONSUMED).await;
+    set_phase(&api, REFUNDS, Phase::RollBack).await.unwrap();
+    wait_phase(&api, REFUNDS, Phase::RollBack, Duration::from_secs(60)).await;
+    assert_eq!(committed("audit", REFUNDS), AUDIT_CONSUMED);
+    let rolled_back = status_of(&api, REFUNDS).await;
+    assert_eq!(rolled_back.groups[0].direction, Phase::RollBack);
+    mirror_removed(&deployments, REFUNDS).await;
+    // Rolled back stays rolled back, and Done stays done: the apiserver refuses either move.
+    let refused = set_phase(&api, REFUNDS, Phase::Mirror).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("stays rolled back"),
+        "{refused}"
+    );
+    let refused = set_phase(&api, TOPIC, Phase::RollBack).await.unwrap_err();
+    assert!(refused.to_string().contains("stays so"), "{refused}");
+    let steps = events(&client, &namespace.name, REFUNDS, "Phase").await;
+    assert!(
+        steps
+            .iter()
+            .any(|note| note
+                .starts_with("Cutover -> RollBack: 1 consumer groups moved back to Kafka")),
+        "{steps:#?}"
+    );
+
+    let transitions = events(&client, &namespace.name, TOPIC, "Phase").await;
     println!("{transitions:#?}");
     let order = [
         "Mirror -> DualWrite",
