@@ -21,7 +21,7 @@ pub use mirror::{mirror, MirrorConfig};
 pub use offsets::{cutover, rollback, GroupMove, Translation};
 pub use parity::{parity, rfc3339, ParityConfig, ParityReport, WindowParity};
 pub use record::{SourcePosition, SourceRecord};
-pub use source::Endpoints;
+pub use source::{topic_names, Endpoints};
 pub use target::Target;
 
 /// Milliseconds since the epoch, now.

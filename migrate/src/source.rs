@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rdkafka::client::{Client as KafkaClient, ClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::StreamConsumer;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 
 use crate::{Error, Result};
 
@@ -63,4 +63,21 @@ pub fn partition_count<C: ClientContext>(client: &KafkaClient<C>, topic: &str) -
             "the Kafka topic {topic} has no partitions (does it exist?)"
         ))),
     }
+}
+
+/// The names of every topic of the Kafka cluster `kafka` (librdkafka settings) reaches.
+/// librdkafka blocks here, so it runs off the async workers.
+pub fn topic_names(kafka: &HashMap<String, String>) -> Result<Vec<String>> {
+    let mut client = ClientConfig::new();
+    for (name, value) in kafka {
+        client.set(name, value);
+    }
+    let consumer: BaseConsumer = client.create()?;
+    let metadata =
+        tokio::task::block_in_place(|| consumer.fetch_metadata(None, Duration::from_secs(30)))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .map(|topic| topic.name().to_string())
+        .collect())
 }

@@ -53,10 +53,12 @@ use crate::target::ClusterRef;
      "message": "target: set exactly one of cluster (a RocketCluster) and nameServers"},
     {"rule": "has(self.target.cluster) || has(self.mirror.image)",
      "message": "mirror.image is needed with nameServers (with cluster, the cluster's image is the default)"},
-    {"rule": "self.topics.all(a, self.topics.exists_one(b, b.source == a.source))",
+    {"rule": "(has(self.topics) && size(self.topics) > 0) != has(self.topicPattern)",
+     "message": "set exactly one of topics and topicPattern"},
+    {"rule": "!has(self.topics) || self.topics.all(a, self.topics.exists_one(b, b.source == a.source))",
      "message": "each source topic may appear once"},
-    {"rule": "self.source == oldSelf.source && self.target == oldSelf.target && self.topics == oldSelf.topics",
-     "message": "source, target and topics cannot change once a migration exists; make a new RocketMigration"},
+    {"rule": "self.source == oldSelf.source && self.target == oldSelf.target && has(self.topics) == has(oldSelf.topics) && (!has(self.topics) || self.topics == oldSelf.topics) && has(self.topicPattern) == has(oldSelf.topicPattern) && (!has(self.topicPattern) || self.topicPattern == oldSelf.topicPattern)",
+     "message": "source, target, topics and topicPattern cannot change once a migration exists; make a new RocketMigration"},
     {"rule": "self.pointOfNoReturn == 'Cutover' || self.pointOfNoReturn == 'Done'",
      "message": "pointOfNoReturn is Cutover or Done"},
     {"rule": "oldSelf.phase != 'Done' || self.phase == 'Done'",
@@ -69,9 +71,19 @@ pub struct RocketMigrationSpec {
     /// Where the topics go.
     pub target: ClusterRef,
     /// The Kafka topics to move. Partition N of a topic goes to queue N of its Rocketry
-    /// topic, which the mirror creates with one queue per partition.
-    #[schemars(length(min = 1, max = 64))]
+    /// topic, which the mirror creates with one queue per partition. (No key-hash mapping:
+    /// the mirror's exact resume, parity and cutover need each queue to hold one partition in
+    /// Kafka's order; docs/migration.md.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub topics: Vec<TopicMapping>,
+    /// Instead of `topics`: a regular expression (Rust's `regex` syntax, matched against the
+    /// whole name) over the Kafka topics. Each match keeps its name in Rocketry, with `.` made
+    /// `_` (Rocketry's names have no dots); topics created later join at the next pass.
+    /// Kafka's internal topics (`__...`) never match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub topic_pattern: Option<String>,
     /// The Kafka consumer groups that move at cutover (and back at rollback).
     #[serde(default)]
     #[schemars(length(max = 64))]
@@ -126,6 +138,25 @@ impl TopicMapping {
     pub fn target(&self) -> &str {
         self.target.as_deref().unwrap_or(&self.source)
     }
+}
+
+/// The topics of `names` that `pattern` matches whole, sorted, each mapped to its Rocketry
+/// name; an error names a pattern that does not compile.
+pub fn matching_topics<'a>(
+    pattern: &str,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<TopicMapping>, regex::Error> {
+    let whole = regex::Regex::new(&format!("^(?:{pattern})$"))?;
+    let mut topics: Vec<TopicMapping> = names
+        .into_iter()
+        .filter(|name| !name.starts_with("__") && whole.is_match(name))
+        .map(|name| TopicMapping {
+            source: name.to_string(),
+            target: name.contains('.').then(|| name.replace('.', "_")),
+        })
+        .collect();
+    topics.sort_by(|a, b| a.source.cmp(&b.source));
+    Ok(topics)
 }
 
 /// A Kafka consumer group and the Rocketry consumer group that takes over from it.
@@ -343,6 +374,9 @@ pub struct RocketMigrationStatus {
     pub phase: Option<Phase>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The Kafka topics moved: `topics`, or what `topicPattern` matched at the last pass.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics: Vec<String>,
     /// The start of the next parity window to compare, milliseconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_window_ms: Option<i64>,

@@ -21,8 +21,8 @@ use kube::{Resource, ResourceExt};
 
 use crate::controller::{apply, kube_error, next_condition, patch_object_status, publish, Context};
 use crate::migration::{
-    next_step, record_windows, within, GroupStatus, OffsetStatus, Phase, RocketMigration,
-    RocketMigrationStatus, Step, WindowStatus,
+    matching_topics, next_step, record_windows, within, GroupStatus, OffsetStatus, Phase,
+    RocketMigration, RocketMigrationStatus, Step, TopicMapping, WindowStatus,
 };
 use crate::resources::{
     name_server_addresses, restricted_container_security, restricted_pod_security,
@@ -60,6 +60,8 @@ type Blocked = target::Unreachable;
 /// The two ends, as the `migrate` crate takes them.
 struct Ends {
     kafka: HashMap<String, String>,
+    /// `topics`, or what `topicPattern` matches now.
+    topics: Vec<TopicMapping>,
     namesrv: String,
     image: String,
 }
@@ -72,7 +74,10 @@ async fn pass(migration: &RocketMigration, context: &Context) -> Result<Duration
     let current = previous.phase.unwrap_or_default();
     status.phase = Some(current);
     let outcome = match ends(migration, context).await? {
-        Ok(ends) => advance(migration, context, &ends, current, &mut status).await?,
+        Ok(ends) => {
+            status.topics = ends.topics.iter().map(|t| t.source.clone()).collect();
+            advance(migration, context, &ends, current, &mut status).await?
+        }
         Err(blocked) => Err(blocked),
     };
     write_status(migration, context, &previous, status, outcome).await?;
@@ -246,7 +251,7 @@ async fn move_groups(
             continue;
         }
         let mut offsets = Vec::new();
-        for topic in &migration.spec.topics {
+        for topic in &ends.topics {
             let group_move = migrate::GroupMove {
                 endpoints: endpoints(migration, ends, &topic.source, topic.target()),
                 kafka_group: group.kafka.clone(),
@@ -289,7 +294,7 @@ async fn compare_due(migration: &RocketMigration, ends: &Ends, status: &mut Rock
             return;
         }
         let mut compared = Vec::new();
-        for topic in &migration.spec.topics {
+        for topic in &ends.topics {
             let config = migrate::ParityConfig {
                 endpoints: endpoints(migration, ends, &topic.source, topic.target()),
                 from_ms: start,
@@ -418,6 +423,25 @@ async fn ends(
         (None, Some(name_servers)) => (name_servers.clone(), None),
         (None, None) => return Ok(Err(("NoTarget", "the target names no cluster".to_string()))),
     };
+    let topics = match &spec.topic_pattern {
+        None => spec.topics.clone(),
+        Some(pattern) => {
+            let names = match migrate::topic_names(&kafka) {
+                Ok(names) => names,
+                Err(error) => return Ok(Err(("SourceUnreachable", error.to_string()))),
+            };
+            match matching_topics(pattern, names.iter().map(String::as_str)) {
+                Ok(topics) if topics.is_empty() => {
+                    return Ok(Err((
+                        "NoTopics",
+                        format!("no Kafka topic matches {pattern:?}"),
+                    )))
+                }
+                Ok(topics) => topics,
+                Err(error) => return Ok(Err(("BadTopicPattern", error.to_string()))),
+            }
+        }
+    };
     let image = spec
         .mirror
         .image
@@ -426,6 +450,7 @@ async fn ends(
         .unwrap_or_default();
     Ok(Ok(Ends {
         kafka,
+        topics,
         namesrv,
         image,
     }))
@@ -456,7 +481,7 @@ fn mirror(migration: &RocketMigration, ends: &Ends) -> Deployment {
             "rocketry-operator".to_string(),
         ),
     ]);
-    let containers = spec
+    let containers = ends
         .topics
         .iter()
         .enumerate()

@@ -91,3 +91,25 @@ fn tolerance_zero_needs_equal_digests_and_more_allows_a_count_difference() {
     assert!(within(2, (5, 9), (3, 1)));
     assert!(!within(2, (5, 9), (2, 9)));
 }
+
+#[test]
+fn a_pattern_matches_whole_names_skips_internal_topics_and_maps_dots() {
+    let names = [
+        "orders",
+        "orders.eu",
+        "old-orders",
+        "__consumer_offsets",
+        "refunds",
+    ];
+    let topics = matching_topics("orders.*", names).unwrap();
+    let mapped: Vec<(&str, &str)> = topics
+        .iter()
+        .map(|t| (t.source.as_str(), t.target()))
+        .collect();
+    assert_eq!(mapped, [("orders", "orders"), ("orders.eu", "orders_eu")]);
+    assert!(matching_topics(".*", names)
+        .unwrap()
+        .iter()
+        .all(|t| !t.source.starts_with("__")));
+    assert!(matching_topics("orders(", names).is_err());
+}

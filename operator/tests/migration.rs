@@ -431,8 +431,21 @@ async fn one_migration_goes_through_every_phase_to_done_and_another_rolls_its_gr
     let mut controller = RunningController::start(&client, &namespace.name);
     let orders = manifest(TOPIC, "billing", Phase::Mirror);
     api.create(&PostParams::default(), &orders).await.unwrap();
-    // The second migration is asked for Cutover at once, to be rolled back from there.
-    let refunds = manifest(REFUNDS, "audit", Phase::Cutover);
+    // The second migration is asked for Cutover at once, to be rolled back from there. It
+    // names its topics by a pattern, which must not come with a list too.
+    let mut refunds = manifest(REFUNDS, "audit", Phase::Cutover);
+    refunds.spec.topic_pattern = Some("refund.*".to_string());
+    let refused = api
+        .create(&PostParams::default(), &refunds)
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("set exactly one of topics and topicPattern"),
+        "{refused}"
+    );
+    refunds.spec.topics.clear();
     api.create(&PostParams::default(), &refunds).await.unwrap();
 
     // Dual write: the producer switches to the dual writer at once, before the mirror's pod
@@ -591,6 +604,7 @@ async fn one_migration_goes_through_every_phase_to_done_and_another_rolls_its_gr
     wait_phase(&api, REFUNDS, Phase::RollBack, Duration::from_secs(60)).await;
     assert_eq!(committed("audit", REFUNDS), AUDIT_CONSUMED);
     let rolled_back = status_of(&api, REFUNDS).await;
+    assert_eq!(rolled_back.topics, [REFUNDS]);
     assert_eq!(rolled_back.groups[0].direction, Phase::RollBack);
     mirror_removed(&deployments, REFUNDS).await;
     // Rolled back stays rolled back, and Done stays done: the apiserver refuses either move.
