@@ -761,13 +761,32 @@ async fn dual_write_spools_through_a_20_s_broker_outage_and_both_sides_agree() {
     drop(writer);
 
     // Rocketry holds every record once, each queue in Kafka's order.
+    let copies = copies_by_index(&rocketry, &topic, &run, sent).await;
+    let missing: Vec<usize> = (0..sent).filter(|i| copies[*i] == 0).take(10).collect();
+    assert!(
+        missing.is_empty(),
+        "records Rocketry never got: {missing:?}"
+    );
+    let repeated: Vec<usize> = (0..sent).filter(|i| copies[*i] > 1).take(10).collect();
+    assert!(repeated.is_empty(), "records copied twice: {repeated:?}");
+
+    // Kafka holds each once too, and parity finds every window clean.
+    let (clean, report) = parity(&bootstrap, &rocketry.namesrv, &topic, &from);
+    assert!(clean, "{report}");
+    assert_eq!(kafka_records(&report), sent as u64, "{report}");
+}
+
+/// How many copies of each of the dual writer's records `0..sent` Rocketry holds, having
+/// checked that every queue holds its partition's records in Kafka's order, each Kafka offset
+/// once (`KAFKA_OFFSET` 0, 1, 2, ... with no gap).
+async fn copies_by_index(rocketry: &Rocketry, topic: &str, run: &str, sent: usize) -> Vec<u32> {
     let broker = Client::connect(rocketry.broker_addr.as_deref().unwrap())
         .await
         .unwrap();
-    let mut seen = vec![false; sent];
+    let mut copies = vec![0u32; sent];
     for queue in 0..PARTITIONS {
         let mut next_source_offset = 0i64;
-        each_copy(&broker, &topic, queue, |message| {
+        each_copy(&broker, topic, queue, |message| {
             let p = &message.properties;
             let index: usize = p.get("index").unwrap().parse().unwrap();
             assert_eq!(index as i32 % PARTITIONS, queue);
@@ -777,30 +796,156 @@ async fn dual_write_spools_through_a_20_s_broker_outage_and_both_sides_agree() {
                 "queue {queue}: copies out of order, missing or repeated"
             );
             assert_eq!(message.body, format!("{run}-{index}").as_bytes());
-            assert!(!seen[index], "record {index} copied twice");
-            seen[index] = true;
+            copies[index] += 1;
             next_source_offset += 1;
         })
         .await;
     }
-    let missing: Vec<usize> = (0..sent).filter(|i| !seen[*i]).take(10).collect();
-    assert!(
-        missing.is_empty(),
-        "records Rocketry never got: {missing:?}"
-    );
+    copies
+}
 
-    // Kafka holds each once too, and parity finds every window clean.
-    let (clean, report) = parity(&bootstrap, &rocketry.namesrv, &topic, &from);
-    assert!(clean, "{report}");
-    let kafka_total: u64 = report
+/// Kafka records each window holds, by what `rocketry migrate parity` printed.
+fn kafka_records(report: &str) -> u64 {
+    report
         .lines()
         .filter(|l| l.starts_with("window "))
         .map(|l| {
             let after = l.split("Kafka ").nth(1).unwrap();
             after.split(' ').next().unwrap().parse::<u64>().unwrap()
         })
-        .sum();
-    assert_eq!(kafka_total, sent as u64, "{report}");
+        .sum()
+}
+
+/// A private Kafka of the peer script's (`KAFKA_INSTANCE`), stopped and removed when dropped,
+/// for a test that pauses it.
+struct PrivateKafka {
+    env: [(&'static str, String); 3],
+}
+
+impl PrivateKafka {
+    fn start(instance: &'static str, port: u16) -> PrivateKafka {
+        let kafka = PrivateKafka {
+            env: [
+                ("KAFKA_INSTANCE", instance.to_string()),
+                ("KAFKA_PORT", port.to_string()),
+                ("KAFKA_HEAP", "384m".to_string()),
+            ],
+        };
+        let output = kafka.script("start").output().unwrap();
+        assert!(output.status.success(), "{}", printed(&output));
+        kafka
+    }
+
+    fn script(&self, verb: &str) -> Command {
+        let mut command = Command::new(repo_root().join("scripts/peers/kafka"));
+        command
+            .arg(verb)
+            .envs(self.env.iter().map(|(k, v)| (*k, v)));
+        command
+    }
+
+    /// Sends the broker `signal` (`STOP`, `CONT`).
+    fn signal(&self, signal: &str) {
+        let pid = self.script("pid").output().unwrap();
+        let pid = String::from_utf8(pid.stdout).unwrap();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), pid.trim()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for PrivateKafka {
+    fn drop(&mut self) {
+        self.signal("CONT");
+        let _ = self.script("stop").output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_write_spools_whole_records_through_a_kafka_pause_and_both_sides_agree() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    if kafka_peer().is_none() {
+        return;
+    }
+    let kafka = PrivateKafka::start("kafka-paused", 19392);
+    let bootstrap = "127.0.0.1:19392".to_string();
+    let rocketry = Rocketry::standalone("");
+    let topic = unique("paused");
+    let run = unique("run");
+    create_kafka_topic(&bootstrap, &topic);
+    let from = (now_ms() - 1000).to_string();
+    let spool = tempfile::tempdir().unwrap();
+    let mut config = migrate::DualWriteConfig::new(
+        &bootstrap,
+        &topic,
+        &rocketry.namesrv,
+        &topic,
+        spool.path().to_owned(),
+    );
+    config.kafka_timeout = Duration::from_secs(2);
+    let writer = Arc::new(migrate::DualWriter::open(config).await.unwrap());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let (writer, stop, run) = (writer.clone(), stop.clone(), run.clone());
+        tokio::spawn(async move {
+            let mut outcomes = [0u64; 3];
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let sent = writer.send(dual_record(&run, i)).await.unwrap();
+                outcomes[match sent {
+                    migrate::Sent::Both { .. } => 0,
+                    migrate::Sent::Kafka { .. } => 1,
+                    migrate::Sent::Spooled => 2,
+                }] += 1;
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            (i, outcomes)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Kafka stops answering (its sockets still take bytes), for 15 s.
+    kafka.signal("STOP");
+    let mut deepest = 0;
+    let paused = Instant::now();
+    while paused.elapsed() < Duration::from_secs(15) {
+        deepest = deepest.max(writer.spooled().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    kafka.signal("CONT");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (sent, outcomes) = sender.await.unwrap();
+    println!(
+        "sent {sent}: both {}, Kafka then spool {}, spooled whole {}; the spool held up to {deepest}",
+        outcomes[0], outcomes[1], outcomes[2]
+    );
+    assert!(outcomes[2] > 100, "{outcomes:?}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while writer.spooled().await > 0 {
+        assert!(Instant::now() < deadline, "the spool did not drain");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Every record reached both sides, each queue in Kafka's order; a write that timed out
+    // but was taken is in Kafka twice, and so its copy.
+    let copies = copies_by_index(&rocketry, &topic, &run, sent).await;
+    let missing: Vec<usize> = (0..sent).filter(|i| copies[*i] == 0).take(10).collect();
+    assert!(
+        missing.is_empty(),
+        "records Rocketry never got: {missing:?}"
+    );
+    let repeated = copies.iter().filter(|c| **c > 1).count();
+    println!("{repeated} records are in Kafka (and Rocketry) twice");
+    let (clean, report) = parity(&bootstrap, &rocketry.namesrv, &topic, &from);
+    assert!(clean, "{report}");
+    let copied: u64 = copies.iter().map(|c| u64::from(*c)).sum();
+    assert_eq!(kafka_records(&report), copied, "{report}");
 }
 
 /// The Kafka peer's SASL_SSL listener and the certificate it presents, when `scripts/test`

@@ -16,12 +16,16 @@
 //! queue's last messages before it is written again: a copy is not repeated unless it has
 //! since sunk below [`RECHECK_DEPTH`] other messages of its queue. Kafka itself is written
 //! at least once: a record spooled whole and replayed after a crash that came between
-//! Kafka's acknowledgement and the spool's advance is in Kafka twice.
+//! Kafka's acknowledgement and the spool's advance is in Kafka twice, and so is one whose
+//! write timed out but was taken (both copies then go to Rocketry, as above).
 //!
 //! The hand-over from the mirror: each Kafka record the writer writes carries the
-//! [`DUAL_WRITTEN`] header, and the mirror leaves such records to the writer. The writer's
-//! first copy into a queue waits (in the spool) until the mirror has copied every record
-//! before it, so that a queue holds its partition in Kafka's order whoever wrote each copy.
+//! [`DUAL_WRITTEN`] header, and the mirror leaves such records to the writer. A copy that does
+//! not follow the last one the writer knows its queue holds (its first, or one after an error)
+//! first looks at the Kafka records between the queue's end and it: the writer copies its own
+//! (Kafka took them although the writer saw a timeout), and waits, in the spool, for the
+//! mirror to copy the rest. So a queue holds its partition in Kafka's order, nothing missing,
+//! whoever wrote each copy.
 //!
 //! Sends are serialized per writer (each waits for both sides), which keeps per-partition
 //! order simple at the cost of throughput. Each partition must have one writer: parity and
@@ -31,18 +35,20 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus::{IntCounterVec, IntGauge, Opts};
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Message as _, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, Notify};
 use tracing::{info, warn};
 
-use crate::record::{to_message, SourceRecord, DUAL_WRITTEN};
+use crate::record::{from_kafka, is_dual_written, to_message, SourceRecord, DUAL_WRITTEN};
 use crate::source::{first_namesrv, partition_count};
 use crate::spool::Spool;
 use crate::target::Target;
@@ -162,9 +168,9 @@ struct Rocketry {
     brokers: HashMap<String, protocol::Client>,
     /// Queues whose last write had an unknown outcome (and all queues after a restart).
     recheck: HashSet<i32>,
-    /// Queues not yet written since the topic was found: their first copy waits for the
-    /// mirror (see [`handed_over`]).
-    gated: HashSet<i32>,
+    /// Per queue, the last source offset this writer knows the queue holds; a copy that does
+    /// not follow it is checked for a gap first (see [`gap`]).
+    copied_to: HashMap<i32, i64>,
 }
 
 struct Shared {
@@ -515,7 +521,7 @@ async fn resolve(shared: &Shared, rocketry: &mut Rocketry) -> Result<Target> {
     let namesrv = first_namesrv(&config.namesrv);
     let target = Target::open(namesrv, &config.target_topic, partitions).await?;
     rocketry.recheck = (0..partitions as i32).collect();
-    rocketry.gated = rocketry.recheck.clone();
+    rocketry.copied_to.clear();
     Ok(target)
 }
 
@@ -554,8 +560,10 @@ async fn to_queues(
         };
         let mut messages = Vec::with_capacity(batch.len());
         let mut first = None;
+        let mut last = -1;
         for entry in batch {
             let placed = entry.placed.expect("placed");
+            last = last.max(placed.offset);
             if present.contains(&placed.offset) {
                 continue;
             }
@@ -564,10 +572,19 @@ async fn to_queues(
             let record = source_record(&entry.record, topic, Some(placed), &headers);
             messages.push(to_message(&record, &shared.config.target_topic)?);
         }
-        if let (Some(first), true) = (first, rocketry.gated.contains(&partition)) {
-            match handed_over(shared, target, &client, &queue, partition, first).await {
-                Ok(()) => {
-                    rocketry.gated.remove(&partition);
+        let follows =
+            first.is_none_or(|first| rocketry.copied_to.get(&partition) == Some(&(first - 1)));
+        if let (Some(first), false) = (first, follows) {
+            match gap(shared, target, &client, &queue, partition, first).await {
+                Ok(gap) if gap.is_empty() => {}
+                Ok(gap) => {
+                    info!(
+                        partition,
+                        records = gap.len(),
+                        first,
+                        "copying records of this writer Kafka took without telling it"
+                    );
+                    messages.splice(0..0, gap);
                 }
                 Err(error) => {
                     rocketry.brokers.remove(&queue.broker_addr);
@@ -579,46 +596,73 @@ async fn to_queues(
             if let Err(error) = target.send(&client, &queue, &messages).await {
                 rocketry.brokers.remove(&queue.broker_addr);
                 rocketry.recheck.insert(partition);
+                rocketry.copied_to.remove(&partition);
                 return Err(error);
             }
         }
         rocketry.recheck.remove(&partition);
+        rocketry.copied_to.insert(partition, last);
     }
     Ok(())
 }
 
-/// Whether this writer's first copy for `partition`, of Kafka offset `first`, may go into
-/// its queue: every record before it is there (the mirror copied the records of the producers
-/// the writer replaced), or Kafka holds none before it. Otherwise the copy waits, and the
-/// queue stays in Kafka's order, which parity and cutover rely on, and which the mirror
-/// resumes by. Offsets that hold no record (transaction markers, compaction) before the
-/// first copy hold it until the mirror has copied a record past them (docs/migration.md).
-async fn handed_over(
+/// The copies that must go into `partition`'s queue before this writer's copy of Kafka offset
+/// `first`, so that the queue holds its partition in Kafka's order with nothing missing: the
+/// Kafka records between the queue's last copy and `first`. Records this writer wrote (its
+/// mark) are copied here: Kafka took them although the writer saw a timeout, and replayed them
+/// from the spool (Kafka holds those twice, and so will the queue). A record without the mark
+/// is the mirror's to copy (a producer the writer replaced): the copy waits until the mirror
+/// has. Offsets that hold no record (transaction markers, compaction) are skipped as any
+/// consumer skips them.
+async fn gap(
     shared: &Shared,
     target: &Target,
     client: &protocol::Client,
     queue: &crate::target::Queue,
     partition: i32,
     first: i64,
-) -> Result<()> {
+) -> Result<Vec<message::Message>> {
     let copied = target.last_position(client, queue).await?.map(|p| p.offset);
     if copied.is_some_and(|copied| copied >= first - 1) {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let topic = &shared.config.source_topic;
-    let (low, _) = tokio::task::block_in_place(|| {
-        shared
-            .producer
-            .client()
-            .fetch_watermarks(topic, partition, shared.config.kafka_timeout)
-    })?;
-    if first <= low {
-        return Ok(());
+    let config = &shared.config;
+    let mut kafka = ClientConfig::new();
+    for (name, value) in &config.kafka {
+        kafka.set(name, value);
     }
-    Err(Error::MirrorBehind {
-        partition,
-        copied,
-        first,
+    let consumer: BaseConsumer = kafka
+        .set("group.id", "rocketry-dual-writer")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    let from = copied.map_or(Offset::Beginning, |copied| Offset::Offset(copied + 1));
+    assignment.add_partition_offset(&config.source_topic, partition, from)?;
+    consumer.assign(&assignment)?;
+    let deadline = Instant::now() + config.kafka_timeout;
+    let mut gap = Vec::new();
+    tokio::task::block_in_place(|| loop {
+        let Some(record) = consumer.poll(Duration::from_millis(200)) else {
+            if Instant::now() > deadline {
+                return Err(Error::Topology(format!(
+                    "partition {partition}: Kafka gave no record before offset {first} within {:?}",
+                    config.kafka_timeout
+                )));
+            }
+            continue;
+        };
+        let record = record?;
+        if record.offset() >= first {
+            return Ok(gap);
+        }
+        if !is_dual_written(&record) {
+            return Err(Error::MirrorBehind {
+                partition,
+                copied,
+                first,
+            });
+        }
+        gap.push(from_kafka(&record, &config.target_topic)?);
     })
 }
 

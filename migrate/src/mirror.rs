@@ -20,11 +20,10 @@ use std::time::{Duration, Instant};
 use futures::{FutureExt, StreamExt};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
-use crate::record::{to_message, SourceRecord, DUAL_WRITTEN};
+use crate::record::{from_kafka, is_dual_written};
 use crate::source::{consumer, partition_count, Endpoints};
 use crate::target::{Queue, Target};
 use crate::{Error, Result};
@@ -195,7 +194,7 @@ async fn copy_from_tail(
         while let Some(record) = next_record {
             let record = record?;
             last_offset = record.offset();
-            if dual_written(&record) {
+            if is_dual_written(&record) {
                 if !handed_off {
                     info!(
                         partition,
@@ -206,7 +205,7 @@ async fn copy_from_tail(
                 }
             } else {
                 bytes += record.payload_len();
-                batch.push(map(&record, &target.topic)?);
+                batch.push(from_kafka(&record, &target.topic)?);
                 if batch.len() >= config.batch || bytes >= config.batch_bytes {
                     break;
                 }
@@ -267,30 +266,4 @@ fn refresh_lag(
     if let Ok((low, high)) = watermarks {
         lag.set((high - next_to_copy.unwrap_or(low)).max(0));
     }
-}
-
-/// Whether the dual writer wrote `record` (and so copies it itself).
-fn dual_written(record: &BorrowedMessage<'_>) -> bool {
-    record
-        .headers()
-        .is_some_and(|headers| headers.iter().any(|h| h.key == DUAL_WRITTEN))
-}
-
-fn map(record: &BorrowedMessage<'_>, topic: &str) -> Result<message::Message> {
-    let headers: Vec<(&str, Option<&[u8]>)> = record
-        .headers()
-        .map(|headers| headers.iter().map(|h| (h.key, h.value)).collect())
-        .unwrap_or_default();
-    to_message(
-        &SourceRecord {
-            topic: record.topic(),
-            partition: record.partition(),
-            offset: record.offset(),
-            timestamp: record.timestamp().to_millis(),
-            key: record.key(),
-            value: record.payload(),
-            headers: &headers,
-        },
-        topic,
-    )
 }

@@ -16,6 +16,8 @@ use base64::Engine;
 use bytes::Bytes;
 use message::property::{self, NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR};
 use message::{Message, Properties};
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::Message as _;
 
 use crate::{Error, Result};
 
@@ -57,6 +59,33 @@ pub struct SourceRecord<'a> {
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
     pub headers: &'a [(&'a str, Option<&'a [u8]>)],
+}
+
+/// Whether the dual writer wrote `record` (and so copies it itself).
+pub(crate) fn is_dual_written(record: &BorrowedMessage<'_>) -> bool {
+    record
+        .headers()
+        .is_some_and(|headers| headers.iter().any(|h| h.key == DUAL_WRITTEN))
+}
+
+/// The Rocketry message for a record one of our Kafka consumers read.
+pub(crate) fn from_kafka(record: &BorrowedMessage<'_>, topic: &str) -> Result<message::Message> {
+    let headers: Vec<(&str, Option<&[u8]>)> = record
+        .headers()
+        .map(|headers| headers.iter().map(|h| (h.key, h.value)).collect())
+        .unwrap_or_default();
+    to_message(
+        &SourceRecord {
+            topic: record.topic(),
+            partition: record.partition(),
+            offset: record.offset(),
+            timestamp: record.timestamp().to_millis(),
+            key: record.key(),
+            value: record.payload(),
+            headers: &headers,
+        },
+        topic,
+    )
 }
 
 /// Where a mirrored message came from.
