@@ -37,6 +37,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::join_all;
 use prometheus::{IntCounterVec, IntGauge, Opts};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -669,10 +670,10 @@ async fn gap(
 /// Replays the spool front to back, forever: unplaced entries go to Kafka first, then every
 /// copy to Rocketry; entries leave the spool only once both sides hold them.
 async fn replay(shared: Arc<Shared>) {
-    // Where Kafka put the front entry, when it was unplaced and the replay wrote it to Kafka
-    // but not yet to Rocketry: a retry does not write it to Kafka again. Only the replay
-    // takes entries off the front, so the front stays the same entry until it does.
-    let mut front_placed = None;
+    // Where Kafka put the front entries, when they were unplaced and the replay wrote them to
+    // Kafka but not yet to Rocketry: a retry does not write them to Kafka again. Only the
+    // replay takes entries off the front, so the front stays the same entries until it does.
+    let mut front_placed = Vec::new();
     loop {
         let waiting = shared.spooled.notified();
         match replay_some(&shared, &mut front_placed).await {
@@ -687,7 +688,7 @@ async fn replay(shared: Arc<Shared>) {
 }
 
 /// Replays up to [`REPLAY_BATCH`] entries from the front; whether there were any.
-async fn replay_some(shared: &Shared, front_placed: &mut Option<Placed>) -> Result<bool> {
+async fn replay_some(shared: &Shared, front_placed: &mut Vec<Placed>) -> Result<bool> {
     let mut entries = {
         let mut state = shared.state.lock().await;
         if state.spool.is_empty() {
@@ -700,16 +701,32 @@ async fn replay_some(shared: &Shared, front_placed: &mut Option<Placed>) -> Resu
             .collect::<Result<Vec<_>>>()?
     };
     let unplaced = if entries[0].placed.is_none() {
-        // An unplaced entry is replayed alone: to Kafka, then to Rocketry. A crash in
-        // between writes it to Kafka again.
-        entries.truncate(1);
-        let placed = match *front_placed {
-            Some(placed) => placed,
-            None => to_kafka(shared, &entries[0].record).await?,
-        };
-        *front_placed = Some(placed);
-        entries[0].placed = Some(placed);
-        1
+        // The leading run of unplaced entries goes to Kafka at once (the idempotent producer
+        // keeps their order), then to Rocketry; a crash in between writes them to Kafka again.
+        // Past a failure, what follows is sent again next round.
+        let run = entries.iter().take_while(|e| e.placed.is_none()).count();
+        entries.truncate(run);
+        let known = front_placed.len().min(run);
+        let sent = join_all(entries[known..].iter().map(|e| to_kafka(shared, &e.record))).await;
+        let mut failure = None;
+        for result in sent {
+            match (result, &failure) {
+                (Ok(placed), None) => front_placed.push(placed),
+                (Ok(_), Some(_)) => {}
+                (Err(error), _) => {
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+        let placed = front_placed.len().min(run);
+        if let (0, Some(error)) = (placed, failure) {
+            return Err(error);
+        }
+        entries.truncate(placed);
+        for (entry, placed) in entries.iter_mut().zip(front_placed.iter()) {
+            entry.placed = Some(*placed);
+        }
+        placed as u64
     } else {
         // The leading run of placed entries; an unplaced one after it waits its turn.
         let run = entries.iter().take_while(|e| e.placed.is_some()).count();
@@ -717,7 +734,7 @@ async fn replay_some(shared: &Shared, front_placed: &mut Option<Placed>) -> Resu
         0
     };
     to_rocketry(shared, &entries).await?;
-    *front_placed = None;
+    front_placed.drain(..unplaced as usize);
     let mut state = shared.state.lock().await;
     take(shared, &mut state, entries.len(), unplaced)?;
     Ok(true)
