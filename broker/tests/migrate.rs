@@ -646,6 +646,32 @@ fn dual_record(run: &str, i: usize) -> migrate::Record {
     }
 }
 
+/// The application: sends records `first..` through `writer` until `stop`, and tallies where
+/// each send stood (both sides, Kafka with the copy spooled, spooled whole); returns the next
+/// index and the tally.
+fn send_until(
+    writer: std::sync::Arc<migrate::DualWriter>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    run: String,
+    first: usize,
+) -> tokio::task::JoinHandle<(usize, [u64; 3])> {
+    tokio::spawn(async move {
+        let mut outcomes = [0u64; 3];
+        let mut i = first;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let sent = writer.send(dual_record(&run, i)).await.unwrap();
+            outcomes[match sent {
+                migrate::Sent::Both { .. } => 0,
+                migrate::Sent::Kafka { .. } => 1,
+                migrate::Sent::Spooled => 2,
+            }] += 1;
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        (i, outcomes)
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dual_write_spools_through_a_20_s_broker_outage_and_both_sides_agree() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -685,23 +711,8 @@ async fn dual_write_spools_through_a_20_s_broker_outage_and_both_sides_agree() {
     // The application writes until told to stop, and tallies where its sends stood.
     let stop = Arc::new(AtomicBool::new(false));
     let start_sending = |writer: Arc<migrate::DualWriter>, first: usize| {
-        let (stop, run) = (stop.clone(), run.clone());
         stop.store(false, Ordering::Relaxed);
-        tokio::spawn(async move {
-            let mut outcomes = [0u64; 3];
-            let mut i = first;
-            while !stop.load(Ordering::Relaxed) {
-                let sent = writer.send(dual_record(&run, i)).await.unwrap();
-                outcomes[match sent {
-                    migrate::Sent::Both { .. } => 0,
-                    migrate::Sent::Kafka { .. } => 1,
-                    migrate::Sent::Spooled => 2,
-                }] += 1;
-                i += 1;
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            (i, outcomes)
-        })
+        send_until(writer, stop.clone(), run.clone(), first)
     };
     let writer = Arc::new(open().await.unwrap());
     let sender = start_sending(writer.clone(), 0);
@@ -890,24 +901,7 @@ async fn dual_write_spools_whole_records_through_a_kafka_pause_and_both_sides_ag
     let writer = Arc::new(migrate::DualWriter::open(config).await.unwrap());
 
     let stop = Arc::new(AtomicBool::new(false));
-    let sender = {
-        let (writer, stop, run) = (writer.clone(), stop.clone(), run.clone());
-        tokio::spawn(async move {
-            let mut outcomes = [0u64; 3];
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let sent = writer.send(dual_record(&run, i)).await.unwrap();
-                outcomes[match sent {
-                    migrate::Sent::Both { .. } => 0,
-                    migrate::Sent::Kafka { .. } => 1,
-                    migrate::Sent::Spooled => 2,
-                }] += 1;
-                i += 1;
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            (i, outcomes)
-        })
-    };
+    let sender = send_until(writer.clone(), stop.clone(), run.clone(), 0);
     tokio::time::sleep(Duration::from_secs(3)).await;
     // Kafka stops answering (its sockets still take bytes), for 15 s.
     kafka.signal("STOP");

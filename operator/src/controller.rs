@@ -246,7 +246,7 @@ where
     .map_err(kube_error("apply", kind, &name))
 }
 
-async fn delete<K>(api: &Api<K>, name: &str, kind: &'static str) -> Result<()>
+pub(crate) async fn delete<K>(api: &Api<K>, name: &str, kind: &'static str) -> Result<()>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {

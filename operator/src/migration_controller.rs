@@ -14,12 +14,14 @@ use k8s_openapi::api::core::v1::{
     VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, ObjectMeta};
-use kube::api::{Api, DeleteParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
-use crate::controller::{apply, kube_error, next_condition, patch_object_status, publish, Context};
+use crate::controller::{
+    apply, delete, kube_error, next_condition, patch_object_status, publish, Context,
+};
 use crate::migration::{
     matching_topics, next_step, record_windows, within, GroupStatus, OffsetStatus, Phase,
     RocketMigration, RocketMigrationStatus, Step, TopicMapping, WindowStatus,
@@ -100,7 +102,7 @@ async fn advance(
     if current.mirrors() {
         apply(&deployments, &mirror(migration, ends), "deployment").await?;
     } else {
-        delete_mirror(&deployments, &mirror_name).await?;
+        delete(&deployments, &mirror_name, "deployment").await?;
     }
     if current.compares() {
         compare_due(migration, ends, status).await;
@@ -121,12 +123,12 @@ async fn advance(
             }
         }
         Phase::Done => {
-            delete_mirror(&deployments, &mirror_name).await?;
+            delete(&deployments, &mirror_name, "deployment").await?;
             "the mirror is removed".to_string()
         }
         Phase::RollBack => match roll_back(migration, ends, status).await {
             Ok(why) => {
-                delete_mirror(&deployments, &mirror_name).await?;
+                delete(&deployments, &mirror_name, "deployment").await?;
                 why
             }
             Err(message) => return Ok(Err(("RollBackWaiting", message))),
@@ -580,14 +582,6 @@ fn mirror(migration: &RocketMigration, ends: &Ends) -> Deployment {
             ..DeploymentSpec::default()
         },
         ..Deployment::default()
-    }
-}
-
-async fn delete_mirror(deployments: &Api<Deployment>, name: &str) -> Result<()> {
-    match deployments.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(source) => Err(kube_error("delete", "deployment", name)(source)),
     }
 }
 
