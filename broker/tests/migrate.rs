@@ -9,6 +9,8 @@
 mod support;
 
 use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use protocol::client::PullStatus;
@@ -646,37 +648,76 @@ fn dual_record(run: &str, i: usize) -> migrate::Record {
     }
 }
 
-/// The application: sends records `first..` through `writer` until `stop`, and tallies where
-/// each send stood (both sides, Kafka with the copy spooled, spooled whole); returns the next
-/// index and the tally.
-fn send_until(
-    writer: std::sync::Arc<migrate::DualWriter>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    run: String,
-    first: usize,
-) -> tokio::task::JoinHandle<(usize, [u64; 3])> {
-    tokio::spawn(async move {
-        let mut outcomes = [0u64; 3];
-        let mut i = first;
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            let sent = writer.send(dual_record(&run, i)).await.unwrap();
-            outcomes[match sent {
-                migrate::Sent::Both { .. } => 0,
-                migrate::Sent::Kafka { .. } => 1,
-                migrate::Sent::Spooled => 2,
-            }] += 1;
-            i += 1;
-            tokio::time::sleep(Duration::from_millis(2)).await;
+/// Where a dual-written send stood: both sides, Kafka with the copy spooled, spooled whole.
+const BOTH: usize = 0;
+const KAFKA_THEN_SPOOL: usize = 1;
+const SPOOLED: usize = 2;
+
+/// The application: sends records `first..` through a dual writer until stopped, and tallies
+/// where each send stood as it goes, so a test can wait for counts rather than guess times.
+struct Application {
+    stop: Arc<AtomicBool>,
+    tally: Arc<[AtomicU64; 3]>,
+    sending: tokio::task::JoinHandle<usize>,
+}
+
+impl Application {
+    fn start(writer: Arc<migrate::DualWriter>, run: String, first: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tally = Arc::new(Default::default());
+        let sending = tokio::spawn({
+            let (stop, tally) = (stop.clone(), Arc::clone(&tally));
+            async move {
+                let tally: &[AtomicU64; 3] = &tally;
+                let mut i = first;
+                while !stop.load(Relaxed) {
+                    let sent = writer.send(dual_record(&run, i)).await.unwrap();
+                    let outcome = match sent {
+                        migrate::Sent::Both { .. } => BOTH,
+                        migrate::Sent::Kafka { .. } => KAFKA_THEN_SPOOL,
+                        migrate::Sent::Spooled => SPOOLED,
+                    };
+                    tally[outcome].fetch_add(1, Relaxed);
+                    i += 1;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                i
+            }
+        });
+        Application {
+            stop,
+            tally,
+            sending,
         }
-        (i, outcomes)
-    })
+    }
+
+    fn count(&self, outcome: usize) -> u64 {
+        self.tally[outcome].load(Relaxed)
+    }
+
+    /// Waits until `outcome` has been counted `n` times.
+    async fn wait_for(&self, outcome: usize, n: u64, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.count(outcome) < n {
+            assert!(
+                Instant::now() < deadline,
+                "{} sends of kind {outcome} after {within:?}, not {n}",
+                self.count(outcome)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops sending; returns the next index and the tally.
+    async fn stop(self) -> (usize, [u64; 3]) {
+        self.stop.store(true, Relaxed);
+        let next = self.sending.await.unwrap();
+        (next, self.tally.each_ref().map(|n| n.load(Relaxed)))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dual_write_spools_through_a_20_s_broker_outage_and_both_sides_agree() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-
     let Some(bootstrap) = kafka_peer() else {
         return;
     };
@@ -708,15 +749,12 @@ async fn dual_write_spools_through_a_20_s_broker_outage_and_both_sides_agree() {
         family.get_metric()[0].get_gauge().get_value()
     };
 
-    // The application writes until told to stop, and tallies where its sends stood.
-    let stop = Arc::new(AtomicBool::new(false));
-    let start_sending = |writer: Arc<migrate::DualWriter>, first: usize| {
-        stop.store(false, Ordering::Relaxed);
-        send_until(writer, stop.clone(), run.clone(), first)
-    };
+    // The application writes to both sides before the outage.
     let writer = Arc::new(open().await.unwrap());
-    let sender = start_sending(writer.clone(), 0);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let application = Application::start(writer.clone(), run.clone(), 0);
+    application
+        .wait_for(BOTH, 100, Duration::from_secs(60))
+        .await;
     assert_eq!(spool_depth(), 0.0, "spooled before the outage");
     let status = rocketry.terminate();
     println!("broker stopped ({status})");
@@ -731,33 +769,31 @@ async fn dual_write_spools_through_a_20_s_broker_outage_and_both_sides_agree() {
     }
     // Midway the application restarts: a new writer, while Rocketry is still down, takes
     // over the spool the old one left.
-    stop.store(true, Ordering::Relaxed);
-    let (first, mut outcomes) = sender.await.unwrap();
+    let (first, before) = application.stop().await;
     let left = spool_depth();
     assert!(left > 0.0, "nothing spooled 10 s into the outage");
     drop(writer);
     // The old writer's metrics left with it; the new one registers its own.
     let writer = Arc::new(open().await.unwrap());
     assert_eq!(spool_depth(), left, "the reopened spool");
-    let sender = start_sending(writer.clone(), first);
+    let application = Application::start(writer.clone(), run.clone(), first);
     while watch(&mut deepest, Duration::from_secs(20)) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     rocketry.restart();
     println!("broker back; the spool held up to {deepest} records");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, Ordering::Relaxed);
-    let (sent, more) = sender.await.unwrap();
-    for (total, more) in outcomes.iter_mut().zip(more) {
-        *total += more;
-    }
+    // Once the spool has drained, sends reach both sides again.
+    application
+        .wait_for(BOTH, 20, Duration::from_secs(120))
+        .await;
+    let (sent, after) = application.stop().await;
+    let outcomes: Vec<u64> = before.iter().zip(after).map(|(b, a)| b + a).collect();
     println!(
         "sent {sent}: both {}, Kafka then spool {}, spooled {}",
-        outcomes[0], outcomes[1], outcomes[2]
+        outcomes[BOTH], outcomes[KAFKA_THEN_SPOOL], outcomes[SPOOLED]
     );
     assert!(deepest > 100.0, "the spool never filled: {deepest}");
-    assert!(outcomes[1] > 100, "{outcomes:?}");
-    assert!(outcomes[0] > 100, "{outcomes:?}");
+    assert!(outcomes[KAFKA_THEN_SPOOL] > 100, "{outcomes:?}");
 
     let deadline = Instant::now() + Duration::from_secs(120);
     while writer.spooled().await > 0 {
@@ -876,9 +912,6 @@ impl Drop for PrivateKafka {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dual_write_spools_whole_records_through_a_kafka_pause_and_both_sides_agree() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-
     if kafka_peer().is_none() {
         return;
     }
@@ -900,9 +933,10 @@ async fn dual_write_spools_whole_records_through_a_kafka_pause_and_both_sides_ag
     config.kafka_timeout = Duration::from_secs(2);
     let writer = Arc::new(migrate::DualWriter::open(config).await.unwrap());
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let sender = send_until(writer.clone(), stop.clone(), run.clone(), 0);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let application = Application::start(writer.clone(), run.clone(), 0);
+    application
+        .wait_for(BOTH, 100, Duration::from_secs(60))
+        .await;
     // Kafka stops answering (its sockets still take bytes), for 15 s.
     kafka.signal("STOP");
     let mut deepest = 0;
@@ -912,14 +946,17 @@ async fn dual_write_spools_whole_records_through_a_kafka_pause_and_both_sides_ag
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     kafka.signal("CONT");
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    stop.store(true, Ordering::Relaxed);
-    let (sent, outcomes) = sender.await.unwrap();
+    // The spool drains while the application keeps sending, and sends reach both sides again.
+    let resumed = application.count(BOTH);
+    application
+        .wait_for(BOTH, resumed + 20, Duration::from_secs(120))
+        .await;
+    let (sent, outcomes) = application.stop().await;
     println!(
         "sent {sent}: both {}, Kafka then spool {}, spooled whole {}; the spool held up to {deepest}",
-        outcomes[0], outcomes[1], outcomes[2]
+        outcomes[BOTH], outcomes[KAFKA_THEN_SPOOL], outcomes[SPOOLED]
     );
-    assert!(outcomes[2] > 100, "{outcomes:?}");
+    assert!(outcomes[SPOOLED] > 100, "{outcomes:?}");
     let deadline = Instant::now() + Duration::from_secs(120);
     while writer.spooled().await > 0 {
         assert!(Instant::now() < deadline, "the spool did not drain");
@@ -1012,8 +1049,14 @@ async fn the_mirror_reads_kafka_over_tls_with_sasl_and_names_a_refused_login() {
     };
     let text = std::fs::read_to_string(&refused_log).unwrap();
     assert!(!status.success(), "{text}");
+    // The mirror's own error names the refusal (not a transport failure after a timeout).
+    let error = text
+        .lines()
+        .find(|l| l.starts_with("Error: "))
+        .unwrap_or("");
     assert!(
-        text.contains("SASL authentication error: Authentication failed"),
+        error.contains("Kafka refused the connection")
+            && error.contains("SASL authentication error: Authentication failed"),
         "{text}"
     );
     assert_eq!(copied(&broker, &topic).await, 0);

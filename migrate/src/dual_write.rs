@@ -8,8 +8,10 @@
 //! has not taken, every later record is spooled whole; while it holds only copies bound for
 //! Rocketry, later records still go to Kafka at once and their copies queue behind. The
 //! replay writes without holding up sends, so sends keep spooling at disk speed during an
-//! outage. A full
-//! spool refuses the record before either side sees it, so nothing is half written.
+//! outage. Once the replay is within one round of an empty spool, sends wait for it (up to
+//! the Kafka timeout) instead of joining the spool's end, so that a steady stream of sends
+//! does not keep the spool from ever emptying and the writer returns to writing both sides.
+//! A full spool refuses the record before either side sees it, so nothing is half written.
 //!
 //! Kafka offsets name records uniquely, so a copy whose write had an unknown outcome (a
 //! timeout, a connection that dropped, a crash of this process) is looked for among the
@@ -34,6 +36,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,7 +46,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, Notify};
@@ -179,7 +182,12 @@ struct Shared {
     producer: FutureProducer,
     state: Mutex<State>,
     rocketry: Mutex<Rocketry>,
+    /// Wakes the replay when a send spooled an entry.
     spooled: Notify,
+    /// Whether the replay's last round wrote entries to both sides: it is catching up.
+    catching_up: AtomicBool,
+    /// Wakes the sends waiting for the replay to catch up, when the spool became empty.
+    drained: Notify,
     metrics: Metrics,
 }
 
@@ -286,6 +294,8 @@ impl DualWriter {
             state: Mutex::new(State { spool, unplaced }),
             rocketry: Mutex::new(Rocketry::default()),
             spooled: Notify::new(),
+            catching_up: AtomicBool::new(false),
+            drained: Notify::new(),
             metrics,
         });
         let replay = tokio::spawn(replay(shared.clone()));
@@ -302,7 +312,7 @@ impl DualWriter {
             placed: None,
         };
         check_mappable(&entry.record, &shared.config.source_topic)?;
-        let mut state = shared.state.lock().await;
+        let mut state = wait_for_catch_up(shared).await;
         // Room for the entry with its place (a few bytes more once placed), checked before
         // either side sees it.
         let room_needed = encode(&entry)?.len() + 32;
@@ -355,6 +365,25 @@ impl DualWriter {
     pub async fn spooled(&self) -> u64 {
         self.shared.state.lock().await.spool.len()
     }
+}
+
+/// The state for a send, once the spool is empty, when the replay is catching up and within
+/// one round of done; after the Kafka timeout, or at once when the replay is failing or far
+/// behind, the send goes on with the spool as it is (and joins its end).
+async fn wait_for_catch_up(shared: &Shared) -> tokio::sync::MutexGuard<'_, State> {
+    let drained = shared.drained.notified();
+    tokio::pin!(drained);
+    // Registered before the spool is looked at, so that a drain in between is not missed.
+    drained.as_mut().enable();
+    {
+        let state = shared.state.lock().await;
+        let near_done = (1..=REPLAY_BATCH as u64).contains(&state.spool.len());
+        if !(near_done && shared.catching_up.load(Ordering::Relaxed)) {
+            return state;
+        }
+    }
+    let _ = tokio::time::timeout(shared.config.kafka_timeout, drained).await;
+    shared.state.lock().await
 }
 
 fn encode(entry: &Entry) -> Result<Vec<u8>> {
@@ -518,7 +547,7 @@ async fn to_rocketry(shared: &Shared, entries: &[Entry]) -> Result<()> {
 async fn resolve(shared: &Shared, rocketry: &mut Rocketry) -> Result<Target> {
     let config = &shared.config;
     let topic = &config.source_topic;
-    let partitions = partition_count(shared.producer.client(), topic)?;
+    let partitions = partition_count(&config.kafka, topic)?;
     let namesrv = first_namesrv(&config.namesrv);
     let target = Target::open(namesrv, &config.target_topic, partitions).await?;
     rocketry.recheck = (0..partitions as i32).collect();
@@ -676,7 +705,11 @@ async fn replay(shared: Arc<Shared>) {
     let mut front_placed = Vec::new();
     loop {
         let waiting = shared.spooled.notified();
-        match replay_some(&shared, &mut front_placed).await {
+        let round = replay_some(&shared, &mut front_placed).await;
+        shared
+            .catching_up
+            .store(matches!(round, Ok(true)), Ordering::Relaxed);
+        match round {
             Ok(true) => continue,
             Ok(false) => waiting.await,
             Err(error) => {
@@ -744,6 +777,9 @@ fn take(shared: &Shared, state: &mut State, count: usize, unplaced: u64) -> Resu
     tokio::task::block_in_place(|| state.spool.take(count))?;
     state.unplaced -= unplaced;
     shared.metrics.show(&state.spool);
+    if state.spool.is_empty() {
+        shared.drained.notify_waiters();
+    }
     Ok(())
 }
 

@@ -9,6 +9,11 @@ pub enum Error {
     #[error("Kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
 
+    /// Kafka refused this client in a way retrying cannot fix (a login, a certificate);
+    /// librdkafka's account of it.
+    #[error("Kafka refused the connection: {0}")]
+    KafkaRefused(String),
+
     /// The Rocketry side (name server or broker) refused or failed.
     #[error("Rocketry: {0}")]
     Rocketry(#[from] protocol::Error),

@@ -77,10 +77,7 @@ impl MirrorMetrics {
 pub async fn mirror(config: MirrorConfig) -> Result<()> {
     let config = Arc::new(config);
     let endpoints = &config.endpoints;
-    let partitions = partition_count(
-        consumer(endpoints, &endpoints.group)?.client(),
-        &endpoints.source_topic,
-    )?;
+    let partitions = partition_count(&endpoints.kafka, &endpoints.source_topic)?;
     let target = Target::open(
         endpoints.first_namesrv(),
         &endpoints.target_topic,

@@ -62,7 +62,7 @@ struct Sides {
 async fn connect(group: &GroupMove) -> Result<Sides> {
     let endpoints = &group.endpoints;
     let kafka = consumer(endpoints, &group.kafka_group)?;
-    let partitions = partition_count(kafka.client(), &endpoints.source_topic)?;
+    let partitions = partition_count(&endpoints.kafka, &endpoints.source_topic)?;
     let target = Target::find(
         endpoints.first_namesrv(),
         &endpoints.target_topic,

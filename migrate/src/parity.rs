@@ -133,7 +133,7 @@ pub async fn parity(config: &ParityConfig) -> Result<ParityReport> {
     let endpoints = &config.endpoints;
     let topic = &endpoints.source_topic;
     let consumer = consumer(endpoints, &endpoints.group)?;
-    let partitions = partition_count(consumer.client(), topic)?;
+    let partitions = partition_count(&endpoints.kafka, topic)?;
     let target = Target::find(
         endpoints.first_namesrv(),
         &endpoints.target_topic,

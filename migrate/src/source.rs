@@ -1,11 +1,13 @@
 //! The Kafka side: its consumers and what they learn about a topic.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rdkafka::client::{Client as KafkaClient, ClientContext};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::metadata::Metadata;
+use rdkafka::types::RDKafkaErrorCode;
 
 use crate::{Error, Result};
 
@@ -50,13 +52,13 @@ pub fn consumer(endpoints: &Endpoints, group: &str) -> Result<StreamConsumer> {
         .create()?)
 }
 
-/// How many partitions the source topic has, as any of our Kafka clients (`consumer.client()`,
-/// `producer.client()`) learns it; an error when it has none (or does not exist). librdkafka
-/// blocks here, so it runs off the async workers.
-pub fn partition_count<C: ClientContext>(client: &KafkaClient<C>, topic: &str) -> Result<usize> {
-    let metadata = tokio::task::block_in_place(|| {
-        client.fetch_metadata(Some(topic), Duration::from_secs(30))
-    })?;
+/// How long a metadata request may go unanswered, in all, before the Kafka side counts as
+/// down.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How many partitions `topic` has; an error when it has none (or does not exist).
+pub fn partition_count(kafka: &HashMap<String, String>, topic: &str) -> Result<usize> {
+    let metadata = metadata(kafka, Some(topic))?;
     match metadata.topics().first().map(|t| t.partitions().len()) {
         Some(n) if n > 0 => Ok(n),
         _ => Err(Error::Topology(format!(
@@ -66,18 +68,77 @@ pub fn partition_count<C: ClientContext>(client: &KafkaClient<C>, topic: &str) -
 }
 
 /// The names of every topic of the Kafka cluster `kafka` (librdkafka settings) reaches.
-/// librdkafka blocks here, so it runs off the async workers.
 pub fn topic_names(kafka: &HashMap<String, String>) -> Result<Vec<String>> {
-    let mut client = ClientConfig::new();
-    for (name, value) in kafka {
-        client.set(name, value);
-    }
-    let consumer: BaseConsumer = client.create()?;
-    let metadata =
-        tokio::task::block_in_place(|| consumer.fetch_metadata(None, Duration::from_secs(30)))?;
-    Ok(metadata
+    Ok(metadata(kafka, None)?
         .topics()
         .iter()
         .map(|topic| topic.name().to_string())
         .collect())
 }
+
+/// Fetches metadata (of `topic`, or of every topic) with a probe client of its own, asking
+/// again each second for up to [`METADATA_TIMEOUT`]. Between asks the probe serves what
+/// librdkafka queued (it queues errors and logs until polled), so that a refusal that retrying
+/// cannot fix (a wrong password, a certificate that does not verify) ends the wait at once
+/// with librdkafka's own account of it, rather than after the timeout as a transport failure.
+/// librdkafka blocks here, so it runs off the async workers.
+fn metadata(kafka: &HashMap<String, String>, topic: Option<&str>) -> Result<Metadata> {
+    let mut client = ClientConfig::new();
+    for (name, value) in kafka {
+        client.set(name, value);
+    }
+    // No group: the probe's poll serves librdkafka's main queue, where errors and logs wait.
+    client.remove("group.id");
+    let probe: BaseConsumer<FailureLog> = client.create_with_context(FailureLog::default())?;
+    let deadline = Instant::now() + METADATA_TIMEOUT;
+    tokio::task::block_in_place(|| loop {
+        let error = match probe.fetch_metadata(topic, Duration::from_secs(1)) {
+            Ok(metadata) => return Ok(metadata),
+            Err(error) => error,
+        };
+        while let Some(event) = probe.poll(Duration::ZERO) {
+            let refused = event
+                .err()
+                .and_then(|e| e.rdkafka_error_code())
+                .filter(|code| {
+                    matches!(
+                        code,
+                        RDKafkaErrorCode::Authentication
+                            | RDKafkaErrorCode::SaslAuthenticationFailed
+                            | RDKafkaErrorCode::SSL
+                    )
+                });
+            if let Some(code) = refused {
+                let reason = probe.context().last().unwrap_or_else(|| code.to_string());
+                return Err(Error::KafkaRefused(reason));
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(error.into());
+        }
+    })
+}
+
+/// librdkafka's logs, passed on as usual, with the last error-level line kept: the one that
+/// names why a connection failed.
+#[derive(Default)]
+struct FailureLog {
+    last: std::sync::Mutex<Option<String>>,
+}
+
+impl FailureLog {
+    fn last(&self) -> Option<String> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl ClientContext for FailureLog {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        DefaultClientContext.log(level, fac, log_message);
+        if (level as i32) <= RDKafkaLogLevel::Error as i32 {
+            *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(log_message.to_string());
+        }
+    }
+}
+
+impl ConsumerContext for FailureLog {}
