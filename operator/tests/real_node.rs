@@ -112,9 +112,11 @@ spec:
         image: {image}
         imagePullPolicy: Never
         args: [standalone, --config, /etc/rocketry/broker.conf, --data-dir, /var/lib/rocketry/store]
-        ports: [{{containerPort: 9876}}, {{containerPort: 10911}}]
+        ports: [{{containerPort: 9876}}, {{containerPort: 10911}}, {{containerPort: 5557}}]
+        # Ready once the broker registered (with its topics) in its name server: an open port
+        # came earlier, and a replacement pod then had no route for the topic yet.
         readinessProbe:
-          tcpSocket: {{port: 10911}}
+          httpGet: {{path: /readyz, port: 5557}}
           periodSeconds: 2
         securityContext:
           readOnlyRootFilesystem: true
