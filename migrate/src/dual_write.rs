@@ -186,7 +186,8 @@ struct Shared {
     spooled: Notify,
     /// Whether the replay's last round wrote entries to both sides: it is catching up.
     catching_up: AtomicBool,
-    /// Wakes the sends waiting for the replay to catch up, when the spool became empty.
+    /// Wakes the sends waiting for the replay to catch up: the spool became empty, or a
+    /// replay round failed.
     drained: Notify,
     metrics: Metrics,
 }
@@ -368,8 +369,9 @@ impl DualWriter {
 }
 
 /// The state for a send, once the spool is empty, when the replay is catching up and within
-/// one round of done; after the Kafka timeout, or at once when the replay is failing or far
-/// behind, the send goes on with the spool as it is (and joins its end).
+/// one round of done. When a replay round fails, after the Kafka timeout, or at once when the
+/// replay is failing or far behind, the send goes on with the spool as it is (and joins its
+/// end).
 async fn wait_for_catch_up(shared: &Shared) -> tokio::sync::MutexGuard<'_, State> {
     let drained = shared.drained.notified();
     tokio::pin!(drained);
@@ -713,6 +715,8 @@ async fn replay(shared: Arc<Shared>) {
             Ok(true) => continue,
             Ok(false) => waiting.await,
             Err(error) => {
+                // Sends waiting for the catch-up would wait out their timeout: let them spool.
+                shared.drained.notify_waiters();
                 warn!(%error, "replaying the spool; trying again");
                 tokio::time::sleep(shared.config.retry_every).await;
             }
