@@ -180,6 +180,9 @@ struct Rocketry {
 struct Shared {
     config: DualWriteConfig,
     producer: FutureProducer,
+    /// Sends take their turn in call order, held through the send, so that a send waiting
+    /// for the catch-up is not overtaken by a later one that came after the spool drained.
+    send_order: Mutex<()>,
     state: Mutex<State>,
     rocketry: Mutex<Rocketry>,
     /// Wakes the replay when a send spooled an entry.
@@ -292,6 +295,7 @@ impl DualWriter {
         let shared = Arc::new(Shared {
             config,
             producer,
+            send_order: Mutex::new(()),
             state: Mutex::new(State { spool, unplaced }),
             rocketry: Mutex::new(Rocketry::default()),
             spooled: Notify::new(),
@@ -313,6 +317,7 @@ impl DualWriter {
             placed: None,
         };
         check_mappable(&entry.record, &shared.config.source_topic)?;
+        let _turn = shared.send_order.lock().await;
         let mut state = wait_for_catch_up(shared).await;
         // Room for the entry with its place (a few bytes more once placed), checked before
         // either side sees it.
@@ -384,7 +389,14 @@ async fn wait_for_catch_up(shared: &Shared) -> tokio::sync::MutexGuard<'_, State
             return state;
         }
     }
-    let _ = tokio::time::timeout(shared.config.kafka_timeout, drained).await;
+    if tokio::time::timeout(shared.config.kafka_timeout, drained)
+        .await
+        .is_err()
+    {
+        // A round that neither ends nor fails (a gap read, a slow side): later sends do not
+        // wait for it too, until a round succeeds again.
+        shared.catching_up.store(false, Ordering::Relaxed);
+    }
     shared.state.lock().await
 }
 

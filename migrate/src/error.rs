@@ -14,6 +14,13 @@ pub enum Error {
     #[error("Kafka refused the connection: {0}")]
     KafkaRefused(String),
 
+    /// Kafka did not answer within the wait; librdkafka's last account of why.
+    #[error("Kafka: {source} (librdkafka last reported: {reason})")]
+    KafkaUnreachable {
+        source: rdkafka::error::KafkaError,
+        reason: String,
+    },
+
     /// The Rocketry side (name server or broker) refused or failed.
     #[error("Rocketry: {0}")]
     Rocketry(#[from] protocol::Error),

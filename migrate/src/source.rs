@@ -1,11 +1,13 @@
 //! The Kafka side: its consumers and what they learn about a topic.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rdkafka::client::{ClientContext, DefaultClientContext};
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::metadata::Metadata;
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -78,67 +80,95 @@ pub fn topic_names(kafka: &HashMap<String, String>) -> Result<Vec<String>> {
 
 /// Fetches metadata (of `topic`, or of every topic) with a probe client of its own, asking
 /// again each second for up to [`METADATA_TIMEOUT`]. Between asks the probe serves what
-/// librdkafka queued (it queues errors and logs until polled), so that a refusal that retrying
-/// cannot fix (a wrong password, a certificate that does not verify) ends the wait at once
-/// with librdkafka's own account of it, rather than after the timeout as a transport failure.
+/// librdkafka queued (errors and logs wait until polled). A refusal that retrying cannot fix
+/// (see [`is_refusal`]) ends the wait at once with librdkafka's account of it; other errors
+/// are retried, and named when the wait runs out, rather than a bare transport failure.
 /// librdkafka blocks here, so it runs off the async workers.
 fn metadata(kafka: &HashMap<String, String>, topic: Option<&str>) -> Result<Metadata> {
+    const ASK_EVERY: Duration = Duration::from_secs(1);
     let mut client = ClientConfig::new();
     for (name, value) in kafka {
         client.set(name, value);
     }
     // No group: the probe's poll serves librdkafka's main queue, where errors and logs wait.
     client.remove("group.id");
-    let probe: BaseConsumer<FailureLog> = client.create_with_context(FailureLog::default())?;
+    let probe: BaseConsumer<KeptErrors> = client.create_with_context(KeptErrors::default())?;
     let deadline = Instant::now() + METADATA_TIMEOUT;
     tokio::task::block_in_place(|| loop {
-        let error = match probe.fetch_metadata(topic, Duration::from_secs(1)) {
+        let asked = Instant::now();
+        let error = match probe.fetch_metadata(topic, ASK_EVERY) {
             Ok(metadata) => return Ok(metadata),
             Err(error) => error,
         };
-        while let Some(event) = probe.poll(Duration::ZERO) {
-            let refused = event
-                .err()
-                .and_then(|e| e.rdkafka_error_code())
-                .filter(|code| {
-                    matches!(
-                        code,
-                        RDKafkaErrorCode::Authentication
-                            | RDKafkaErrorCode::SaslAuthenticationFailed
-                            | RDKafkaErrorCode::SSL
-                    )
-                });
-            if let Some(code) = refused {
-                let reason = probe.context().last().unwrap_or_else(|| code.to_string());
-                return Err(Error::KafkaRefused(reason));
-            }
+        // Not a zero timeout: with zero, a poll returns after the first log line it serves.
+        while probe.poll(Duration::from_millis(10)).is_some() {}
+        let kept = probe.context();
+        if let Some(reason) = kept.get(&kept.refusal) {
+            return Err(Error::KafkaRefused(reason));
         }
         if Instant::now() > deadline {
-            return Err(error.into());
+            return Err(match kept.get(&kept.last) {
+                Some(reason) => Error::KafkaUnreachable {
+                    source: error,
+                    reason,
+                },
+                None => error.into(),
+            });
         }
+        std::thread::sleep(ASK_EVERY.saturating_sub(asked.elapsed()));
     })
 }
 
-/// librdkafka's logs, passed on as usual, with the last error-level line kept: the one that
-/// names why a connection failed.
-#[derive(Default)]
-struct FailureLog {
-    last: std::sync::Mutex<Option<String>>,
-}
-
-impl FailureLog {
-    fn last(&self) -> Option<String> {
-        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
-impl ClientContext for FailureLog {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        DefaultClientContext.log(level, fac, log_message);
-        if (level as i32) <= RDKafkaLogLevel::Error as i32 {
-            *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(log_message.to_string());
+/// Whether librdkafka's error is a refusal that retrying cannot fix: the broker said the login
+/// failed, or the broker's certificate does not verify. The same codes also cover passing
+/// troubles (a SASL handshake cut by a broker's restart, a token endpoint down, a socket error
+/// in the middle of a TLS handshake), which are retried.
+fn is_refusal(code: RDKafkaErrorCode, reason: &str) -> bool {
+    match code {
+        RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed => {
+            reason.contains("Authentication failed")
         }
+        RDKafkaErrorCode::SSL => reason.contains("certificate verify failed"),
+        _ => false,
     }
 }
 
-impl ConsumerContext for FailureLog {}
+/// librdkafka's error events, logged as usual, and kept: the last one's reason, and the first
+/// refusal's.
+#[derive(Default)]
+struct KeptErrors {
+    last: Mutex<Option<String>>,
+    refusal: Mutex<Option<String>>,
+}
+
+impl KeptErrors {
+    fn get(&self, kept: &Mutex<Option<String>>) -> Option<String> {
+        kept.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl ClientContext for KeptErrors {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let keep = |kept: &Mutex<Option<String>>, only_first: bool| {
+            let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+            if !(only_first && kept.is_some()) {
+                *kept = Some(reason.to_string());
+            }
+        };
+        let code = error.rdkafka_error_code();
+        // "1/1 brokers are down" follows each broker's own reason, which says more.
+        if code != Some(RDKafkaErrorCode::AllBrokersDown) {
+            keep(&self.last, false);
+        }
+        if code.is_some_and(|code| is_refusal(code, reason)) {
+            keep(&self.refusal, true);
+        }
+        DefaultClientContext.error(error, reason);
+    }
+}
+
+impl ConsumerContext for KeptErrors {}
+
+#[cfg(test)]
+#[path = "source_test.rs"]
+mod source_test;
