@@ -823,6 +823,64 @@ async fn dual_write_spools_through_a_20_s_broker_outage_and_both_sides_agree() {
     assert_eq!(kafka_records(&report), sent as u64, "{report}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_batch_does_not_copy_twice_what_it_wrote_before_another_queue_failed() {
+    let Some(bootstrap) = kafka_peer() else {
+        return;
+    };
+    let mut rocketry = Rocketry::standalone("");
+    let topic = unique("partial");
+    let run = unique("run");
+    create_kafka_topic(&bootstrap, &topic);
+    // One record of history in partition 1 that no mirror has copied yet: the writer's copies
+    // for queue 1 must wait for the mirror.
+    produce(&bootstrap, &topic, &run, (1, 2));
+    // Rocketry is down while the application writes, so every copy is spooled in send order
+    // (queue 0's first); the replay's first batch then writes queue 0 and fails at queue 1.
+    rocketry.terminate();
+    let spool = tempfile::tempdir().unwrap();
+    let mut config = migrate::DualWriteConfig::new(
+        &bootstrap,
+        &topic,
+        &rocketry.namesrv,
+        &topic,
+        spool.path().to_owned(),
+    );
+    config.retry_every = Duration::from_millis(100);
+    let writer = migrate::DualWriter::open(config).await.unwrap();
+    for i in 0..30 {
+        writer.send(dual_record(&run, i)).await.unwrap();
+    }
+    rocketry.restart();
+    // The replay retries its batch every 100 ms while the mirror is behind on queue 1.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        writer.spooled().await > 0,
+        "the copies did not wait for the mirror"
+    );
+    let log = rocketry.data_dir.join("mirror.log");
+    let _mirror = start_mirror(&bootstrap, &rocketry.namesrv, &topic, &log, None, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while writer.spooled().await > 0 {
+        assert!(Instant::now() < deadline, "the spool did not drain");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Each queue holds its partition's records once, in Kafka's order.
+    let broker = Client::connect(rocketry.broker_addr.as_deref().unwrap())
+        .await
+        .unwrap();
+    for queue in 0..PARTITIONS {
+        let mut offsets = Vec::new();
+        each_copy(&broker, &topic, queue, |message| {
+            offsets.push(message.properties.get("KAFKA_OFFSET").unwrap().to_string());
+        })
+        .await;
+        let expected = 10 + usize::from(queue == 1);
+        let in_order: Vec<String> = (0..expected).map(|o| o.to_string()).collect();
+        assert_eq!(offsets, in_order, "queue {queue}");
+    }
+}
+
 /// How many copies of each of the dual writer's records `0..sent` Rocketry holds, having
 /// checked that every queue holds its partition's records in Kafka's order, each Kafka offset
 /// once (`KAFKA_OFFSET` 0, 1, 2, ... with no gap).

@@ -602,13 +602,16 @@ async fn to_queues(
         } else {
             HashSet::new()
         };
+        // What this writer already wrote to the queue: a replayed batch whose write failed at
+        // a later partition (the mirror behind there, say) wrote this one's copies already.
+        let written = rocketry.copied_to.get(&partition).copied();
         let mut messages = Vec::with_capacity(batch.len());
         let mut first = None;
-        let mut last = -1;
+        let mut last = written.unwrap_or(-1);
         for entry in batch {
             let placed = entry.placed.expect("placed");
             last = last.max(placed.offset);
-            if present.contains(&placed.offset) {
+            if present.contains(&placed.offset) || written.is_some_and(|w| placed.offset <= w) {
                 continue;
             }
             first.get_or_insert(placed.offset);
