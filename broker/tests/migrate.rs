@@ -716,6 +716,22 @@ impl Application {
     }
 }
 
+/// Waits until `writer`'s spool is empty.
+async fn drained(writer: &migrate::DualWriter, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = writer.spooled().await;
+        if left == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the spool did not drain in {within:?}: {left} left"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dual_write_spools_through_a_20_s_broker_outage_and_both_sides_agree() {
     let Some(bootstrap) = kafka_peer() else {
@@ -795,15 +811,7 @@ async fn dual_write_spools_through_a_20_s_broker_outage_and_both_sides_agree() {
     assert!(deepest > 100.0, "the spool never filled: {deepest}");
     assert!(outcomes[KAFKA_THEN_SPOOL] > 100, "{outcomes:?}");
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while writer.spooled().await > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the spool did not drain: {}",
-            spool_depth()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    drained(&writer, Duration::from_secs(120)).await;
     assert_eq!(spool_depth(), 0.0);
     drop(writer);
 
@@ -860,11 +868,7 @@ async fn a_replayed_batch_does_not_copy_twice_what_it_wrote_before_another_queue
     );
     let log = rocketry.data_dir.join("mirror.log");
     let _mirror = start_mirror(&bootstrap, &rocketry.namesrv, &topic, &log, None, &[]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while writer.spooled().await > 0 {
-        assert!(Instant::now() < deadline, "the spool did not drain");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    drained(&writer, Duration::from_secs(60)).await;
     // Each queue holds its partition's records once, in Kafka's order.
     let broker = Client::connect(rocketry.broker_addr.as_deref().unwrap())
         .await
@@ -1015,11 +1019,7 @@ async fn dual_write_spools_whole_records_through_a_kafka_pause_and_both_sides_ag
         outcomes[BOTH], outcomes[KAFKA_THEN_SPOOL], outcomes[SPOOLED]
     );
     assert!(outcomes[SPOOLED] > 100, "{outcomes:?}");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while writer.spooled().await > 0 {
-        assert!(Instant::now() < deadline, "the spool did not drain");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    drained(&writer, Duration::from_secs(120)).await;
 
     // Every record reached both sides, each queue in Kafka's order; a write that timed out
     // but was taken is in Kafka twice, and so its copy.

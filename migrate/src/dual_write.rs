@@ -42,7 +42,6 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use prometheus::{IntCounterVec, IntGauge, Opts};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -53,7 +52,7 @@ use tokio::sync::{Mutex, Notify};
 use tracing::{info, warn};
 
 use crate::record::{from_kafka, is_dual_written, to_message, SourceRecord, DUAL_WRITTEN};
-use crate::source::{first_namesrv, partition_count};
+use crate::source::{client_config, first_namesrv, partition_count};
 use crate::spool::Spool;
 use crate::target::Target;
 use crate::{Error, Result};
@@ -262,11 +261,7 @@ impl DualWriter {
     /// left in the spool is replayed first. The Rocketry topic is found at the first write to
     /// it, and created when missing with one queue per Kafka partition.
     pub async fn open(config: DualWriteConfig) -> Result<DualWriter> {
-        let mut client = ClientConfig::new();
-        for (name, value) in &config.kafka {
-            client.set(name, value);
-        }
-        let producer: FutureProducer = client
+        let producer: FutureProducer = client_config(&config.kafka)
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set(
@@ -674,11 +669,7 @@ async fn gap(
         return Ok(Vec::new());
     }
     let config = &shared.config;
-    let mut kafka = ClientConfig::new();
-    for (name, value) in &config.kafka {
-        kafka.set(name, value);
-    }
-    let consumer: BaseConsumer = kafka
+    let consumer: BaseConsumer = client_config(&config.kafka)
         .set("group.id", "rocketry-dual-writer")
         .set("enable.auto.commit", "false")
         .create()?;

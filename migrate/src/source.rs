@@ -41,13 +41,18 @@ pub fn first_namesrv(list: &str) -> &str {
         .unwrap_or(list)
 }
 
-/// A consumer of `group` that never commits on its own; `assign` decides what it reads.
-pub fn consumer(endpoints: &Endpoints, group: &str) -> Result<StreamConsumer> {
+/// A librdkafka client config holding `kafka`'s settings.
+pub fn client_config(kafka: &HashMap<String, String>) -> ClientConfig {
     let mut client = ClientConfig::new();
-    for (name, value) in &endpoints.kafka {
+    for (name, value) in kafka {
         client.set(name, value);
     }
-    Ok(client
+    client
+}
+
+/// A consumer of `group` that never commits on its own; `assign` decides what it reads.
+pub fn consumer(endpoints: &Endpoints, group: &str) -> Result<StreamConsumer> {
+    Ok(client_config(&endpoints.kafka)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -86,13 +91,10 @@ pub fn topic_names(kafka: &HashMap<String, String>) -> Result<Vec<String>> {
 /// librdkafka blocks here, so it runs off the async workers.
 fn metadata(kafka: &HashMap<String, String>, topic: Option<&str>) -> Result<Metadata> {
     const ASK_EVERY: Duration = Duration::from_secs(1);
-    let mut client = ClientConfig::new();
-    for (name, value) in kafka {
-        client.set(name, value);
-    }
     // No group: the probe's poll serves librdkafka's main queue, where errors and logs wait.
-    client.remove("group.id");
-    let probe: BaseConsumer<KeptErrors> = client.create_with_context(KeptErrors::default())?;
+    let probe: BaseConsumer<KeptErrors> = client_config(kafka)
+        .remove("group.id")
+        .create_with_context(KeptErrors::default())?;
     let deadline = Instant::now() + METADATA_TIMEOUT;
     tokio::task::block_in_place(|| loop {
         let asked = Instant::now();
@@ -102,12 +104,12 @@ fn metadata(kafka: &HashMap<String, String>, topic: Option<&str>) -> Result<Meta
         };
         // Not a zero timeout: with zero, a poll returns after the first log line it serves.
         while probe.poll(Duration::from_millis(10)).is_some() {}
-        let kept = probe.context();
-        if let Some(reason) = kept.get(&kept.refusal) {
+        let kept = probe.context().kept();
+        if let Some(reason) = kept.refusal {
             return Err(Error::KafkaRefused(reason));
         }
         if Instant::now() > deadline {
-            return Err(match kept.get(&kept.last) {
+            return Err(match kept.last {
                 Some(reason) => Error::KafkaUnreachable {
                     source: error,
                     reason,
@@ -133,35 +135,36 @@ fn is_refusal(code: RDKafkaErrorCode, reason: &str) -> bool {
     }
 }
 
-/// librdkafka's error events, logged as usual, and kept: the last one's reason, and the first
-/// refusal's.
+/// librdkafka's error events, logged as usual, and kept.
 #[derive(Default)]
-struct KeptErrors {
-    last: Mutex<Option<String>>,
-    refusal: Mutex<Option<String>>,
+struct KeptErrors(Mutex<Kept>);
+
+#[derive(Default, Clone)]
+struct Kept {
+    /// The last reason.
+    last: Option<String>,
+    /// The first refusal's reason (see [`is_refusal`]).
+    refusal: Option<String>,
 }
 
 impl KeptErrors {
-    fn get(&self, kept: &Mutex<Option<String>>) -> Option<String> {
-        kept.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    fn kept(&self) -> Kept {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
 impl ClientContext for KeptErrors {
     fn error(&self, error: KafkaError, reason: &str) {
-        let keep = |kept: &Mutex<Option<String>>, only_first: bool| {
-            let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
-            if !(only_first && kept.is_some()) {
-                *kept = Some(reason.to_string());
-            }
-        };
         let code = error.rdkafka_error_code();
-        // "1/1 brokers are down" follows each broker's own reason, which says more.
-        if code != Some(RDKafkaErrorCode::AllBrokersDown) {
-            keep(&self.last, false);
-        }
-        if code.is_some_and(|code| is_refusal(code, reason)) {
-            keep(&self.refusal, true);
+        {
+            let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            // "1/1 brokers are down" follows each broker's own reason, which says more.
+            if code != Some(RDKafkaErrorCode::AllBrokersDown) {
+                kept.last = Some(reason.to_string());
+            }
+            if kept.refusal.is_none() && code.is_some_and(|code| is_refusal(code, reason)) {
+                kept.refusal = Some(reason.to_string());
+            }
         }
         DefaultClientContext.error(error, reason);
     }
