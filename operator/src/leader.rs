@@ -23,6 +23,9 @@ pub struct LeaseLock {
     duration: Duration,
 }
 
+/// Reads and writes a release tries before it leaves the lease to expire.
+const RELEASE_ATTEMPTS: usize = 5;
+
 impl LeaseLock {
     pub fn new(
         client: Client,
@@ -123,31 +126,36 @@ impl LeaseLock {
     /// Gives the lease up if this replica holds it, so a standby takes over at once instead of
     /// waiting out the lease: what a replica does when it stops on SIGTERM.
     pub async fn release(&self) -> Result<()> {
-        let Some(mut lease) = self
-            .api
-            .get_opt(&self.name)
-            .await
-            .map_err(|source| self.error(source))?
-        else {
-            return Ok(());
-        };
-        let Some(spec) = lease.spec.as_mut() else {
-            return Ok(());
-        };
-        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
-            return Ok(());
+        // A conflict may be our own renewal, cut short by the shutdown but still applied by
+        // the API server after the read below: read again rather than keep a lease that
+        // would then block the standbys for its whole duration.
+        for _ in 0..RELEASE_ATTEMPTS {
+            let Some(mut lease) = self
+                .api
+                .get_opt(&self.name)
+                .await
+                .map_err(|source| self.error(source))?
+            else {
+                return Ok(());
+            };
+            let Some(spec) = lease.spec.as_mut() else {
+                return Ok(());
+            };
+            if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+                return Ok(());
+            }
+            spec.holder_identity = None;
+            match self
+                .api
+                .replace(&self.name, &PostParams::default(), &lease)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(status)) if status.code == 409 => continue,
+                Err(source) => return Err(self.error(source)),
+            }
         }
-        spec.holder_identity = None;
-        match self
-            .api
-            .replace(&self.name, &PostParams::default(), &lease)
-            .await
-        {
-            Ok(_) => Ok(()),
-            // Someone else wrote it meanwhile: it is no longer ours to release.
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-            Err(source) => Err(self.error(source)),
-        }
+        Ok(())
     }
 
     /// Waits until this replica holds the lease. A standby asks every 2 s (client-go's

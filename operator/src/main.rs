@@ -128,14 +128,19 @@ async fn main() -> anyhow::Result<()> {
         controller.await;
         Ok(())
     } else {
+        // In-flight reconciles get a moment to finish once a signal stops the controllers,
+        // but no more: one waiting on a slow broker must not keep the lease from a standby
+        // until the kubelet's SIGKILL. Reconciles are level-triggered, so the next leader
+        // redoes whatever one left half done.
+        let grace_spent = async {
+            wait_for(stopped.clone()).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
         tokio::select! {
-            _ = controller => {
-                // Stopped on a signal: hand the lease to a standby now rather than after it
-                // expires.
-                if let Err(error) = lease.release().await {
-                    tracing::warn!(%error, "cannot release the leader lease");
-                }
-                Ok(())
+            _ = controller => release(&lease).await,
+            _ = grace_spent => {
+                tracing::warn!(grace = ?SHUTDOWN_GRACE, "reconciles still running at shutdown; leaving them to the next leader");
+                release(&lease).await
             }
             held = lease.hold() => {
                 // Exiting is the safe answer to a lost lease: another replica may already be
@@ -149,6 +154,17 @@ async fn main() -> anyhow::Result<()> {
     scaler.abort();
     outcome
 }
+
+/// Stopped on a signal: hands the lease to a standby now rather than after it expires.
+async fn release(lease: &LeaseLock) -> anyhow::Result<()> {
+    if let Err(error) = lease.release().await {
+        tracing::warn!(%error, "cannot release the leader lease");
+    }
+    Ok(())
+}
+
+/// How long in-flight reconciles may run once the operator is told to stop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 async fn wait_for(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
