@@ -4,6 +4,7 @@
 //! NOTIFY_CONSUMER_IDS_CHANGED.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -11,6 +12,7 @@ use protocol::body::{ConsumeFromWhere, ConsumeType, ConsumerData, MessageModel, 
 use protocol::header::NotifyConsumerIdsChangedRequestHeader;
 use protocol::{LanguageCode, RemotingCommand, RequestCode};
 
+use crate::filter::SubscriptionFilter;
 use crate::server::Channel;
 
 /// One client connection in a group.
@@ -29,9 +31,38 @@ pub struct ConsumerGroup {
     pub consume_type: ConsumeType,
     pub message_model: MessageModel,
     pub consume_from_where: ConsumeFromWhere,
-    pub subscriptions: BTreeMap<String, SubscriptionData>,
+    pub subscriptions: BTreeMap<String, Arc<Subscribed>>,
     /// By channel id.
     pub clients: HashMap<u64, ClientInfo>,
+}
+
+/// A subscription a group registered, with its filter compiled once when it is registered
+/// rather than on every pull (a push consumer's pulls carry none of their own).
+#[derive(Debug)]
+pub struct Subscribed {
+    pub data: SubscriptionData,
+    /// The compile error, for the pulls it refuses.
+    pub filter: Result<Arc<SubscriptionFilter>, String>,
+}
+
+impl Subscribed {
+    fn new(data: &SubscriptionData) -> Self {
+        Subscribed {
+            filter: SubscriptionFilter::compile(data)
+                .map(Arc::new)
+                .map_err(|error| error.to_string()),
+            data: data.clone(),
+        }
+    }
+}
+
+/// Why a group has no registered subscription to a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsubscribed {
+    /// No member of the group is connected.
+    NoGroup,
+    /// The group's members do not subscribe to the topic.
+    NoTopic,
 }
 
 #[derive(Default)]
@@ -66,13 +97,16 @@ impl ClientManager {
         group.consume_from_where = data.consume_from_where;
         // The group's subscriptions are what its members last declared; a newer
         // subVersion replaces an older one, as in RocketMQ's ConsumerGroupInfo.
+        // Every heartbeat repeats them, so an unchanged one keeps its compiled filter.
         for subscription in &data.subscription_data_set {
             match group.subscriptions.get(&subscription.topic) {
-                Some(known) if known.sub_version > subscription.sub_version => {}
+                Some(known) if known.data.sub_version > subscription.sub_version => {}
+                Some(known) if known.data == *subscription => {}
                 _ => {
-                    group
-                        .subscriptions
-                        .insert(subscription.topic.clone(), subscription.clone());
+                    group.subscriptions.insert(
+                        subscription.topic.clone(),
+                        Arc::new(Subscribed::new(subscription)),
+                    );
                 }
             }
         }
@@ -171,13 +205,17 @@ impl ClientManager {
         self.consumers.lock().get(group).cloned()
     }
 
-    pub fn subscription(&self, group: &str, topic: &str) -> Option<SubscriptionData> {
+    /// What `group` registered for `topic`: the pull path's lookup, so it takes only a
+    /// reference count under the lock, not a copy of the group.
+    pub fn subscribed(&self, group: &str, topic: &str) -> Result<Arc<Subscribed>, Unsubscribed> {
         self.consumers
             .lock()
-            .get(group)?
+            .get(group)
+            .ok_or(Unsubscribed::NoGroup)?
             .subscriptions
             .get(topic)
             .cloned()
+            .ok_or(Unsubscribed::NoTopic)
     }
 
     pub fn consumer_group_names(&self) -> Vec<String> {
@@ -212,3 +250,7 @@ impl ClientManager {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "client_manager_test.rs"]
+mod tests;

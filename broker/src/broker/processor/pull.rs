@@ -1,6 +1,7 @@
 //! PULL_MESSAGE (11) and LITE_PULL_MESSAGE (361), with long polling: a pull that finds
 //! nothing new is held until a message arrives in its queue or its suspend time runs out.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -10,6 +11,7 @@ use protocol::{RemotingCommand, ResponseCode};
 use store::{GetMessageResult, GetMessageStatus, MessageFilter};
 
 use super::{header, or_refuse, reply, subscription_group, Refusal};
+use crate::broker::client_manager::Unsubscribed;
 use crate::broker::Broker;
 use crate::filter::{self, SubscriptionFilter};
 
@@ -69,10 +71,7 @@ pub async fn process(broker: &Broker, request: &RemotingCommand) -> RemotingComm
             ),
         );
     }
-    let filter = or_refuse!(
-        request,
-        subscription(broker, &header).and_then(|s| filter_of(broker, &s))
-    );
+    let filter = or_refuse!(request, filter_of(broker, &header));
 
     let suspend = pull_sys_flag::has_suspend(header.sys_flag);
     if pull_sys_flag::has_commit_offset(header.sys_flag) {
@@ -156,63 +155,45 @@ fn read(
     )
 }
 
-/// Compiles a subscription, refusing SQL92 unless the broker enables property filters.
+/// The filter this pull applies: the subscription in the request when it carries one, else
+/// the one the group registered by heartbeat (a Java push consumer sends none), compiled when
+/// it was registered.
 fn filter_of(
     broker: &Broker,
-    subscription: &SubscriptionData,
-) -> Result<SubscriptionFilter, Refusal> {
-    if filter::is_sql(subscription) && !broker.config.enable_property_filter {
-        return Err(Refusal(
-            ResponseCode::SystemError,
-            "The broker does not support consumer to filter message by SQL92".into(),
-        ));
-    }
-    SubscriptionFilter::compile(subscription).map_err(|error| {
-        Refusal(
-            ResponseCode::SubscriptionParseFailed,
-            format!(
-                "parse the consumer's subscription[{}] failed: {error}",
-                subscription.sub_string
-            ),
-        )
-    })
-}
-
-/// The subscription this pull filters by: the one in the request when it carries one,
-/// else the one the group registered by heartbeat (a Java push consumer sends none).
-fn subscription(
-    broker: &Broker,
     header: &PullMessageRequestHeader,
-) -> Result<SubscriptionData, Refusal> {
+) -> Result<Arc<SubscriptionFilter>, Refusal> {
     if pull_sys_flag::has_subscription(header.sys_flag) {
         let sub_string = header.subscription.clone().unwrap_or_default();
-        return Ok(SubscriptionData {
+        let carried = SubscriptionData {
             topic: header.topic.clone(),
             tags_set: SubscriptionData::parse_tags(&sub_string),
             sub_string,
             sub_version: header.sub_version,
             expression_type: header.expression_type.clone(),
             ..SubscriptionData::default()
-        });
+        };
+        let compiled = SubscriptionFilter::compile(&carried)
+            .map(Arc::new)
+            .map_err(|error| error.to_string());
+        return usable(broker, &carried, compiled);
     }
-    let Some(group) = broker.clients.consumer_group(&header.consumer_group) else {
-        return Err(Refusal(
-            ResponseCode::SubscriptionNotExist,
-            format!(
-                "the consumer's group info not exist, group: {}",
-                header.consumer_group
-            ),
-        ));
-    };
-    let Some(subscription) = group.subscriptions.get(&header.topic) else {
-        return Err(Refusal(
-            ResponseCode::SubscriptionNotExist,
-            format!(
-                "the consumer's subscription not exist, group: {}, topic: {}",
-                header.consumer_group, header.topic
-            ),
-        ));
-    };
+    let registered = broker
+        .clients
+        .subscribed(&header.consumer_group, &header.topic)
+        .map_err(|missing| {
+            let what = match missing {
+                Unsubscribed::NoGroup => format!(
+                    "the consumer's group info not exist, group: {}",
+                    header.consumer_group
+                ),
+                Unsubscribed::NoTopic => format!(
+                    "the consumer's subscription not exist, group: {}, topic: {}",
+                    header.consumer_group, header.topic
+                ),
+            };
+            Refusal(ResponseCode::SubscriptionNotExist, what)
+        })?;
+    let subscription = &registered.data;
     // A pull may carry a newer subVersion than the last heartbeat: the Java client bumps it
     // on every rebalance and skips a heartbeat when another is in flight, leaving the broker
     // a version behind until the next one (30 s). RocketMQ refuses such pulls until then.
@@ -228,7 +209,30 @@ fn subscription(
             ),
         ));
     }
-    Ok(subscription.clone())
+    usable(broker, subscription, registered.filter.clone())
+}
+
+/// A compiled subscription, refusing SQL92 unless the broker enables property filters.
+fn usable(
+    broker: &Broker,
+    subscription: &SubscriptionData,
+    compiled: Result<Arc<SubscriptionFilter>, String>,
+) -> Result<Arc<SubscriptionFilter>, Refusal> {
+    if filter::is_sql(subscription) && !broker.config.enable_property_filter {
+        return Err(Refusal(
+            ResponseCode::SystemError,
+            "The broker does not support consumer to filter message by SQL92".into(),
+        ));
+    }
+    compiled.map_err(|error| {
+        Refusal(
+            ResponseCode::SubscriptionParseFailed,
+            format!(
+                "parse the consumer's subscription[{}] failed: {error}",
+                subscription.sub_string
+            ),
+        )
+    })
 }
 
 /// Maps the store's answer to RocketMQ's pull response (`composeResponseHeader`).

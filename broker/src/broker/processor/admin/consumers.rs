@@ -104,7 +104,7 @@ pub fn consumed_by(broker: &Broker, request: &RemotingCommand) -> RemotingComman
         .into_iter()
         .collect();
     for group in broker.clients.consumer_group_names() {
-        if broker.clients.subscription(&group, &h.topic).is_some() {
+        if broker.clients.subscribed(&group, &h.topic).is_ok() {
             groups.insert(group);
         }
     }
@@ -133,7 +133,11 @@ pub fn consumer_connections(broker: &Broker, request: &RemotingCommand) -> Remot
     };
     let answer = ConsumerConnection {
         connection_set: group.clients.values().map(connection).collect(),
-        subscription_table: group.subscriptions.clone(),
+        subscription_table: group
+            .subscriptions
+            .iter()
+            .map(|(topic, subscribed)| (topic.clone(), subscribed.data.clone()))
+            .collect(),
         consume_type: group.consume_type,
         message_model: group.message_model,
         consume_from_where: group.consume_from_where,
