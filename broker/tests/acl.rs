@@ -539,7 +539,7 @@ async fn the_name_server_takes_changes_from_administrators_only() {
     let read = anonymous.invoke(get, timeout).await.unwrap();
     assert_eq!(read.code, ResponseCode::Success as i32, "{:?}", read.remark);
     assert_eq!(
-        read.ext_fields.get("value").map(String::as_str),
+        read.ext_fields.get("value").map(|value| value.as_str()),
         Some("broker-a:4")
     );
 }

@@ -16,6 +16,8 @@ pub use batch::{decode_batch, encode_batch};
 pub use error::{Error, Result};
 pub use java_hash::{java_string_hash, java_string_hash_of, tags_code};
 pub use message::Message;
-pub use message_id::{decode_offset_message_id, offset_message_id, UniqueIdGenerator};
+pub use message_id::{
+    decode_offset_message_id, offset_message_id, push_offset_message_id, UniqueIdGenerator,
+};
 pub use property::Properties;
 pub use record::{RecordEncoder, RecordFields, RecordHead, StoredMessage, StoredRecordMut};

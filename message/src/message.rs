@@ -1,4 +1,5 @@
 use bytes::Bytes;
+use compact_str::CompactString;
 
 use crate::property::{self, Properties};
 
@@ -32,7 +33,7 @@ impl Message {
     }
 
     /// Sets the `TAGS` property.
-    pub fn set_tags(&mut self, tags: impl Into<String>) {
+    pub fn set_tags(&mut self, tags: impl Into<CompactString>) {
         self.properties.insert(property::TAGS, tags);
     }
 

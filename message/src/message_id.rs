@@ -8,14 +8,32 @@ use crate::error::{Error, Result};
 /// The offset message id: uppercase hex of store IP, port (i32) and CommitLog offset (i64).
 /// Clients recompute it from STOREHOSTADDRESS and PHYSICALOFFSET and connect to that address.
 pub fn offset_message_id(store_host: SocketAddr, commit_log_offset: i64) -> String {
-    let mut bytes = Vec::with_capacity(28);
-    match store_host.ip() {
-        IpAddr::V4(ip) => bytes.extend_from_slice(&ip.octets()),
-        IpAddr::V6(ip) => bytes.extend_from_slice(&ip.octets()),
-    }
-    bytes.extend_from_slice(&(store_host.port() as i32).to_be_bytes());
-    bytes.extend_from_slice(&commit_log_offset.to_be_bytes());
-    upper_hex(&bytes)
+    let mut id = String::with_capacity(56);
+    push_offset_message_id(&mut id, store_host, commit_log_offset);
+    id
+}
+
+/// Appends the offset message id to `out` (a batch's answer joins them), allocating nothing.
+pub fn push_offset_message_id(out: &mut String, store_host: SocketAddr, commit_log_offset: i64) {
+    let mut bytes = [0u8; 28];
+    let ip_len = match store_host.ip() {
+        IpAddr::V4(ip) => {
+            bytes[..4].copy_from_slice(&ip.octets());
+            4
+        }
+        IpAddr::V6(ip) => {
+            bytes[..16].copy_from_slice(&ip.octets());
+            16
+        }
+    };
+    bytes[ip_len..ip_len + 4].copy_from_slice(&(store_host.port() as i32).to_be_bytes());
+    bytes[ip_len + 4..ip_len + 12].copy_from_slice(&commit_log_offset.to_be_bytes());
+    let raw = &bytes[..ip_len + 12];
+    let mut text = [0u8; 56];
+    let text = &mut text[..raw.len() * 2];
+    hex::encode_to_slice(raw, text).expect("the buffer holds two characters per byte");
+    text.make_ascii_uppercase();
+    out.push_str(std::str::from_utf8(text).expect("hex digits are ASCII"));
 }
 
 /// Decodes an offset message id: 32 hex characters mean IPv4, 56 mean IPv6

@@ -1,5 +1,6 @@
 //! Message properties: the names RocketMQ gives them and their `name\x01value\x02` text form.
 
+use compact_str::CompactString;
 /// Separates a property's name from its value (`MessageDecoder.NAME_VALUE_SEPARATOR`).
 pub const NAME_VALUE_SEPARATOR: char = '\u{1}';
 /// Ends each property (`MessageDecoder.PROPERTY_SEPARATOR`).
@@ -116,8 +117,10 @@ pub const SYSTEM: &[&str] = &[
 ///
 /// A `Vec` rather than a map: messages carry a handful of properties, a linear scan beats hashing
 /// at that size, and keeping insertion order makes a decoded message re-encode to the same bytes.
+/// Names and most values fit a `CompactString`'s 24 inline bytes, so a property costs no
+/// allocation of its own: the send path sets four on every message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Properties(Vec<(String, String)>);
+pub struct Properties(Vec<(CompactString, CompactString)>);
 
 impl Properties {
     /// No properties.
@@ -134,7 +137,7 @@ impl Properties {
     }
 
     /// Sets `name`, replacing an earlier value in place so the order stays stable.
-    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
+    pub fn insert(&mut self, name: impl Into<CompactString>, value: impl Into<CompactString>) {
         let name = name.into();
         let value = value.into();
         match self.0.iter_mut().find(|(key, _)| *key == name) {
@@ -146,7 +149,12 @@ impl Properties {
     /// Removes `name`, returning its value.
     pub fn remove(&mut self, name: &str) -> Option<String> {
         let index = self.0.iter().position(|(key, _)| key == name)?;
-        Some(self.0.remove(index).1)
+        Some(self.0.remove(index).1.into_string())
+    }
+
+    /// Makes room for `additional` more properties.
+    pub fn reserve(&mut self, additional: usize) {
+        self.0.reserve(additional);
     }
 
     /// Name and value pairs in order.
@@ -208,7 +216,7 @@ fn pairs(text: &str) -> impl Iterator<Item = (&str, &str)> {
     })
 }
 
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Properties {
+impl<K: Into<CompactString>, V: Into<CompactString>> FromIterator<(K, V)> for Properties {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         let mut properties = Properties::new();
         for (k, v) in iter {

@@ -6,6 +6,7 @@
 //! server that wants more checks its own fields on top (the broker's replay window).
 
 use base64::Engine;
+use compact_str::ToCompactString;
 use ring::hmac;
 
 use crate::command::RemotingCommand;
@@ -82,8 +83,10 @@ pub fn add_replay_fields(command: &mut RemotingCommand) {
         .fill(&mut nonce)
         .expect("the system's random source failed");
     let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
-    command.ext_fields.insert(TIMESTAMP.into(), now.to_string());
-    command.ext_fields.insert(NONCE.into(), nonce);
+    command
+        .ext_fields
+        .insert(TIMESTAMP.into(), now.to_compact_string());
+    command.ext_fields.insert(NONCE.into(), nonce.into());
 }
 
 /// Adds `AccessKey` and `Signature` to a request, as `AclClientRPCHook` does; call it
@@ -91,9 +94,11 @@ pub fn add_replay_fields(command: &mut RemotingCommand) {
 pub fn sign(command: &mut RemotingCommand, credentials: &Credentials) {
     command
         .ext_fields
-        .insert(ACCESS_KEY.into(), credentials.access_key.clone());
+        .insert(ACCESS_KEY.into(), credentials.access_key.as_str().into());
     let signature = signature(command, &credentials.secret_key);
-    command.ext_fields.insert(SIGNATURE.into(), signature);
+    command
+        .ext_fields
+        .insert(SIGNATURE.into(), signature.into());
 }
 
 #[cfg(test)]

@@ -3,14 +3,18 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use compact_str::CompactString;
 
 use crate::error::Result;
 use crate::header::CustomHeader;
 use crate::version;
 
 /// Custom-header fields. Ordered so that encodings are deterministic (fastjson sorts keys too),
-/// and a later duplicate key replaces an earlier one as Java's HashMap does.
-pub type ExtFields = BTreeMap<String, String>;
+/// and a later duplicate key replaces an earlier one as Java's HashMap does. Keys and values
+/// are `CompactString`s: field names and most values (numbers, topics, groups) fit in its 24
+/// inline bytes, so a header of a dozen fields costs no allocation per field, and the names a
+/// header type writes are `&'static str`s it borrows.
+pub type ExtFields = BTreeMap<CompactString, CompactString>;
 
 /// Flag bit 0: the command is a response.
 pub const FLAG_RESPONSE: i32 = 1;
@@ -184,7 +188,11 @@ impl RemotingCommand {
         self
     }
 
-    pub fn with_ext_field(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn with_ext_field(
+        mut self,
+        key: impl Into<CompactString>,
+        value: impl Into<CompactString>,
+    ) -> Self {
         self.ext_fields.insert(key.into(), value.into());
         self
     }

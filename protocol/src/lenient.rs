@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use compact_str::CompactString;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -253,16 +254,16 @@ pub fn ext_fields<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ExtField
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut fields = ExtFields::new();
-            while let Some((key, raw)) = map.next_entry::<String, &'de RawValue>()? {
+            while let Some((key, raw)) = map.next_entry::<CompactString, &'de RawValue>()? {
                 let text = raw.get();
                 if text == "null" {
                     fields.remove(&key);
                     continue;
                 }
                 let value = if text.starts_with('"') {
-                    serde_json::from_str::<String>(text).map_err(de::Error::custom)?
+                    serde_json::from_str::<CompactString>(text).map_err(de::Error::custom)?
                 } else {
-                    text.to_owned()
+                    text.into()
                 };
                 fields.insert(key, value);
             }

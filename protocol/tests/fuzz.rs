@@ -274,7 +274,11 @@ fn ext_fields() -> impl Strategy<Value = ExtFields> {
     ]
     .concat();
     let name = prop::sample::select(names);
-    prop::collection::btree_map(name.prop_map(str::to_owned), header_value(), 0..24)
+    prop::collection::btree_map(
+        name.prop_map(Into::into),
+        header_value().prop_map(Into::into),
+        0..24,
+    )
 }
 
 fn round_trips<H: CustomHeader + PartialEq + std::fmt::Debug>(

@@ -66,7 +66,7 @@ fn group(name: &str) -> (Resource, Access) {
 /// such a request anyway.
 pub fn of(code: RequestCode, request: &RemotingCommand) -> Needs {
     use RequestCode::*;
-    let field = |name: &str| request.ext_fields.get(name).map(String::as_str);
+    let field = |name: &str| request.ext_fields.get(name).map(|value| value.as_str());
     let mut needs = Needs {
         admin: ADMIN_CODES.contains(&code),
         resources: Vec::new(),

@@ -74,7 +74,7 @@ impl ReplayGuard {
                 return Err("too many requests inside the replay window; try again".into());
             }
         }
-        match seen.entry((access_key.to_string(), nonce.clone())) {
+        match seen.entry((access_key.to_string(), nonce.to_string())) {
             std::collections::hash_map::Entry::Occupied(_) => Err(format!(
                 "replayed request: User:{access_key} already used this {NONCE}."
             )),

@@ -141,10 +141,10 @@ pub fn decode(header: &[u8]) -> Result<RemotingCommand> {
         // Java keeps the later of duplicate keys, including a later null.
         match (key, value) {
             (Some(key), Some(value)) => {
-                ext_fields.insert(key, value);
+                ext_fields.insert(key.into(), value.into());
             }
             (Some(key), None) => {
-                ext_fields.remove(&key);
+                ext_fields.remove(key.as_str());
             }
             (None, _) => {}
         }

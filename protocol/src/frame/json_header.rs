@@ -5,6 +5,7 @@
 //! lenient: unknown keys are ignored, `extFields` may be missing or `null`, and its values may
 //! be strings, numbers or booleans (the C++ client sends numbers).
 
+use bytes::BufMut;
 use serde::{Deserialize, Deserializer};
 
 use crate::command::{ExtFields, LanguageCode, RemotingCommand, SerializeType};
@@ -12,42 +13,53 @@ use crate::error::{Error, Result};
 use crate::lenient;
 
 pub fn encode(command: &RemotingCommand) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128 + command.ext_fields.len() * 32);
-    out.extend_from_slice(b"{\"code\":");
-    out.extend_from_slice(command.code.to_string().as_bytes());
-    // Java omits a null map; we do not distinguish null from empty, and an absent map decodes
-    // to all-null header fields on the Java side, which is what an empty map means.
-    if !command.ext_fields.is_empty() {
-        out.extend_from_slice(b",\"extFields\":{");
-        for (index, (key, value)) in command.ext_fields.iter().enumerate() {
-            if index > 0 {
-                out.push(b',');
-            }
-            write_string(&mut out, key);
-            out.push(b':');
-            write_string(&mut out, value);
-        }
-        out.push(b'}');
-    }
-    out.extend_from_slice(b",\"flag\":");
-    out.extend_from_slice(command.flag.to_string().as_bytes());
-    out.extend_from_slice(b",\"language\":");
-    write_string(&mut out, command.language.name());
-    out.extend_from_slice(b",\"opaque\":");
-    out.extend_from_slice(command.opaque.to_string().as_bytes());
-    if let Some(remark) = &command.remark {
-        out.extend_from_slice(b",\"remark\":");
-        write_string(&mut out, remark);
-    }
-    out.extend_from_slice(b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":");
-    out.extend_from_slice(command.version.to_string().as_bytes());
-    out.push(b'}');
+    let mut out = Vec::with_capacity(encoded_size_hint(command));
+    write(command, &mut out);
     out
 }
 
-fn write_string(out: &mut Vec<u8>, text: &str) {
-    // Serialising a &str into a Vec cannot fail.
-    serde_json::to_writer(&mut *out, text).expect("string serialisation is infallible");
+/// About how long the header of `command` is, to reserve room for it at once.
+pub fn encoded_size_hint(command: &RemotingCommand) -> usize {
+    128 + command.ext_fields.len() * 32
+}
+
+/// Appends the header of `command` to `out`, allocating nothing else.
+pub fn write(command: &RemotingCommand, out: &mut impl BufMut) {
+    let mut numbers = itoa::Buffer::new();
+    out.put_slice(b"{\"code\":");
+    out.put_slice(numbers.format(command.code).as_bytes());
+    // Java omits a null map; we do not distinguish null from empty, and an absent map decodes
+    // to all-null header fields on the Java side, which is what an empty map means.
+    if !command.ext_fields.is_empty() {
+        out.put_slice(b",\"extFields\":{");
+        for (index, (key, value)) in command.ext_fields.iter().enumerate() {
+            if index > 0 {
+                out.put_u8(b',');
+            }
+            write_string(out, key);
+            out.put_u8(b':');
+            write_string(out, value);
+        }
+        out.put_u8(b'}');
+    }
+    out.put_slice(b",\"flag\":");
+    out.put_slice(numbers.format(command.flag).as_bytes());
+    out.put_slice(b",\"language\":");
+    write_string(out, command.language.name());
+    out.put_slice(b",\"opaque\":");
+    out.put_slice(numbers.format(command.opaque).as_bytes());
+    if let Some(remark) = &command.remark {
+        out.put_slice(b",\"remark\":");
+        write_string(out, remark);
+    }
+    out.put_slice(b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":");
+    out.put_slice(numbers.format(command.version).as_bytes());
+    out.put_u8(b'}');
+}
+
+fn write_string(out: &mut impl BufMut, text: &str) {
+    // Serialising a &str into a buffer cannot fail.
+    serde_json::to_writer(out.writer(), text).expect("string serialisation is infallible");
 }
 
 #[derive(Deserialize)]

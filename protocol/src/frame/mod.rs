@@ -26,27 +26,40 @@ const MAX_HEADER_LENGTH: usize = 0x00FF_FFFF;
 
 /// Appends the frame of `command`, encoding its header as `command.serialize_type` says.
 pub fn encode(command: &RemotingCommand, dst: &mut BytesMut) -> Result<()> {
-    let header = match command.serialize_type {
-        SerializeType::Json => json_header::encode(command),
-        SerializeType::RocketMq => binary_header::encode(command)?,
-    };
-    if header.len() > MAX_HEADER_LENGTH {
+    let start = dst.len();
+    dst.reserve(8 + json_header::encoded_size_hint(command) + command.body.len());
+    // The two length words, written once the header's length is known: a JSON header is
+    // written in place rather than built apart and copied.
+    dst.put_u64(0);
+    match command.serialize_type {
+        SerializeType::Json => json_header::write(command, dst),
+        SerializeType::RocketMq => match binary_header::encode(command) {
+            Ok(header) => dst.put_slice(&header),
+            Err(error) => {
+                dst.truncate(start);
+                return Err(error);
+            }
+        },
+    }
+    let header_length = dst.len() - start - 8;
+    let length = 4 + header_length + command.body.len();
+    if header_length > MAX_HEADER_LENGTH {
+        dst.truncate(start);
         return Err(Error::FieldOverflow {
             field: "headerLength",
-            value: header.len() as i64,
+            value: header_length as i64,
         });
     }
-    let length = 4 + header.len() + command.body.len();
     if length + 4 > MAX_FRAME_LENGTH {
+        dst.truncate(start);
         return Err(Error::FrameTooLarge {
             length: length as u64 + 4,
             max: MAX_FRAME_LENGTH,
         });
     }
-    dst.reserve(length + 4);
-    dst.put_u32(length as u32);
-    dst.put_u32(((command.serialize_type.code() as u32) << 24) | header.len() as u32);
-    dst.put_slice(&header);
+    let type_and_length = ((command.serialize_type.code() as u32) << 24) | header_length as u32;
+    dst[start..start + 4].copy_from_slice(&(length as u32).to_be_bytes());
+    dst[start + 4..start + 8].copy_from_slice(&type_and_length.to_be_bytes());
     dst.put_slice(&command.body);
     Ok(())
 }

@@ -4,7 +4,7 @@ use crate::command::RemotingCommand;
 fn ext(pairs: &[(&str, &str)]) -> ExtFields {
     pairs
         .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .map(|(k, v)| ((*k).into(), (*v).into()))
         .collect()
 }
 

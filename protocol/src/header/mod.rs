@@ -18,6 +18,10 @@ pub use consumer::*;
 pub use namesrv::*;
 pub use send::*;
 
+#[doc(hidden)] // used by `custom_header!`
+pub use compact_str::CompactString;
+use compact_str::ToCompactString;
+
 use crate::command::ExtFields;
 use crate::error::{Error, Result};
 use crate::lenient;
@@ -44,13 +48,13 @@ impl CustomHeader for () {
 
 /// A value that can sit in one extFields slot.
 pub trait HeaderValue: Sized {
-    fn to_wire(&self) -> String;
+    fn to_wire(&self) -> CompactString;
     fn from_wire(text: &str) -> Option<Self>;
 }
 
 impl HeaderValue for String {
-    fn to_wire(&self) -> String {
-        self.clone()
+    fn to_wire(&self) -> CompactString {
+        self.as_str().into()
     }
     fn from_wire(text: &str) -> Option<Self> {
         Some(text.to_owned())
@@ -58,8 +62,8 @@ impl HeaderValue for String {
 }
 
 impl HeaderValue for i64 {
-    fn to_wire(&self) -> String {
-        self.to_string()
+    fn to_wire(&self) -> CompactString {
+        self.to_compact_string()
     }
     fn from_wire(text: &str) -> Option<Self> {
         lenient::parse_i64(text)
@@ -67,8 +71,8 @@ impl HeaderValue for i64 {
 }
 
 impl HeaderValue for i32 {
-    fn to_wire(&self) -> String {
-        self.to_string()
+    fn to_wire(&self) -> CompactString {
+        self.to_compact_string()
     }
     fn from_wire(text: &str) -> Option<Self> {
         lenient::parse_i64(text).and_then(|v| i32::try_from(v).ok())
@@ -76,8 +80,8 @@ impl HeaderValue for i32 {
 }
 
 impl HeaderValue for bool {
-    fn to_wire(&self) -> String {
-        self.to_string()
+    fn to_wire(&self) -> CompactString {
+        self.to_compact_string()
     }
     fn from_wire(text: &str) -> Option<Self> {
         lenient::parse_bool(text)
@@ -93,10 +97,10 @@ pub enum BoundaryType {
 }
 
 impl HeaderValue for BoundaryType {
-    fn to_wire(&self) -> String {
+    fn to_wire(&self) -> CompactString {
         match self {
-            BoundaryType::Lower => "LOWER".into(),
-            BoundaryType::Upper => "UPPER".into(),
+            BoundaryType::Lower => CompactString::const_new("LOWER"),
+            BoundaryType::Upper => CompactString::const_new("UPPER"),
         }
     }
     fn from_wire(text: &str) -> Option<Self> {
@@ -116,7 +120,7 @@ pub fn read_required<T: HeaderValue>(ext_fields: &ExtFields, field: &'static str
     let text = ext_fields.get(field).ok_or(Error::MissingField { field })?;
     T::from_wire(text).ok_or_else(|| Error::InvalidField {
         field,
-        value: text.clone(),
+        value: text.to_string(),
     })
 }
 
@@ -134,7 +138,7 @@ pub fn read_optional<T: HeaderValue>(
             None if text.trim().is_empty() => Ok(None),
             None => Err(Error::InvalidField {
                 field,
-                value: text.clone(),
+                value: text.to_string(),
             }),
         },
     }
@@ -176,11 +180,17 @@ macro_rules! custom_header {
     (@type required $ty:ty) => { $ty };
     (@type optional $ty:ty) => { Option<$ty> };
     (@put required $ext:ident, $key:literal, $value:expr) => {
-        $ext.insert($key.to_owned(), $crate::header::HeaderValue::to_wire(&$value));
+        $ext.insert(
+            $crate::header::CompactString::const_new($key),
+            $crate::header::HeaderValue::to_wire(&$value),
+        );
     };
     (@put optional $ext:ident, $key:literal, $value:expr) => {
         if let Some(value) = &$value {
-            $ext.insert($key.to_owned(), $crate::header::HeaderValue::to_wire(value));
+            $ext.insert(
+                $crate::header::CompactString::const_new($key),
+                $crate::header::HeaderValue::to_wire(value),
+            );
         }
     };
     (@get required $ext:ident, $key:literal, $ty:ty) => {

@@ -89,8 +89,6 @@ pub struct AppendedMessage {
     pub queue_offset: i64,
     /// STORETIMESTAMP.
     pub store_timestamp: i64,
-    /// The offset message id clients will compute for it.
-    pub message_id: String,
 }
 
 #[derive(Default)]
@@ -200,7 +198,6 @@ impl CommitLog {
                 size,
                 queue_offset,
                 store_timestamp,
-                message_id: String::new(),
             });
             offset += size as u64;
         }
@@ -213,11 +210,6 @@ impl CommitLog {
         if step(offset) > step(first) {
             self.allocator
                 .populate_ahead(&segment, (step(offset) + 1) * POPULATE_STEP);
-        }
-        // Outside the lock: the other appends need not wait for the ids' formatting.
-        for (put, appended) in messages.iter().zip(&mut appended) {
-            appended.message_id =
-                message::offset_message_id(put.store_host, appended.physical_offset as i64);
         }
         Ok((appended, offset))
     }

@@ -170,14 +170,21 @@ pub async fn process(
             return RemotingCommand::response_to(request, code, remark);
         }
     }
-    let msg_ids: Vec<String> = appended
-        .messages
-        .iter()
-        .map(|m| message::offset_message_id(broker.store_host, m.physical_offset as i64))
-        .collect();
+    // A batch's ids, comma-joined, as Java's MessageBatch answer.
+    let mut msg_id = String::with_capacity(appended.messages.len() * 33);
+    for (index, stored) in appended.messages.iter().enumerate() {
+        if index > 0 {
+            msg_id.push(',');
+        }
+        message::push_offset_message_id(
+            &mut msg_id,
+            broker.store_host,
+            stored.physical_offset as i64,
+        );
+    }
     let first = &appended.messages[0];
     let response_header = SendMessageResponseHeader {
-        msg_id: msg_ids.join(","),
+        msg_id,
         queue_id,
         queue_offset: first.queue_offset,
         transaction_id: (!batch).then(|| unique_keys.first().cloned()).flatten(),
@@ -239,23 +246,30 @@ fn messages_of(
         }]
     };
     for message in &mut messages {
+        message.properties.reserve(4);
         if message.unique_key().is_none() {
             message
                 .properties
                 .insert(property::UNIQ_KEY, broker.unique_ids.next_id());
         }
-        message
-            .properties
-            .insert(property::CLUSTER, broker.config.broker_cluster_name.clone());
+        message.properties.insert(
+            property::CLUSTER,
+            broker.config.broker_cluster_name.as_str(),
+        );
         // As Apache stamps them: a traced consumer reads its trace region from the message
         // (without one the Java client's trace dispatcher drops its records) and skips
         // tracing when the broker's `traceOn` is false.
         message
             .properties
-            .insert(property::MSG_REGION, broker.config.region_id.clone());
-        message
-            .properties
-            .insert(property::TRACE_ON, broker.config.trace_on.to_string());
+            .insert(property::MSG_REGION, broker.config.region_id.as_str());
+        message.properties.insert(
+            property::TRACE_ON,
+            if broker.config.trace_on {
+                "true"
+            } else {
+                "false"
+            },
+        );
     }
     Ok(messages)
 }
