@@ -11,11 +11,10 @@ use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use parking_lot::Mutex;
 use protocol::{RemotingCodec, RemotingCommand};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
-use tokio_util::codec::Encoder;
 use tracing::{debug, warn};
 
 use super::Limits;
@@ -23,9 +22,27 @@ use super::Limits;
 /// An encoded frame on its way to the socket, with what it holds of the connection's
 /// budgets; both are given back when the writer drops it.
 pub struct Outgoing {
-    pub frame: Bytes,
+    /// The length words and the header.
+    pub head: Bytes,
+    /// The command's body as it came, not copied behind the header: the writer sends both
+    /// with one vectored write.
+    pub body: Bytes,
     _request: OwnedSemaphorePermit,
     _bytes: OwnedSemaphorePermit,
+}
+
+impl Outgoing {
+    /// Bytes still to write.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.body.len()
+    }
+
+    /// Drops the first `written` bytes (at most [`Outgoing::len`]).
+    pub fn advance(&mut self, written: usize) {
+        let from_head = written.min(self.head.len());
+        self.head.advance(from_head);
+        self.body.advance(written - from_head);
+    }
 }
 
 /// One client connection, as seen by a service: who it is and a way to write to it.
@@ -109,14 +126,14 @@ impl Channel {
             debug!(peer = %self.peer, code = command.code, "connection backed up; command dropped");
             return false;
         };
-        let Some(frame) = self.encode(&command) else {
+        let Some(head) = self.encode_head(&command) else {
             return false;
         };
         let Ok(bytes) = self
             .outbound
             .bytes
             .clone()
-            .try_acquire_many_owned(self.charge(&frame))
+            .try_acquire_many_owned(self.charge(head.len() + command.body.len()))
         else {
             debug!(peer = %self.peer, code = command.code, "connection backed up; command dropped");
             return false;
@@ -124,7 +141,8 @@ impl Channel {
         self.outbound
             .queue
             .try_send(Outgoing {
-                frame,
+                head,
+                body: command.body,
                 _request: request,
                 _bytes: bytes,
             })
@@ -197,14 +215,14 @@ impl Channel {
         response: &RemotingCommand,
         request: OwnedSemaphorePermit,
     ) -> bool {
-        let Some(frame) = self.encode(response) else {
+        let Some(head) = self.encode_head(response) else {
             return false;
         };
         let Ok(bytes) = self
             .outbound
             .bytes
             .clone()
-            .acquire_many_owned(self.charge(&frame))
+            .acquire_many_owned(self.charge(head.len() + response.body.len()))
             .await
         else {
             return false;
@@ -212,7 +230,8 @@ impl Channel {
         self.outbound
             .queue
             .send(Outgoing {
-                frame,
+                head,
+                body: response.body.clone(),
                 _request: request,
                 _bytes: bytes,
             })
@@ -229,14 +248,14 @@ impl Channel {
 
     /// What a frame takes of the byte budget: all of it at most, so that one answer larger
     /// than the budget still goes out, alone.
-    fn charge(&self, frame: &Bytes) -> u32 {
-        frame.len().min(self.outbound.max_bytes as usize) as u32
+    fn charge(&self, frame_length: usize) -> u32 {
+        frame_length.min(self.outbound.max_bytes as usize) as u32
     }
 
-    fn encode(&self, command: &RemotingCommand) -> Option<Bytes> {
-        let mut frame = BytesMut::new();
-        match RemotingCodec.encode(command, &mut frame) {
-            Ok(()) => Some(frame.freeze()),
+    fn encode_head(&self, command: &RemotingCommand) -> Option<Bytes> {
+        let mut head = BytesMut::new();
+        match RemotingCodec::encode_head(command, &mut head) {
+            Ok(()) => Some(head.freeze()),
             Err(error) => {
                 warn!(peer = %self.peer, code = command.code, %error, "cannot encode; not sent");
                 None
@@ -297,7 +316,8 @@ mod tests {
             })
         };
         let waiting = call(&channel);
-        let frame = queue.recv().await.unwrap().frame;
+        let outgoing = queue.recv().await.unwrap();
+        let frame = [&outgoing.head[..], &outgoing.body[..]].concat();
         let sent = RemotingCodec
             .decode(&mut BytesMut::from(&frame[..]))
             .unwrap()
@@ -319,5 +339,31 @@ mod tests {
         queue.recv().await.unwrap();
         channel.close();
         assert!(waiting.await.unwrap().is_none());
+    }
+
+    /// The body leaves from where it lies, after the header; a partial write may stop in
+    /// either, and what is left is the rest of the same frame.
+    #[test]
+    fn a_frame_goes_out_as_its_head_then_its_body_and_partial_writes_resume_in_either() {
+        use tokio_util::codec::Encoder;
+
+        let (channel, mut queue) = Channel::detached(1);
+        let command = RemotingCommand::request(307, &()).with_body(vec![7u8; 100]);
+        assert!(channel.send(command.clone()));
+        let mut outgoing = queue.try_recv().unwrap();
+        let mut whole = BytesMut::new();
+        RemotingCodec.encode(&command, &mut whole).unwrap();
+        let frame = [&outgoing.head[..], &outgoing.body[..]].concat();
+        assert_eq!(frame, whole);
+        assert_eq!(&outgoing.body[..], &command.body[..]);
+
+        let head = outgoing.head.len();
+        outgoing.advance(head - 3);
+        assert_eq!(outgoing.len(), 3 + 100);
+        outgoing.advance(13);
+        assert_eq!((outgoing.head.len(), outgoing.body.len()), (0, 90));
+        assert_eq!(&frame[frame.len() - 90..], &outgoing.body[..]);
+        outgoing.advance(90);
+        assert_eq!(outgoing.len(), 0);
     }
 }

@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Buf;
 use protocol::{RemotingCommand, ResponseCode};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -201,7 +200,9 @@ async fn write_batch(
     while !batch.is_empty() {
         let slices: Vec<IoSlice<'_>> = batch
             .iter()
-            .map(|outgoing| IoSlice::new(&outgoing.frame))
+            .flat_map(|outgoing| [&outgoing.head, &outgoing.body])
+            .filter(|part| !part.is_empty())
+            .map(|part| IoSlice::new(part))
             .collect();
         let mut written = socket.write_vectored(&slices).await?;
         if written == 0 {
@@ -211,11 +212,11 @@ async fn write_batch(
             let front = batch
                 .front_mut()
                 .expect("written bytes come from the batch");
-            if written >= front.frame.len() {
-                written -= front.frame.len();
+            if written >= front.len() {
+                written -= front.len();
                 batch.pop_front();
             } else {
-                front.frame.advance(written);
+                front.advance(written);
                 written = 0;
             }
         }

@@ -26,12 +26,25 @@ const MAX_HEADER_LENGTH: usize = 0x00FF_FFFF;
 
 /// Appends the frame of `command`, encoding its header as `command.serialize_type` says.
 pub fn encode(command: &RemotingCommand, dst: &mut BytesMut) -> Result<()> {
+    dst.reserve(command.body.len());
+    encode_head(command, command.serialize_type, dst)?;
+    dst.put_slice(&command.body);
+    Ok(())
+}
+
+/// Appends the frame of `command` up to its body (the length words and the header, encoded
+/// as `serialize_type`), for a writer that sends the body from where it already lies.
+fn encode_head(
+    command: &RemotingCommand,
+    serialize_type: SerializeType,
+    dst: &mut BytesMut,
+) -> Result<()> {
     let start = dst.len();
-    dst.reserve(8 + json_header::encoded_size_hint(command) + command.body.len());
+    dst.reserve(8 + json_header::encoded_size_hint(command));
     // The two length words, written once the header's length is known: a JSON header is
     // written in place rather than built apart and copied.
     dst.put_u64(0);
-    match command.serialize_type {
+    match serialize_type {
         SerializeType::Json => json_header::write(command, dst),
         SerializeType::RocketMq => match binary_header::encode(command) {
             Ok(header) => dst.put_slice(&header),
@@ -57,10 +70,9 @@ pub fn encode(command: &RemotingCommand, dst: &mut BytesMut) -> Result<()> {
             max: MAX_FRAME_LENGTH,
         });
     }
-    let type_and_length = ((command.serialize_type.code() as u32) << 24) | header_length as u32;
+    let type_and_length = ((serialize_type.code() as u32) << 24) | header_length as u32;
     dst[start..start + 4].copy_from_slice(&(length as u32).to_be_bytes());
     dst[start + 4..start + 8].copy_from_slice(&type_and_length.to_be_bytes());
-    dst.put_slice(&command.body);
     Ok(())
 }
 
@@ -157,12 +169,24 @@ impl Encoder<&RemotingCommand> for RemotingCodec {
     type Error = Error;
 
     fn encode(&mut self, item: &RemotingCommand, dst: &mut BytesMut) -> Result<()> {
-        if item.is_response() && item.serialize_type != SerializeType::Json {
-            let mut json = item.clone();
-            json.serialize_type = SerializeType::Json;
-            return encode(&json, dst);
-        }
-        encode(item, dst)
+        dst.reserve(item.body.len());
+        RemotingCodec::encode_head(item, dst)?;
+        dst.put_slice(&item.body);
+        Ok(())
+    }
+}
+
+impl RemotingCodec {
+    /// Appends what [`Encoder::encode`] would, up to the body: a server sends the body from
+    /// where it lies, with one vectored write, instead of copying it behind the header.
+    /// Answers always go out with a JSON header, whatever the request's.
+    pub fn encode_head(command: &RemotingCommand, dst: &mut BytesMut) -> Result<()> {
+        let serialize_type = if command.is_response() {
+            SerializeType::Json
+        } else {
+            command.serialize_type
+        };
+        encode_head(command, serialize_type, dst)
     }
 }
 
