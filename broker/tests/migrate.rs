@@ -716,6 +716,16 @@ impl Application {
     }
 }
 
+/// A dual writer's settings for `topic` on both sides, spooling in `spool`.
+fn dual_write_config(
+    bootstrap: &str,
+    topic: &str,
+    namesrv: &str,
+    spool: &tempfile::TempDir,
+) -> migrate::DualWriteConfig {
+    migrate::DualWriteConfig::new(bootstrap, topic, namesrv, topic, spool.path().to_owned())
+}
+
 /// Waits until `writer`'s spool is empty.
 async fn drained(writer: &migrate::DualWriter, within: Duration) {
     let deadline = Instant::now() + within;
@@ -746,13 +756,7 @@ async fn dual_write_spools_through_a_20_s_broker_outage_and_both_sides_agree() {
     let registry = ::prometheus::Registry::new();
     let namesrv = rocketry.namesrv.clone();
     let open = || {
-        let mut config = migrate::DualWriteConfig::new(
-            &bootstrap,
-            &topic,
-            &namesrv,
-            &topic,
-            spool.path().to_owned(),
-        );
+        let mut config = dual_write_config(&bootstrap, &topic, &namesrv, &spool);
         config.registry = registry.clone();
         migrate::DualWriter::open(config)
     };
@@ -847,13 +851,7 @@ async fn a_replayed_batch_does_not_copy_twice_what_it_wrote_before_another_queue
     // (queue 0's first); the replay's first batch then writes queue 0 and fails at queue 1.
     rocketry.terminate();
     let spool = tempfile::tempdir().unwrap();
-    let mut config = migrate::DualWriteConfig::new(
-        &bootstrap,
-        &topic,
-        &rocketry.namesrv,
-        &topic,
-        spool.path().to_owned(),
-    );
+    let mut config = dual_write_config(&bootstrap, &topic, &rocketry.namesrv, &spool);
     config.retry_every = Duration::from_millis(100);
     let writer = migrate::DualWriter::open(config).await.unwrap();
     for i in 0..30 {
@@ -985,13 +983,7 @@ async fn dual_write_spools_whole_records_through_a_kafka_pause_and_both_sides_ag
     create_kafka_topic(&bootstrap, &topic);
     let from = (now_ms() - 1000).to_string();
     let spool = tempfile::tempdir().unwrap();
-    let mut config = migrate::DualWriteConfig::new(
-        &bootstrap,
-        &topic,
-        &rocketry.namesrv,
-        &topic,
-        spool.path().to_owned(),
-    );
+    let mut config = dual_write_config(&bootstrap, &topic, &rocketry.namesrv, &spool);
     config.kafka_timeout = Duration::from_secs(2);
     let writer = Arc::new(migrate::DualWriter::open(config).await.unwrap());
 

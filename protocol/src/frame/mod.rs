@@ -26,15 +26,37 @@ const MAX_HEADER_LENGTH: usize = 0x00FF_FFFF;
 
 /// Appends the frame of `command`, encoding its header as `command.serialize_type` says.
 pub fn encode(command: &RemotingCommand, dst: &mut BytesMut) -> Result<()> {
+    encode_as(command, command.serialize_type, dst)
+}
+
+fn encode_as(
+    command: &RemotingCommand,
+    serialize_type: SerializeType,
+    dst: &mut BytesMut,
+) -> Result<()> {
     dst.reserve(command.body.len());
-    encode_head(command, command.serialize_type, dst)?;
+    encode_head(command, serialize_type, dst)?;
     dst.put_slice(&command.body);
     Ok(())
 }
 
 /// Appends the frame of `command` up to its body (the length words and the header, encoded
-/// as `serialize_type`), for a writer that sends the body from where it already lies.
+/// as `serialize_type`), for a writer that sends the body from where it already lies. On an
+/// error, `dst` is left as it was.
 fn encode_head(
+    command: &RemotingCommand,
+    serialize_type: SerializeType,
+    dst: &mut BytesMut,
+) -> Result<()> {
+    let start = dst.len();
+    let written = write_head(command, serialize_type, dst);
+    if written.is_err() {
+        dst.truncate(start);
+    }
+    written
+}
+
+fn write_head(
     command: &RemotingCommand,
     serialize_type: SerializeType,
     dst: &mut BytesMut,
@@ -46,25 +68,17 @@ fn encode_head(
     dst.put_u64(0);
     match serialize_type {
         SerializeType::Json => json_header::write(command, dst),
-        SerializeType::RocketMq => match binary_header::encode(command) {
-            Ok(header) => dst.put_slice(&header),
-            Err(error) => {
-                dst.truncate(start);
-                return Err(error);
-            }
-        },
+        SerializeType::RocketMq => dst.put_slice(&binary_header::encode(command)?),
     }
     let header_length = dst.len() - start - 8;
     let length = 4 + header_length + command.body.len();
     if header_length > MAX_HEADER_LENGTH {
-        dst.truncate(start);
         return Err(Error::FieldOverflow {
             field: "headerLength",
             value: header_length as i64,
         });
     }
     if length + 4 > MAX_FRAME_LENGTH {
-        dst.truncate(start);
         return Err(Error::FrameTooLarge {
             length: length as u64 + 4,
             max: MAX_FRAME_LENGTH,
@@ -169,24 +183,25 @@ impl Encoder<&RemotingCommand> for RemotingCodec {
     type Error = Error;
 
     fn encode(&mut self, item: &RemotingCommand, dst: &mut BytesMut) -> Result<()> {
-        dst.reserve(item.body.len());
-        RemotingCodec::encode_head(item, dst)?;
-        dst.put_slice(&item.body);
-        Ok(())
+        encode_as(item, wire_type(item), dst)
     }
 }
 
 impl RemotingCodec {
     /// Appends what [`Encoder::encode`] would, up to the body: a server sends the body from
     /// where it lies, with one vectored write, instead of copying it behind the header.
-    /// Answers always go out with a JSON header, whatever the request's.
     pub fn encode_head(command: &RemotingCommand, dst: &mut BytesMut) -> Result<()> {
-        let serialize_type = if command.is_response() {
-            SerializeType::Json
-        } else {
-            command.serialize_type
-        };
-        encode_head(command, serialize_type, dst)
+        encode_head(command, wire_type(command), dst)
+    }
+}
+
+/// The header encoding a command goes out with: its own, except that answers always go out
+/// with a JSON header, whatever the request's.
+fn wire_type(command: &RemotingCommand) -> SerializeType {
+    if command.is_response() {
+        SerializeType::Json
+    } else {
+        command.serialize_type
     }
 }
 

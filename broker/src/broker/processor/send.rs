@@ -246,6 +246,7 @@ fn messages_of(
         }]
     };
     for message in &mut messages {
+        // Room for the four properties set below, at once.
         message.properties.reserve(4);
         if message.unique_key().is_none() {
             message
