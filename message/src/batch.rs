@@ -35,8 +35,9 @@ pub fn encode_batch(messages: &[Message]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Decodes a batch body into messages of `topic`. Bodies share `body`'s buffer, no copy.
-pub fn decode_batch(body: &Bytes, topic: &str) -> Result<Vec<Message>> {
+/// Decodes a batch body into messages of `topic`. Bodies share `body`'s buffer, no copy;
+/// each message's properties have room for `room` more ([`Properties::decode_with_room`]).
+pub fn decode_batch(body: &Bytes, topic: &str, room: usize) -> Result<Vec<Message>> {
     let mut messages = Vec::new();
     let mut at = 0usize;
     while at < body.len() {
@@ -79,7 +80,7 @@ pub fn decode_batch(body: &Bytes, topic: &str) -> Result<Vec<Message>> {
         messages.push(Message {
             topic: topic.to_owned(),
             flag,
-            properties: Properties::decode(text),
+            properties: Properties::decode_with_room(text, room),
             body: body.slice(at + 20..at + body_end),
         });
         at += entry.len();
@@ -102,7 +103,7 @@ mod tests {
         second.set_tags("x");
         let encoded = encode_batch(&[first.clone(), second.clone()]).unwrap();
         assert_eq!(&encoded[..4], &((FIXED_LEN + 3 + 11) as i32).to_be_bytes());
-        let decoded = decode_batch(&Bytes::from(encoded), "T").unwrap();
+        let decoded = decode_batch(&Bytes::from(encoded), "T", 0).unwrap();
         assert_eq!(decoded, vec![first, second]);
     }
 
@@ -110,14 +111,14 @@ mod tests {
     fn rejects_truncation() {
         let encoded = encode_batch(&[Message::new("T", "abc")]).unwrap();
         for cut in 1..encoded.len() {
-            assert!(decode_batch(&Bytes::copy_from_slice(&encoded[..cut]), "T").is_err());
+            assert!(decode_batch(&Bytes::copy_from_slice(&encoded[..cut]), "T", 0).is_err());
         }
     }
 
     proptest! {
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-            let _ = decode_batch(&Bytes::from(bytes), "T");
+            let _ = decode_batch(&Bytes::from(bytes), "T", 0);
         }
     }
 }

@@ -152,11 +152,6 @@ impl Properties {
         Some(self.0.remove(index).1.into_string())
     }
 
-    /// Makes room for `additional` more properties.
-    pub fn reserve(&mut self, additional: usize) {
-        self.0.reserve(additional);
-    }
-
     /// Name and value pairs in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
@@ -175,13 +170,19 @@ impl Properties {
     /// The wire and stored text: `name\x01value\x02` repeated, with Java's trailing `\x02`.
     pub fn encode(&self) -> String {
         let mut text = String::with_capacity(self.encoded_len());
+        self.encode_into(&mut text);
+        text
+    }
+
+    /// Appends [`Properties::encode`]'s text to `text`: the store encodes a whole batch's
+    /// properties into one buffer rather than one `String` per message.
+    pub fn encode_into(&self, text: &mut String) {
         for (name, value) in &self.0 {
             text.push_str(name);
             text.push(NAME_VALUE_SEPARATOR);
             text.push_str(value);
             text.push(PROPERTY_SEPARATOR);
         }
-        text
     }
 
     /// Length in bytes of [`Properties::encode`]'s output.
@@ -193,7 +194,23 @@ impl Properties {
     /// skipped, each is split at its first `\x01`, and a pair is kept only when both sides are
     /// non-empty (Java silently drops a property with an empty value).
     pub fn decode(text: &str) -> Self {
-        pairs(text).collect()
+        Self::decode_with_room(text, 0)
+    }
+
+    /// [`Properties::decode`], with room for `room` more properties before the list grows:
+    /// the broker stamps four on every message it receives, and a regrowth is an allocation
+    /// per message.
+    pub fn decode_with_room(text: &str, room: usize) -> Self {
+        // Every pair kept holds a name separator, so their count bounds the pairs.
+        let pairs_at_most = text
+            .bytes()
+            .filter(|&b| b == NAME_VALUE_SEPARATOR as u8)
+            .count();
+        let mut properties = Properties(Vec::with_capacity(pairs_at_most + room));
+        for (name, value) in pairs(text) {
+            properties.insert(name, value);
+        }
+        properties
     }
 
     /// The value of `name` in the text form, as [`Properties::decode`] then
@@ -236,6 +253,22 @@ mod tests {
         assert_eq!(properties.encode(), "TAGS\u{1}a\u{2}KEYS\u{1}k1 k2\u{2}");
         assert_eq!(properties.encoded_len(), properties.encode().len());
         assert_eq!(Properties::decode(&properties.encode()), properties);
+        let mut text = String::from("prefix");
+        properties.encode_into(&mut text);
+        assert_eq!(text, format!("prefix{}", properties.encode()));
+    }
+
+    #[test]
+    fn decoding_with_room_leaves_it() {
+        let text = "A\u{1}1\u{2}B\u{1}2\u{2}";
+        let mut properties = Properties::decode_with_room(text, 4);
+        assert_eq!(properties, Properties::decode(text));
+        let capacity = properties.0.capacity();
+        assert!(capacity >= 6, "{capacity}");
+        for name in ["C", "D", "E", "F"] {
+            properties.insert(name, "v");
+        }
+        assert_eq!(properties.0.capacity(), capacity);
     }
 
     #[test]

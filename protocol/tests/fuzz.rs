@@ -369,7 +369,7 @@ proptest! {
         }
         // Batch bodies: decoded bodies share the input, so they cannot exceed it.
         let bytes = bytes::Bytes::from(input.clone());
-        if let Ok(messages) = message::decode_batch(&bytes, "TopicTest") {
+        if let Ok(messages) = message::decode_batch(&bytes, "TopicTest", 0) {
             let total: usize = messages.iter().map(|m| m.body.len()).sum();
             prop_assert!(total <= input.len());
         }

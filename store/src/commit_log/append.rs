@@ -141,12 +141,23 @@ impl CommitLog {
         max_body: usize,
         wait_with: WaitWith,
     ) -> Result<(Vec<AppendedMessage>, u64)> {
-        let properties: Vec<String> = messages
-            .iter()
-            .map(|m| m.message.properties.encode())
-            .collect();
+        // All the messages' property texts in one buffer: one allocation per append, not
+        // one per message of a batch.
+        let mut texts = String::with_capacity(
+            messages
+                .iter()
+                .map(|m| m.message.properties.encoded_len())
+                .sum(),
+        );
+        for put in messages {
+            put.message.properties.encode_into(&mut texts);
+        }
         let mut encoders = Vec::with_capacity(messages.len());
-        for (put, properties) in messages.iter().zip(&properties) {
+        let mut start = 0;
+        for put in messages {
+            let end = start + put.message.properties.encoded_len();
+            let properties = &texts[start..end];
+            start = end;
             if put.message.body.len() > max_body {
                 return Err(Error::MessageTooLarge {
                     size: put.message.body.len(),

@@ -181,3 +181,52 @@ async fn a_deleted_topic_leaves_no_series() {
     }
     broker.begin_shutdown();
 }
+
+// The series are looked up once per run of equal labels in a batch: a run that changes
+// labels midway must still count each message under its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_counts_each_message_under_its_own_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, registry) = broker(&dir);
+    let plain = message::Message::new("Mixed", "m");
+    let mut delayed = plain.clone();
+    delayed.properties.insert(property::DELAY, "3");
+    let batch = [plain.clone(), delayed, plain.clone(), plain];
+    let header = SendMessageRequestHeaderV2::from(SendMessageRequestHeader {
+        producer_group: "producer".into(),
+        topic: "Mixed".into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 4,
+        queue_id: 0,
+        born_timestamp: 1,
+        batch: Some(true),
+        ..SendMessageRequestHeader::default()
+    });
+    let body = message::encode_batch(&batch).unwrap();
+    ask(
+        &broker,
+        RemotingCommand::request(RequestCode::SendBatchMessage, &header).with_body(body),
+    )
+    .await;
+    let families = registry.gather();
+    let count = |kind: &str| {
+        value(
+            &families,
+            "rocketmq_messages_in_total",
+            &[("topic", "Mixed"), ("message_type", kind)],
+        )
+    };
+    assert_eq!(count("normal"), Some(3.0));
+    assert_eq!(count("delay"), Some(1.0));
+    let sizes = families
+        .iter()
+        .find(|f| f.name() == "rocketmq_message_size")
+        .unwrap();
+    let observed: u64 = sizes
+        .get_metric()
+        .iter()
+        .map(|m| m.get_histogram().get_sample_count())
+        .sum();
+    assert_eq!(observed, 4);
+    broker.begin_shutdown();
+}

@@ -144,10 +144,11 @@ pub async fn process(
         }
         schedule::defer(put, &broker.delay_levels);
     }
-    let unique_keys: Vec<String> = puts
-        .iter()
-        .filter_map(|put| put.message.unique_key().map(str::to_string))
-        .collect();
+    // A single message's id goes back as its transaction id; a batch answers without one.
+    let transaction_id = match &puts[..] {
+        [single] if !batch => single.message.unique_key().map(str::to_owned),
+        _ => None,
+    };
     let appended = match broker.append(&puts) {
         Ok(appended) => appended,
         Err(error) => return store_failure(request, error),
@@ -187,7 +188,7 @@ pub async fn process(
         msg_id,
         queue_id,
         queue_offset: first.queue_offset,
-        transaction_id: (!batch).then(|| unique_keys.first().cloned()).flatten(),
+        transaction_id,
         msg_region: Some(broker.config.region_id.clone()),
         trace_on: Some(broker.config.trace_on.to_string()),
         ..SendMessageResponseHeader::default()
@@ -234,20 +235,20 @@ fn messages_of(
     header: &SendMessageRequestHeader,
     batch: bool,
 ) -> message::Result<Vec<Message>> {
-    let properties = Properties::decode(header.properties.as_deref().unwrap_or(""));
+    // Decoded with room for the four properties set below, so that none regrows the list.
+    const STAMPED: usize = 4;
     let mut messages = if batch {
-        message::decode_batch(&request.body, &header.topic)?
+        message::decode_batch(&request.body, &header.topic, STAMPED)?
     } else {
+        let text = header.properties.as_deref().unwrap_or("");
         vec![Message {
             topic: header.topic.clone(),
             flag: header.flag,
-            properties,
+            properties: Properties::decode_with_room(text, STAMPED),
             body: request.body.clone(),
         }]
     };
     for message in &mut messages {
-        // Room for the four properties set below, at once.
-        message.properties.reserve(4);
         if message.unique_key().is_none() {
             message
                 .properties
