@@ -78,7 +78,7 @@ pub fn decode_batch(body: &Bytes, topic: &str, room: usize) -> Result<Vec<Messag
                 source,
             })?;
         messages.push(Message {
-            topic: topic.to_owned(),
+            topic: topic.into(),
             flag,
             properties: Properties::decode_with_room(text, room),
             body: body.slice(at + 20..at + body_end),

@@ -105,7 +105,7 @@ async fn resend_queue(
                 properties.remove(name);
             }
             let message = Message {
-                topic: origin.clone(),
+                topic: origin.as_str().into(),
                 flag: record.flag(),
                 properties,
                 body: bytes::Bytes::copy_from_slice(record.body()),
@@ -135,7 +135,7 @@ async fn send(namesrv: &Client, message: &Message, sys_flag: i32) -> Result<Stri
         .with_context(|| format!("topic {} has no master", message.topic))?;
     let header = SendMessageRequestHeader {
         producer_group: RESEND_GROUP.into(),
-        topic: message.topic.clone(),
+        topic: message.topic.to_string(),
         default_topic: "TBW102".into(),
         default_topic_queue_nums: 4,
         queue_id: -1,

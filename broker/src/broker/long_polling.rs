@@ -15,9 +15,13 @@ struct Waiter {
     wake: oneshot::Sender<()>,
 }
 
+/// Held pulls by topic, then queue id: keyed by topic first so that each arrival (one per
+/// message dispatched) finds its queue by `&str`, without allocating a key.
+type Waiting = HashMap<String, HashMap<i32, Vec<Waiter>>>;
+
 #[derive(Default)]
 pub struct PullHolds {
-    waiting: Mutex<HashMap<(String, i32), Vec<Waiter>>>,
+    waiting: Mutex<Waiting>,
 }
 
 /// Resolves when the held pull should run again (a message arrived, or the broker stops).
@@ -33,23 +37,26 @@ impl PullHolds {
         tag_codes: Option<BTreeSet<i32>>,
     ) -> Wakeup {
         let (wake, wakeup) = oneshot::channel();
-        self.waiting
-            .lock()
-            .entry((topic.to_string(), queue_id))
-            .or_default()
-            .push(Waiter {
-                offset,
-                tag_codes,
-                wake,
-            });
+        let mut waiting = self.waiting.lock();
+        let queues = match waiting.get_mut(topic) {
+            Some(queues) => queues,
+            None => waiting.entry(topic.to_string()).or_default(),
+        };
+        queues.entry(queue_id).or_default().push(Waiter {
+            offset,
+            tag_codes,
+            wake,
+        });
         wakeup
     }
 
     /// A message with `tags_code` is now readable in the queue, which ends at `max_offset`.
     pub fn arrived(&self, topic: &str, queue_id: i32, max_offset: i64, tags_code: i64) {
         let mut waiting = self.waiting.lock();
-        let key = (topic.to_string(), queue_id);
-        let Some(waiters) = waiting.get_mut(&key) else {
+        let Some(queues) = waiting.get_mut(topic) else {
+            return;
+        };
+        let Some(waiters) = queues.get_mut(&queue_id) else {
             return;
         };
         let mut index = 0;
@@ -69,14 +76,17 @@ impl PullHolds {
             }
         }
         if waiters.is_empty() {
-            waiting.remove(&key);
+            queues.remove(&queue_id);
+            if queues.is_empty() {
+                waiting.remove(topic);
+            }
         }
     }
 
     /// Wakes every held pull, for a stopping broker to answer them at once.
     pub fn wake_all(&self) {
-        for (_, waiters) in self.waiting.lock().drain() {
-            for waiter in waiters {
+        for (_, queues) in self.waiting.lock().drain() {
+            for waiter in queues.into_values().flatten() {
                 let _ = waiter.wake.send(());
             }
         }
@@ -84,9 +94,12 @@ impl PullHolds {
 
     /// Forgets pulls whose waiting task has ended (timed out), so the map does not grow.
     pub fn prune(&self) {
-        self.waiting.lock().retain(|_, waiters| {
-            waiters.retain(|waiter| !waiter.wake.is_closed());
-            !waiters.is_empty()
+        self.waiting.lock().retain(|_, queues| {
+            queues.retain(|_, waiters| {
+                waiters.retain(|waiter| !waiter.wake.is_closed());
+                !waiters.is_empty()
+            });
+            !queues.is_empty()
         });
     }
 }
@@ -117,6 +130,20 @@ mod tests {
         assert!(tagged.try_recv().is_err());
         holds.arrived("T", 1, 2, 42);
         assert!(tagged.await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_arrival_wakes_only_its_own_queue_and_the_last_pull_leaves_no_entry() {
+        let holds = PullHolds::default();
+        let first = holds.hold("T", 0, 0, None);
+        let mut second = holds.hold("T", 1, 0, None);
+        holds.arrived("T", 0, 1, 0);
+        assert!(first.await.is_ok());
+        assert!(second.try_recv().is_err(), "queue 1 has nothing new");
+        assert_eq!(holds.waiting.lock()["T"].len(), 1);
+        holds.arrived("T", 1, 1, 0);
+        assert!(second.await.is_ok());
+        assert!(holds.waiting.lock().is_empty());
     }
 
     #[tokio::test]

@@ -48,7 +48,7 @@ pub fn to_dead_letter(broker: &Broker, group: &str, message: &mut Message) -> Re
             .insert(property::DLQ_ORIGIN_MESSAGE_ID, id);
     }
     message.properties.remove(property::DELAY);
-    message.topic = dlq;
+    message.topic = dlq.into();
     Ok(0)
 }
 

@@ -80,7 +80,7 @@ pub fn defer(put: &mut PutMessage, levels: &DelayLevels) -> bool {
         return false;
     }
     let level = level.min(levels.max_level());
-    let real_topic = std::mem::replace(&mut put.message.topic, SCHEDULE_TOPIC.to_string());
+    let real_topic = std::mem::replace(&mut put.message.topic, SCHEDULE_TOPIC.into());
     put.message
         .properties
         .insert(property::DELAY, level.to_string());
@@ -234,7 +234,7 @@ fn time_up(broker: &Broker, stored: &StoredMessage<'_>) -> Option<PutMessage> {
     let mut message = stored.to_message().ok()?;
     let topic = message.properties.get(property::REAL_TOPIC)?.to_string();
     let queue_id: i32 = message.properties.get(property::REAL_QID)?.parse().ok()?;
-    message.topic = topic;
+    message.topic = topic.into();
     message.properties.remove(property::DELAY);
     message.properties.insert(property::WAIT, "false");
     Some(PutMessage {

@@ -44,7 +44,7 @@ const BATCH: usize = 32;
 
 /// Stores the message as a half message (`parseHalfMessageInner`).
 pub fn prepare(put: &mut PutMessage) {
-    let real_topic = std::mem::replace(&mut put.message.topic, HALF_TOPIC.to_string());
+    let real_topic = std::mem::replace(&mut put.message.topic, HALF_TOPIC.into());
     let properties = &mut put.message.properties;
     properties.insert(property::REAL_TOPIC, real_topic);
     properties.insert(property::REAL_QID, put.queue_id.to_string());
@@ -365,7 +365,7 @@ fn committed(
         .remove(property::REAL_QID)
         .and_then(|q| q.parse().ok())
         .unwrap_or(0);
-    message.topic = topic;
+    message.topic = topic.into();
     message.properties.remove(property::TRAN_MSG);
     message.properties.remove(property::TRANSACTION_CHECK_TIMES);
     message.properties.insert(
@@ -611,7 +611,7 @@ async fn discard(
         transaction = id,
         checks, "transaction undecided after its checks: discarded"
     );
-    half.topic = CHECK_MAX_TOPIC.to_string();
+    half.topic = CHECK_MAX_TOPIC.into();
     let put = PutMessage {
         sys_flag: stored.sys_flag(),
         born_timestamp: stored.born_timestamp(),

@@ -276,7 +276,7 @@ impl<'a> StoredMessage<'a> {
     /// The client-visible message (topic, flag, properties, body copied out).
     pub fn to_message(&self) -> Result<Message> {
         Ok(Message {
-            topic: self.topic()?.to_owned(),
+            topic: self.topic()?.into(),
             flag: self.flag(),
             properties: self.properties()?,
             body: Bytes::copy_from_slice(self.body()),

@@ -242,7 +242,7 @@ fn messages_of(
     } else {
         let text = header.properties.as_deref().unwrap_or("");
         vec![Message {
-            topic: header.topic.clone(),
+            topic: header.topic.as_str().into(),
             flag: header.flag,
             properties: Properties::decode_with_room(text, STAMPED),
             body: request.body.clone(),

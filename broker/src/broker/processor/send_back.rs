@@ -61,7 +61,7 @@ pub async fn process(broker: &Broker, request: &RemotingCommand) -> RemotingComm
         let origin = h
             .origin_topic
             .clone()
-            .unwrap_or_else(|| message.topic.clone());
+            .unwrap_or_else(|| message.topic.to_string());
         message.properties.insert(property::RETRY_TOPIC, origin);
     }
     if message
@@ -91,7 +91,7 @@ pub async fn process(broker: &Broker, request: &RemotingCommand) -> RemotingComm
         } else {
             h.delay_level
         };
-        message.topic = retry.clone();
+        message.topic = retry.as_str().into();
         message
             .properties
             .insert(property::DELAY, level.to_string());

@@ -80,7 +80,7 @@ pub fn arm(
              ({max_delay_sec}) from now"
         ));
     }
-    let real_topic = std::mem::replace(&mut put.message.topic, TIMER_TOPIC.to_string());
+    let real_topic = std::mem::replace(&mut put.message.topic, TIMER_TOPIC.into());
     let properties = &mut put.message.properties;
     properties.insert(property::REAL_TOPIC, real_topic);
     properties.insert(property::REAL_QID, put.queue_id.to_string());
@@ -323,7 +323,7 @@ fn deliver(broker: &Broker, entry: &Entry) -> store::Result<u64> {
         );
         return Ok(0);
     };
-    message.topic = topic;
+    message.topic = topic.into();
     for name in DELIVER_MS.iter().chain(&[DELAY_MS, DELAY_SEC]) {
         message.properties.remove(name);
     }
