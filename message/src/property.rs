@@ -201,11 +201,15 @@ impl Properties {
     /// the broker stamps four on every message it receives, and a regrowth is an allocation
     /// per message.
     pub fn decode_with_room(text: &str, room: usize) -> Self {
-        // Every pair kept holds a name separator, so their count bounds the pairs.
+        // Every pair kept holds a name separator, so their count bounds the pairs. Past a
+        // message's usual handful the list grows as it fills: a hostile text of 32 KiB of
+        // separators, which keeps no pair, must not size a list of thousands.
+        const PRESIZED_AT_MOST: usize = 16;
         let pairs_at_most = text
             .bytes()
             .filter(|&b| b == NAME_VALUE_SEPARATOR as u8)
-            .count();
+            .count()
+            .min(PRESIZED_AT_MOST);
         let mut properties = Properties(Vec::with_capacity(pairs_at_most + room));
         for (name, value) in pairs(text) {
             properties.insert(name, value);
@@ -269,6 +273,11 @@ mod tests {
             properties.insert(name, "v");
         }
         assert_eq!(properties.0.capacity(), capacity);
+
+        let separators = "\u{1}".repeat(i16::MAX as usize);
+        let hostile = Properties::decode_with_room(&separators, 4);
+        assert!(hostile.is_empty());
+        assert!(hostile.0.capacity() <= 16 + 4, "{}", hostile.0.capacity());
     }
 
     #[test]

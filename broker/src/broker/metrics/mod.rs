@@ -84,13 +84,13 @@ fn message_type(put: &PutMessage) -> &'static str {
     }
 }
 
-/// The topic a producer sent to: a delayed message waits in the schedule topic and names
-/// its own in REAL_TOPIC.
 /// The labels of `rocketmq_messages_in_total` and its siblings for `put`.
 fn in_labels(put: &PutMessage) -> [&str; 2] {
     [sent_topic(put), message_type(put)]
 }
 
+/// The topic a producer sent to: a delayed message waits in the schedule topic and names
+/// its own in REAL_TOPIC.
 fn sent_topic(put: &PutMessage) -> &str {
     match put.message.properties.get(property::REAL_TOPIC) {
         Some(real) if put.message.topic == SCHEDULE_TOPIC => real,
