@@ -247,7 +247,7 @@ impl ProducerSlot {
     fn header(&self, queue_id: i32, properties: String) -> SendMessageRequestHeader {
         SendMessageRequestHeader {
             producer_group: "bench_producer".into(),
-            topic: self.target.topic.clone(),
+            topic: self.target.topic.as_str().into(),
             default_topic: "TBW102".into(),
             default_topic_queue_nums: 4,
             queue_id,
@@ -256,7 +256,7 @@ impl ProducerSlot {
             flag: 0,
             properties: Some(properties),
             batch: (self.cfg.batch > 1).then_some(true),
-            broker_name: Some(self.target.broker_name.clone()),
+            broker_name: Some(self.target.broker_name.as_str().into()),
             ..SendMessageRequestHeader::default()
         }
     }

@@ -206,14 +206,14 @@ impl Target {
         properties.insert(property::WAIT, "true");
         let header = SendMessageRequestHeader {
             producer_group: READER_GROUP.into(),
-            topic: self.topic.clone(),
+            topic: self.topic.as_str().into(),
             default_topic: "TBW102".into(),
             default_topic_queue_nums: 4,
             queue_id: queue.queue_id,
             born_timestamp: crate::now_ms(),
             properties: Some(properties.encode()),
             batch: Some(true),
-            broker_name: Some(queue.broker_name.clone()),
+            broker_name: Some(queue.broker_name.as_str().into()),
             ..Default::default()
         };
         client.send_batch(header, encode_batch(messages)?).await?;

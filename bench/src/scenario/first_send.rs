@@ -34,12 +34,12 @@ impl FirstSend {
             .await?;
         let header = SendMessageRequestHeader {
             producer_group: "bench_producer".into(),
-            topic: self.topic.clone(),
+            topic: self.topic.as_str().into(),
             default_topic: "TBW102".into(),
             default_topic_queue_nums: 4,
             queue_id: 0,
             born_timestamp: (now_us() / 1000) as i64,
-            broker_name: Some(broker_name),
+            broker_name: Some(broker_name.into()),
             ..Default::default()
         };
         broker.send_message(header, vec![b'x'; 1024]).await?;

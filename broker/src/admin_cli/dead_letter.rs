@@ -135,7 +135,7 @@ async fn send(namesrv: &Client, message: &Message, sys_flag: i32) -> Result<Stri
         .with_context(|| format!("topic {} has no master", message.topic))?;
     let header = SendMessageRequestHeader {
         producer_group: RESEND_GROUP.into(),
-        topic: message.topic.to_string(),
+        topic: message.topic.clone(),
         default_topic: "TBW102".into(),
         default_topic_queue_nums: 4,
         queue_id: -1,

@@ -61,6 +61,15 @@ impl HeaderValue for String {
     }
 }
 
+impl HeaderValue for CompactString {
+    fn to_wire(&self) -> CompactString {
+        self.clone()
+    }
+    fn from_wire(text: &str) -> Option<Self> {
+        Some(text.into())
+    }
+}
+
 impl HeaderValue for i64 {
     fn to_wire(&self) -> CompactString {
         self.to_compact_string()

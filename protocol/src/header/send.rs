@@ -5,15 +5,17 @@ use crate::code::RequestCode;
 use crate::command::ExtFields;
 use crate::custom_header;
 use crate::error::Result;
-use crate::header::CustomHeader;
+use crate::header::{CompactString, CustomHeader};
 
+// Names (group, topic, template, broker) are `CompactString`s: they fit its 24 inline bytes,
+// so decoding a send copies them out of the header's fields without an allocation each.
 custom_header! {
     /// SEND_MESSAGE (10); the Go client's single-message send.
     pub struct SendMessageRequestHeader {
-        required producer_group: String = "producerGroup",
-        required topic: String = "topic",
+        required producer_group: CompactString = "producerGroup",
+        required topic: CompactString = "topic",
         /// Template topic for auto-creation, normally `TBW102`.
-        required default_topic: String = "defaultTopic",
+        required default_topic: CompactString = "defaultTopic",
         required default_topic_queue_nums: i32 = "defaultTopicQueueNums",
         /// Negative means "broker picks a writable queue".
         required queue_id: i32 = "queueId",
@@ -26,7 +28,7 @@ custom_header! {
         optional batch: bool = "batch",
         optional max_reconsume_times: i32 = "maxReconsumeTimes",
         /// 5.x `RpcRequestHeader` broker name.
-        optional broker_name: String = "bname",
+        optional broker_name: CompactString = "bname",
     }
 }
 
@@ -34,9 +36,9 @@ custom_header! {
     /// SEND_MESSAGE_V2 (310) and SEND_BATCH_MESSAGE (320): the same fields under one-letter
     /// names, chosen by Java to shrink every send request.
     pub struct SendMessageRequestHeaderV2 {
-        required producer_group: String = "a",
-        required topic: String = "b",
-        required default_topic: String = "c",
+        required producer_group: CompactString = "a",
+        required topic: CompactString = "b",
+        required default_topic: CompactString = "c",
         required default_topic_queue_nums: i32 = "d",
         required queue_id: i32 = "e",
         required sys_flag: i32 = "f",
@@ -48,7 +50,7 @@ custom_header! {
         optional max_reconsume_times: i32 = "l",
         optional batch: bool = "m",
         /// 4.9.7 and 5.x only.
-        optional broker_name: String = "n",
+        optional broker_name: CompactString = "n",
     }
 }
 
@@ -121,7 +123,7 @@ custom_header! {
         optional transaction_id: String = "transactionId",
         optional batch_uniq_id: String = "batchUniqId",
         optional recall_handle: String = "recallHandle",
-        optional msg_region: String = "MSG_REGION",
-        optional trace_on: String = "TRACE_ON",
+        optional msg_region: CompactString = "MSG_REGION",
+        optional trace_on: CompactString = "TRACE_ON",
     }
 }

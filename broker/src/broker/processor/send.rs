@@ -2,7 +2,7 @@
 
 use message::{property, Message, Properties};
 use protocol::body::perm;
-use protocol::header::{SendMessageRequestHeader, SendMessageResponseHeader};
+use protocol::header::{CompactString, SendMessageRequestHeader, SendMessageResponseHeader};
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 use store::PutMessage;
 
@@ -189,8 +189,8 @@ pub async fn process(
         queue_id,
         queue_offset: first.queue_offset,
         transaction_id,
-        msg_region: Some(broker.config.region_id.clone()),
-        trace_on: Some(broker.config.trace_on.to_string()),
+        msg_region: Some(broker.config.region_id.as_str().into()),
+        trace_on: Some(CompactString::const_new(trace_on(broker))),
         ..SendMessageResponseHeader::default()
     };
     RemotingCommand::response_to(request, code, remark).with_header(&response_header)
@@ -242,7 +242,7 @@ fn messages_of(
     } else {
         let text = header.properties.as_deref().unwrap_or("");
         vec![Message {
-            topic: header.topic.as_str().into(),
+            topic: header.topic.clone(),
             flag: header.flag,
             properties: Properties::decode_with_room(text, STAMPED),
             body: request.body.clone(),
@@ -264,16 +264,20 @@ fn messages_of(
         message
             .properties
             .insert(property::MSG_REGION, broker.config.region_id.as_str());
-        message.properties.insert(
-            property::TRACE_ON,
-            if broker.config.trace_on {
-                "true"
-            } else {
-                "false"
-            },
-        );
+        message
+            .properties
+            .insert(property::TRACE_ON, trace_on(broker));
     }
     Ok(messages)
+}
+
+/// The broker's `traceOn` as the TRACE_ON property and answer field spell it.
+fn trace_on(broker: &Broker) -> &'static str {
+    if broker.config.trace_on {
+        "true"
+    } else {
+        "false"
+    }
 }
 
 /// The answer for an append the store refused; nothing was stored.

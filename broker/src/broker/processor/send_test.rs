@@ -116,13 +116,15 @@ fn a_send_allocates_at_most_a_bounded_number_of_times() {
         1,
     );
     println!("allocations per send: {per_message}");
-    // 29 today (83 before header fields and properties became inline strings, the answer's
+    // 24 today (83 before header fields and properties became inline strings, the answer's
     // header was written in place and the offset id was formatted once; 35 before the
-    // changes the batch test below lists): 7 decoding the JSON header (its map's
-    // nodes, the properties value and its unescaping), 3 copying header fields into the typed
-    // header, 4 building the answer, the rest in the processor and the store. Lower the bound
-    // as they drop.
-    assert!(per_message <= 30, "{per_message} allocations per send");
+    // changes the batch test below lists; 29 before the send header's names and the answer's
+    // region and trace switch became inline strings too). What is left: decoding the JSON
+    // header (its map's nodes, the properties value and its unescaping), the properties'
+    // String in the typed header, the topic's configuration copied out of its table, the
+    // UNIQ_KEY and the ids in the answer (each past 24 bytes), the append's buffers, and the
+    // frames. Lower the bound as they drop.
+    assert!(per_message <= 25, "{per_message} allocations per send");
 }
 
 /// The same for a batch of 32 messages of 128 bytes, the comparison's batch case: what a
