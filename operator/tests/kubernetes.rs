@@ -16,7 +16,10 @@ use operator::leader::LeaseLock;
 use operator::{RocketCluster, RocketUser};
 use support::*;
 
-const WAIT: Duration = Duration::from_secs(60);
+/// How long a reconcile's effect may take to show: a deadline, not a measure, and one that
+/// costs nothing when the effect comes. CI runs these tests on 2 cores beside two brokers'
+/// JVMs, Kafka and a node.
+const WAIT: Duration = Duration::from_secs(180);
 
 fn cluster(name: &str, spec: serde_json::Value) -> RocketCluster {
     let mut spec_with_image =

@@ -259,7 +259,8 @@ fn produce(
 }
 
 /// A consumer pod of group `pod` reads `topic` until it has every message of `run` with index
-/// below `verify` (but those in `skip`), or goes idle; returns its RESULT with `missing`.
+/// below `verify` (but those in `skip`), or goes idle for 40 s (generous for a loaded node:
+/// only a run with `skip` waits it out when it passes); returns its RESULT with `missing`.
 fn consume_all(
     namespace: &str,
     image: &str,
@@ -284,7 +285,7 @@ fn consume_all(
             format!("expect={verify}"),
             format!("verify={verify}"),
             format!("skip={skip}"),
-            "idleMs=20000".into(),
+            "idleMs=40000".into(),
             "timeoutMs=180000".into(),
         ],
     )

@@ -49,6 +49,8 @@ fn run_for_result(mut command: Command) -> Value {
     match result {
         Some(json) if output.status.success() => {
             println!("{command:?}\n  -> {json}");
+            // Captured, so shown only when the test fails: the client's last warnings.
+            println!("{}", tail(&stderr, 40));
             serde_json::from_str(json).expect("RESULT line is not JSON")
         }
         _ => panic!(
