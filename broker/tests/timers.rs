@@ -20,8 +20,10 @@ fn due(start: i64, spread: i64, index: u64) -> i64 {
     start + (index as i64 * 7919) % spread
 }
 
-/// Sends `count` messages of `run` due from `start` over `spread` ms, on 8 threads.
-fn send_timers(namesrv: &str, topic: &str, run: &str, count: u64, start: i64, spread: i64) {
+/// Sends `count` messages of `run` due from `start` over `spread` ms, on 8 threads; returns
+/// when the last send was answered. The send timeout is long because the test is about
+/// delivery times, and an unoptimized broker on a busy host can take seconds to answer.
+fn send_timers(namesrv: &str, topic: &str, run: &str, count: u64, start: i64, spread: i64) -> i64 {
     let sent = features(vec![
         "produce".into(),
         format!("namesrv={namesrv}"),
@@ -31,8 +33,10 @@ fn send_timers(namesrv: &str, topic: &str, run: &str, count: u64, start: i64, sp
         format!("deliverAt={start}"),
         format!("deliverSpreadMs={spread}"),
         "threads=8".into(),
+        "sendTimeoutMs=30000".into(),
     ]);
     assert_eq!(sent["sent"], count, "{sent}");
+    now_ms()
 }
 
 /// What a new consumer group gets of `run`, once it has `count` distinct messages.
@@ -83,8 +87,8 @@ fn ten_thousand_timers_arrive_no_earlier_than_due_and_within_a_second() {
     create_topic_in_cluster(namesrv, "DefaultCluster", &topic);
     // Due from 20 s on, so that every send is usually done before the first is due.
     let start = now_ms() + 20_000;
-    send_timers(namesrv, &topic, &run, count, start, spread);
-    println!("sent {} ms before the first was due", start - now_ms());
+    let sent_ms = send_timers(namesrv, &topic, &run, count, start, spread);
+    println!("sent {} ms before the first was due", start - sent_ms);
     let got = receive(namesrv, &topic, &run, count);
     assert_on_time(&got, count, start, spread, 1000);
     let status = admin(&["topicStatus", "-n", namesrv, "-t", &topic]);
@@ -93,17 +97,31 @@ fn ten_thousand_timers_arrive_no_earlier_than_due_and_within_a_second() {
         .map(|cells| cells[3].parse::<u64>().unwrap())
         .sum();
     assert_eq!(stored, count, "mqadmin topicStatus: {status}");
+    // A message whose time has come when the broker gets it is stored at once, past the
+    // wheel (as in RocketMQ). That happens only when sending outlasted the 20 s head start:
+    // to those born after their time, at least, and to those due before the last answer,
+    // at most.
     let scrape = rocketry.scrape();
-    for name in [
-        "rocketmq_timer_enqueue_total",
-        "rocketmq_timer_dequeue_total",
-    ] {
-        assert_eq!(
-            metric(&scrape, name, &[("topic", &topic)]),
-            Some(count as f64),
-            "{name}"
-        );
-    }
+    let wheeled = |name| metric(&scrape, name, &[("topic", &topic)]).unwrap_or(0.0) as u64;
+    let (enqueued, dequeued) = (
+        wheeled("rocketmq_timer_enqueue_total"),
+        wheeled("rocketmq_timer_dequeue_total"),
+    );
+    assert_eq!(enqueued, dequeued, "all that went on the wheel came off it");
+    let born_late = got
+        .iter()
+        .filter(|d| d.born_ms >= due(start, spread, d.index))
+        .count() as u64;
+    let due_before_sent = (0..count)
+        .filter(|&i| due(start, spread, i) <= sent_ms)
+        .count() as u64;
+    let direct = count - enqueued.min(count);
+    println!("{enqueued} through the wheel, {direct} stored at once");
+    assert!(
+        enqueued <= count && (born_late..=due_before_sent).contains(&direct),
+        "{enqueued} of {count} through the wheel: {born_late} were born late, \
+         {due_before_sent} due before the last send's answer"
+    );
 }
 
 // Killed with SIGKILL while half of 1,000 timers are delivered and half pending: after the
@@ -117,8 +135,8 @@ fn a_killed_broker_delivers_every_pending_timer_once() {
     let (count, spread) = (1000, 10_000);
     create_topic_in_cluster(&namesrv, "DefaultCluster", &topic);
     let start = now_ms() + 15_000;
-    send_timers(&namesrv, &topic, &run, count, start, spread);
-    println!("sent {} ms before the first was due", start - now_ms());
+    let sent_ms = send_timers(&namesrv, &topic, &run, count, start, spread);
+    println!("sent {} ms before the first was due", start - sent_ms);
     let half = start + spread / 2 - now_ms();
     std::thread::sleep(Duration::from_millis(half.max(0) as u64));
     rocketry.kill();
