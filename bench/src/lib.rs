@@ -11,6 +11,7 @@ pub mod copied;
 pub mod java;
 pub mod load;
 pub mod machine;
+pub mod page_cache;
 pub mod procstat;
 pub mod report;
 pub mod scenario;

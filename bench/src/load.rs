@@ -200,10 +200,28 @@ struct Shared {
     sent_measured: AtomicU64,
     send_errors: AtomicU64,
     consumed_total: AtomicU64,
+    /// Body bytes consumed.
+    consumed_bytes: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Shared {
+    fn new(budget: Option<u64>) -> Shared {
+        Shared {
+            stop_producers: AtomicBool::new(false),
+            stop_consumers: AtomicBool::new(false),
+            budget: budget.map(|n| AtomicI64::new(n as i64)),
+            measure_from_us: AtomicU64::new(u64::MAX),
+            measuring: AtomicBool::new(false),
+            sent_total: AtomicU64::new(0),
+            sent_measured: AtomicU64::new(0),
+            send_errors: AtomicU64::new(0),
+            consumed_total: AtomicU64::new(0),
+            consumed_bytes: AtomicU64::new(0),
+            errors: Mutex::new(BTreeMap::new()),
+        }
+    }
+
     fn error(&self, kind: String) {
         *self
             .errors
@@ -398,8 +416,10 @@ async fn consume_queue(
                     let measuring = shared.measuring.load(Ordering::Relaxed);
                     match result.messages() {
                         Ok(messages) => {
+                            let mut bytes = 0;
                             for m in &messages {
                                 let b = m.body();
+                                bytes += b.len() as u64;
                                 if b.len() >= 8 {
                                     let stamp = u64::from_le_bytes(b[..8].try_into().unwrap());
                                     if measuring && stamp >= from && now >= stamp {
@@ -410,6 +430,7 @@ async fn consume_queue(
                             shared
                                 .consumed_total
                                 .fetch_add(messages.len() as u64, Ordering::Relaxed);
+                            shared.consumed_bytes.fetch_add(bytes, Ordering::Relaxed);
                         }
                         Err(e) => shared.error(format!("decode pulled messages: {e}")),
                     }
@@ -428,6 +449,120 @@ async fn consume_queue(
     hist
 }
 
+/// The measured window: what was counted when it opened.
+struct Window {
+    start: Instant,
+    consumed_before: u64,
+    cpu_before: f64,
+}
+
+impl Window {
+    /// Opens the window: from now on, sends and deliveries count.
+    fn open(shared: &Shared) -> Window {
+        let window = Window {
+            start: Instant::now(),
+            consumed_before: shared.consumed_total.load(Ordering::Relaxed),
+            cpu_before: own_cpu_seconds(),
+        };
+        shared.measure_from_us.store(now_us(), Ordering::Relaxed);
+        shared.measuring.store(true, Ordering::Relaxed);
+        window
+    }
+}
+
+/// Where consumers start in each queue.
+#[derive(Clone, Copy, PartialEq)]
+enum StartAt {
+    /// The first message still stored.
+    First,
+    /// The queue's end: only what is sent from now on.
+    End,
+}
+
+/// `count` consumer connections of a new group, sharing the queues of `target` between them,
+/// each queue long-polled by a task of its own.
+async fn spawn_consumers(
+    target: &Arc<Target>,
+    count: usize,
+    start_at: StartAt,
+    shared: &Arc<Shared>,
+) -> Result<Vec<tokio::task::JoinHandle<Histogram<u64>>>> {
+    let mut tasks = Vec::new();
+    let group = format!("bench_consumer_{}", now_us());
+    for c in 0..count {
+        let client = Client::connect(&target.broker_addr).await?;
+        for (i, &queue_id) in target.queues.iter().enumerate() {
+            if i % count != c {
+                continue;
+            }
+            // From 0, a broker whose retention removed the start answers with its first
+            // offset, which the pull loop follows.
+            let start = match start_at {
+                StartAt::First => 0,
+                StartAt::End => client.get_max_offset(&target.topic, queue_id).await?,
+            };
+            tasks.push(tokio::spawn(consume_queue(
+                client.clone(),
+                target.clone(),
+                group.clone(),
+                queue_id,
+                start,
+                shared.clone(),
+            )));
+        }
+    }
+    Ok(tasks)
+}
+
+/// What reading a topic's backlog took.
+#[derive(Debug, Clone)]
+pub struct BacklogRead {
+    pub consumed: u64,
+    /// Body bytes consumed.
+    pub bytes: u64,
+    /// From the first pull to the last message expected (or to the timeout).
+    pub elapsed: Duration,
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// Reads the `queues` queues of `topic` from their first message, with `consumers`
+/// connections of a new consumer group, until `expect` messages arrived or `timeout` passed.
+pub async fn read_backlog(
+    namesrv: &str,
+    topic: &str,
+    queues: i32,
+    consumers: usize,
+    expect: u64,
+    timeout: Duration,
+) -> Result<BacklogRead> {
+    if consumers == 0 {
+        bail!("at least one consumer reads the backlog");
+    }
+    let target = Arc::new(prepare(namesrv, topic, queues).await?);
+    let shared = Arc::new(Shared::new(None));
+    let started = Instant::now();
+    let tasks = spawn_consumers(&target, consumers, StartAt::First, &shared).await?;
+    while shared.consumed_total.load(Ordering::Relaxed) < expect && started.elapsed() < timeout {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed();
+    shared.stop_consumers.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await?;
+    }
+    let errors = shared
+        .errors
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    Ok(BacklogRead {
+        consumed: shared.consumed_total.load(Ordering::Relaxed),
+        bytes: shared.consumed_bytes.load(Ordering::Relaxed),
+        elapsed,
+        errors,
+    })
+}
+
 /// Runs the load described by `cfg` and fills the load fields of `report`.
 pub async fn run(cfg: &LoadConfig, report: &mut Report) -> Result<()> {
     if cfg.producers == 0 || cfg.inflight == 0 || cfg.batch == 0 {
@@ -441,44 +576,19 @@ pub async fn run(cfg: &LoadConfig, report: &mut Report) -> Result<()> {
     }
     let target = Arc::new(prepare(&cfg.namesrv, &cfg.topic, cfg.queues).await?);
     let cfg_arc = Arc::new(cfg.clone());
-    let shared = Arc::new(Shared {
-        stop_producers: AtomicBool::new(false),
-        stop_consumers: AtomicBool::new(false),
-        budget: cfg.count.map(|n| AtomicI64::new(n as i64)),
-        measure_from_us: AtomicU64::new(u64::MAX),
-        measuring: AtomicBool::new(false),
-        sent_total: AtomicU64::new(0),
-        sent_measured: AtomicU64::new(0),
-        send_errors: AtomicU64::new(0),
-        consumed_total: AtomicU64::new(0),
-        errors: Mutex::new(BTreeMap::new()),
-    });
+    let shared = Arc::new(Shared::new(cfg.count));
 
     // Consumers first, from each queue's current end, so they see only this run's messages.
-    let mut consumer_tasks = Vec::new();
-    let group = format!("bench_consumer_{}", now_us());
-    for c in 0..cfg.consumers {
-        let client = Client::connect(&target.broker_addr).await?;
-        for (i, &queue_id) in target.queues.iter().enumerate() {
-            if i % cfg.consumers != c {
-                continue;
-            }
-            let start = client.get_max_offset(&target.topic, queue_id).await?;
-            consumer_tasks.push(tokio::spawn(consume_queue(
-                client.clone(),
-                target.clone(),
-                group.clone(),
-                queue_id,
-                start,
-                shared.clone(),
-            )));
-        }
-    }
+    let consumer_tasks = spawn_consumers(&target, cfg.consumers, StartAt::End, &shared).await?;
 
     let ids = Arc::new(UniqueIdGenerator::new(
         IpAddr::V4(Ipv4Addr::LOCALHOST),
         (now_us() & 0x7fff_ffff) as i32,
     ));
+    // With no warm-up the window opens before the first request, so that every one counts
+    // (a run of --count then reports all it sent).
+    let warmup = cfg.warmup.max(0.0);
+    let window = (warmup == 0.0).then(|| Window::open(&shared));
     let mut producer_tasks = Vec::new();
     for p in 0..cfg.producers {
         let client = Client::connect(&target.broker_addr).await?;
@@ -497,12 +607,13 @@ pub async fn run(cfg: &LoadConfig, report: &mut Report) -> Result<()> {
         }
     }
 
-    tokio::time::sleep(Duration::from_secs_f64(cfg.warmup.max(0.0))).await;
-    let window_start = Instant::now();
-    let consumed_before = shared.consumed_total.load(Ordering::Relaxed);
-    let cpu_before = own_cpu_seconds();
-    shared.measure_from_us.store(now_us(), Ordering::Relaxed);
-    shared.measuring.store(true, Ordering::Relaxed);
+    let window = match window {
+        Some(window) => window,
+        None => {
+            tokio::time::sleep(Duration::from_secs_f64(warmup)).await;
+            Window::open(&shared)
+        }
+    };
     if cfg.count.is_none() {
         tokio::time::sleep(Duration::from_secs_f64(cfg.duration.max(0.0))).await;
         shared.stop_producers.store(true, Ordering::Relaxed);
@@ -511,8 +622,8 @@ pub async fn run(cfg: &LoadConfig, report: &mut Report) -> Result<()> {
     for task in producer_tasks {
         send_hist.add(task.await?).ok();
     }
-    let elapsed = window_start.elapsed().as_secs_f64();
-    let client_cpu = own_cpu_seconds() - cpu_before;
+    let elapsed = window.start.elapsed().as_secs_f64();
+    let client_cpu = own_cpu_seconds() - window.cpu_before;
     let sent_total = shared.sent_total.load(Ordering::Relaxed);
 
     // Let the consumers catch up with everything that was sent, for at most `drain` seconds.
@@ -545,7 +656,7 @@ pub async fn run(cfg: &LoadConfig, report: &mut Report) -> Result<()> {
     if elapsed > 0.0 {
         report.send_msgs_per_s = sent as f64 / elapsed;
         report.send_mib_per_s = sent as f64 * cfg.size as f64 / elapsed / (1024.0 * 1024.0);
-        report.consume_msgs_per_s = (consumed_at_stop - consumed_before) as f64 / elapsed;
+        report.consume_msgs_per_s = (consumed_at_stop - window.consumed_before) as f64 / elapsed;
     }
     if cfg.consumers > 0 && consumed < sent_total {
         report

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
-use bench::scenario::{Disk, FirstSend, Idle, IdleConnections, Produce, ProduceConsume, PullFlood};
+use bench::scenario::{
+    ColdRead, Disk, FirstSend, Idle, IdleConnections, Produce, ProduceConsume, PullFlood,
+};
 use bench::{Context, LoadConfig, Report, Scenario};
 use clap::{Args, Parser, Subcommand};
 
@@ -33,6 +35,18 @@ struct Common {
     /// Also save the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+/// A topic on the broker the name server knows.
+#[derive(Args, Clone)]
+struct TopicArgs {
+    #[arg(long, default_value = "127.0.0.1:9876")]
+    namesrv: String,
+    #[arg(long)]
+    topic: String,
+    /// Read and write queues.
+    #[arg(long, default_value_t = 8)]
+    queues: i32,
 }
 
 #[derive(Subcommand)]
@@ -94,6 +108,31 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// A new consumer group reads a topic's backlog from its first message (4 connections by
+    /// default): the consume rate of a consumer catching up. Run after `evict` on the stopped
+    /// broker's data, and a restart, for reads from disk.
+    ColdRead {
+        #[command(flatten)]
+        topic: TopicArgs,
+        #[arg(short = 'c', long, default_value_t = 4)]
+        consumers: usize,
+        /// Messages the backlog holds: reading ends when they have all arrived.
+        #[arg(long)]
+        expect: u64,
+        #[arg(long, default_value_t = 1800.0)]
+        timeout: f64,
+        /// The broker's data folder: the report says how much of it was cached at the start.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Write back and drop from the page cache every file under --dir (a stopped broker's
+    /// data: pages a running broker maps stay), then print what is still cached.
+    Evict {
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Many connections that go quiet: what each costs the broker (--pid).
     IdleConnections {
         #[arg(long, default_value = "127.0.0.1:9876")]
@@ -105,12 +144,8 @@ enum Command {
     },
     /// Create a topic on the broker the name server knows and wait until it is routed.
     CreateTopic {
-        #[arg(long, default_value = "127.0.0.1:9876")]
-        namesrv: String,
-        #[arg(long)]
-        topic: String,
-        #[arg(long, default_value_t = 8)]
-        queues: i32,
+        #[command(flatten)]
+        topic: TopicArgs,
     },
     /// Wait until a topic holds --records records, sampling every 100 ms, and print (as JSON)
     /// how long its copier took to start and to copy, and the copier's CPU (--pid).
@@ -228,6 +263,40 @@ async fn main() -> Result<()> {
             count,
             common,
         } => run(IdleConnections { namesrv, count }, &common).await,
+        Command::ColdRead {
+            topic:
+                TopicArgs {
+                    namesrv,
+                    topic,
+                    queues,
+                },
+            consumers,
+            expect,
+            timeout,
+            data_dir,
+            common,
+        } => {
+            let scenario = ColdRead {
+                namesrv,
+                topic,
+                queues,
+                consumers,
+                expect,
+                timeout: Duration::from_secs_f64(timeout),
+                data_dir,
+            };
+            run(scenario, &common).await
+        }
+        Command::Evict { dir } => {
+            let left = bench::page_cache::evict(&dir)?;
+            println!(
+                "{}: {} MiB of {} MiB still cached",
+                dir.display(),
+                left.cached >> 20,
+                left.total >> 20
+            );
+            Ok(())
+        }
         Command::Copied {
             bootstrap_servers,
             namesrv,
@@ -247,9 +316,12 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::CreateTopic {
-            namesrv,
-            topic,
-            queues,
+            topic:
+                TopicArgs {
+                    namesrv,
+                    topic,
+                    queues,
+                },
         } => {
             let target = bench::load::prepare(&namesrv, &topic, queues).await?;
             println!("{topic}: {queues} queues on {}", target.broker_addr);

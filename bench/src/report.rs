@@ -146,15 +146,18 @@ impl Report {
             );
         }
         if self.elapsed_s > 0.0 {
-            let _ = writeln!(
-                out,
-                "throughput     {:.0} msg/s  {:.1} MiB/s  ({} sent in {:.1} s, {} errors)",
-                self.send_msgs_per_s,
-                self.send_mib_per_s,
-                self.sent,
-                self.elapsed_s,
-                self.send_errors
-            );
+            // A read of a backlog sends nothing.
+            if self.config.is_some() || self.sent > 0 {
+                let _ = writeln!(
+                    out,
+                    "throughput     {:.0} msg/s  {:.1} MiB/s  ({} sent in {:.1} s, {} errors)",
+                    self.send_msgs_per_s,
+                    self.send_mib_per_s,
+                    self.sent,
+                    self.elapsed_s,
+                    self.send_errors
+                );
+            }
             if self.consumed > 0 || self.config.as_ref().is_some_and(|c| c.consumers > 0) {
                 let _ = writeln!(
                     out,

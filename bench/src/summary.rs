@@ -78,19 +78,17 @@ pub fn figures(r: &Report) -> Vec<Figure> {
             if let Some(v) = m("client_cpu_percent") {
                 out.push(fig("bench (client) CPU %", v, false));
             }
-            if let Some(b) = &r.broker {
-                out.push(fig("broker CPU %", b.cpu_percent, false));
-                out.push(fig(
-                    "peak VmRSS MiB",
-                    b.vmrss_peak_kib as f64 / 1024.0,
-                    false,
-                ));
-                out.push(fig(
-                    "peak RssAnon MiB",
-                    b.rssanon_peak_kib as f64 / 1024.0,
-                    false,
-                ));
+            broker_usage(&mut out, r);
+        }
+        (_, "cold-read") => {
+            out.push(fig("consume msg/s", r.consume_msgs_per_s, true));
+            if let Some(v) = m("consume_mib_per_s") {
+                out.push(fig("consume MiB/s", v, true));
             }
+            if let Some(v) = m("cached_at_start_mib") {
+                out.push(fig("MiB of data cached at the start", v, false));
+            }
+            broker_usage(&mut out, r);
         }
         (_, "idle") => {
             if let Some(v) = m("idle_vmrss_mib") {
@@ -116,6 +114,23 @@ pub fn figures(r: &Report) -> Vec<Figure> {
         _ => {}
     }
     out
+}
+
+/// The broker's CPU and peak memory while the load ran, when it was watched.
+fn broker_usage(out: &mut Vec<Figure>, r: &Report) {
+    if let Some(b) = &r.broker {
+        out.push(fig("broker CPU %", b.cpu_percent, false));
+        out.push(fig(
+            "peak VmRSS MiB",
+            b.vmrss_peak_kib as f64 / 1024.0,
+            false,
+        ));
+        out.push(fig(
+            "peak RssAnon MiB",
+            b.rssanon_peak_kib as f64 / 1024.0,
+            false,
+        ));
+    }
 }
 
 pub fn median(values: &mut [f64]) -> Option<f64> {
@@ -272,5 +287,23 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("rocketmq-rust: not measured: build failed"));
+    }
+
+    #[test]
+    fn a_cold_read_gives_its_rates_and_what_was_cached() {
+        let mut r = Report::new("cold-read", Default::default());
+        r.label = Some("rocketry".into());
+        r.case = Some("cold".into());
+        r.consume_msgs_per_s = 1200.0;
+        r.metrics.insert("consume_mib_per_s".into(), 18.5);
+        r.metrics.insert("cached_at_start_mib".into(), 3.0);
+        let t = table(&[r], &BTreeMap::new());
+        for row in [
+            "| cold | consume msg/s | higher | 1200 | – | – | – | – | 1/0/0 |",
+            "| cold | consume MiB/s | higher | 18.5 | – | – | – | – | 1/0/0 |",
+            "| cold | MiB of data cached at the start | lower | 3.00 | – | – | – | – | 1/0/0 |",
+        ] {
+            assert!(t.contains(row), "{row} in\n{t}");
+        }
     }
 }

@@ -1,10 +1,11 @@
 //! Smoke test of the `bench` load generator (issue #8) against `rocketry standalone`: a few
 //! seconds of produce-and-consume, then the report must show traffic, no errors and
-//! percentiles. No timing is asserted; the comparison is `scripts/bench/compare`.
+//! percentiles; a backlog read from the start must get every message once. No timing is
+//! asserted; the comparison is `scripts/bench/compare`.
 
 mod support;
 
-use bench::scenario::{FirstSend, Idle, ProduceConsume};
+use bench::scenario::{ColdRead, FirstSend, Idle, ProduceConsume};
 use bench::{Context, LoadConfig, Scenario};
 use support::*;
 
@@ -97,6 +98,44 @@ async fn bench_reports_traffic_latency_and_broker_usage() {
         "{} sent at 500 msg/s in {:.2} s",
         paced.sent,
         paced.elapsed_s
+    );
+
+    // A backlog of its own topic, read from the start by a new group: each message once.
+    let backlog = LoadConfig {
+        topic: "BenchSmokeBacklog".into(),
+        consumers: 0,
+        count: Some(400),
+        warmup: 0.0,
+        ..load.clone()
+    };
+    let filled = bench::scenario::Produce { load: backlog }
+        .run(&ctx)
+        .await
+        .unwrap();
+    assert_eq!((filled.sent, filled.send_errors), (400, 0), "{filled:?}");
+    let read = ColdRead {
+        namesrv: rocketry.namesrv.clone(),
+        topic: "BenchSmokeBacklog".into(),
+        queues: 4,
+        consumers: 2,
+        expect: 400,
+        timeout: std::time::Duration::from_secs(60),
+        data_dir: Some(rocketry.data_dir.clone()),
+    }
+    .run(&ctx)
+    .await
+    .unwrap();
+    println!("{}", read.human());
+    assert_eq!(read.consumed, 400, "{read:?}");
+    assert!(read.errors.is_empty(), "{:?}", read.errors);
+    assert!(read.metrics["consume_mib_per_s"] > 0.0, "{read:?}");
+    let (data, cached) = (
+        read.metrics["data_mib"],
+        read.metrics["cached_at_start_mib"],
+    );
+    assert!(
+        data > 0.0 && cached <= data,
+        "{cached} of {data} MiB cached"
     );
 
     let idle = Idle { seconds: 0.5 }.run(&ctx).await.unwrap();

@@ -9,6 +9,7 @@ use crate::machine::Machine;
 use crate::procstat::Sampler;
 use crate::report::Report;
 
+mod cold_read;
 mod disk;
 mod first_send;
 mod hostile;
@@ -16,6 +17,7 @@ mod idle;
 mod produce;
 mod produce_consume;
 
+pub use cold_read::ColdRead;
 pub use disk::Disk;
 pub use first_send::FirstSend;
 pub use hostile::{IdleConnections, PullFlood};
