@@ -59,8 +59,8 @@ pub fn subscribed_topics(broker: &Broker, group: &str) -> Option<BTreeSet<String
         .map(|g| g.subscriptions.keys().cloned().collect())
 }
 
-/// The group's progress on each of `topic`'s read queues, as GET_CONSUME_STATS reports it;
-/// `None` for a topic the broker does not have, or one the group, online with
+/// The group's progress on each of `topic`'s read queues and its pull rate, as
+/// GET_CONSUME_STATS reports them; `None` for a topic the broker does not have, or one the group, online with
 /// subscriptions (`subscribed`), does not subscribe to.
 pub fn topic_progress(
     broker: &Broker,
@@ -72,7 +72,10 @@ pub fn topic_progress(
     if subscribed.is_some_and(|s| !s.contains(topic)) {
         return None;
     }
-    let mut stats = ConsumeStats::default();
+    let mut stats = ConsumeStats {
+        consume_tps: broker.stats.group_get_tps(topic, group),
+        ..ConsumeStats::default()
+    };
     for queue_id in 0..config.read_queue_nums {
         stats.offset_table.insert(
             queue(broker, topic, queue_id),

@@ -5,8 +5,8 @@ use prometheus::Registry;
 use protocol::body::admin::ConsumeStats;
 use protocol::body::{self};
 use protocol::header::{
-    DeleteTopicRequestHeader, GetConsumeStatsRequestHeader, SendMessageRequestHeader,
-    SendMessageRequestHeaderV2,
+    pull_sys_flag, DeleteTopicRequestHeader, GetConsumeStatsRequestHeader,
+    PullMessageRequestHeader, SendMessageRequestHeader, SendMessageRequestHeaderV2,
 };
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 
@@ -49,6 +49,48 @@ async fn send(broker: &Broker, topic: &str, properties: &Properties) {
     .await;
 }
 
+async fn consume_stats(broker: &Broker, group: &str, topic: &str) -> ConsumeStats {
+    let request = RemotingCommand::request(
+        RequestCode::GetConsumeStats,
+        &GetConsumeStatsRequestHeader {
+            consumer_group: group.into(),
+            topic: Some(topic.into()),
+            topic_list: None,
+        },
+    );
+    body::from_json(&ask(broker, request).await.body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consume_tps_is_what_the_group_pulled_over_the_last_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, _registry) = broker(&dir);
+    for _ in 0..5 {
+        send(&broker, "Orders", &Properties::new()).await;
+    }
+    let pull = PullMessageRequestHeader {
+        consumer_group: "g".into(),
+        topic: "Orders".into(),
+        queue_id: 0,
+        queue_offset: 0,
+        max_msg_nums: 32,
+        sys_flag: pull_sys_flag::build(false, false, true, false),
+        subscription: Some("*".into()),
+        expression_type: Some("TAG".into()),
+        ..Default::default()
+    };
+    ask(
+        &broker,
+        RemotingCommand::request(RequestCode::PullMessage, &pull),
+    )
+    .await;
+    // Read at once after the pull: at most one second's worth, and not nothing.
+    let tps = consume_stats(&broker, "g", "Orders").await.consume_tps;
+    assert!(tps > 0.0 && tps <= 5.0, "{tps}");
+    let idle = consume_stats(&broker, "h", "Orders").await.consume_tps;
+    assert_eq!(idle, 0.0, "a group that never pulled");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn lag_is_what_get_consume_stats_reports() {
     let dir = tempfile::tempdir().unwrap();
@@ -59,15 +101,7 @@ async fn lag_is_what_get_consume_stats_reports() {
     broker.offsets.commit("Orders", "g", 0, 2);
     broker.offsets.pulled("Orders", "g", 0, 4);
 
-    let request = RemotingCommand::request(
-        RequestCode::GetConsumeStats,
-        &GetConsumeStatsRequestHeader {
-            consumer_group: "g".into(),
-            topic: Some("Orders".into()),
-            topic_list: None,
-        },
-    );
-    let stats: ConsumeStats = body::from_json(&ask(&broker, request).await.body).unwrap();
+    let stats = consume_stats(&broker, "g", "Orders").await;
     let lag = lag_of(&broker, "g", "Orders", None).unwrap();
     assert_eq!(lag.messages, stats.total_diff());
     assert_eq!(lag.messages, 3);

@@ -112,7 +112,9 @@ pub async fn process(broker: &Broker, request: &RemotingCommand) -> RemotingComm
             result.next_begin_offset,
         );
     }
-    broker.stats.record_get(result.messages.len());
+    broker
+        .stats
+        .record_get(&header.topic, &header.consumer_group, result.messages.len());
     broker.metrics.record_out(
         &header.topic,
         &header.consumer_group,

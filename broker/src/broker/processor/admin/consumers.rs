@@ -47,6 +47,7 @@ pub fn consume_stats(broker: &Broker, request: &RemotingCommand) -> RemotingComm
     for topic in topics {
         if let Some(progress) = topic_progress(broker, group, &topic, subscribed.as_ref()) {
             stats.offset_table.extend(progress.offset_table);
+            stats.consume_tps += progress.consume_tps;
         }
     }
     success(request).with_body(admin::encode(&stats))
@@ -73,7 +74,10 @@ pub fn broker_consume_stats(broker: &Broker, request: &RemotingCommand) -> Remot
             {
                 continue;
             }
-            let mut stats = ConsumeStats::default();
+            let mut stats = ConsumeStats {
+                consume_tps: broker.stats.group_get_tps(&topic, &group),
+                ..ConsumeStats::default()
+            };
             for queue_id in 0..config.write_queue_nums {
                 stats.offset_table.insert(
                     queue(broker, &topic, queue_id),
