@@ -8,6 +8,7 @@
 //! turns a folder of them into the markdown table of `docs/benchmarks.md`.
 
 pub mod copied;
+pub mod cpp;
 pub mod java;
 pub mod load;
 pub mod machine;

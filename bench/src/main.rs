@@ -179,6 +179,14 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Read the output of bench/python/cpp_producer.py (the C++ client) into a report.
+    ImportCpp {
+        /// The script's saved stdout.
+        #[arg(long)]
+        log: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Print the markdown table (medians, ratios) of every JSON report in a folder.
     Summarize {
         dir: PathBuf,
@@ -341,6 +349,14 @@ async fn main() -> Result<()> {
             if !report.metrics.keys().any(|k| k.ends_with("_tps")) {
                 bail!("no statistic lines in {}", log.display());
             }
+            finish(report, &common)
+        }
+        Command::ImportCpp { log, common } => {
+            let output = std::fs::read_to_string(&log)
+                .with_context(|| format!("reading {}", log.display()))?;
+            let mut report = context(&common).report("produce");
+            bench::cpp::import(&output, &mut report)
+                .with_context(|| format!("in {}", log.display()))?;
             finish(report, &common)
         }
         Command::Summarize { dir, missing } => {
