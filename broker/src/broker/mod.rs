@@ -44,7 +44,7 @@ use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
 use crate::health::NotReady;
 use crate::namesrv::not_supported;
-use crate::server::{Channel, HeaderCheck, Service};
+use crate::server::{Answer, Channel, HeaderCheck, Service};
 
 /// The folder of the broker's state files, under `storePathRootDir`; it and the files in it
 /// have Apache RocketMQ's names.
@@ -353,16 +353,16 @@ fn resolve_ip(host: &str) -> IpAddr {
 
 impl Broker {
     /// The answer to one request, from the processor of its code.
-    async fn answer(&self, request: &RemotingCommand, channel: &Channel) -> RemotingCommand {
+    async fn answer(&self, request: &RemotingCommand, channel: &Channel) -> Answer {
         let Some(code) = RequestCode::from_i32(request.code) else {
-            return not_supported(request);
+            return not_supported(request).into();
         };
         use RequestCode::*;
-        match code {
+        let command = match code {
             SendMessage | SendMessageV2 | SendBatchMessage => {
                 processor::send::process(self, request, channel).await
             }
-            PullMessage | LitePullMessage => processor::pull::process(self, request).await,
+            PullMessage | LitePullMessage => return processor::pull::process(self, request).await,
             QueryConsumerOffset
             | UpdateConsumerOffset
             | GetMaxOffset
@@ -410,25 +410,26 @@ impl Broker {
             | AuthGetAcl
             | AuthListAcl => processor::admin::process(self, code, request),
             _ => not_supported(request),
-        }
+        };
+        command.into()
     }
 }
 
 impl Service for Broker {
-    async fn handle(&self, request: RemotingCommand, channel: &Channel) -> Option<RemotingCommand> {
+    async fn handle(&self, request: RemotingCommand, channel: &Channel) -> Option<Answer> {
         let started = Instant::now();
         let denied = match &self.acl {
             Some(acl) => crate::acl::refusal(acl, &request, channel, Acl::check).await,
             None => None,
         };
-        let response = match denied {
-            Some(refusal) => refusal,
+        let answer = match denied {
+            Some(refusal) => refusal.into(),
             None => self.answer(&request, channel).await,
         };
         self.metrics
             .rpc
-            .observe(request.code, response.code, started.elapsed());
-        Some(response)
+            .observe(request.code, answer.command.code, started.elapsed());
+        Some(answer)
     }
 
     fn disconnected(&self, channel: &Channel) {

@@ -35,7 +35,7 @@ async fn send_half(broker: &Broker, group: &str) -> (RemotingCommand, Option<(i6
     });
     let request = RemotingCommand::request(RequestCode::SendMessageV2, &header).with_body("body");
     let (channel, _outbound) = Channel::detached(1);
-    let answer = broker.handle(request, &channel).await.unwrap();
+    let answer = broker.handle(request, &channel).await.unwrap().joined();
     let offsets = answer
         .decode_header::<SendMessageResponseHeader>()
         .ok()

@@ -28,7 +28,7 @@ use crate::acl::{self, Acl};
 use crate::config::NamesrvConfig;
 use crate::config_update;
 use crate::metrics::{Node, RpcLatency};
-use crate::server::{Channel, Service};
+use crate::server::{Answer, Channel, Service};
 
 /// The shortest scan interval an update can set, so a typo cannot make the scan spin.
 const MIN_EXPIRY_SCAN_INTERVAL: Duration = Duration::from_millis(100);
@@ -484,7 +484,7 @@ impl Namesrv {
 }
 
 impl Service for Namesrv {
-    async fn handle(&self, request: RemotingCommand, channel: &Channel) -> Option<RemotingCommand> {
+    async fn handle(&self, request: RemotingCommand, channel: &Channel) -> Option<Answer> {
         let started = Instant::now();
         let guarded = RequestCode::from_i32(request.code).is_some_and(|c| ADMIN_CODES.contains(&c));
         let denied = match &self.acl {
@@ -497,7 +497,7 @@ impl Service for Namesrv {
         };
         self.rpc
             .observe(request.code, response.code, started.elapsed());
-        Some(response)
+        Some(response.into())
     }
 
     fn disconnected(&self, channel: &Channel) {
@@ -514,7 +514,7 @@ mod tests {
     async fn ask(namesrv: &Namesrv, code: RequestCode, body: &str) -> RemotingCommand {
         let (channel, _outbound) = Channel::detached(1);
         let request = RemotingCommand::request(code, &()).with_body(body.to_string());
-        namesrv.handle(request, &channel).await.unwrap()
+        namesrv.handle(request, &channel).await.unwrap().joined()
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 //! connection's response-byte budget until the writer has written it, so a client that does
 //! not read makes its own requests wait, never the process's memory grow.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,31 +17,71 @@ use protocol::{RemotingCodec, RemotingCommand};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
-use super::Limits;
+use super::{Answer, Limits};
 
 /// An encoded frame on its way to the socket, with what it holds of the connection's
 /// budgets; both are given back when the writer drops it.
 pub struct Outgoing {
-    /// The length words and the header.
-    pub head: Bytes,
-    /// The command's body as it came, not copied behind the header: the writer sends both
-    /// with one vectored write.
-    pub body: Bytes,
+    /// What is left to write, in order: the length words and the header, the command's
+    /// body as it came, then the records the body goes on with (a pull's, as the store maps
+    /// them). Never copied together: the writer sends them with vectored writes.
+    parts: VecDeque<Bytes>,
     _request: OwnedSemaphorePermit,
     _bytes: OwnedSemaphorePermit,
 }
 
 impl Outgoing {
+    fn new(
+        head: Bytes,
+        body: Bytes,
+        records: Vec<Bytes>,
+        request: OwnedSemaphorePermit,
+        bytes: OwnedSemaphorePermit,
+    ) -> Outgoing {
+        let parts = [head, body]
+            .into_iter()
+            .chain(records)
+            .filter(|part| !part.is_empty())
+            .collect();
+        Outgoing {
+            parts,
+            _request: request,
+            _bytes: bytes,
+        }
+    }
+
+    /// What is left to write, in order.
+    pub fn parts(&self) -> impl Iterator<Item = &Bytes> {
+        self.parts.iter()
+    }
+
     /// Bytes still to write.
     pub fn len(&self) -> usize {
-        self.head.len() + self.body.len()
+        self.parts.iter().map(Bytes::len).sum()
     }
 
     /// Drops the first `written` bytes (at most [`Outgoing::len`]).
-    pub fn advance(&mut self, written: usize) {
-        let from_head = written.min(self.head.len());
-        self.head.advance(from_head);
-        self.body.advance(written - from_head);
+    pub fn advance(&mut self, mut written: usize) {
+        while written > 0 {
+            let Some(front) = self.parts.front_mut() else {
+                return;
+            };
+            if written < front.len() {
+                front.advance(written);
+                return;
+            }
+            written -= front.len();
+            self.parts.pop_front();
+        }
+    }
+
+    /// The whole frame left to write, joined (tests only: the writer never joins it).
+    #[cfg(test)]
+    pub fn joined(&self) -> Vec<u8> {
+        self.parts
+            .iter()
+            .flat_map(|part| part.iter().copied())
+            .collect()
     }
 }
 
@@ -126,7 +166,7 @@ impl Channel {
             debug!(peer = %self.peer, code = command.code, "connection backed up; command dropped");
             return false;
         };
-        let Some(head) = self.encode_head(&command) else {
+        let Some(head) = self.encode_head(&command, 0) else {
             return false;
         };
         let Ok(bytes) = self
@@ -140,12 +180,13 @@ impl Channel {
         };
         self.outbound
             .queue
-            .try_send(Outgoing {
+            .try_send(Outgoing::new(
                 head,
-                body: command.body,
-                _request: request,
-                _bytes: bytes,
-            })
+                command.body,
+                Vec::new(),
+                request,
+                bytes,
+            ))
             .is_ok()
     }
 
@@ -210,33 +251,23 @@ impl Channel {
 
     /// Queues the answer to a request admitted with `request`, waiting for room in the
     /// byte budget; false when the connection is gone.
-    pub(super) async fn answer(
-        &self,
-        response: &RemotingCommand,
-        request: OwnedSemaphorePermit,
-    ) -> bool {
-        let Some(head) = self.encode_head(response) else {
+    pub(super) async fn answer(&self, answer: Answer, request: OwnedSemaphorePermit) -> bool {
+        let Answer { command, records } = answer;
+        let trailing = records.iter().map(Bytes::len).sum();
+        let Some(head) = self.encode_head(&command, trailing) else {
             return false;
         };
         let Ok(bytes) = self
             .outbound
             .bytes
             .clone()
-            .acquire_many_owned(self.charge(head.len() + response.body.len()))
+            .acquire_many_owned(self.charge(head.len() + command.body.len() + trailing))
             .await
         else {
             return false;
         };
-        self.outbound
-            .queue
-            .send(Outgoing {
-                head,
-                body: response.body.clone(),
-                _request: request,
-                _bytes: bytes,
-            })
-            .await
-            .is_ok()
+        let outgoing = Outgoing::new(head, command.body, records, request, bytes);
+        self.outbound.queue.send(outgoing).await.is_ok()
     }
 
     /// Wakes requests waiting for byte budget once the connection is closing, and calls
@@ -252,9 +283,9 @@ impl Channel {
         frame_length.min(self.outbound.max_bytes as usize) as u32
     }
 
-    fn encode_head(&self, command: &RemotingCommand) -> Option<Bytes> {
+    fn encode_head(&self, command: &RemotingCommand, trailing: usize) -> Option<Bytes> {
         let mut head = BytesMut::new();
-        match RemotingCodec::encode_head(command, &mut head) {
+        match RemotingCodec::encode_head(command, trailing, &mut head) {
             Ok(()) => Some(head.freeze()),
             Err(error) => {
                 warn!(peer = %self.peer, code = command.code, %error, "cannot encode; not sent");
@@ -316,8 +347,7 @@ mod tests {
             })
         };
         let waiting = call(&channel);
-        let outgoing = queue.recv().await.unwrap();
-        let frame = [&outgoing.head[..], &outgoing.body[..]].concat();
+        let frame = queue.recv().await.unwrap().joined();
         let sent = RemotingCodec
             .decode(&mut BytesMut::from(&frame[..]))
             .unwrap()
@@ -341,11 +371,12 @@ mod tests {
         assert!(waiting.await.unwrap().is_none());
     }
 
-    /// The body leaves from where it lies, after the header; a partial write may stop in
-    /// either, and what is left is the rest of the same frame.
-    #[test]
-    fn a_frame_goes_out_as_its_head_then_its_body_and_partial_writes_resume_in_either() {
-        use tokio_util::codec::Encoder;
+    /// The body leaves from where it lies, after the header, and a pull's records after
+    /// it, each from where the store mapped it; a partial write may stop in any of them, and
+    /// what is left is the rest of the same frame.
+    #[tokio::test]
+    async fn a_frame_goes_out_as_head_body_and_records_and_partial_writes_resume_in_any() {
+        use tokio_util::codec::{Decoder, Encoder};
 
         let (channel, mut queue) = Channel::detached(1);
         let command = RemotingCommand::request(307, &()).with_body(vec![7u8; 100]);
@@ -353,17 +384,44 @@ mod tests {
         let mut outgoing = queue.try_recv().unwrap();
         let mut whole = BytesMut::new();
         RemotingCodec.encode(&command, &mut whole).unwrap();
-        let frame = [&outgoing.head[..], &outgoing.body[..]].concat();
+        let frame = outgoing.joined();
         assert_eq!(frame, whole);
-        assert_eq!(&outgoing.body[..], &command.body[..]);
-
-        let head = outgoing.head.len();
+        let head = frame.len() - 100;
         outgoing.advance(head - 3);
         assert_eq!(outgoing.len(), 3 + 100);
         outgoing.advance(13);
-        assert_eq!((outgoing.head.len(), outgoing.body.len()), (0, 90));
-        assert_eq!(&frame[frame.len() - 90..], &outgoing.body[..]);
+        assert_eq!(outgoing.joined(), &frame[frame.len() - 90..]);
         outgoing.advance(90);
         assert_eq!(outgoing.len(), 0);
+
+        let records = vec![Bytes::from(vec![1u8; 40]), Bytes::from(vec![2u8; 60])];
+        let answer = Answer {
+            command: RemotingCommand::response(0, 9, None).with_body("lead"),
+            records: records.clone(),
+        };
+        let slot = channel.admit().await;
+        assert!(channel.answer(answer, slot).await);
+        let mut outgoing = queue.try_recv().unwrap();
+        assert_eq!(
+            outgoing.parts().count(),
+            4,
+            "head, body and each record apart"
+        );
+        let frame = outgoing.joined();
+        let decoded = RemotingCodec
+            .decode(&mut BytesMut::from(&frame[..]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            decoded.body,
+            [&b"lead"[..], &records[0], &records[1]].concat()
+        );
+        outgoing.advance(frame.len() - 70);
+        assert_eq!(
+            outgoing.parts().count(),
+            2,
+            "10 bytes of the first record, the second"
+        );
+        assert_eq!(outgoing.joined(), &frame[frame.len() - 70..]);
     }
 }

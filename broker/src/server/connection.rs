@@ -28,6 +28,11 @@ use super::{Channel, Limits, Service, TlsServer};
 /// Most frames handed to one vectored write.
 const MAX_BATCH: usize = 64;
 
+/// Most buffers handed to one vectored write: Linux's IOV_MAX, beyond which `writev`
+/// refuses the call. A batch of pull answers (32 records each) can hold more; the rest
+/// goes in the next call.
+const MAX_IOVECS: usize = 1024;
+
 /// How long answers already queued may take to leave once the client has closed its side;
 /// a client that half-closes and stops reading must not keep the writer forever.
 const CLOSE_LINGER: Duration = Duration::from_secs(5);
@@ -145,9 +150,10 @@ async fn handle<S: Service>(
     let oneway = request.is_oneway();
     let opaque = request.opaque;
     let code = request.code;
-    let Some(mut response) = service.handle(request, &channel).await else {
+    let Some(mut answer) = service.handle(request, &channel).await else {
         return;
     };
+    let response = &mut answer.command;
     trace!(peer = %channel.peer_addr(), code, opaque, answer = response.code, remark = ?response.remark, "request served");
     if oneway {
         if response.code != ResponseCode::Success.as_i32() {
@@ -157,7 +163,7 @@ async fn handle<S: Service>(
     }
     response.opaque = opaque;
     response.mark_response();
-    channel.answer(&response, slot).await;
+    channel.answer(answer, slot).await;
 }
 
 /// Writes queued frames until `done`, then whatever is still queued.
@@ -200,8 +206,8 @@ async fn write_batch(
     while !batch.is_empty() {
         let slices: Vec<IoSlice<'_>> = batch
             .iter()
-            .flat_map(|outgoing| [&outgoing.head, &outgoing.body])
-            .filter(|part| !part.is_empty())
+            .flat_map(Outgoing::parts)
+            .take(MAX_IOVECS)
             .map(|part| IoSlice::new(part))
             .collect();
         let mut written = socket.write_vectored(&slices).await?;
@@ -212,8 +218,9 @@ async fn write_batch(
             let front = batch
                 .front_mut()
                 .expect("written bytes come from the batch");
-            if written >= front.len() {
-                written -= front.len();
+            let length = front.len();
+            if written >= length {
+                written -= length;
                 batch.pop_front();
             } else {
                 front.advance(written);

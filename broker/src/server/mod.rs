@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use protocol::RemotingCommand;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -29,6 +30,40 @@ pub use tls::TlsServer;
 /// How long a graceful stop waits for requests already being processed.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// What a service answers with: a command, and the stored records its body goes on with.
+/// A pull answers with the CommitLog's records as the store maps them, and the writer sends
+/// them from there behind the header, so their bytes are never copied in user space.
+#[derive(Debug)]
+pub struct Answer {
+    pub command: RemotingCommand,
+    pub records: Vec<Bytes>,
+}
+
+impl Answer {
+    /// The command as a client decodes it, its records joined into its body (tests only:
+    /// the server never joins them).
+    #[cfg(test)]
+    pub fn joined(self) -> RemotingCommand {
+        if self.records.is_empty() {
+            return self.command;
+        }
+        let mut body = self.command.body.to_vec();
+        for record in &self.records {
+            body.extend_from_slice(record);
+        }
+        self.command.with_body(body)
+    }
+}
+
+impl From<RemotingCommand> for Answer {
+    fn from(command: RemotingCommand) -> Answer {
+        Answer {
+            command,
+            records: Vec::new(),
+        }
+    }
+}
+
 /// Answers requests. `None` means no answer (oneway requests, or a request the service
 /// answers later through the [`Channel`]).
 pub trait Service: Send + Sync + 'static {
@@ -36,7 +71,7 @@ pub trait Service: Send + Sync + 'static {
         &self,
         request: RemotingCommand,
         channel: &Channel,
-    ) -> impl Future<Output = Option<RemotingCommand>> + Send;
+    ) -> impl Future<Output = Option<Answer>> + Send;
 
     /// Called once when a connection closes, for example to drop the client's registrations.
     fn disconnected(&self, _channel: &Channel) {}

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use tokio_util::codec::{Framed, FramedRead};
 use tokio_util::sync::CancellationToken;
 
-use super::{serve, Channel, Limits, Service};
+use super::{serve, Answer, Channel, Limits, Service};
 
 const QUICK: i32 = 1;
 /// Answered only once the test gives the service a permit.
@@ -27,16 +27,16 @@ struct Fake {
 }
 
 impl Service for Fake {
-    async fn handle(
-        &self,
-        request: RemotingCommand,
-        _channel: &Channel,
-    ) -> Option<RemotingCommand> {
+    async fn handle(&self, request: RemotingCommand, _channel: &Channel) -> Option<Answer> {
         if request.code == HELD {
             self.held.acquire().await.unwrap().forget();
         }
         self.handled.fetch_add(1, Ordering::SeqCst);
-        Some(RemotingCommand::response(0, 0, None).with_body(vec![0u8; self.body_size]))
+        Some(
+            RemotingCommand::response(0, 0, None)
+                .with_body(vec![0u8; self.body_size])
+                .into(),
+        )
     }
 }
 

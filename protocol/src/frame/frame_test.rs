@@ -258,3 +258,22 @@ fn codec_writes_responses_as_json() {
     assert_eq!(buffer[4], 1);
     assert_eq!(RemotingCodec.decode(&mut buffer).unwrap().unwrap(), request);
 }
+
+#[test]
+fn a_head_with_trailing_parts_frames_them_as_one_body() {
+    let mut command = sample_command(SerializeType::Json);
+    command.mark_response();
+    let parts: [&[u8]; 2] = [b"first record", b"second"];
+    let mut wire = BytesMut::new();
+    RemotingCodec::encode_head(&command, parts.iter().map(|p| p.len()).sum(), &mut wire).unwrap();
+    wire.put_slice(&command.body);
+    for part in parts {
+        wire.put_slice(part);
+    }
+    let decoded = RemotingCodec.decode(&mut wire).unwrap().unwrap();
+    assert!(wire.is_empty(), "the length word covers every part");
+    let mut body = command.body.to_vec();
+    body.extend_from_slice(b"first recordsecond");
+    assert_eq!(decoded.body, body);
+    assert_eq!(decoded.opaque, command.opaque);
+}

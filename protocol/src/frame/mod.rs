@@ -35,21 +35,22 @@ fn encode_as(
     dst: &mut BytesMut,
 ) -> Result<()> {
     dst.reserve(command.body.len());
-    encode_head(command, serialize_type, dst)?;
+    encode_head(command, serialize_type, 0, dst)?;
     dst.put_slice(&command.body);
     Ok(())
 }
 
 /// Appends the frame of `command` up to its body (the length words and the header, encoded
-/// as `serialize_type`), for a writer that sends the body from where it already lies. On an
-/// error, `dst` is left as it was.
+/// as `serialize_type`), for a writer that sends the body from where it already lies, then
+/// `trailing` more bytes of body. On an error, `dst` is left as it was.
 fn encode_head(
     command: &RemotingCommand,
     serialize_type: SerializeType,
+    trailing: usize,
     dst: &mut BytesMut,
 ) -> Result<()> {
     let start = dst.len();
-    let written = write_head(command, serialize_type, dst);
+    let written = write_head(command, serialize_type, trailing, dst);
     if written.is_err() {
         dst.truncate(start);
     }
@@ -59,6 +60,7 @@ fn encode_head(
 fn write_head(
     command: &RemotingCommand,
     serialize_type: SerializeType,
+    trailing: usize,
     dst: &mut BytesMut,
 ) -> Result<()> {
     let start = dst.len();
@@ -71,7 +73,7 @@ fn write_head(
         SerializeType::RocketMq => dst.put_slice(&binary_header::encode(command)?),
     }
     let header_length = dst.len() - start - 8;
-    let length = 4 + header_length + command.body.len();
+    let length = 4 + header_length + command.body.len() + trailing;
     if header_length > MAX_HEADER_LENGTH {
         return Err(Error::FieldOverflow {
             field: "headerLength",
@@ -189,9 +191,15 @@ impl Encoder<&RemotingCommand> for RemotingCodec {
 
 impl RemotingCodec {
     /// Appends what [`Encoder::encode`] would, up to the body: a server sends the body from
-    /// where it lies, with one vectored write, instead of copying it behind the header.
-    pub fn encode_head(command: &RemotingCommand, dst: &mut BytesMut) -> Result<()> {
-        encode_head(command, wire_type(command), dst)
+    /// where it lies, with one vectored write, instead of copying it behind the header. The
+    /// frame's length counts `trailing` bytes more than the body: parts of the body kept
+    /// apart (stored records a pull answers with), which the writer sends after it.
+    pub fn encode_head(
+        command: &RemotingCommand,
+        trailing: usize,
+        dst: &mut BytesMut,
+    ) -> Result<()> {
+        encode_head(command, wire_type(command), trailing, dst)
     }
 }
 

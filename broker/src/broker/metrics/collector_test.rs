@@ -25,7 +25,7 @@ fn broker(dir: &tempfile::TempDir) -> (Arc<Broker>, Registry) {
 
 async fn ask(broker: &Broker, request: RemotingCommand) -> RemotingCommand {
     let (channel, _outbound) = Channel::detached(1);
-    let answer = broker.handle(request, &channel).await.unwrap();
+    let answer = broker.handle(request, &channel).await.unwrap().joined();
     assert_eq!(answer.code, ResponseCode::Success.as_i32(), "{answer:?}");
     answer
 }

@@ -77,23 +77,29 @@ pub(crate) fn writeable(broker: &Broker) -> Result<(), Refusal> {
     }
 }
 
-/// Unwraps a `Result<_, Refusal>` or returns its answer from the enclosing function.
+/// Unwraps a `Result<_, Refusal>` or returns its answer from the enclosing function (a
+/// command, or anything made from one, such as a pull's answer).
 macro_rules! or_refuse {
     ($request:expr, $result:expr) => {
         match $result {
             Ok(value) => value,
-            Err(refusal) => return refusal.answer($request),
+            Err(refusal) => return ::core::convert::From::from(refusal.answer($request)),
         }
     };
 }
 pub(crate) use or_refuse;
 
-/// Parses the request's custom header or returns the error answer from the enclosing function.
+/// Parses the request's custom header or returns the error answer from the enclosing function
+/// (a command, or anything made from one).
 macro_rules! header {
     ($request:expr) => {
         match $request.decode_header() {
             Ok(header) => header,
-            Err(error) => return $crate::broker::processor::bad_header($request, error),
+            Err(error) => {
+                return ::core::convert::From::from($crate::broker::processor::bad_header(
+                    $request, error,
+                ))
+            }
         }
     };
 }

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use protocol::body::{perm, SubscriptionData};
 use protocol::header::{pull_sys_flag, PullMessageRequestHeader, PullMessageResponseHeader};
 use protocol::{RemotingCommand, ResponseCode};
@@ -14,6 +13,7 @@ use super::{header, or_refuse, reply, subscription_group, Refusal};
 use crate::broker::client_manager::Unsubscribed;
 use crate::broker::Broker;
 use crate::filter::{self, SubscriptionFilter};
+use crate::server::Answer;
 
 /// RocketMQ's transfer limits for messages still in memory
 /// (`maxTransferBytesOnMessageInMemory`, `maxTransferCountOnMessageInMemory`).
@@ -24,52 +24,52 @@ const MAX_TRANSFER_COUNT: usize = 32;
 /// so a hold must end before that whatever suspend time the request asks for.
 const MAX_HOLD: Duration = Duration::from_secs(28);
 
-pub async fn process(broker: &Broker, request: &RemotingCommand) -> RemotingCommand {
+pub async fn process(broker: &Broker, request: &RemotingCommand) -> Answer {
     let header: PullMessageRequestHeader = header!(request);
     if !perm::is_readable(broker.permission() as i32) {
-        return reply(
+        return Answer::from(reply(
             request,
             ResponseCode::NoPermission,
             format!(
                 "the broker[{}] pulling message is forbidden",
                 broker.config.broker_ip1
             ),
-        );
+        ));
     }
     let group = or_refuse!(request, subscription_group(broker, &header.consumer_group));
     if !group.consume_enable {
-        return reply(
+        return Answer::from(reply(
             request,
             ResponseCode::NoPermission,
             format!(
                 "subscription group no permission, {}",
                 header.consumer_group
             ),
-        );
+        ));
     }
     let Some(topic) = broker.topics.get(&header.topic) else {
-        return reply(
+        return Answer::from(reply(
             request,
             ResponseCode::TopicNotExist,
             format!("topic[{}] not exist, apply first please!", header.topic),
-        );
+        ));
     };
     if !perm::is_readable(topic.perm) {
-        return reply(
+        return Answer::from(reply(
             request,
             ResponseCode::NoPermission,
             format!("the topic[{}] pulling message is forbidden", header.topic),
-        );
+        ));
     }
     if header.queue_id < 0 || header.queue_id >= topic.read_queue_nums {
-        return reply(
+        return Answer::from(reply(
             request,
             ResponseCode::InvalidParameter,
             format!(
                 "queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{}] consumer:[{}]",
                 header.queue_id, header.topic, topic.read_queue_nums, header.consumer_group
             ),
-        );
+        ));
     }
     let filter = or_refuse!(request, filter_of(broker, &header));
 
@@ -238,11 +238,7 @@ fn usable(
 }
 
 /// Maps the store's answer to RocketMQ's pull response (`composeResponseHeader`).
-fn answer(
-    request: &RemotingCommand,
-    requested_offset: i64,
-    result: GetMessageResult,
-) -> RemotingCommand {
+fn answer(request: &RemotingCommand, requested_offset: i64, result: GetMessageResult) -> Answer {
     use GetMessageStatus::*;
     let code = match result.status {
         Found => ResponseCode::Success,
@@ -264,19 +260,45 @@ fn answer(
         max_offset: result.max_offset,
         ..PullMessageResponseHeader::default()
     };
-    let mut body = BytesMut::with_capacity(result.buffer_total_size());
-    for message in &result.messages {
-        body.extend_from_slice(message);
+    Answer {
+        command: RemotingCommand::response_to(request, code, Some(format!("{:?}", result.status)))
+            .with_header(&header),
+        records: result.messages,
     }
-    RemotingCommand::response_to(request, code, Some(format!("{:?}", result.status)))
-        .with_header(&header)
-        .with_body(body.freeze())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use protocol::RequestCode;
+
+    /// The records leave as the store returned them (views of its mapped segments), not
+    /// copied into the body: the writer sends them from there.
+    #[test]
+    fn a_found_pull_answers_with_the_stored_records_themselves() {
+        let stored = vec![
+            bytes::Bytes::from_static(b"first stored record"),
+            bytes::Bytes::from_static(b"second"),
+        ];
+        let result = GetMessageResult {
+            status: GetMessageStatus::Found,
+            messages: stored.clone(),
+            queue_offsets: vec![0, 1],
+            next_begin_offset: 2,
+            min_offset: 0,
+            max_offset: 2,
+        };
+        let request = RemotingCommand::request(RequestCode::PullMessage, &());
+        let answer = answer(&request, 0, result);
+        assert_eq!(answer.command.code, ResponseCode::Success.as_i32());
+        assert!(answer.command.body.is_empty());
+        let places = |records: &[bytes::Bytes]| -> Vec<_> {
+            records.iter().map(|r| (r.as_ptr(), r.len())).collect()
+        };
+        assert_eq!(places(&answer.records), places(&stored));
+        let header: PullMessageResponseHeader = answer.command.decode_header().unwrap();
+        assert_eq!(header.next_begin_offset, 2);
+    }
 
     #[test]
     fn a_pull_waits_exactly_when_rocketmq_answers_pull_not_found_for_lack_of_messages() {
@@ -307,6 +329,7 @@ mod tests {
                     offset,
                     result,
                 )
+                .command
                 .code;
                 let not_found = code == ResponseCode::PullNotFound.as_i32();
                 assert_eq!(

@@ -20,7 +20,7 @@ async fn answer_to(
         ..header
     });
     let request = RemotingCommand::request(code, &header).with_body(body);
-    let answer = broker.handle(request, &channel).await.unwrap();
+    let answer = broker.handle(request, &channel).await.unwrap().joined();
     let stored = broker.store().commit_log_max_offset();
     broker.begin_shutdown();
     (answer, stored)
@@ -64,7 +64,7 @@ fn allocations_per_message(frame: impl Fn(u64) -> bytes::Bytes, per_frame: u64) 
             let mut frame = frame;
             bytes::Buf::advance(&mut frame, 4);
             let request = protocol::frame::decode_frame(frame).unwrap();
-            let answer = broker.handle(request, &channel).await.unwrap();
+            let answer = broker.handle(request, &channel).await.unwrap().joined();
             assert_eq!(answer.code, ResponseCode::Success.as_i32(), "{answer:?}");
             protocol::frame::encode_to_bytes(&answer).unwrap()
         })

@@ -7,7 +7,7 @@ use crate::server::{Channel, Service};
 async fn ask(broker: &Broker, code: RequestCode, body: &str) -> RemotingCommand {
     let (channel, _outbound) = Channel::detached(1);
     let request = RemotingCommand::request(code, &()).with_body(body.to_string());
-    broker.handle(request, &channel).await.unwrap()
+    broker.handle(request, &channel).await.unwrap().joined()
 }
 
 #[tokio::test(flavor = "multi_thread")]

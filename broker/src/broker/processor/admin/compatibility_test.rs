@@ -44,7 +44,7 @@ async fn dispatched<S: Service>(service: &S) -> BTreeSet<i32> {
         let answer = service.handle(request, &channel).await;
         let refused = answer
             .as_ref()
-            .is_some_and(|a| a.code == ResponseCode::RequestCodeNotSupported.as_i32());
+            .is_some_and(|a| a.command.code == ResponseCode::RequestCodeNotSupported.as_i32());
         if !refused {
             codes.insert(code.as_i32());
         }

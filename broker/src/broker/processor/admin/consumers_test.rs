@@ -26,7 +26,7 @@ async fn broker_consume_stats_covers_every_group_and_the_topics_it_consumed() {
         });
         let request = RemotingCommand::request(RequestCode::SendMessageV2, &header)
             .with_body(format!("m{n}"));
-        let answer = broker.handle(request, &channel).await.unwrap();
+        let answer = broker.handle(request, &channel).await.unwrap().joined();
         assert_eq!(answer.code, ResponseCode::Success.as_i32(), "{answer:?}");
     }
     for group in ["busy", "idle"] {
@@ -43,7 +43,7 @@ async fn broker_consume_stats_covers_every_group_and_the_topics_it_consumed() {
             &GetConsumeStatsInBrokerHeader { is_order: order },
         )
     };
-    let answer = broker.handle(ask(false), &channel).await.unwrap();
+    let answer = broker.handle(ask(false), &channel).await.unwrap().joined();
     assert_eq!(answer.code, ResponseCode::Success.as_i32());
     let list: ConsumeStatsList = body::from_json(&answer.body).unwrap();
     assert_eq!(list.broker_addr.as_deref(), Some("127.0.0.1:10911"));
@@ -61,7 +61,7 @@ async fn broker_consume_stats_covers_every_group_and_the_topics_it_consumed() {
     assert_eq!(list.total_diff, 1);
 
     // Orders is not an ordered topic.
-    let answer = broker.handle(ask(true), &channel).await.unwrap();
+    let answer = broker.handle(ask(true), &channel).await.unwrap().joined();
     let list: ConsumeStatsList = body::from_json(&answer.body).unwrap();
     assert!(list.consume_stats_list[0]["busy"].is_empty());
     broker.begin_shutdown();
@@ -86,7 +86,7 @@ async fn clone_group_offset_copies_the_source_offsets_of_topics_the_broker_has()
             offline: Some(true),
         },
     );
-    let answer = broker.handle(request, &channel).await.unwrap();
+    let answer = broker.handle(request, &channel).await.unwrap().joined();
     assert_eq!(answer.code, ResponseCode::Success.as_i32(), "{answer:?}");
     // The destination's offsets on the topic are replaced, as Java's `cloneOffset` does.
     assert_eq!(
