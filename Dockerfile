@@ -20,6 +20,8 @@ COPY broker broker
 COPY operator operator
 COPY bench bench
 COPY migrate migrate
+# Test-only, but a workspace member (the broker's tests use it), so cargo needs it to resolve.
+COPY faults faults
 # operator's unit tests read docs/configuration.md at compile time (include_str!).
 COPY docs docs
 RUN cargo build --release --locked -p broker --bin rocketry -p operator --bin rocketry-operator \

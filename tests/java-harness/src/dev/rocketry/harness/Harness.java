@@ -152,6 +152,8 @@ public final class Harness {
         AtomicLong ok = new AtomicLong();
         AtomicLong failed = new AtomicLong();
         AtomicReference<String> firstError = new AtomicReference<>();
+        // The indexes the broker acknowledged (sync mode), for a test that checks each one.
+        List<Integer> acked = new ArrayList<>();
         long started = System.nanoTime();
         switch (mode) {
             case "sync":
@@ -160,6 +162,7 @@ public final class Harness {
                         SendResult r = producer.send(message(topic, tag, run, first + i, size));
                         if (r.getSendStatus() == SendStatus.SEND_OK) {
                             ok.incrementAndGet();
+                            acked.add(first + i);
                         } else {
                             failed.incrementAndGet();
                             firstError.compareAndSet(null, "status " + r.getSendStatus());
@@ -247,6 +250,7 @@ public final class Harness {
         }
         long elapsedMs = (System.nanoTime() - started) / 1_000_000;
         producer.shutdown();
+        writeIndexes(args.get("acked"), acked);
         return "{\"command\":\"produce\",\"mode\":\"" + mode + "\",\"sent\":" + ok.get() + ",\"failed\":" + failed.get()
             + ",\"elapsedMs\":" + elapsedMs + ",\"firstError\":" + quote(firstError.get()) + "}";
     }
@@ -377,7 +381,20 @@ public final class Harness {
         } else {
             throw new IllegalArgumentException("unknown consumer type " + type);
         }
+        writeIndexes(args.get("seen"), tally.seen.keySet());
         return tally.json(type, (System.nanoTime() - started) / 1_000_000);
+    }
+
+    /** Writes message indexes, one per line, to {@code path} when it is given. */
+    private static void writeIndexes(String path, java.util.Collection<Integer> indexes) throws java.io.IOException {
+        if (path == null) {
+            return;
+        }
+        StringBuilder text = new StringBuilder();
+        for (int index : indexes) {
+            text.append(index).append('\n');
+        }
+        java.nio.file.Files.write(java.nio.file.Paths.get(path), text.toString().getBytes(StandardCharsets.UTF_8));
     }
 
     private static void waitFor(Tally tally, int expect, long deadline, long settleMs) throws InterruptedException {
