@@ -432,6 +432,24 @@ impl Service for Broker {
         Some(answer)
     }
 
+    /// Everything but the requests that come in floods: sends and pulls wait for the
+    /// connection's request slots in arrival order, as RocketMQ's send and pull executors
+    /// take them; heartbeats, offsets, transactions and admin requests do not wait behind them.
+    fn served_at_once(&self, code: i32) -> bool {
+        use RequestCode::*;
+        !matches!(
+            RequestCode::from_i32(code),
+            Some(
+                SendMessage
+                    | SendMessageV2
+                    | SendBatchMessage
+                    | ConsumerSendMsgBack
+                    | PullMessage
+                    | LitePullMessage
+            )
+        )
+    }
+
     fn disconnected(&self, channel: &Channel) {
         for group in self.clients.channel_closed(channel) {
             self.group_changed(&group);

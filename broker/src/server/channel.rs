@@ -94,10 +94,15 @@ pub struct Channel {
     outbound: Arc<Outbound>,
 }
 
+/// Requests served as soon as they are read ([`super::Service::served_at_once`]) that one
+/// connection may have in flight beside its request slots.
+const AT_ONCE_SLOTS: usize = 64;
+
 #[derive(Debug)]
 struct Outbound {
     queue: mpsc::Sender<Outgoing>,
     requests: Arc<Semaphore>,
+    at_once: Arc<Semaphore>,
     bytes: Arc<Semaphore>,
     max_bytes: u32,
     /// Requests of the server's own that wait for the client's answer, by opaque.
@@ -117,11 +122,13 @@ impl Channel {
         local: SocketAddr,
         limits: &Limits,
     ) -> (Channel, mpsc::Receiver<Outgoing>) {
-        // Every queued frame holds a request slot, so the queue never holds more than that.
-        let (queue, receiver) = mpsc::channel(limits.max_requests_in_flight as usize);
+        // Every queued frame holds a slot, so the queue never holds more than there are.
+        let slots = limits.max_requests_in_flight as usize;
+        let (queue, receiver) = mpsc::channel(slots + AT_ONCE_SLOTS);
         let outbound = Outbound {
             queue,
-            requests: Arc::new(Semaphore::new(limits.max_requests_in_flight as usize)),
+            requests: Arc::new(Semaphore::new(slots)),
+            at_once: Arc::new(Semaphore::new(AT_ONCE_SLOTS)),
             bytes: Arc::new(Semaphore::new(limits.max_queued_response_bytes as usize)),
             max_bytes: limits.max_queued_response_bytes,
             calls: Mutex::new(HashMap::new()),
@@ -237,13 +244,20 @@ impl Channel {
     /// waiting to be queued. Reading the next frame only after both is what carries
     /// backpressure back to a client that does not read.
     pub(super) async fn admit(&self) -> OwnedSemaphorePermit {
-        let request = self
-            .outbound
-            .requests
+        self.admit_from(&self.outbound.requests).await
+    }
+
+    /// [`Channel::admit`] for a request served as soon as it is read, from slots of its own.
+    pub(super) async fn admit_at_once(&self) -> OwnedSemaphorePermit {
+        self.admit_from(&self.outbound.at_once).await
+    }
+
+    async fn admit_from(&self, slots: &Arc<Semaphore>) -> OwnedSemaphorePermit {
+        let request = slots
             .clone()
             .acquire_owned()
             .await
-            .expect("the request semaphore is never closed");
+            .expect("the request semaphores are never closed");
         // Err only once the connection is closing, when nothing waits for bytes any more.
         drop(self.outbound.bytes.acquire().await);
         request

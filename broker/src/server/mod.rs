@@ -73,6 +73,15 @@ pub trait Service: Send + Sync + 'static {
         channel: &Channel,
     ) -> impl Future<Output = Option<Answer>> + Send;
 
+    /// Whether a request is served as soon as it is read, from slots of its own, rather than
+    /// waiting for one of the connection's request slots behind the requests read before
+    /// it. A client that floods a connection with sends must not hold up its heartbeat or
+    /// its unregistering: RocketMQ serves those from executors of their own, and a client
+    /// whose heartbeat times out closes the connection and sends again what was in flight.
+    fn served_at_once(&self, _code: i32) -> bool {
+        false
+    }
+
     /// Called once when a connection closes, for example to drop the client's registrations.
     fn disconnected(&self, _channel: &Channel) {}
 

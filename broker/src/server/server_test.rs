@@ -18,6 +18,9 @@ const QUICK: i32 = 1;
 /// Answered only once the test gives the service a permit.
 const HELD: i32 = 2;
 
+/// Served as soon as it is read (`Service::served_at_once`).
+const AT_ONCE: i32 = 3;
+
 const PROMPTLY: Duration = Duration::from_secs(10);
 
 struct Fake {
@@ -37,6 +40,10 @@ impl Service for Fake {
                 .with_body(vec![0u8; self.body_size])
                 .into(),
         )
+    }
+
+    fn served_at_once(&self, code: i32) -> bool {
+        code == AT_ONCE
     }
 }
 
@@ -157,6 +164,53 @@ async fn the_next_frame_waits_for_a_request_slot() {
     let second = answer(&mut client).await.opaque;
     assert!(first == 1 || first == 2);
     assert_eq!(second, 3);
+}
+
+/// A request served at once is read past the requests waiting for a slot and answered
+/// while they wait: a client's heartbeat is never stuck behind its own flood of sends.
+#[tokio::test]
+async fn a_request_served_at_once_overtakes_requests_waiting_for_a_slot() {
+    let server = start(Limits::new(10, 2, 1024 * 1024, 0, 0, 65536), 0).await;
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let mut client = Framed::new(stream, RemotingCodec);
+    for opaque in 1..=50 {
+        client.feed(request(HELD, opaque)).await.unwrap();
+    }
+    client.send(request(AT_ONCE, 99)).await.unwrap();
+    assert_eq!(answer(&mut client).await.opaque, 99);
+    assert_eq!(server.service.handled.load(Ordering::SeqCst), 1);
+
+    server.service.held.add_permits(50);
+    let mut rest = HashSet::new();
+    for _ in 0..50 {
+        rest.insert(answer(&mut client).await.opaque);
+    }
+    assert_eq!(rest, (1..=50).collect());
+}
+
+/// Requests read ahead and still waiting for a slot when the client closes the connection
+/// are handled all the same, as they were when each frame was read only once it had a slot:
+/// a producer's last oneway sends are stored even if it closes right after writing them.
+#[tokio::test]
+async fn requests_waiting_for_a_slot_when_the_client_closes_are_still_handled() {
+    let server = start(Limits::new(10, 2, 1024 * 1024, 0, 0, 65536), 0).await;
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let mut client = Framed::new(stream, RemotingCodec);
+    client.feed(request(HELD, 1)).await.unwrap();
+    client.feed(request(HELD, 2)).await.unwrap();
+    for opaque in 3..22 {
+        client.feed(request(QUICK, opaque)).await.unwrap();
+    }
+    client.send(request(QUICK, 22)).await.unwrap();
+    // Read ahead by now: the server has them, behind the two held requests.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(client);
+    server.service.held.add_permits(2);
+    let deadline = tokio::time::Instant::now() + PROMPTLY;
+    while server.service.handled.load(Ordering::SeqCst) < 22 {
+        assert!(tokio::time::Instant::now() < deadline, "dropped unhandled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
