@@ -897,7 +897,12 @@ async fn users_and_tls_of_a_secured_cluster_on_a_real_apiserver() {
     assert!(namesrv_conf.data.unwrap()["namesrv.conf"].contains("aclEnable=true"));
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     for set in ["secure-broker-0", "secure-namesrv"] {
-        let pod = sets.get(set).await.unwrap().spec.template.spec.unwrap();
+        // The ConfigMaps are applied before the StatefulSets: wait for the set too.
+        let found = wait_for(WAIT, "the StatefulSet", || async {
+            sets.get_opt(set).await.ok().flatten()
+        })
+        .await;
+        let pod = found.spec.template.spec.unwrap();
         let mounted: Vec<(String, String)> = pod
             .volumes
             .unwrap()
