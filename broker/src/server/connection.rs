@@ -29,8 +29,11 @@ use super::{Channel, Limits, Service, TlsServer};
 const MAX_BATCH: usize = 64;
 
 /// Bytes of requests a connection may have read ahead of its request slots (see
-/// [`Service::served_at_once`]): 4 MiB holds some 10,000 small sends.
-const READ_AHEAD_BYTES: usize = 4 << 20;
+/// [`Service::served_at_once`]). 16 MiB holds some 29,000 small sends, more than Apache
+/// RocketMQ's whole send queue (10,000): a heartbeat sent behind 10,000 oneway sends that a
+/// loaded broker stores at 3,000 a second must still be read within the client's 3 s, or the
+/// client closes the connection and drops what it has not written (4 MiB was not enough).
+const READ_AHEAD_BYTES: usize = 16 << 20;
 
 /// Most buffers handed to one vectored write: Linux's IOV_MAX, beyond which `writev`
 /// refuses the call. A batch of pull answers (32 records each) can hold more; the rest
