@@ -228,10 +228,12 @@ fn wait_ready(namespace: &str, pod: &str) {
     ]);
 }
 
-/// A producer pod sends `count` messages of `run` to `topic`. Each send may take 10 s, not the
-/// client's default 3 s: the pod's JVM starts cold on two cores shared with the other real-node
-/// test, and its first route lookups once outlasted 3 s (the steady producer of the roll phase
-/// keeps the default, since its failures are counted, not refused).
+/// A producer pod sends `count` messages of `run` to `topic`. Each send, and each of the
+/// client's own requests, may take 10 s, not the client's default 3 s: the pod's JVM starts cold
+/// on two cores shared with the other real-node test, and its first route lookups have
+/// outlasted 3 s (the name server's channel took 0.9 and 2.9 s to open in two fresh-clone CI
+/// runs; a route lookup is bounded by the client's API timeout, not the send's). The steady
+/// producer of the roll phase keeps the defaults, since its failures are counted, not refused.
 fn produce(
     namespace: &str,
     image: &str,
@@ -253,6 +255,7 @@ fn produce(
             format!("count={count}"),
             format!("run={run}"),
             "sendTimeoutMs=10000".into(),
+            "apiTimeoutMs=10000".into(),
         ],
     );
     assert_eq!(sent["sent"], count, "{sent}");

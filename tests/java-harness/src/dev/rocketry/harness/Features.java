@@ -36,6 +36,7 @@ import org.apache.rocketmq.common.message.MessageQueue;
  *                    [delayLevel=L] [orderKeys=K] [intervalMs=0] [untilFile=PATH]
  *                    [producerGroup=features_producer]
  *                    [pollNameServerInterval=30000] [trace=false]
+ *                    [sendTimeoutMs=3000] [apiTimeoutMs=3000]
  *                    [deliverAt=EPOCH_MS [deliverSpreadMs=0]] [threads=1]
  *   Features consume namesrv=H:P topic=T group=G out=FILE [expect=N] [type=push|orderly]
  *                    [model=clustering|broadcasting] [filter=TAGEXPR] [sql=EXPR] [run=ID]
@@ -116,6 +117,11 @@ public final class Features {
         }
         if (args.containsKey("sendTimeoutMs")) {
             producer.setSendMsgTimeout(Integer.parseInt(args.get("sendTimeoutMs")));
+        }
+        // The client's own requests (route lookups, heartbeats) have a timeout of their own,
+        // not the send's: a send's first route lookup is bounded by this.
+        if (args.containsKey("apiTimeoutMs")) {
+            producer.setMqClientApiTimeout(Integer.parseInt(args.get("apiTimeoutMs")));
         }
         producer.start();
         AtomicLong sent = new AtomicLong();
