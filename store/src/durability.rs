@@ -52,6 +52,13 @@ pub(crate) fn created(file: &Path, len: usize) {
     }
 }
 
+/// `file` was cut to `len` bytes, durably.
+pub(crate) fn truncated(file: &Path, len: usize) {
+    if let Some(durable) = DURABLE.lock().as_mut() {
+        durable.entry(file.to_owned()).or_default().truncate(len);
+    }
+}
+
 /// `file` was removed.
 pub(crate) fn removed(file: &Path) {
     if let Some(durable) = DURABLE.lock().as_mut() {

@@ -61,6 +61,9 @@ pub enum Error {
     /// The store is shut down or another process holds its lock (SERVICE_NOT_AVAILABLE).
     #[error("store not available: {0}")]
     NotAvailable(&'static str),
+    /// A Raft log append that does not continue the log.
+    #[error("Raft log entry {got} appended where entry {expected} is next")]
+    RaftLogGap { expected: u64, got: u64 },
     /// The configuration cannot work.
     #[error("invalid store configuration: {0}")]
     InvalidConfig(String),

@@ -41,6 +41,7 @@ pub mod durability;
 mod error;
 mod flush;
 mod index;
+pub mod raft_log;
 mod read;
 mod recovery;
 mod retention;

@@ -22,36 +22,15 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+mod common;
+
+use common::Rng;
 use fail::FailScenario;
 use message::{property, Message, StoredMessage};
 use store::{durability, FlushDiskType, MessageStore, PutMessage, StoreConfig};
 
-const PAGE: usize = 4096;
-const SECTOR: usize = 512;
 const TOPICS: [&str; 3] = ["SimA", "SimB", "SimC"];
 const QUEUES: i32 = 3;
-
-/// SplitMix64: a generator whose sequence depends on the seed alone, so a failing seed
-/// replays the same operations on any machine and any version of a random crate.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 type Slot = (String, i32, i64);
 
@@ -209,42 +188,9 @@ impl Sim {
     fn crash(&mut self, store: MessageStore, totals: &mut Totals) -> MessageStore {
         store.crash();
         totals.crashes += 1;
-        let durable = durability::stop_recording();
-        let mut rebuilt = Vec::new();
-        for file in files(&self.root) {
-            let Some(image) = durable.get(&file) else {
-                // Never made durable (the lock file): left as it is.
-                continue;
-            };
-            let volatile = std::fs::read(&file).unwrap();
-            let mut disk = image.clone();
-            disk.resize(volatile.len(), 0);
-            for page in (0..volatile.len()).step_by(PAGE) {
-                let end = (page + PAGE).min(volatile.len());
-                if volatile[page..end] == disk[page..end] {
-                    continue;
-                }
-                match self.rng.below(10) {
-                    // The page never reached the disk.
-                    0..=3 => totals.lost_pages += 1,
-                    // It did.
-                    4..=7 => disk[page..end].copy_from_slice(&volatile[page..end]),
-                    // Torn: only its first sectors did.
-                    _ => {
-                        totals.torn_pages += 1;
-                        let sectors = 1 + self.rng.below((PAGE / SECTOR - 1) as u64) as usize;
-                        let torn = (page + sectors * SECTOR).min(end);
-                        disk[page..torn].copy_from_slice(&volatile[page..torn]);
-                    }
-                }
-            }
-            std::fs::write(&file, &disk).unwrap();
-            rebuilt.push((file, disk));
-        }
-        durability::start_recording();
-        for (file, disk) in rebuilt {
-            durability::set_durable(&file, disk);
-        }
+        let loss = common::lose_power(&self.root, &mut self.rng);
+        totals.lost_pages += loss.lost_pages;
+        totals.torn_pages += loss.torn_pages;
         let floor = checkpointed_flushed(&self.root);
         self.pending.clear();
         self.log(|| format!("crash; checkpointed flushed offset {floor:?}"));
@@ -354,26 +300,6 @@ fn key_of(body: &[u8]) -> String {
         .and_then(|head| head.split('-').nth(1))
         .unwrap_or("");
     format!("key-{n}")
-}
-
-fn files(root: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut folders = vec![root.to_path_buf()];
-    while let Some(folder) = folders.pop() {
-        let Ok(entries) = std::fs::read_dir(&folder) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                folders.push(path);
-            } else {
-                found.push(path);
-            }
-        }
-    }
-    found.sort();
-    found
 }
 
 /// The flushed offset in the checkpoint on disk, if it is intact.
