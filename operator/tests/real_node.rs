@@ -228,12 +228,16 @@ fn wait_ready(namespace: &str, pod: &str) {
     ]);
 }
 
-/// A producer pod sends `count` messages of `run` to `topic`. Each send, and each of the
-/// client's own requests, may take 10 s, not the client's default 3 s: the pod's JVM starts cold
-/// on two cores shared with the other real-node test, and its first route lookups have
-/// outlasted 3 s (the name server's channel took 0.9 and 2.9 s to open in two fresh-clone CI
-/// runs; a route lookup is bounded by the client's API timeout, not the send's). The steady
-/// producer of the roll phase keeps the defaults, since its failures are counted, not refused.
+/// Client settings of producers that must send every message: each send, and each of the
+/// client's own requests, may take 10 s, not the client's default 3 s. A new pod's JVM starts
+/// cold on two cores shared with the other real-node test, and in three fresh-clone CI runs
+/// the first two route lookups of a new producer pod timed out: opening the name server's
+/// channel took 0.9 to 2.9 s (about one or two SYN retransmissions), and the answer did not come
+/// in what was left of 3 s. A route lookup is bounded by the client's API timeout, not the
+/// send's. Producers whose failures are counted rather than refused keep the defaults.
+const COLD_CLIENT_TIMEOUTS: [&str; 2] = ["sendTimeoutMs=10000", "apiTimeoutMs=10000"];
+
+/// A producer pod sends `count` messages of `run` to `topic`, with [`COLD_CLIENT_TIMEOUTS`].
 fn produce(
     namespace: &str,
     image: &str,
@@ -254,9 +258,10 @@ fn produce(
             format!("topic={topic}"),
             format!("count={count}"),
             format!("run={run}"),
-            "sendTimeoutMs=10000".into(),
-            "apiTimeoutMs=10000".into(),
-        ],
+        ]
+        .into_iter()
+        .chain(COLD_CLIENT_TIMEOUTS.map(String::from))
+        .collect::<Vec<_>>(),
     );
     assert_eq!(sent["sent"], count, "{sent}");
 }
@@ -570,7 +575,10 @@ fn signed_produce(
         format!("run={pod}"),
         format!("accessKey={access_key}"),
         format!("secretKey={secret_key}"),
-    ];
+    ]
+    .into_iter()
+    .chain(COLD_CLIENT_TIMEOUTS.map(String::from))
+    .collect::<Vec<_>>();
     // The client's test mode (its default) takes any server certificate.
     start_java_client(namespace, image, pod, &args, "-Dtls.enable=true");
     client_result(namespace, pod, Duration::from_secs(240))
@@ -839,7 +847,10 @@ fn consumers_and_queues_follow_the_backlog(broker_image: &str, client_image: &st
             format!("count={count}"),
             format!("run={run}"),
             "intervalMs=40".into(),
-        ],
+        ]
+        .into_iter()
+        .chain(COLD_CLIENT_TIMEOUTS.map(String::from))
+        .collect::<Vec<_>>(),
     );
 
     // Up to the queue count, and not past it while the topic has 8 queues: the group's status

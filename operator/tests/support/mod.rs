@@ -166,6 +166,12 @@ pub struct RunningController {
 
 impl RunningController {
     pub fn start(client: &Client, namespace: &str) -> Self {
+        // The operator's warnings (a failed reconcile and why) go to the test's output, which
+        // a failing test prints.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("operator=warn")
+            .with_test_writer()
+            .try_init();
         let metrics = Metrics::default();
         let context = Arc::new(Context::new(
             client.clone(),
