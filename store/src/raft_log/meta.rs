@@ -36,6 +36,13 @@ pub struct Meta {
     pub purged: Option<EntryId>,
 }
 
+impl Meta {
+    /// The first index the log holds (or will hold): the one after the purge point.
+    pub fn log_start(&self) -> u64 {
+        self.purged.map_or(0, |purged| purged.index + 1)
+    }
+}
+
 pub(super) struct MetaFile {
     path: PathBuf,
     file: File,

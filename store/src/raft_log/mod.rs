@@ -76,17 +76,11 @@ impl RaftLog {
     pub fn open(dir: &Path, segment_bytes: u64) -> Result<RaftLog> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let (meta_file, meta) = MetaFile::open(&dir.join("meta"))?;
-        let mut firsts: Vec<u64> = std::fs::read_dir(dir)
-            .map_err(|e| Error::io(dir, e))?
-            .filter_map(|entry| Segment::first_index_of(entry.ok()?.file_name().to_str()?))
-            .collect();
-        firsts.sort_unstable();
-        let start = meta.purged.map_or(0, |purged| purged.index + 1);
+        let start = meta.log_start();
         let mut segments: Vec<Segment> = Vec::new();
         let mut removed = false;
         let mut broken = false;
-        for first in firsts {
-            let path = Segment::path_for(dir, first);
+        for (first, path) in crate::segment::list(dir)? {
             let continues = segments
                 .last()
                 .map_or(first <= start, |last| last.next() == first);
@@ -97,8 +91,7 @@ impl RaftLog {
                         format!("the Raft log starts at entry {first}, not at entry {start}"),
                     ));
                 }
-                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-                durable!(removed(&path));
+                segment::remove_file(&path)?;
                 removed = true;
                 continue;
             }
@@ -153,9 +146,8 @@ impl RaftLog {
         Ok(())
     }
 
-    /// The first index the log still holds (or will hold): the one after the purge point.
     fn start(&self) -> u64 {
-        self.meta.purged.map_or(0, |purged| purged.index + 1)
+        self.meta.log_start()
     }
 
     /// The index the next append must have.
@@ -211,10 +203,7 @@ impl RaftLog {
                 .last()
                 .is_none_or(|last| !last.is_empty() && last.len >= self.segment_bytes);
             if full {
-                let segment = Segment::create(&self.dir, self.next)?;
-                sync_dir(&self.dir)?;
-                durable!(created(&segment.path, 0));
-                self.segments.push(segment);
+                self.segments.push(Segment::create(&self.dir, self.next)?);
             }
             self.segments
                 .last_mut()
@@ -241,13 +230,12 @@ impl RaftLog {
             return Ok(());
         }
         let mut removed = false;
-        while let Some(segment) = self.segments.pop() {
+        while let Some(mut segment) = self.segments.pop() {
             if segment.first >= keep {
                 segment.remove()?;
                 removed = true;
                 continue;
             }
-            let mut segment = segment;
             segment.keep_before(keep)?;
             self.segments.push(segment);
             break;
@@ -274,7 +262,7 @@ impl RaftLog {
             purged: Some(upto),
             ..self.meta
         })?;
-        let start = upto.index + 1;
+        let start = self.start();
         let wholly_purged = self
             .segments
             .iter()

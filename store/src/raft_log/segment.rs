@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::{EntryId, RaftEntry};
 use crate::error::{Error, Result};
+use crate::segment::sync_dir;
 
 const HEAD_LEN: usize = 8;
 const ID_LEN: usize = 24;
@@ -26,25 +27,18 @@ pub(super) struct Segment {
 }
 
 impl Segment {
-    pub(super) fn path_for(dir: &Path, first: u64) -> PathBuf {
-        dir.join(format!("{first:020}"))
-    }
-
-    /// The first index a file name gives, if it is a segment's name.
-    pub(super) fn first_index_of(name: &str) -> Option<u64> {
-        (name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| name.parse().ok())
-            .flatten()
-    }
-
+    /// Creates `dir/<20-digit first index>`, the store's segment naming, and makes the name
+    /// durable.
     pub(super) fn create(dir: &Path, first: u64) -> Result<Segment> {
-        let path = Segment::path_for(dir, first);
+        let path = dir.join(crate::segment::file_name(first));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
+        sync_dir(dir)?;
+        durable!(created(&path, 0));
         Ok(Segment {
             path,
             file,
@@ -188,11 +182,17 @@ impl Segment {
         Ok(())
     }
 
+    /// Removes the file; the caller syncs the directory once it has removed all it will.
     pub(super) fn remove(self) -> Result<()> {
-        std::fs::remove_file(&self.path).map_err(|e| Error::io(&self.path, e))?;
-        durable!(removed(&self.path));
-        Ok(())
+        remove_file(&self.path)
     }
+}
+
+/// Removes a segment file that was never opened (one after a cut).
+pub(super) fn remove_file(path: &Path) -> Result<()> {
+    std::fs::remove_file(path).map_err(|e| Error::io(path, e))?;
+    durable!(removed(path));
+    Ok(())
 }
 
 /// The id and record length of a whole, intact record at the start of `bytes`.
