@@ -192,11 +192,7 @@ async fn chart_lints_renders_valid_manifests_installs_and_its_rbac_suffices() {
         },
     )
     .await;
-    assert_eq!(
-        controller.metrics.failures(),
-        0,
-        "a reconcile failed under the chart's RBAC"
-    );
+    controller.assert_no_failed_reconciles("under the chart's RBAC");
     println!(
         "reconciled under the ServiceAccount: {}",
         controller

@@ -391,12 +391,7 @@ async fn cluster_lifecycle_on_a_real_apiserver() {
     )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        controller.metrics.failures(),
-        0,
-        "failed reconciles (their warnings are above):\n{}",
-        controller.metrics.render()
-    );
+    controller.assert_no_failed_reconciles("the cluster's lifecycle");
     assert_eq!(
         converged,
         versions(&client, &ns, "demo").await,
@@ -967,12 +962,7 @@ async fn users_and_tls_of_a_secured_cluster_on_a_real_apiserver() {
     .await;
     let operator = secrets.get("secure-operator-credentials").await.unwrap();
     assert_eq!(secret_text(&operator, "secretKey"), operator_secret);
-    assert_eq!(
-        controller.metrics.failures(),
-        0,
-        "failed reconciles (their warnings are above):\n{}",
-        controller.metrics.render()
-    );
+    controller.assert_no_failed_reconciles("the secured cluster");
 
     controller.stop().await;
     namespace.delete().await;

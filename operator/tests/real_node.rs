@@ -237,6 +237,12 @@ fn wait_ready(namespace: &str, pod: &str) {
 /// send's. Producers whose failures are counted rather than refused keep the defaults.
 const COLD_CLIENT_TIMEOUTS: [&str; 2] = ["sendTimeoutMs=10000", "apiTimeoutMs=10000"];
 
+/// A producer's arguments with [`COLD_CLIENT_TIMEOUTS`] added.
+fn with_cold_timeouts(mut args: Vec<String>) -> Vec<String> {
+    args.extend(COLD_CLIENT_TIMEOUTS.map(String::from));
+    args
+}
+
 /// A producer pod sends `count` messages of `run` to `topic`, with [`COLD_CLIENT_TIMEOUTS`].
 fn produce(
     namespace: &str,
@@ -251,17 +257,14 @@ fn produce(
         namespace,
         image,
         pod,
-        &[
+        &with_cold_timeouts(vec![
             "dev.rocketry.harness.Features".into(),
             "produce".into(),
             format!("namesrv={namesrv}"),
             format!("topic={topic}"),
             format!("count={count}"),
             format!("run={run}"),
-        ]
-        .into_iter()
-        .chain(COLD_CLIENT_TIMEOUTS.map(String::from))
-        .collect::<Vec<_>>(),
+        ]),
     );
     assert_eq!(sent["sent"], count, "{sent}");
 }
@@ -566,7 +569,7 @@ fn signed_produce(
     (access_key, secret_key): (&str, &str),
     count: u64,
 ) -> serde_json::Value {
-    let args = [
+    let args = with_cold_timeouts(vec![
         "dev.rocketry.harness.Features".into(),
         "produce".into(),
         format!("namesrv={namesrv}"),
@@ -575,10 +578,7 @@ fn signed_produce(
         format!("run={pod}"),
         format!("accessKey={access_key}"),
         format!("secretKey={secret_key}"),
-    ]
-    .into_iter()
-    .chain(COLD_CLIENT_TIMEOUTS.map(String::from))
-    .collect::<Vec<_>>();
+    ]);
     // The client's test mode (its default) takes any server certificate.
     start_java_client(namespace, image, pod, &args, "-Dtls.enable=true");
     client_result(namespace, pod, Duration::from_secs(240))
@@ -839,7 +839,7 @@ fn consumers_and_queues_follow_the_backlog(broker_image: &str, client_image: &st
         &namespace,
         client_image,
         "producer",
-        &[
+        &with_cold_timeouts(vec![
             "dev.rocketry.harness.Features".into(),
             "produce".into(),
             format!("namesrv={name_servers}"),
@@ -847,10 +847,7 @@ fn consumers_and_queues_follow_the_backlog(broker_image: &str, client_image: &st
             format!("count={count}"),
             format!("run={run}"),
             "intervalMs=40".into(),
-        ]
-        .into_iter()
-        .chain(COLD_CLIENT_TIMEOUTS.map(String::from))
-        .collect::<Vec<_>>(),
+        ]),
     );
 
     // Up to the queue count, and not past it while the topic has 8 queues: the group's status

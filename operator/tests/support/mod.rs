@@ -193,6 +193,17 @@ impl RunningController {
         }
     }
 
+    /// Fails the test if any reconcile failed, with the failure counts by kind (the
+    /// warnings saying why are in the test's output above).
+    pub fn assert_no_failed_reconciles(&self, context: &str) {
+        assert_eq!(
+            self.metrics.failures(),
+            0,
+            "{context}: a reconcile failed (its warnings are above):\n{}",
+            self.metrics.render()
+        );
+    }
+
     pub async fn stop(self) {
         let _ = self.stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(20), self.task).await;
