@@ -17,6 +17,7 @@ pub mod import;
 pub mod metrics;
 pub mod namesrv;
 mod properties;
+pub mod replication;
 pub mod run;
 pub mod server;
 mod store_settings;

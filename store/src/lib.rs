@@ -46,6 +46,7 @@ mod read;
 mod recovery;
 mod retention;
 mod segment;
+pub mod slots;
 mod store;
 #[cfg(test)]
 mod store_test;

@@ -1,5 +1,5 @@
-//! The Raft log under power loss: seeded random appends, syncs, truncations, purges and
-//! meta saves, with power lost at random (what was synced, plus a random subset of the pages
+//! The Raft log under power loss: seeded random appends (an empty log sometimes beginning
+//! further on), syncs, truncations, purges and meta saves, with power lost at random (what was synced, plus a random subset of the pages
 //! written since, some torn). After every restart:
 //! - every synced entry that was not truncated away reads back intact;
 //! - every entry the log holds is the one last appended at its index (nothing truncated
@@ -97,6 +97,16 @@ fn run_seed(seed: u64, verbose: bool) -> (u64, u64) {
             0..=44 => {
                 if rng.chance(10) {
                     model.term += 1;
+                }
+                if model.next == model.start && rng.chance(30) {
+                    // An empty log may begin further on (openraft's contract); where it
+                    // began is saved before the entry is written.
+                    let began = model.next + 1 + rng.below(5);
+                    say(format!("begin at {began}"));
+                    model.meta.began = began;
+                    model.start = began;
+                    model.next = began;
+                    model.synced = model.synced.max(began);
                 }
                 let count = 1 + rng.below(6);
                 let batch: Vec<RaftEntry> = (model.next..model.next + count)

@@ -1,20 +1,15 @@
 //! `raft/meta`: the vote, the committed entry and the last purged entry, which Raft must never
 //! forget across a crash (a forgotten vote lets a node vote twice in one term).
 //!
-//! Two slots, one per page, each with a sequence number and a CRC; a save writes the slot
-//! the latest save did not use and syncs it, so a torn write leaves the previous state
-//! whole in the other slot. Writing in place avoids the rename and directory sync a
-//! temporary file would need.
+//! It is a [`SlotFile`] record, so a torn save leaves the previous state whole.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::EntryId;
 use crate::error::{Error, Result};
+use crate::slots::SlotFile;
 
-const SLOT_SIZE: u64 = 4096;
-/// sequence (8), flags (1), vote (8 + 8 + 1), committed (24), purged (24).
+/// flags (1), vote (8 + 8 + 1), committed (24), purged (24), began (8).
 const BODY_LEN: usize = 74;
 
 /// The vote a node last cast or saw: the leader it stands for in a term, and whether a
@@ -34,110 +29,77 @@ pub struct Meta {
     pub committed: Option<EntryId>,
     /// Entries up to this one are purged: no longer kept, and the log starts after it.
     pub purged: Option<EntryId>,
+    /// The index an empty log's first append came with, when past the log's start: openraft
+    /// lets an empty log begin anywhere, and the segments alone cannot tell a log that began
+    /// there from one whose first segment was lost.
+    pub began: u64,
 }
 
 impl Meta {
-    /// The first index the log holds (or will hold): the one after the purge point.
+    /// The first index the log holds (or will hold): the one after the purge point, or where
+    /// the log began if that is later.
     pub fn log_start(&self) -> u64 {
-        self.purged.map_or(0, |purged| purged.index + 1)
+        self.purged
+            .map_or(0, |purged| purged.index + 1)
+            .max(self.began)
     }
 }
 
-pub(super) struct MetaFile {
-    path: PathBuf,
-    file: File,
-    /// The sequence number of the latest save; the next goes to the other slot.
-    sequence: u64,
-}
+pub(super) struct MetaFile(SlotFile);
 
 impl MetaFile {
     pub(super) fn open(path: &Path) -> Result<(MetaFile, Meta)> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
-        let mut latest: Option<(u64, Meta)> = None;
-        for slot in 0..2 {
-            let mut bytes = [0u8; BODY_LEN + 4];
-            let read = file
-                .read_at(&mut bytes, slot * SLOT_SIZE)
-                .map_err(|e| Error::io(path, e))?;
-            if read < bytes.len() {
-                continue;
-            }
-            if let Some((sequence, meta)) = decode(&bytes) {
-                if latest.is_none_or(|(newest, _)| sequence > newest) {
-                    latest = Some((sequence, meta));
-                }
-            }
-        }
-        let (sequence, meta) = latest.unwrap_or_default();
-        let meta_file = MetaFile {
-            path: path.to_owned(),
-            file,
-            sequence,
+        let (slots, body) = SlotFile::open(path)?;
+        // A record that is whole but not a meta's is not a state to start from.
+        let meta = match body {
+            None => Meta::default(),
+            Some(body) => decode(&body).ok_or_else(|| {
+                Error::damaged(path, format!("a Raft meta record of {} bytes", body.len()))
+            })?,
         };
-        Ok((meta_file, meta))
+        Ok((MetaFile(slots), meta))
     }
 
-    /// Writes `meta` to the slot the latest save did not use and syncs it.
+    /// Saves `meta` durably; a torn save leaves the previous one.
     pub(super) fn save(&mut self, meta: &Meta) -> Result<()> {
-        let sequence = self.sequence + 1;
-        let bytes = encode(sequence, meta);
-        let offset = (sequence % 2) * SLOT_SIZE;
-        self.file
-            .write_all_at(&bytes, offset)
-            .and_then(|_| self.file.sync_data())
-            .map_err(|e| Error::io(&self.path, e))?;
-        durable!(flushed(&self.path, offset as usize, &bytes));
-        self.sequence = sequence;
-        Ok(())
+        self.0.save(&encode(meta))
     }
 }
 
-fn encode(sequence: u64, meta: &Meta) -> [u8; BODY_LEN + 4] {
-    let mut bytes = [0u8; BODY_LEN + 4];
-    bytes[0..8].copy_from_slice(&sequence.to_be_bytes());
+fn encode(meta: &Meta) -> [u8; BODY_LEN] {
+    let mut bytes = [0u8; BODY_LEN];
     let mut flags = 0u8;
     if let Some(vote) = meta.vote {
         flags |= 1;
-        bytes[9..17].copy_from_slice(&vote.term.to_be_bytes());
-        bytes[17..25].copy_from_slice(&vote.node.to_be_bytes());
-        bytes[25] = vote.committed as u8;
+        bytes[1..9].copy_from_slice(&vote.term.to_be_bytes());
+        bytes[9..17].copy_from_slice(&vote.node.to_be_bytes());
+        bytes[17] = vote.committed as u8;
     }
     if let Some(committed) = meta.committed {
         flags |= 2;
-        committed.encode(&mut bytes[26..50]);
+        committed.encode(&mut bytes[18..42]);
     }
     if let Some(purged) = meta.purged {
         flags |= 4;
-        purged.encode(&mut bytes[50..74]);
+        purged.encode(&mut bytes[42..66]);
     }
-    bytes[8] = flags;
-    let crc = crc32fast::hash(&bytes[..BODY_LEN]);
-    bytes[BODY_LEN..].copy_from_slice(&crc.to_be_bytes());
+    bytes[66..74].copy_from_slice(&meta.began.to_be_bytes());
+    bytes[0] = flags;
     bytes
 }
 
-fn decode(bytes: &[u8; BODY_LEN + 4]) -> Option<(u64, Meta)> {
-    let stored = u32::from_be_bytes(bytes[BODY_LEN..].try_into().ok()?);
-    // A slot never written is all zeros, whose CRC is not zero.
-    if stored != crc32fast::hash(&bytes[..BODY_LEN]) {
-        return None;
-    }
+fn decode(bytes: &[u8]) -> Option<Meta> {
+    let bytes: &[u8; BODY_LEN] = bytes.try_into().ok()?;
     let long = |at: usize| u64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-    let flags = bytes[8];
-    let meta = Meta {
+    let flags = bytes[0];
+    Some(Meta {
         vote: (flags & 1 != 0).then(|| Vote {
-            term: long(9),
-            node: long(17),
-            committed: bytes[25] != 0,
+            term: long(1),
+            node: long(9),
+            committed: bytes[17] != 0,
         }),
-        committed: (flags & 2 != 0).then(|| EntryId::decode(&bytes[26..50])),
-        purged: (flags & 4 != 0).then(|| EntryId::decode(&bytes[50..74])),
-    };
-    Some((long(0), meta))
+        committed: (flags & 2 != 0).then(|| EntryId::decode(&bytes[18..42])),
+        purged: (flags & 4 != 0).then(|| EntryId::decode(&bytes[42..66])),
+        began: long(66),
+    })
 }

@@ -188,10 +188,19 @@ impl RaftLog {
             .collect()
     }
 
-    /// Writes `entries`, which must continue the log; they are readable at once and durable
-    /// after the next [`RaftLog::sync`].
+    /// Writes `entries`, which must continue the log (an empty log may begin at any index);
+    /// they are readable at once and durable after the next [`RaftLog::sync`].
     pub fn append(&mut self, entries: &[RaftEntry]) -> Result<()> {
         for entry in entries {
+            if entry.id.index > self.next && self.next == self.start() {
+                // An empty log begins where its first entry says (openraft's contract).
+                self.save_meta(Meta {
+                    began: entry.id.index,
+                    ..self.meta
+                })?;
+                self.remove_segments_below_start()?;
+                self.next = entry.id.index;
+            }
             if entry.id.index != self.next {
                 return Err(Error::RaftLogGap {
                     expected: self.next,
@@ -262,21 +271,25 @@ impl RaftLog {
             purged: Some(upto),
             ..self.meta
         })?;
+        self.remove_segments_below_start()?;
+        self.next = self.next.max(self.start());
+        Ok(())
+    }
+
+    /// Removes the segments that hold nothing from the log's start on, durably.
+    fn remove_segments_below_start(&mut self) -> Result<()> {
         let start = self.start();
-        let wholly_purged = self
+        let below = self
             .segments
             .iter()
             .take_while(|segment| segment.next() <= start)
             .count();
-        let removed: Vec<Segment> = self.segments.drain(..wholly_purged).collect();
-        let any_removed = !removed.is_empty();
-        for segment in removed {
+        if below == 0 {
+            return Ok(());
+        }
+        for segment in self.segments.drain(..below) {
             segment.remove()?;
         }
-        if any_removed {
-            sync_dir(&self.dir)?;
-        }
-        self.next = self.next.max(start);
-        Ok(())
+        sync_dir(&self.dir)
     }
 }

@@ -67,6 +67,30 @@ fn an_append_that_does_not_continue_the_log_is_refused() {
 }
 
 #[test]
+fn an_empty_log_begins_where_its_first_entry_says_and_keeps_that_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = RaftLog::open(dir.path(), 1000).unwrap();
+    log.append(&entries(1, 7..9, 10)).unwrap();
+    log.sync().unwrap();
+    drop(log);
+    let mut log = RaftLog::open(dir.path(), 1000).unwrap();
+    assert_eq!(log.entries(0..20).unwrap(), entries(1, 7..9, 10));
+    assert_eq!(log.meta().purged, None);
+
+    // Emptied by truncation, with a purged segment still on disk, it begins again further on.
+    log.purge(entry(1, 7, 0).id).unwrap();
+    log.truncate_after(Some(7)).unwrap();
+    assert_eq!(log.next_index(), 8);
+    log.append(&entries(2, 20..22, 10)).unwrap();
+    log.sync().unwrap();
+    assert_eq!(segment_files(dir.path()), ["00000000000000000020"]);
+    drop(log);
+    let log = RaftLog::open(dir.path(), 1000).unwrap();
+    assert_eq!(log.entries(0..30).unwrap(), entries(2, 20..22, 10));
+    assert_eq!(log.last_id(), Some(entry(2, 21, 0).id));
+}
+
+#[test]
 fn truncation_removes_the_tail_for_good_and_the_log_goes_on_from_there() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = RaftLog::open(dir.path(), 1000).unwrap();
@@ -167,6 +191,7 @@ fn the_vote_and_committed_entry_survive_a_torn_save() {
         vote: Some(second),
         committed: Some(committed),
         purged: None,
+        began: 0,
     };
     assert_eq!(RaftLog::open(dir.path(), 1000).unwrap().meta(), expected);
 
@@ -183,6 +208,7 @@ fn the_vote_and_committed_entry_survive_a_torn_save() {
             vote: Some(first),
             committed: Some(committed),
             purged: None,
+            began: 0,
         }
     );
 }

@@ -1,0 +1,186 @@
+//! openraft's log storage over the store's Raft log (`store::raft_log`): entries, the vote
+//! and the committed id. An entry's payload (blank, membership or a [`super::Batch`]) is
+//! serialized into the log's opaque payload; its log id maps onto the log's `EntryId`.
+
+use std::fmt;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::alias::{EntryOf, LogIdOf, VoteOf};
+use openraft::impls::leader_id_adv::LeaderId;
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{LogId, OptionalSend};
+use parking_lot::Mutex;
+use store::raft_log::{EntryId, RaftEntry, RaftLog, Vote};
+
+use super::{io_error, TypeConfig};
+
+/// The log store and its readers share one log; each call holds the lock for its own work
+/// only, so readers see every append once it returns.
+#[derive(Clone)]
+pub struct LogStore {
+    log: Arc<Mutex<RaftLog>>,
+}
+
+impl LogStore {
+    /// Opens (or creates) the log in `dir`; segments roll at `segment_bytes`.
+    pub fn open(dir: &Path, segment_bytes: u64) -> io::Result<LogStore> {
+        let log = RaftLog::open(dir, segment_bytes).map_err(io_error)?;
+        Ok(LogStore {
+            log: Arc::new(Mutex::new(log)),
+        })
+    }
+}
+
+fn entry_id(log_id: &LogIdOf<TypeConfig>) -> EntryId {
+    EntryId {
+        term: log_id.leader_id.term,
+        node: log_id.leader_id.node_id,
+        index: log_id.index,
+    }
+}
+
+fn log_id(id: EntryId) -> LogIdOf<TypeConfig> {
+    LogId::new(
+        LeaderId {
+            term: id.term,
+            node_id: id.node,
+        },
+        id.index,
+    )
+}
+
+fn encode(entry: &EntryOf<TypeConfig>) -> io::Result<RaftEntry> {
+    Ok(RaftEntry {
+        id: entry_id(&entry.log_id),
+        payload: serde_json::to_vec(&entry.payload).map_err(io::Error::other)?,
+    })
+}
+
+fn decode(entry: RaftEntry) -> io::Result<EntryOf<TypeConfig>> {
+    let payload = serde_json::from_slice(&entry.payload).map_err(|error| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("Raft entry {}: {error}", entry.id.index),
+        )
+    })?;
+    Ok(EntryOf::<TypeConfig> {
+        log_id: log_id(entry.id),
+        payload,
+    })
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + fmt::Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> io::Result<Vec<EntryOf<TypeConfig>>> {
+        let start = match range.start_bound() {
+            Bound::Included(&start) => start,
+            Bound::Excluded(&start) => start.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&end) => end.saturating_add(1),
+            Bound::Excluded(&end) => end,
+            Bound::Unbounded => u64::MAX,
+        };
+        let entries = self.log.lock().entries(start..end).map_err(io_error)?;
+        entries.into_iter().map(decode).collect()
+    }
+
+    async fn read_vote(&mut self) -> io::Result<Option<VoteOf<TypeConfig>>> {
+        Ok(self
+            .log
+            .lock()
+            .meta()
+            .vote
+            .map(|vote| VoteOf::<TypeConfig> {
+                leader_id: LeaderId {
+                    term: vote.term,
+                    node_id: vote.node,
+                },
+                committed: vote.committed,
+            }))
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
+        let log = self.log.lock();
+        Ok(LogState {
+            last_purged_log_id: log.meta().purged.map(log_id),
+            last_log_id: log.last_id().map(log_id),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> LogStore {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &VoteOf<TypeConfig>) -> io::Result<()> {
+        self.log
+            .lock()
+            .save_vote(Vote {
+                term: vote.leader_id.term,
+                node: vote.leader_id.node_id,
+                committed: vote.committed,
+            })
+            .map_err(io_error)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogIdOf<TypeConfig>>) -> io::Result<()> {
+        self.log
+            .lock()
+            .save_committed(committed.as_ref().map(entry_id))
+            .map_err(io_error)
+    }
+
+    async fn read_committed(&mut self) -> io::Result<Option<LogIdOf<TypeConfig>>> {
+        Ok(self.log.lock().meta().committed.map(log_id))
+    }
+
+    /// Appends and syncs before answering, so the entries are durable when `callback` hears
+    /// of it; every write (votes too) is done in the order openraft asks for them. Group
+    /// commit, with the flush thread answering, comes with message entries.
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
+    where
+        I: IntoIterator<Item = EntryOf<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries = entries
+            .into_iter()
+            .map(|entry| encode(&entry))
+            .collect::<io::Result<Vec<_>>>()?;
+        let result = {
+            let mut log = self.log.lock();
+            log.append(&entries).and_then(|()| log.sync())
+        };
+        match result {
+            Ok(()) => {
+                callback.io_completed(Ok(()));
+                Ok(())
+            }
+            Err(error) => {
+                let error = io_error(error);
+                callback.io_completed(Err(io::Error::new(error.kind(), error.to_string())));
+                Err(error)
+            }
+        }
+    }
+
+    async fn truncate_after(&mut self, last: Option<LogIdOf<TypeConfig>>) -> io::Result<()> {
+        self.log
+            .lock()
+            .truncate_after(last.map(|last| last.index))
+            .map_err(io_error)
+    }
+
+    async fn purge(&mut self, upto: LogIdOf<TypeConfig>) -> io::Result<()> {
+        self.log.lock().purge(entry_id(&upto)).map_err(io_error)
+    }
+}

@@ -1,0 +1,159 @@
+//! openraft's state machine for a broker group: the last applied entry, the membership and
+//! the current snapshot's metadata, saved durably in `raft/applied` after every applied batch
+//! (a [`SlotFile`] record), so a restart resumes where it left off instead of re-applying
+//! from a snapshot.
+//!
+//! What applying a message batch does to the store (dispatching its ConsumeQueue and index
+//! entries) comes with message entries; so does a snapshot's data, the retained CommitLog
+//! segments, which the transport will stream from the store itself. Until then a snapshot is
+//! its metadata and installing one moves only the bookkeeping.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, OptionalSend, StoredMembership};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use store::slots::SlotFile;
+
+use super::{io_error, TypeConfig};
+
+/// What `raft/applied` holds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Applied {
+    last: Option<LogIdOf<TypeConfig>>,
+    membership: StoredMembershipOf<TypeConfig>,
+    snapshot: Option<SnapshotMetaOf<TypeConfig>>,
+}
+
+struct Saved {
+    file: SlotFile,
+    applied: Applied,
+}
+
+impl Saved {
+    fn save(&mut self, applied: Applied) -> io::Result<()> {
+        let body = serde_json::to_vec(&applied).map_err(io::Error::other)?;
+        self.file.save(&body).map_err(io_error)?;
+        self.applied = applied;
+        Ok(())
+    }
+}
+
+/// The state machine and its snapshot builders share the saved state.
+#[derive(Clone)]
+pub struct StateMachine {
+    saved: Arc<Mutex<Saved>>,
+}
+
+impl StateMachine {
+    /// Opens (or creates) `dir/applied`.
+    pub fn open(dir: &Path) -> io::Result<StateMachine> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("applied");
+        let (file, body) = SlotFile::open(&path).map_err(io_error)?;
+        let applied = match body {
+            None => Applied::default(),
+            Some(body) => serde_json::from_slice(&body).map_err(|error| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: not a state machine record: {error}", path.display()),
+                )
+            })?,
+        };
+        Ok(StateMachine {
+            saved: Arc::new(Mutex::new(Saved { file, applied })),
+        })
+    }
+}
+
+/// Builds a snapshot of the state as it was when the builder was made.
+pub struct SnapshotBuilder {
+    saved: Arc<Mutex<Saved>>,
+    view: Applied,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = ();
+
+    async fn build_snapshot(&mut self) -> io::Result<SnapshotOf<TypeConfig, ()>> {
+        let meta = SnapshotMetaOf::<TypeConfig> {
+            last_log_id: self.view.last,
+            last_membership: self.view.membership.clone(),
+        };
+        let mut saved = self.saved.lock();
+        let applied = Applied {
+            snapshot: Some(meta.clone()),
+            ..saved.applied.clone()
+        };
+        saved.save(applied)?;
+        Ok(Snapshot { meta, snapshot: () })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = ();
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> io::Result<(Option<LogIdOf<TypeConfig>>, StoredMembershipOf<TypeConfig>)> {
+        let saved = self.saved.lock();
+        Ok((saved.applied.last, saved.applied.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> io::Result<()>
+    where
+        Strm: Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
+    {
+        let mut applied = self.saved.lock().applied.clone();
+        let mut responders = Vec::new();
+        while let Some(next) = entries.next().await {
+            let (entry, responder) = next?;
+            applied.last = Some(entry.log_id);
+            if let EntryPayload::Membership(membership) = entry.payload {
+                applied.membership = StoredMembership::new(Some(entry.log_id), membership);
+            }
+            responders.extend(responder);
+        }
+        // Answered once saved: a client told its entry applied must not see it unapplied
+        // after a restart.
+        self.saved.lock().save(applied)?;
+        for responder in responders {
+            responder.send(());
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder {
+            saved: self.saved.clone(),
+            view: self.saved.lock().applied.clone(),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMetaOf<TypeConfig>,
+        _snapshot: (),
+    ) -> io::Result<()> {
+        self.saved.lock().save(Applied {
+            last: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+            snapshot: Some(meta.clone()),
+        })
+    }
+
+    async fn get_current_snapshot(&mut self) -> io::Result<Option<SnapshotOf<TypeConfig, ()>>> {
+        let saved = self.saved.lock();
+        Ok(saved
+            .applied
+            .snapshot
+            .clone()
+            .map(|meta| Snapshot { meta, snapshot: () }))
+    }
+}
