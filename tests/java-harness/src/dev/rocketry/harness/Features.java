@@ -42,6 +42,7 @@ import org.apache.rocketmq.common.message.MessageQueue;
  *                    [model=clustering|broadcasting] [filter=TAGEXPR] [sql=EXPR] [run=ID]
  *                    [idleMs=0] [timeoutMs=60000] [stopAfter=N] [haltAfter=N] [sleepMs=0]
  *                    [fail=false] [maxReconsume=-1] [verify=N] [skip=I,J,...] [trace=false]
+ *                    [apiTimeoutMs=3000]
  *   Features check dir=DIR verify=N
  * </pre>
  *
@@ -118,11 +119,7 @@ public final class Features {
         if (args.containsKey("sendTimeoutMs")) {
             producer.setSendMsgTimeout(Integer.parseInt(args.get("sendTimeoutMs")));
         }
-        // The client's own requests (route lookups, heartbeats) have a timeout of their own,
-        // not the send's: a send's first route lookup is bounded by this.
-        if (args.containsKey("apiTimeoutMs")) {
-            producer.setMqClientApiTimeout(Integer.parseInt(args.get("apiTimeoutMs")));
-        }
+        setApiTimeout(producer, args);
         producer.start();
         AtomicLong sent = new AtomicLong();
         List<Integer> failed = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
@@ -207,6 +204,18 @@ public final class Features {
 
     /** MessageModel moved packages between 4.9 and 5.x, so it is reached by reflection. */
     @SuppressWarnings({"unchecked", "rawtypes"})
+    /**
+     * The client's own requests (route lookups, heartbeats) have a timeout of their own, not
+     * the send's: a send's first route lookup is bounded by this, and so is a consumer's start.
+     * When one of them times out the client closes the channel, failing whatever else was
+     * written to it (the start's lookup runs beside the client's scheduled one).
+     */
+    private static void setApiTimeout(org.apache.rocketmq.client.ClientConfig client, Map<String, String> args) {
+        if (args.containsKey("apiTimeoutMs")) {
+            client.setMqClientApiTimeout(Integer.parseInt(args.get("apiTimeoutMs")));
+        }
+    }
+
     private static void setBroadcasting(DefaultMQPushConsumer consumer) throws Exception {
         for (java.lang.reflect.Method method : consumer.getClass().getMethods()) {
             if (method.getName().equals("setMessageModel")) {
@@ -237,6 +246,7 @@ public final class Features {
             new org.apache.rocketmq.client.consumer.rebalance.AllocateMessageQueueAveragely(),
             Boolean.parseBoolean(args.getOrDefault("trace", "false")), null);
         consumer.setNamesrvAddr(args.get("namesrv"));
+        setApiTimeout(consumer, args);
         consumer.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
         consumer.setMaxReconsumeTimes(Integer.parseInt(args.getOrDefault("maxReconsume", "-1")));
         if (args.getOrDefault("model", "clustering").equals("broadcasting")) {
