@@ -6,11 +6,13 @@
 //! Raft yet: message entries, the network and the broker's roles are the next steps.
 
 mod log_store;
+mod network;
 mod state_machine;
 
 use std::fmt;
 
 pub use log_store::LogStore;
+pub use network::{serve, Network};
 use serde::{Deserialize, Serialize};
 pub use state_machine::StateMachine;
 
@@ -23,6 +25,9 @@ openraft::declare_raft_types!(
         // nothing more.
         R = (),
 );
+
+/// A replica's Raft, over Rocketry's storage.
+pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
 
 /// One group-commit batch of encoded message records, written at the same CommitLog offset
 /// on every replica. The bytes stay in the CommitLog; the entry says where they are and

@@ -1,0 +1,292 @@
+//! The replicas' transport: each Raft RPC is one length-prefixed JSON frame on a TCP connection
+//! (tokio-util's codec), answered by one frame, in order. A failed call drops its connection;
+//! the next call opens a new one.
+//!
+//! openraft opens one client per target and RPC kind (heartbeats apart from appends), so a
+//! large append never delays a heartbeat into an election. A snapshot is its metadata only
+//! until message entries bring the store's segments into it (docs/replication.md).
+
+use std::io;
+use std::time::Duration;
+
+use futures::{Future, SinkExt, StreamExt};
+use openraft::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::{Raft, TypeConfig};
+
+/// Frames above this are refused: an append carries at most openraft's batch of entries,
+/// each a few dozen bytes.
+const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+/// How long opening a connection to a peer may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Serialize, Deserialize)]
+enum Request {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<TypeConfig>),
+    Snapshot {
+        vote: VoteOf<TypeConfig>,
+        meta: SnapshotMetaOf<TypeConfig>,
+    },
+    TransferLeader(TransferLeaderRequest<TypeConfig>),
+}
+
+#[derive(Serialize, Deserialize)]
+enum Response {
+    Append(AppendEntriesResponse<TypeConfig>),
+    Vote(VoteResponse<TypeConfig>),
+    Snapshot(SnapshotResponse<TypeConfig>),
+    TransferLeader(TransferLeaderResponse<TypeConfig>),
+    /// The peer's Raft could not take the request (it is stopping, or its storage failed).
+    Failed(String),
+}
+
+fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(MAX_FRAME_BYTES)
+        .new_codec()
+}
+
+/// Makes a [`Peer`] for each replica openraft talks to.
+#[derive(Clone, Default)]
+pub struct Network;
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, _target: u64, node: &BasicNode) -> Peer {
+        Peer {
+            addr: node.addr.clone(),
+            connection: None,
+        }
+    }
+}
+
+/// One replica, as openraft's client of it.
+pub struct Peer {
+    addr: String,
+    connection: Option<Framed<TcpStream, LengthDelimitedCodec>>,
+}
+
+/// Why a call failed: openraft backs off from an unreachable peer and retries a broken
+/// connection at once.
+enum CallError {
+    Unreachable(io::Error),
+    Network(io::Error),
+    Remote(String),
+}
+
+impl From<CallError> for RPCError<TypeConfig> {
+    fn from(error: CallError) -> Self {
+        match error {
+            CallError::Unreachable(error) => RPCError::Unreachable(Unreachable::new(&error)),
+            CallError::Network(error) => RPCError::Network(NetworkError::new(&error)),
+            CallError::Remote(error) => RPCError::Network(NetworkError::from_string(error)),
+        }
+    }
+}
+
+impl From<CallError> for StreamingError<TypeConfig> {
+    fn from(error: CallError) -> Self {
+        match RPCError::from(error) {
+            RPCError::Unreachable(error) => StreamingError::Unreachable(error),
+            RPCError::Network(error) => StreamingError::Network(error),
+            other => StreamingError::Network(NetworkError::new(&other)),
+        }
+    }
+}
+
+fn unexpected(what: &str) -> CallError {
+    CallError::Network(io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("a {what} request got another kind of answer"),
+    ))
+}
+
+impl Peer {
+    async fn call(&mut self, request: &Request, timeout: Duration) -> Result<Response, CallError> {
+        let result = tokio::time::timeout(timeout, self.exchange(request)).await;
+        let result = result.unwrap_or_else(|_| {
+            Err(CallError::Network(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{} did not answer in {timeout:?}", self.addr),
+            )))
+        });
+        match result {
+            Ok(Response::Failed(error)) => Err(CallError::Remote(error)),
+            Ok(response) => Ok(response),
+            Err(error) => {
+                // Whatever the connection was in the middle of, it is not to be reused.
+                self.connection = None;
+                if let CallError::Network(error) | CallError::Unreachable(error) = &error {
+                    debug!(peer = %self.addr, %error, "a Raft call failed");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn exchange(&mut self, request: &Request) -> Result<Response, CallError> {
+        if self.connection.is_none() {
+            let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
+                .await
+                .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+                .map_err(CallError::Unreachable)?;
+            let _ = stream.set_nodelay(true);
+            self.connection = Some(Framed::new(stream, codec()));
+        }
+        let connection = self.connection.as_mut().expect("connected above");
+        let frame = serde_json::to_vec(request).map_err(|e| CallError::Network(e.into()))?;
+        connection
+            .send(bytes::Bytes::from(frame))
+            .await
+            .map_err(CallError::Network)?;
+        let answer = connection
+            .next()
+            .await
+            .unwrap_or_else(|| Err(io::ErrorKind::UnexpectedEof.into()))
+            .map_err(CallError::Network)?;
+        serde_json::from_slice(&answer).map_err(|e| CallError::Network(e.into()))
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for Peer {
+    type SnapshotData = ();
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.call(&Request::Append(rpc), option.soft_ttl()).await? {
+            Response::Append(answer) => Ok(answer),
+            _ => Err(unexpected("append").into()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.call(&Request::Vote(rpc), option.soft_ttl()).await? {
+            Response::Vote(answer) => Ok(answer),
+            _ => Err(unexpected("vote").into()),
+        }
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: VoteOf<TypeConfig>,
+        snapshot: SnapshotOf<TypeConfig, ()>,
+        _cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let request = Request::Snapshot {
+            vote,
+            meta: snapshot.meta,
+        };
+        match self.call(&request, option.hard_ttl()).await? {
+            Response::Snapshot(answer) => Ok(answer),
+            _ => Err(unexpected("snapshot").into()),
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        request: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self
+            .call(&Request::TransferLeader(request), option.soft_ttl())
+            .await?
+        {
+            Response::TransferLeader(answer) => Ok(answer),
+            _ => Err(unexpected("transfer-leader").into()),
+        }
+    }
+}
+
+/// Serves the peers' RPCs to `raft` on `listener` until `stop` is cancelled.
+pub async fn serve(listener: TcpListener, raft: Raft, stop: CancellationToken) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    debug!(%error, "accepting a peer failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let raft = raft.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut frames = Framed::new(stream, codec());
+            loop {
+                let frame = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    frame = frames.next() => frame,
+                };
+                let frame = match frame {
+                    Some(Ok(frame)) => frame,
+                    Some(Err(error)) => {
+                        debug!(%peer, %error, "closing a peer's connection");
+                        return;
+                    }
+                    None => return,
+                };
+                let answer = match serde_json::from_slice(&frame) {
+                    Ok(request) => handle(&raft, request).await,
+                    Err(error) => Response::Failed(format!("not a Raft request: {error}")),
+                };
+                let Ok(answer) = serde_json::to_vec(&answer) else {
+                    return;
+                };
+                if frames.send(bytes::Bytes::from(answer)).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+async fn handle(raft: &Raft, request: Request) -> Response {
+    let failed = |error: &dyn std::fmt::Display| Response::Failed(error.to_string());
+    match request {
+        Request::Append(rpc) => match raft.append_entries(rpc).await {
+            Ok(answer) => Response::Append(answer),
+            Err(error) => failed(&error),
+        },
+        Request::Vote(rpc) => match raft.vote(rpc).await {
+            Ok(answer) => Response::Vote(answer),
+            Err(error) => failed(&error),
+        },
+        Request::Snapshot { vote, meta } => {
+            let snapshot = SnapshotOf::<TypeConfig, ()> { meta, snapshot: () };
+            match raft.install_full_snapshot(vote, snapshot).await {
+                Ok(answer) => Response::Snapshot(answer),
+                Err(error) => failed(&error),
+            }
+        }
+        Request::TransferLeader(rpc) => match raft.handle_transfer_leader(rpc).await {
+            Ok(answer) => Response::TransferLeader(answer),
+            Err(error) => failed(&error),
+        },
+    }
+}
