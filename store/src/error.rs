@@ -61,6 +61,11 @@ pub enum Error {
     /// The store is shut down or another process holds its lock (SERVICE_NOT_AVAILABLE).
     #[error("store not available: {0}")]
     NotAvailable(&'static str),
+    /// Records copied from another replica that this CommitLog cannot take: they start
+    /// elsewhere than where its next batch goes (the replicas diverged), or are not whole
+    /// records stored where they claim. Nothing was written.
+    #[error("replicated records at CommitLog offset {start} refused: {reason}")]
+    ReplicaMismatch { start: u64, reason: String },
     /// A Raft log append that does not continue the log.
     #[error("Raft log entry {got} appended where entry {expected} is next")]
     RaftLogGap { expected: u64, got: u64 },

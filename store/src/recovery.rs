@@ -170,7 +170,11 @@ fn walk(commit_log: &CommitLog, start: u64, limit: u64, check_crc: bool) -> Walk
 }
 
 /// Whether `bytes` is an intact record stored at `offset`.
-fn check_record(bytes: &[u8], offset: u64, check_crc: bool) -> std::result::Result<(), String> {
+pub(crate) fn check_record(
+    bytes: &[u8],
+    offset: u64,
+    check_crc: bool,
+) -> std::result::Result<(), String> {
     let stored = StoredMessage::parse(bytes).map_err(|e| format!("unparsable record: {e}"))?;
     if stored.physical_offset() != offset as i64 {
         return Err(format!(

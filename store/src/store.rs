@@ -192,6 +192,47 @@ impl MessageStore {
             inner
                 .commit_log
                 .append(messages, inner.config.max_message_size, wait_with)?;
+        let wait_store_ok = messages.iter().all(|put| put.message.wait_store_ok());
+        Ok(self.stored(appended, end, wait_store_ok, wait_with))
+    }
+
+    /// Stores a copy of records another replica wrote at `start` (a Raft leader's batch, as
+    /// [`MessageStore::commit_log_bytes`] read them there) at the same offset, so every
+    /// replica's CommitLog holds the same bytes at the same offsets. `start` must be where
+    /// this store's next batch goes; otherwise, or if the bytes are not whole records that
+    /// name their own offsets with intact CRCs, nothing is written
+    /// ([`Error::ReplicaMismatch`]). Durable as any append.
+    pub fn append_copy(&self, start: u64, bytes: &[u8]) -> Result<AppendResult> {
+        let inner = &self.inner;
+        if inner.stopping.load(Ordering::Acquire) {
+            return Err(Error::NotAvailable("store is shutting down"));
+        }
+        if let Some(reason) = inner.fence.get() {
+            return Err(Error::WritesFenced(reason.clone()));
+        }
+        let (appended, end) = inner
+            .commit_log
+            .append_copy(start, bytes, &crate::wait::here)?;
+        Ok(self.stored(appended, end, true, &crate::wait::here))
+    }
+
+    /// The CommitLog's published bytes from `start` to `end`, within one segment (a batch
+    /// as an append wrote it); `None` if they are not all there.
+    pub fn commit_log_bytes(&self, start: u64, end: u64) -> Option<Bytes> {
+        let len = usize::try_from(end.checked_sub(start)?).ok()?;
+        self.inner.commit_log.message_bytes(start, len)
+    }
+
+    /// What follows storing records up to `end`: dispatch, and the flush that makes them
+    /// durable as `flushDiskType` says (SYNC_FLUSH waits for it only if `wait_store_ok`).
+    fn stored(
+        &self,
+        appended: Vec<AppendedMessage>,
+        end: u64,
+        wait_store_ok: bool,
+        wait_with: WaitWith,
+    ) -> AppendResult {
+        let inner = &self.inner;
         let durable = match inner.config.flush_disk_type {
             FlushDiskType::AsyncFlush => {
                 // The message is stored whatever dispatch does: failing the send now would
@@ -206,7 +247,7 @@ impl MessageStore {
                 Durable::ready(end)
             }
             FlushDiskType::SyncFlush => {
-                if messages.iter().all(|put| put.message.wait_store_ok()) {
+                if wait_store_ok {
                     let timeout = Duration::from_millis(inner.config.sync_flush_timeout);
                     inner.flush_requests.request(end, timeout)
                 } else {
@@ -215,11 +256,11 @@ impl MessageStore {
                 }
             }
         };
-        Ok(AppendResult {
+        AppendResult {
             messages: appended,
             end_offset: end,
             durable,
-        })
+        }
     }
 
     /// Reads up to `max_count` messages (and about `max_bytes`, at least one) from a queue,

@@ -370,3 +370,121 @@ proptest! {
         }
     }
 }
+
+/// The CommitLog segment files of a store under `dir`, by name.
+fn commit_log_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir.join("commitlog"))
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let name = entry.file_name().into_string().unwrap();
+            (name, std::fs::read(entry.path()).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_replica_s_copy_holds_the_same_bytes_at_the_same_offsets() {
+    let (leader_dir, follower_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = |dir| small_config(dir, FlushDiskType::SyncFlush);
+    let leader = MessageStore::open(config(leader_dir.path())).unwrap();
+    let follower = MessageStore::open(config(follower_dir.path())).unwrap();
+    for n in 0..120u32 {
+        // Batches of 1 to 4 over two topics, 700 to 3,700 bytes each: 64 KiB segments roll
+        // several times, with blank markers, between and inside the copies.
+        let batch: Vec<PutMessage> = (0..1 + n % 4)
+            .map(|i| {
+                let topic = if n % 3 == 0 { "A" } else { "B" };
+                put(
+                    topic,
+                    (n % 2) as i32,
+                    vec![(n + i) as u8; 700 + (n as usize * 97) % 3000],
+                    "t",
+                    "k",
+                )
+            })
+            .collect();
+        let written = leader.append_batch(&batch).unwrap();
+        written.durable.wait().unwrap();
+        let start = written.messages[0].physical_offset;
+        let bytes = leader.commit_log_bytes(start, written.end_offset).unwrap();
+        let copied = follower.append_copy(start, &bytes).unwrap();
+        copied.durable.wait().unwrap();
+        assert_eq!(copied.messages, written.messages, "batch {n}");
+        assert_eq!(copied.end_offset, written.end_offset);
+    }
+    assert!(leader.commit_log_max_offset() > 3 * 64 * 1024);
+    for (topic, queue) in [("A", 0), ("A", 1), ("B", 0), ("B", 1)] {
+        assert_eq!(
+            read_all(&follower, topic, queue),
+            read_all(&leader, topic, queue)
+        );
+    }
+
+    // What does not continue this log, or is not whole records where they claim to be, is
+    // refused and changes nothing.
+    let end = follower.commit_log_max_offset();
+    let last = leader.append(&put("A", 0, vec![1; 100], "t", "k")).unwrap();
+    let start = last.messages[0].physical_offset;
+    let bytes = leader
+        .commit_log_bytes(start, last.end_offset)
+        .unwrap()
+        .to_vec();
+    // A flipped body byte (the record's CRC covers the body; the Raft entry's CRC, the rest).
+    let mut flipped = bytes.clone();
+    flipped[bytes.len() / 2] ^= 0x40;
+    let refusals = [
+        (start + 8, bytes.clone()),
+        (start, bytes[..bytes.len() - 1].to_vec()),
+        (start, Vec::new()),
+        (start, flipped),
+    ];
+    for (at, bad) in refusals {
+        match follower.append_copy(at, &bad) {
+            Err(Error::ReplicaMismatch { .. }) => {}
+            other => panic!("a bad copy at {at} of {} bytes: {other:?}", bad.len()),
+        }
+        assert_eq!(follower.commit_log_max_offset(), end);
+    }
+    follower
+        .append_copy(start, &bytes)
+        .unwrap()
+        .durable
+        .wait()
+        .unwrap();
+
+    // The follower, leading now, goes on with the queue offsets the copies left.
+    let next = follower
+        .append(&put("A", 0, vec![2; 100], "t", "k"))
+        .unwrap();
+    next.durable.wait().unwrap();
+    assert_eq!(
+        next.messages[0].queue_offset,
+        last.messages[0].queue_offset + 1
+    );
+    assert!(next.messages[0].store_timestamp >= last.messages[0].store_timestamp);
+    let again = leader.append(&put("A", 0, vec![2; 100], "t", "k")).unwrap();
+    assert_eq!(
+        again.messages[0].physical_offset,
+        next.messages[0].physical_offset
+    );
+    leader.shutdown().unwrap();
+    follower.shutdown().unwrap();
+    drop((leader, follower));
+
+    // Apart from the last record's store time, the files are the same byte for byte.
+    let (leader_files, follower_files) = (
+        commit_log_files(leader_dir.path()),
+        commit_log_files(follower_dir.path()),
+    );
+    let names = |files: &[(String, Vec<u8>)]| files.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&follower_files), names(&leader_files));
+    let copied_end = next.messages[0].physical_offset as usize;
+    let flat =
+        |files: &[(String, Vec<u8>)]| files.iter().flat_map(|f| f.1.clone()).collect::<Vec<u8>>();
+    assert!(flat(&follower_files)[..copied_end] == flat(&leader_files)[..copied_end]);
+    let reopened = MessageStore::open(config(follower_dir.path())).unwrap();
+    assert_eq!(read_all(&reopened, "A", 0).last().unwrap().1, vec![2; 100]);
+}

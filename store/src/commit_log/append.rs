@@ -103,6 +103,16 @@ impl Writer {
         self.current = current;
     }
 
+    /// The segment appends go to, if one is open.
+    pub(super) fn current(&self) -> Option<&Arc<Segment>> {
+        self.current.as_ref()
+    }
+
+    /// Store timestamps never go backwards, also after records copied from another replica.
+    pub(super) fn saw_store_timestamp(&mut self, stored: i64) {
+        self.last_store_timestamp = self.last_store_timestamp.max(stored);
+    }
+
     pub(super) fn set_queue_offset(&mut self, topic: &str, queue_id: i32, next: i64) {
         self.queue_offsets
             .entry(topic.to_owned())
@@ -214,20 +224,25 @@ impl CommitLog {
         }
         self.write_position.store(offset, Ordering::Release);
         drop(writer);
-        // Keep the next step faulted in, asked for each time the appends cross into a step.
-        // The first two steps of a segment fault as the appends go: populating at a
-        // segment's first append would map 4 MiB into an idle broker after one send.
-        let step = |at: u64| (at - segment.start()) as usize / POPULATE_STEP;
-        if step(offset) > step(first) {
-            self.allocator
-                .populate_ahead(&segment, (step(offset) + 1) * POPULATE_STEP);
-        }
+        self.populate_after(&segment, first, offset);
         Ok((appended, offset))
+    }
+
+    /// Keeps the next step faulted in, asked for each time the appends (from `first` to
+    /// `end`) cross into a step. The first two steps of a segment fault as the appends go:
+    /// populating at a segment's first append would map 4 MiB into an idle broker after one
+    /// send.
+    pub(super) fn populate_after(&self, segment: &Arc<Segment>, first: u64, end: u64) {
+        let step = |at: u64| (at - segment.start()) as usize / POPULATE_STEP;
+        if step(end) > step(first) {
+            self.allocator
+                .populate_ahead(segment, (step(end) + 1) * POPULATE_STEP);
+        }
     }
 
     /// The active segment once it has `len + 8` bytes free, writing a blank marker and
     /// rolling to the next segment when it has not.
-    fn segment_with_room(
+    pub(super) fn segment_with_room(
         &self,
         writer: &mut Writer,
         len: usize,

@@ -2,6 +2,7 @@
 
 mod allocator;
 mod append;
+mod copy;
 mod quarantine;
 
 use std::path::Path;
