@@ -1,18 +1,24 @@
-//! Three replicas of one group in this process, over real TCP on localhost: openraft with
-//! Rocketry's storage (broker::replication) and transport. A leader is elected and commits
-//! entries on all three; with the leader stopped, the other two elect a new one and go on
-//! committing; the old leader, restarted from its files, catches up; every replica then holds
-//! the same log. (Processes, SIGKILL and real clients are issue 16's next step.)
+//! Three replicas of one group in this process, each with its own message store, over real
+//! TCP on localhost: openraft with Rocketry's storage, transport and leader writes
+//! (broker::replication). The leader stores message batches and they are committed on all
+//! three; with the leader stopped, the other two elect a new one and go on; the old leader,
+//! restarted from its files, catches up; every replica then holds the same Raft log, and every
+//! acknowledged message at the same CommitLog offset with the same bytes. (Processes, SIGKILL
+//! and real clients are issue 16's next step.)
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use broker::replication::{serve, Batch, LogStore, Network, Raft, StateMachine};
+use broker::replication::{
+    raft_config, serve, LeaderWrites, LogStore, Network, Raft, StateMachine,
+};
+use message::Message;
 use openraft::async_runtime::WatchReceiver;
 use openraft::storage::RaftLogReader;
-use openraft::{BasicNode, Config, ServerState};
+use openraft::{BasicNode, ServerState};
+use store::{FlushDiskType, MessageStore, PutMessage, StoreConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -22,20 +28,29 @@ const WAIT: Option<Duration> = Some(Duration::from_secs(20));
 struct Replica {
     raft: Raft,
     log: LogStore,
+    store: Arc<MessageStore>,
     stop: CancellationToken,
 }
 
 async fn start(id: u64, dir: &Path, listener: TcpListener) -> Replica {
-    let config = Config {
-        cluster_name: "broker-a".into(),
-        ..Default::default()
-    };
-    let raft_dir = dir.join(format!("n{id}")).join("raft");
-    let log = LogStore::open(&raft_dir, SEGMENT_BYTES).unwrap();
+    let root = dir.join(format!("n{id}"));
+    let store = Arc::new(
+        MessageStore::open(StoreConfig {
+            // Small segments: the batches roll across several, with blank markers.
+            mapped_file_size_commit_log: 64 * 1024,
+            flush_disk_type: FlushDiskType::SyncFlush,
+            ..StoreConfig::with_root(&root)
+        })
+        .unwrap(),
+    );
+    let raft_dir = root.join("raft");
+    let log = LogStore::open(&raft_dir, SEGMENT_BYTES)
+        .unwrap()
+        .with_commit_log(store.clone());
     let state_machine = StateMachine::open(&raft_dir).unwrap();
     let raft = Raft::new(
         id,
-        Arc::new(config.validate().unwrap()),
+        raft_config("broker-a"),
         Network,
         log.clone(),
         state_machine,
@@ -44,13 +59,19 @@ async fn start(id: u64, dir: &Path, listener: TcpListener) -> Replica {
     .unwrap();
     let stop = CancellationToken::new();
     tokio::spawn(serve(listener, raft.clone(), stop.clone()));
-    Replica { raft, log, stop }
+    Replica {
+        raft,
+        log,
+        store,
+        stop,
+    }
 }
 
 impl Replica {
     async fn stop(self) {
         self.stop.cancel();
         self.raft.shutdown().await.unwrap();
+        self.store.shutdown().unwrap();
     }
 }
 
@@ -82,18 +103,27 @@ async fn leader(replicas: &BTreeMap<u64, Replica>) -> u64 {
     leader
 }
 
-/// Writes `count` batches through the leader; each returns once a quorum holds it.
-async fn write(leader: &Raft, first: u64, count: u64) {
+/// Sends `count` batches of 1 to 3 messages (500 to 2,600 bytes) through the leader; each
+/// returns once a quorum holds it. Returns each message's CommitLog offset.
+async fn send(leader: &Replica, first: u64, count: u64) -> Vec<u64> {
+    let writes = LeaderWrites::new(leader.store.clone(), leader.raft.clone());
+    let mut offsets = Vec::new();
     for n in first..first + count {
-        leader
-            .client_write(Batch {
-                start: n * 4096,
-                len: 4096,
-                crc: n as u32,
+        let batch: Vec<PutMessage> = (0..1 + n % 3)
+            .map(|i| {
+                let body = vec![(n + i) as u8; 500 + (n as usize * 131) % 2100];
+                PutMessage::new(
+                    Message::new("orders", body),
+                    (n % 4) as i32,
+                    "10.0.0.1:4000".parse().unwrap(),
+                    "10.0.0.2:10911".parse().unwrap(),
+                )
             })
-            .await
-            .unwrap();
+            .collect();
+        let stored = writes.append(&batch).await.unwrap();
+        offsets.extend(stored.messages.iter().map(|m| m.physical_offset));
     }
+    offsets
 }
 
 /// Waits until every replica applied the leader's last entry, then checks their logs match.
@@ -126,8 +156,21 @@ async fn assert_same_logs(replicas: &mut BTreeMap<u64, Replica>, leader: u64) {
     }
 }
 
+/// Every replica holds each acknowledged message at its offset, with the leader's bytes.
+fn assert_same_messages(replicas: &BTreeMap<u64, Replica>, leader: u64, offsets: &[u64]) {
+    let end = replicas[&leader].store.commit_log_max_offset();
+    for (id, replica) in replicas {
+        assert_eq!(replica.store.commit_log_max_offset(), end, "replica {id}");
+        for offset in offsets {
+            let message = replica.store.message_at(*offset);
+            assert!(message.is_some(), "replica {id} has no message at {offset}");
+            assert_eq!(message, replicas[&leader].store.message_at(*offset));
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_group_of_three_commits_elects_a_new_leader_and_catches_the_old_one_up() {
+async fn a_group_of_three_replicates_messages_elects_a_new_leader_and_catches_the_old_one_up() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(
             "openraft=warn,broker=debug",
@@ -155,8 +198,10 @@ async fn a_group_of_three_commits_elects_a_new_leader_and_catches_the_old_one_up
     replicas[&0].raft.initialize(members).await.unwrap();
 
     let first_leader = leader(&replicas).await;
-    write(&replicas[&first_leader].raft, 0, 200).await;
+    let mut offsets = send(&replicas[&first_leader], 0, 80).await;
     assert_same_logs(&mut replicas, first_leader).await;
+    assert_same_messages(&replicas, first_leader, &offsets);
+    assert!(replicas[&first_leader].store.commit_log_max_offset() > 3 * 64 * 1024);
 
     // The leader stops; the other two elect one of themselves and commit without it.
     let stopped = Instant::now();
@@ -167,7 +212,7 @@ async fn a_group_of_three_commits_elects_a_new_leader_and_catches_the_old_one_up
         stopped.elapsed()
     );
     assert_ne!(second_leader, first_leader);
-    write(&replicas[&second_leader].raft, 200, 100).await;
+    offsets.extend(send(&replicas[&second_leader], 80, 30).await);
 
     // The old leader comes back from its files on its own address and catches up.
     let listener = TcpListener::bind(&addrs[first_leader as usize])
@@ -175,14 +220,14 @@ async fn a_group_of_three_commits_elects_a_new_leader_and_catches_the_old_one_up
         .unwrap();
     let restarted = start(first_leader, dir.path(), listener).await;
     replicas.insert(first_leader, restarted);
-    write(&replicas[&second_leader].raft, 300, 10).await;
+    offsets.extend(send(&replicas[&second_leader], 110, 10).await);
     assert_same_logs(&mut replicas, second_leader).await;
-    let applied = replicas[&first_leader]
-        .raft
-        .metrics()
-        .borrow_watched()
-        .last_applied;
-    println!("replica {first_leader} restarted and applied up to {applied:?}");
+    assert_same_messages(&replicas, second_leader, &offsets);
+    println!(
+        "{} messages at the same offsets on the 3 replicas, CommitLogs ending at {}",
+        offsets.len(),
+        replicas[&second_leader].store.commit_log_max_offset()
+    );
 
     for (_, replica) in std::mem::take(&mut replicas) {
         replica.stop().await;

@@ -65,6 +65,7 @@ async fn what_openraft_saved_is_read_back_after_a_restart() {
             start: index * 4096,
             len: 4096,
             crc: index as u32,
+            bytes: None,
         }),
     }))
     .collect();

@@ -216,6 +216,20 @@ impl MessageStore {
         Ok(self.stored(appended, end, true, &crate::wait::here))
     }
 
+    /// Resolves once the CommitLog up to `end` is durable as `flushDiskType` defines it (at
+    /// once under ASYNC_FLUSH): what a replica waits for before reporting a batch it stored
+    /// earlier as durable.
+    pub fn durable_up_to(&self, end: u64) -> Durable {
+        let inner = &self.inner;
+        match inner.config.flush_disk_type {
+            FlushDiskType::AsyncFlush => Durable::ready(end),
+            FlushDiskType::SyncFlush => {
+                let timeout = Duration::from_millis(inner.config.sync_flush_timeout);
+                inner.flush_requests.request(end, timeout)
+            }
+        }
+    }
+
     /// The CommitLog's published bytes from `start` to `end`, within one segment (a batch
     /// as an append wrote it); `None` if they are not all there.
     pub fn commit_log_bytes(&self, start: u64, end: u64) -> Option<Bytes> {

@@ -1,6 +1,8 @@
 //! openraft's log storage over the store's Raft log (`store::raft_log`): entries, the vote
-//! and the committed id. An entry's payload (blank, membership or a [`super::Batch`]) is
-//! serialized into the log's opaque payload; its log id maps onto the log's `EntryId`.
+//! and the committed id. An entry's payload (blank, membership or a [`Batch`]'s metadata) is
+//! serialized into the log's opaque payload; its log id maps onto the log's `EntryId`. A
+//! batch's bytes live in the CommitLog: read from there for followers, written there (at the
+//! leader's offsets) when a follower takes the entry.
 
 use std::fmt;
 use std::io;
@@ -11,17 +13,20 @@ use std::sync::Arc;
 use openraft::alias::{EntryOf, LogIdOf, VoteOf};
 use openraft::impls::leader_id_adv::LeaderId;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
-use openraft::{LogId, OptionalSend};
+use openraft::{EntryPayload, LogId, OptionalSend};
 use parking_lot::Mutex;
 use store::raft_log::{EntryId, RaftEntry, RaftLog, Vote};
+use store::MessageStore;
 
-use super::{io_error, TypeConfig};
+use super::{io_error, Batch, TypeConfig};
 
 /// The log store and its readers share one log; each call holds the lock for its own work
 /// only, so readers see every append once it returns.
 #[derive(Clone)]
 pub struct LogStore {
     log: Arc<Mutex<RaftLog>>,
+    /// Where message batches' bytes live; without it entries carry their metadata only.
+    commit_log: Option<Arc<MessageStore>>,
 }
 
 impl LogStore {
@@ -30,9 +35,72 @@ impl LogStore {
         let log = RaftLog::open(dir, segment_bytes).map_err(io_error)?;
         Ok(LogStore {
             log: Arc::new(Mutex::new(log)),
+            commit_log: None,
         })
     }
+
+    /// Message batches read from this log carry their bytes from `store`'s CommitLog, and
+    /// batches appended to it that `store` lacks are written there at the same offsets.
+    pub fn with_commit_log(self, store: Arc<MessageStore>) -> LogStore {
+        LogStore {
+            commit_log: Some(store),
+            ..self
+        }
+    }
+
+    /// Puts a batch's bytes beside it, from the CommitLog.
+    fn attach(&self, entry: &mut EntryOf<TypeConfig>) -> io::Result<()> {
+        let (Some(store), EntryPayload::Normal(batch)) = (&self.commit_log, &mut entry.payload)
+        else {
+            return Ok(());
+        };
+        let bytes = store
+            .commit_log_bytes(batch.start, batch.end())
+            .ok_or_else(|| {
+                io::Error::other(format!(
+                    "Raft entry {}: its batch at {} is not in the CommitLog",
+                    entry.log_id.index, batch.start
+                ))
+            })?;
+        batch.bytes = Some(bytes);
+        Ok(())
+    }
+
+    /// Makes sure the CommitLog holds a batch the log is taking, durably as its flush mode
+    /// says, before openraft hears the entry is flushed: a follower writes the leader's bytes
+    /// at the same offset; the leader, which stored the batch before proposing it, waits for
+    /// its own flush. (A blocking wait for now; group commit answering comes later.)
+    fn store_batch(&self, index: u64, batch: &Batch) -> io::Result<()> {
+        let Some(store) = &self.commit_log else {
+            return Ok(());
+        };
+        let refused = |why: String| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("Raft entry {index}, batch at {}: {why}", batch.start),
+            )
+        };
+        let have = store.commit_log_max_offset();
+        if batch.end() <= have {
+            return store.durable_up_to(batch.end()).wait().map_err(io_error);
+        }
+        let Some(bytes) = &batch.bytes else {
+            return Err(refused(format!(
+                "its bytes did not come with it, and the CommitLog ends at {have}"
+            )));
+        };
+        if bytes.len() != batch.len as usize || crc32fast::hash(bytes) != batch.crc {
+            return Err(refused(
+                "the bytes are not the batch's (length or CRC)".into(),
+            ));
+        }
+        let copied = store.append_copy(batch.start, bytes).map_err(io_error)?;
+        copied.durable.wait().map_err(io_error)
+    }
 }
+
+/// About how many bytes of message batches one append to a follower carries.
+const MAX_APPEND_BYTES: usize = 4 * 1024 * 1024;
 
 fn entry_id(log_id: &LogIdOf<TypeConfig>) -> EntryId {
     EntryId {
@@ -88,7 +156,37 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => u64::MAX,
         };
         let entries = self.log.lock().entries(start..end).map_err(io_error)?;
-        entries.into_iter().map(decode).collect()
+        entries
+            .into_iter()
+            .map(|entry| {
+                let mut entry = decode(entry)?;
+                self.attach(&mut entry)?;
+                Ok(entry)
+            })
+            .collect()
+    }
+
+    /// At least one entry, then no more once their batches pass [`MAX_APPEND_BYTES`]: openraft
+    /// caps an append at a number of entries (300), and batches can be large.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> io::Result<Vec<EntryOf<TypeConfig>>> {
+        let mut entries = self.try_get_log_entries(start..end).await?;
+        let mut bytes = 0;
+        let keep = entries
+            .iter()
+            .take_while(|entry| {
+                let first = bytes == 0;
+                if let EntryPayload::Normal(batch) = &entry.payload {
+                    bytes += batch.len as usize;
+                }
+                first || bytes <= MAX_APPEND_BYTES
+            })
+            .count();
+        entries.truncate(keep.max(1));
+        Ok(entries)
     }
 
     async fn read_vote(&mut self) -> io::Result<Option<VoteOf<TypeConfig>>> {
@@ -154,7 +252,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let entries = entries
             .into_iter()
-            .map(|entry| encode(&entry))
+            .map(|entry| {
+                if let EntryPayload::Normal(batch) = &entry.payload {
+                    self.store_batch(entry.log_id.index, batch)?;
+                }
+                encode(&entry)
+            })
             .collect::<io::Result<Vec<_>>>()?;
         let result = {
             let mut log = self.log.lock();

@@ -1,16 +1,19 @@
 //! Raft replication of a broker group with openraft (docs/replication.md, issue 16).
 //!
-//! So far this is openraft's storage over the store's files: [`LogStore`] keeps the Raft log
-//! and vote in the store's `raft_log`, and [`StateMachine`] keeps the applied entry and the
-//! membership. Both pass openraft's own storage suite (tests/raft_storage.rs). No broker runs
-//! Raft yet: message entries, the network and the broker's roles are the next steps.
+//! [`LogStore`] keeps the Raft log and vote in the store's `raft_log`, and each message batch
+//! in the CommitLog, at the same offset on every replica; [`StateMachine`] keeps the applied
+//! entry and the membership (both pass openraft's storage suite, tests/raft_storage.rs). The
+//! transport is [`Network`] and [`serve`]; [`LeaderWrites`] stores a batch on the leader and
+//! answers once a quorum holds it. No `rocketry` process runs Raft yet.
 
+mod leader;
 mod log_store;
 mod network;
 mod state_machine;
 
 use std::fmt;
 
+pub use leader::{LeaderWrites, Refused};
 pub use log_store::LogStore;
 pub use network::{serve, Network};
 use serde::{Deserialize, Serialize};
@@ -29,14 +32,51 @@ openraft::declare_raft_types!(
 /// A replica's Raft, over Rocketry's storage.
 pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
 
+/// openraft's settings for the group `group`: a heartbeat every 250 ms, an election after 1 to
+/// 2 s without one. openraft's defaults (50 ms, 150 to 300 ms) suit a dedicated network; on a
+/// shared node a follower's fsync or a paused process must not cost an election, and a
+/// failover still stays far inside issue 16's 5 s.
+pub fn raft_config(group: &str) -> std::sync::Arc<openraft::Config> {
+    let config = openraft::Config {
+        cluster_name: group.to_owned(),
+        heartbeat_interval: 250,
+        election_timeout_min: 1000,
+        election_timeout_max: 2000,
+        ..Default::default()
+    };
+    std::sync::Arc::new(config.validate().expect("these settings are valid"))
+}
+
 /// One group-commit batch of encoded message records, written at the same CommitLog offset
-/// on every replica. The bytes stay in the CommitLog; the entry says where they are and
-/// what their CRC is, so a replica can tell its copy from the leader's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// on every replica. The Raft log keeps where the bytes are and their CRC; the bytes stay
+/// in the CommitLog and travel beside the entry (`bytes`), read from the leader's CommitLog
+/// and written at the same offset into each follower's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
     pub start: u64,
     pub len: u32,
+    /// CRC32 of the whole batch: a record's own CRC covers only its body.
     pub crc: u32,
+    /// The records, when the entry is on its way to a follower.
+    #[serde(skip)]
+    pub bytes: Option<bytes::Bytes>,
+}
+
+impl Batch {
+    /// The batch of `bytes` stored at `start`.
+    pub fn of(start: u64, bytes: bytes::Bytes) -> Batch {
+        Batch {
+            start,
+            len: bytes.len() as u32,
+            crc: crc32fast::hash(&bytes),
+            bytes: Some(bytes),
+        }
+    }
+
+    /// The CommitLog offset just past the batch.
+    pub fn end(&self) -> u64 {
+        self.start + u64::from(self.len)
+    }
 }
 
 impl fmt::Display for Batch {

@@ -1,5 +1,6 @@
-//! The replicas' transport: each Raft RPC is one length-prefixed JSON frame on a TCP connection
-//! (tokio-util's codec), answered by one frame, in order. A failed call drops its connection;
+//! The replicas' transport: each Raft RPC is one length-prefixed frame on a TCP connection
+//! (tokio-util's codec), answered by one frame, in order. A frame is JSON, its length first,
+//! then the raw bytes of the message batches an append carries. A failed call drops its connection;
 //! the next call opens a new one.
 //!
 //! openraft opens one client per target and RPC kind (heartbeats apart from appends), so a
@@ -9,6 +10,7 @@
 use std::io;
 use std::time::Duration;
 
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::{Future, SinkExt, StreamExt};
 use openraft::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
@@ -17,7 +19,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
     TransferLeaderResponse, VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
+use openraft::{BasicNode, EntryPayload};
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
@@ -26,15 +28,19 @@ use tracing::debug;
 
 use super::{Raft, TypeConfig};
 
-/// Frames above this are refused: an append carries at most openraft's batch of entries,
-/// each a few dozen bytes.
-const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+/// Frames above this are refused. An append carries about `MAX_APPEND_BYTES` of message
+/// batches (more only when one batch is larger).
+const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 /// How long opening a connection to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Serialize, Deserialize)]
 enum Request {
-    Append(AppendEntriesRequest<TypeConfig>),
+    /// `attached` says which entries' batch bytes follow the JSON, in entry order.
+    Append {
+        rpc: AppendEntriesRequest<TypeConfig>,
+        attached: Vec<bool>,
+    },
     Vote(VoteRequest<TypeConfig>),
     Snapshot {
         vote: VoteOf<TypeConfig>,
@@ -57,6 +63,77 @@ fn codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .max_frame_length(MAX_FRAME_BYTES)
         .new_codec()
+}
+
+/// A frame: the message's JSON, its length first, then the raw bytes attached to it.
+fn frame(message: &impl Serialize, attachments: &[Bytes]) -> io::Result<Bytes> {
+    let json = serde_json::to_vec(message)?;
+    let attached: usize = attachments.iter().map(Bytes::len).sum();
+    let mut frame = BytesMut::with_capacity(4 + json.len() + attached);
+    frame.put_u32(json.len() as u32);
+    frame.put_slice(&json);
+    for attachment in attachments {
+        frame.put_slice(attachment);
+    }
+    Ok(frame.freeze())
+}
+
+/// A frame's message and the bytes after it.
+fn unframe<T: serde::de::DeserializeOwned>(mut frame: Bytes) -> io::Result<(T, Bytes)> {
+    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+    if frame.len() < 4 {
+        return Err(invalid(format!("a frame of {} bytes", frame.len())));
+    }
+    let len = frame.get_u32() as usize;
+    if len > frame.len() {
+        return Err(invalid(format!(
+            "{len} bytes of JSON in a frame of {}",
+            frame.len()
+        )));
+    }
+    let json = frame.split_to(len);
+    let message = serde_json::from_slice(&json).map_err(|e| invalid(e.to_string()))?;
+    Ok((message, frame))
+}
+
+/// Takes the batches' bytes out of an append, to travel raw beside its JSON.
+fn detach(mut rpc: AppendEntriesRequest<TypeConfig>) -> (Request, Vec<Bytes>) {
+    let mut attachments = Vec::new();
+    let attached = rpc
+        .entries
+        .iter_mut()
+        .map(|entry| match &mut entry.payload {
+            EntryPayload::Normal(batch) => {
+                batch.bytes.take().map(|b| attachments.push(b)).is_some()
+            }
+            _ => false,
+        })
+        .collect();
+    (Request::Append { rpc, attached }, attachments)
+}
+
+/// Puts the bytes that came after an append's JSON back beside its batches.
+fn reattach(
+    mut rpc: AppendEntriesRequest<TypeConfig>,
+    attached: &[bool],
+    mut rest: Bytes,
+) -> io::Result<AppendEntriesRequest<TypeConfig>> {
+    for (entry, attached) in rpc.entries.iter_mut().zip(attached) {
+        if let (EntryPayload::Normal(batch), true) = (&mut entry.payload, attached) {
+            let len = batch.len as usize;
+            if len > rest.len() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "a batch of {len} bytes with {} left in the frame",
+                        rest.len()
+                    ),
+                ));
+            }
+            batch.bytes = Some(rest.split_to(len));
+        }
+    }
+    Ok(rpc)
 }
 
 /// Makes a [`Peer`] for each replica openraft talks to.
@@ -116,8 +193,13 @@ fn unexpected(what: &str) -> CallError {
 }
 
 impl Peer {
-    async fn call(&mut self, request: &Request, timeout: Duration) -> Result<Response, CallError> {
-        let result = tokio::time::timeout(timeout, self.exchange(request)).await;
+    async fn call(
+        &mut self,
+        request: &Request,
+        attachments: &[Bytes],
+        timeout: Duration,
+    ) -> Result<Response, CallError> {
+        let result = tokio::time::timeout(timeout, self.exchange(request, attachments)).await;
         let result = result.unwrap_or_else(|_| {
             Err(CallError::Network(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -138,7 +220,11 @@ impl Peer {
         }
     }
 
-    async fn exchange(&mut self, request: &Request) -> Result<Response, CallError> {
+    async fn exchange(
+        &mut self,
+        request: &Request,
+        attachments: &[Bytes],
+    ) -> Result<Response, CallError> {
         if self.connection.is_none() {
             let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
                 .await
@@ -148,17 +234,15 @@ impl Peer {
             self.connection = Some(Framed::new(stream, codec()));
         }
         let connection = self.connection.as_mut().expect("connected above");
-        let frame = serde_json::to_vec(request).map_err(|e| CallError::Network(e.into()))?;
-        connection
-            .send(bytes::Bytes::from(frame))
-            .await
-            .map_err(CallError::Network)?;
+        let frame = frame(request, attachments).map_err(CallError::Network)?;
+        connection.send(frame).await.map_err(CallError::Network)?;
         let answer = connection
             .next()
             .await
             .unwrap_or_else(|| Err(io::ErrorKind::UnexpectedEof.into()))
             .map_err(CallError::Network)?;
-        serde_json::from_slice(&answer).map_err(|e| CallError::Network(e.into()))
+        let (answer, _) = unframe(answer.freeze()).map_err(CallError::Network)?;
+        Ok(answer)
     }
 }
 
@@ -170,7 +254,8 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        match self.call(&Request::Append(rpc), option.soft_ttl()).await? {
+        let (request, attachments) = detach(rpc);
+        match self.call(&request, &attachments, option.soft_ttl()).await? {
             Response::Append(answer) => Ok(answer),
             _ => Err(unexpected("append").into()),
         }
@@ -181,7 +266,10 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        match self.call(&Request::Vote(rpc), option.soft_ttl()).await? {
+        match self
+            .call(&Request::Vote(rpc), &[], option.soft_ttl())
+            .await?
+        {
             Response::Vote(answer) => Ok(answer),
             _ => Err(unexpected("vote").into()),
         }
@@ -198,7 +286,7 @@ impl RaftNetworkV2<TypeConfig> for Peer {
             vote,
             meta: snapshot.meta,
         };
-        match self.call(&request, option.hard_ttl()).await? {
+        match self.call(&request, &[], option.hard_ttl()).await? {
             Response::Snapshot(answer) => Ok(answer),
             _ => Err(unexpected("snapshot").into()),
         }
@@ -210,7 +298,7 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
         match self
-            .call(&Request::TransferLeader(request), option.soft_ttl())
+            .call(&Request::TransferLeader(request), &[], option.soft_ttl())
             .await?
         {
             Response::TransferLeader(answer) => Ok(answer),
@@ -239,26 +327,26 @@ pub async fn serve(listener: TcpListener, raft: Raft, stop: CancellationToken) {
         tokio::spawn(async move {
             let mut frames = Framed::new(stream, codec());
             loop {
-                let frame = tokio::select! {
+                let next = tokio::select! {
                     _ = stop.cancelled() => return,
-                    frame = frames.next() => frame,
+                    next = frames.next() => next,
                 };
-                let frame = match frame {
-                    Some(Ok(frame)) => frame,
+                let received = match next {
+                    Some(Ok(received)) => received,
                     Some(Err(error)) => {
                         debug!(%peer, %error, "closing a peer's connection");
                         return;
                     }
                     None => return,
                 };
-                let answer = match serde_json::from_slice(&frame) {
-                    Ok(request) => handle(&raft, request).await,
+                let answer = match unframe(received.freeze()) {
+                    Ok((request, rest)) => handle(&raft, request, rest).await,
                     Err(error) => Response::Failed(format!("not a Raft request: {error}")),
                 };
-                let Ok(answer) = serde_json::to_vec(&answer) else {
+                let Ok(answer) = frame(&answer, &[]) else {
                     return;
                 };
-                if frames.send(bytes::Bytes::from(answer)).await.is_err() {
+                if frames.send(answer).await.is_err() {
                     return;
                 }
             }
@@ -266,13 +354,19 @@ pub async fn serve(listener: TcpListener, raft: Raft, stop: CancellationToken) {
     }
 }
 
-async fn handle(raft: &Raft, request: Request) -> Response {
+async fn handle(raft: &Raft, request: Request, attachments: Bytes) -> Response {
     let failed = |error: &dyn std::fmt::Display| Response::Failed(error.to_string());
     match request {
-        Request::Append(rpc) => match raft.append_entries(rpc).await {
-            Ok(answer) => Response::Append(answer),
-            Err(error) => failed(&error),
-        },
+        Request::Append { rpc, attached } => {
+            let rpc = match reattach(rpc, &attached, attachments) {
+                Ok(rpc) => rpc,
+                Err(error) => return failed(&error),
+            };
+            match raft.append_entries(rpc).await {
+                Ok(answer) => Response::Append(answer),
+                Err(error) => failed(&error),
+            }
+        }
         Request::Vote(rpc) => match raft.vote(rpc).await {
             Ok(answer) => Response::Vote(answer),
             Err(error) => failed(&error),
