@@ -1,5 +1,7 @@
-//! The replication storage (broker::replication) judged by openraft's own storage suite, and a
-//! restart: what openraft saved is what it reads back after the files are reopened.
+//! The replication storage (broker::replication) judged by openraft's own storage suite; a
+//! restart: what openraft saved is what it reads back after the files are reopened; and a
+//! follower's log store taking message batches: only with their bytes, only the bytes the
+//! entry's CRC names, and never over other bytes of its own.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -103,4 +105,93 @@ async fn what_openraft_saved_is_read_back_after_a_restart() {
     assert_eq!(applied, Some(log_id(2, 30)));
     assert_eq!(stored.log_id(), &Some(log_id(1, 0)));
     assert_eq!(stored.membership(), &membership);
+}
+
+fn put(body: Vec<u8>) -> store::PutMessage {
+    store::PutMessage::new(
+        message::Message::new("orders", body),
+        0,
+        "10.0.0.1:4000".parse().unwrap(),
+        "10.0.0.2:10911".parse().unwrap(),
+    )
+}
+
+fn message_store(dir: &Path) -> std::sync::Arc<store::MessageStore> {
+    std::sync::Arc::new(store::MessageStore::open(store::StoreConfig::with_root(dir)).unwrap())
+}
+
+fn batch_entry(index: u64, batch: broker::replication::Batch) -> EntryOf<TypeConfig> {
+    EntryOf::<TypeConfig> {
+        log_id: log_id(1, index),
+        payload: EntryPayload::Normal(batch),
+    }
+}
+
+#[tokio::test]
+async fn a_follower_takes_a_batch_only_where_its_commit_log_can_hold_it_as_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = message_store(&dir.path().join("leader"));
+    let follower = message_store(&dir.path().join("follower"));
+    let mut log = LogStore::open(&dir.path().join("follower/raft"), SEGMENT_BYTES)
+        .unwrap()
+        .with_commit_log(follower.clone());
+    let stored = leader
+        .append_batch(&[put(vec![1; 300]), put(vec![2; 300])])
+        .unwrap();
+    let start = stored.messages[0].physical_offset;
+    let bytes = leader.commit_log_bytes(start, stored.end_offset).unwrap();
+    let batch = broker::replication::Batch::of(start, bytes.clone());
+
+    // Without its bytes, or with bytes that are not the batch's, nothing is taken.
+    let bare = broker::replication::Batch {
+        bytes: None,
+        ..batch.clone()
+    };
+    let mut other = bytes.to_vec();
+    other[100] ^= 1;
+    let forged = broker::replication::Batch {
+        bytes: Some(other.into()),
+        ..batch.clone()
+    };
+    for wrong in [bare, forged] {
+        let error = log
+            .append([batch_entry(0, wrong)], IOFlushed::noop())
+            .await
+            .unwrap_err();
+        println!("refused: {error}");
+        assert_eq!(follower.commit_log_max_offset(), 0);
+        assert_eq!(log.get_log_state().await.unwrap().last_log_id, None);
+    }
+
+    log.append([batch_entry(0, batch.clone())], IOFlushed::noop())
+        .await
+        .unwrap();
+    assert_eq!(
+        follower.commit_log_bytes(start, stored.end_offset).unwrap(),
+        bytes
+    );
+    // Sent again, it is already there.
+    log.truncate_after(None).await.unwrap();
+    log.append([batch_entry(0, batch)], IOFlushed::noop())
+        .await
+        .unwrap();
+
+    // A batch of its own the group never took (it led once) is not the leader's next batch.
+    let own = follower.append(&put(vec![3; 700])).unwrap();
+    let next = leader.append(&put(vec![4; 500])).unwrap();
+    let start = next.messages[0].physical_offset;
+    assert_eq!(own.messages[0].physical_offset, start);
+    let bytes = leader.commit_log_bytes(start, next.end_offset).unwrap();
+    let error = log
+        .append(
+            [batch_entry(1, broker::replication::Batch::of(start, bytes))],
+            IOFlushed::noop(),
+        )
+        .await
+        .unwrap_err();
+    println!("refused: {error}");
+    assert_eq!(
+        log.get_log_state().await.unwrap().last_log_id,
+        Some(log_id(1, 0))
+    );
 }

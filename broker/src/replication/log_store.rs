@@ -82,6 +82,16 @@ impl LogStore {
         };
         let have = store.commit_log_max_offset();
         if batch.end() <= have {
+            // Stored before: the leader's own batch, or one sent again. A replica that led
+            // and kept a batch the group never committed can hold other bytes here; taking
+            // them for the batch would be silent divergence, so they must match.
+            let held = store.commit_log_bytes(batch.start, batch.end());
+            if held.is_none_or(|held| crc32fast::hash(&held) != batch.crc) {
+                return Err(refused(format!(
+                    "this replica holds other bytes there (its CommitLog ends at {have}); \
+                     a divergent tail is not cut yet"
+                )));
+            }
             return store.durable_up_to(batch.end()).wait().map_err(io_error);
         }
         let Some(bytes) = &batch.bytes else {
