@@ -147,6 +147,11 @@ public final class Harness {
         DefaultMQProducer producer = new DefaultMQProducer(args.getOrDefault("group", "harness_producer"), aclHook(args));
         producer.setNamesrvAddr(need(args, "namesrv"));
         producer.setSendMsgTimeout(Integer.parseInt(args.getOrDefault("sendTimeoutMs", "10000")));
+        // The client's own requests (heartbeats, route lookups) get 10 s as well: when one
+        // times out the client closes the connection, failing the sends written to it, and
+        // the client sends those again. In a CI run on two loaded cores a heartbeat behind
+        // 10,000 oneway sends took over 3 s, and the last send, retried, was stored twice.
+        producer.setMqClientApiTimeout(Integer.parseInt(args.getOrDefault("apiTimeoutMs", "10000")));
         producer.start();
 
         AtomicLong ok = new AtomicLong();
