@@ -16,7 +16,7 @@ use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{EntryPayload, LogId, OptionalSend};
 use parking_lot::Mutex;
 use store::raft_log::{EntryId, RaftEntry, RaftLog, Vote};
-use store::MessageStore;
+use store::{Durable, MessageStore};
 
 use super::{io_error, Batch, TypeConfig};
 
@@ -66,13 +66,12 @@ impl LogStore {
         Ok(())
     }
 
-    /// Makes sure the CommitLog holds a batch the log is taking, durably as its flush mode
-    /// says, before openraft hears the entry is flushed: a follower writes the leader's bytes
-    /// at the same offset; the leader, which stored the batch before proposing it, waits for
-    /// its own flush. (A blocking wait for now; group commit answering comes later.)
-    fn store_batch(&self, index: u64, batch: &Batch) -> io::Result<()> {
+    /// Makes sure the CommitLog holds a batch the log is taking, and returns what resolves
+    /// once it is durable as the flush mode says: a follower writes the leader's bytes at the
+    /// same offset; the leader stored the batch before proposing it.
+    fn store_batch(&self, index: u64, batch: &Batch) -> io::Result<Option<Durable>> {
         let Some(store) = &self.commit_log else {
-            return Ok(());
+            return Ok(None);
         };
         let refused = |why: String| {
             io::Error::new(
@@ -92,7 +91,7 @@ impl LogStore {
                      a divergent tail is not cut yet"
                 )));
             }
-            return store.durable_up_to(batch.end()).wait().map_err(io_error);
+            return Ok(Some(store.durable_up_to(batch.end())));
         }
         let Some(bytes) = &batch.bytes else {
             return Err(refused(format!(
@@ -105,7 +104,7 @@ impl LogStore {
             ));
         }
         let copied = store.append_copy(batch.start, bytes).map_err(io_error)?;
-        copied.durable.wait().map_err(io_error)
+        Ok(Some(copied.durable))
     }
 }
 
@@ -252,27 +251,34 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.log.lock().meta().committed.map(log_id))
     }
 
-    /// Appends and syncs before answering, so the entries are durable when `callback` hears
-    /// of it; every write (votes too) is done in the order openraft asks for them. Group
-    /// commit, with the flush thread answering, comes with message entries.
+    /// Writes the batches into the CommitLog first (a Raft entry never names bytes that are
+    /// not there), then appends the entries and syncs the log, then waits for the batches'
+    /// flush (the store's group commit) before `callback` hears the entries are durable; every
+    /// write (votes too) is done in the order openraft asks for them.
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
     where
         I: IntoIterator<Item = EntryOf<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let mut flushes = Vec::new();
         let entries = entries
             .into_iter()
             .map(|entry| {
                 if let EntryPayload::Normal(batch) = &entry.payload {
-                    self.store_batch(entry.log_id.index, batch)?;
+                    flushes.extend(self.store_batch(entry.log_id.index, batch)?);
                 }
                 encode(&entry)
             })
             .collect::<io::Result<Vec<_>>>()?;
-        let result = {
+        let mut result = {
             let mut log = self.log.lock();
             log.append(&entries).and_then(|()| log.sync())
         };
+        for flush in flushes {
+            if result.is_ok() {
+                result = flush.await;
+            }
+        }
         match result {
             Ok(()) => {
                 callback.io_completed(Ok(()));
