@@ -36,12 +36,17 @@ pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
 /// 2 s without one. openraft's defaults (50 ms, 150 to 300 ms) suit a dedicated network; on a
 /// shared node a follower's fsync or a paused process must not cost an election, and a
 /// failover still stays far inside issue 16's 5 s.
+///
+/// No snapshots are taken, so no log is purged: a snapshot holds only metadata until it
+/// carries the CommitLog's segments, and a follower sent one would mark batches applied that
+/// its CommitLog does not hold (openraft's default snapshots every 5,000 entries).
 pub fn raft_config(group: &str) -> std::sync::Arc<openraft::Config> {
     let config = openraft::Config {
         cluster_name: group.to_owned(),
         heartbeat_interval: 250,
         election_timeout_min: 1000,
         election_timeout_max: 2000,
+        snapshot_policy: openraft::SnapshotPolicy::Never,
         ..Default::default()
     };
     std::sync::Arc::new(config.validate().expect("these settings are valid"))
