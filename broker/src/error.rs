@@ -58,4 +58,8 @@ pub enum Error {
 
     #[error("store")]
     Store(#[from] store::Error),
+
+    /// Raft could not start or stop (docs/replication.md).
+    #[error("replication: {0}")]
+    Replication(String),
 }

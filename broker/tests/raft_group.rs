@@ -8,77 +8,44 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use broker::replication::{
-    raft_config, serve, LeaderWrites, LogStore, Network, Raft, StateMachine,
-};
+use broker::replication::Replica;
 use message::Message;
 use openraft::async_runtime::WatchReceiver;
 use openraft::storage::RaftLogReader;
-use openraft::{BasicNode, ServerState};
-use store::{FlushDiskType, MessageStore, PutMessage, StoreConfig};
+use openraft::ServerState;
+use store::{FlushDiskType, PutMessage, StoreConfig};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
-const SEGMENT_BYTES: u64 = 64 * 1024;
 const WAIT: Option<Duration> = Some(Duration::from_secs(20));
 
-struct Replica {
-    raft: Raft,
-    log: LogStore,
-    store: Arc<MessageStore>,
-    stop: CancellationToken,
-}
-
-async fn start(id: u64, dir: &Path, listener: TcpListener) -> Replica {
-    let root = dir.join(format!("n{id}"));
-    let store = Arc::new(
-        MessageStore::open(StoreConfig {
-            // Small segments: the batches roll across several, with blank markers.
-            mapped_file_size_commit_log: 64 * 1024,
-            flush_disk_type: FlushDiskType::SyncFlush,
-            ..StoreConfig::with_root(&root)
-        })
-        .unwrap(),
-    );
-    let raft_dir = root.join("raft");
-    let log = LogStore::open(&raft_dir, SEGMENT_BYTES)
+async fn start(
+    id: u64,
+    dir: &Path,
+    listener: TcpListener,
+    members: &BTreeMap<u64, String>,
+) -> Replica {
+    let config = StoreConfig {
+        // Small segments: the batches roll across several, with blank markers.
+        mapped_file_size_commit_log: 64 * 1024,
+        flush_disk_type: FlushDiskType::SyncFlush,
+        ..StoreConfig::with_root(dir.join(format!("n{id}")))
+    };
+    Replica::start("broker-a", id, config, listener, members.clone())
+        .await
         .unwrap()
-        .with_commit_log(store.clone());
-    let state_machine = StateMachine::open(&raft_dir).unwrap();
-    let raft = Raft::new(
-        id,
-        raft_config("broker-a"),
-        Network,
-        log.clone(),
-        state_machine,
-    )
-    .await
-    .unwrap();
-    let stop = CancellationToken::new();
-    tokio::spawn(serve(listener, raft.clone(), stop.clone()));
-    Replica {
-        raft,
-        log,
-        store,
-        stop,
-    }
 }
 
-impl Replica {
-    async fn stop(self) {
-        self.stop.cancel();
-        self.raft.shutdown().await.unwrap();
-        self.store.shutdown().unwrap();
-    }
+async fn stop(replica: Replica) {
+    replica.stop().await.unwrap();
+    replica.store().shutdown().unwrap();
 }
 
 async fn leader(replicas: &BTreeMap<u64, Replica>) -> u64 {
     let (_, any) = replicas.iter().next().unwrap();
     let metrics = any
-        .raft
+        .raft()
         .wait(WAIT)
         .metrics(
             |m| {
@@ -92,7 +59,7 @@ async fn leader(replicas: &BTreeMap<u64, Replica>) -> u64 {
     let leader = metrics.current_leader.unwrap();
     // A new leader takes writes once a quorum has acknowledged it (its lease).
     replicas[&leader]
-        .raft
+        .raft()
         .wait(WAIT)
         .metrics(
             |m| m.state == ServerState::Leader && m.last_quorum_acked.is_some(),
@@ -106,7 +73,6 @@ async fn leader(replicas: &BTreeMap<u64, Replica>) -> u64 {
 /// Sends `count` batches of 1 to 3 messages (500 to 2,600 bytes) through the leader; each
 /// returns once a quorum holds it. Returns each message's CommitLog offset.
 async fn send(leader: &Replica, first: u64, count: u64) -> Vec<u64> {
-    let writes = LeaderWrites::new(leader.store.clone(), leader.raft.clone());
     let mut offsets = Vec::new();
     for n in first..first + count {
         let batch: Vec<PutMessage> = (0..1 + n % 3)
@@ -120,7 +86,8 @@ async fn send(leader: &Replica, first: u64, count: u64) -> Vec<u64> {
                 )
             })
             .collect();
-        let stored = writes.append(&batch).await.unwrap();
+        let stored = leader.append(&batch, &|wait| wait()).unwrap();
+        stored.committed.await.unwrap();
         offsets.extend(stored.messages.iter().map(|m| m.physical_offset));
     }
     offsets
@@ -129,13 +96,13 @@ async fn send(leader: &Replica, first: u64, count: u64) -> Vec<u64> {
 /// Waits until every replica applied the leader's last entry, then checks their logs match.
 async fn assert_same_logs(replicas: &mut BTreeMap<u64, Replica>, leader: u64) {
     let last = replicas[&leader]
-        .raft
+        .raft()
         .metrics()
         .borrow_watched()
         .last_log_index;
     for replica in replicas.values() {
         replica
-            .raft
+            .raft()
             .wait(WAIT)
             .applied_index_at_least(last, "caught up with the leader")
             .await
@@ -143,7 +110,12 @@ async fn assert_same_logs(replicas: &mut BTreeMap<u64, Replica>, leader: u64) {
     }
     let mut logs = Vec::new();
     for (id, replica) in replicas.iter_mut() {
-        let entries = replica.log.try_get_log_entries(0..).await.unwrap();
+        let entries = replica
+            .log()
+            .clone()
+            .try_get_log_entries(0..)
+            .await
+            .unwrap();
         logs.push((*id, entries));
     }
     let (first_id, first) = &logs[0];
@@ -157,16 +129,43 @@ async fn assert_same_logs(replicas: &mut BTreeMap<u64, Replica>, leader: u64) {
 }
 
 /// Every replica holds each acknowledged message at its offset, with the leader's bytes.
-fn assert_same_messages(replicas: &BTreeMap<u64, Replica>, leader: u64, offsets: &[u64]) {
-    let end = replicas[&leader].store.commit_log_max_offset();
+/// Each replica's consumers read them too: every queue ends where the leader's does.
+async fn assert_same_messages(replicas: &BTreeMap<u64, Replica>, leader: u64, offsets: &[u64]) {
+    let end = replicas[&leader].store().commit_log_max_offset();
     for (id, replica) in replicas {
-        assert_eq!(replica.store.commit_log_max_offset(), end, "replica {id}");
+        assert_eq!(replica.store().commit_log_max_offset(), end, "replica {id}");
         for offset in offsets {
-            let message = replica.store.message_at(*offset);
+            let message = replica.store().message_at(*offset);
             assert!(message.is_some(), "replica {id} has no message at {offset}");
-            assert_eq!(message, replicas[&leader].store.message_at(*offset));
+            assert_eq!(message, replicas[&leader].store().message_at(*offset));
+        }
+        // Applied, so dispatched once flushed here (SYNC_FLUSH: within the flush thread's
+        // next round).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while replica.store().dispatched_offset() < end && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for queue in 0..4 {
+            assert_eq!(
+                replica.store().max_offset("orders", queue),
+                replicas[&leader].store().max_offset("orders", queue),
+                "replica {id}'s queue {queue}"
+            );
         }
     }
+}
+
+/// Waits until replica `id` leads and holds its lease.
+async fn leads(replicas: &BTreeMap<u64, Replica>, id: u64) {
+    replicas[&id]
+        .raft()
+        .wait(WAIT)
+        .metrics(
+            |m| m.state == ServerState::Leader && m.last_quorum_acked.is_some(),
+            "the new leader holds its lease",
+        )
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,26 +185,26 @@ async fn a_group_of_three_replicates_messages_elects_a_new_leader_and_catches_th
         .iter()
         .map(|l| l.local_addr().unwrap().to_string())
         .collect();
-    let mut replicas = BTreeMap::new();
-    for (id, listener) in listeners.into_iter().enumerate() {
-        replicas.insert(id as u64, start(id as u64, dir.path(), listener).await);
-    }
-    let members: BTreeMap<u64, BasicNode> = addrs
+    let members: BTreeMap<u64, String> = addrs
         .iter()
         .enumerate()
-        .map(|(id, addr)| (id as u64, BasicNode::new(addr)))
+        .map(|(id, addr)| (id as u64, addr.clone()))
         .collect();
-    replicas[&0].raft.initialize(members).await.unwrap();
+    let mut replicas = BTreeMap::new();
+    for (id, listener) in listeners.into_iter().enumerate() {
+        let replica = start(id as u64, dir.path(), listener, &members).await;
+        replicas.insert(id as u64, replica);
+    }
 
     let first_leader = leader(&replicas).await;
     let mut offsets = send(&replicas[&first_leader], 0, 80).await;
     assert_same_logs(&mut replicas, first_leader).await;
-    assert_same_messages(&replicas, first_leader, &offsets);
-    assert!(replicas[&first_leader].store.commit_log_max_offset() > 3 * 64 * 1024);
+    assert_same_messages(&replicas, first_leader, &offsets).await;
+    assert!(replicas[&first_leader].store().commit_log_max_offset() > 3 * 64 * 1024);
 
     // The leader stops; the other two elect one of themselves and commit without it.
     let stopped = Instant::now();
-    replicas.remove(&first_leader).unwrap().stop().await;
+    stop(replicas.remove(&first_leader).unwrap()).await;
     let second_leader = leader(&replicas).await;
     println!(
         "replica {second_leader} leads {:?} after replica {first_leader} stopped",
@@ -218,18 +217,47 @@ async fn a_group_of_three_replicates_messages_elects_a_new_leader_and_catches_th
     let listener = TcpListener::bind(&addrs[first_leader as usize])
         .await
         .unwrap();
-    let restarted = start(first_leader, dir.path(), listener).await;
+    let restarted = start(first_leader, dir.path(), listener, &members).await;
     replicas.insert(first_leader, restarted);
     offsets.extend(send(&replicas[&second_leader], 110, 10).await);
     assert_same_logs(&mut replicas, second_leader).await;
-    assert_same_messages(&replicas, second_leader, &offsets);
+    assert_same_messages(&replicas, second_leader, &offsets).await;
+
+    // A follower holding a batch the group never logged (stored once as a leader whose
+    // proposal died with its leadership) is given the leadership: it cuts that batch before
+    // its first, and every replica goes on from the same offsets.
+    let third = (0..3)
+        .find(|id| *id != first_leader && *id != second_leader)
+        .unwrap();
+    let unlogged = replicas[&third]
+        .store()
+        .append(&PutMessage::new(
+            Message::new("orders", vec![0xee; 900]),
+            0,
+            "10.0.0.1:4000".parse().unwrap(),
+            "10.0.0.2:10911".parse().unwrap(),
+        ))
+        .unwrap();
+    unlogged.durable.wait().unwrap();
+    replicas[&second_leader]
+        .raft()
+        .trigger()
+        .transfer_leader(third)
+        .await
+        .unwrap();
+    leads(&replicas, third).await;
+    let sent = send(&replicas[&third], 120, 10).await;
+    assert_eq!(sent[0], unlogged.messages[0].physical_offset);
+    offsets.extend(sent);
+    assert_same_logs(&mut replicas, third).await;
+    assert_same_messages(&replicas, third, &offsets).await;
     println!(
         "{} messages at the same offsets on the 3 replicas, CommitLogs ending at {}",
         offsets.len(),
-        replicas[&second_leader].store.commit_log_max_offset()
+        replicas[&third].store().commit_log_max_offset()
     );
 
     for (_, replica) in std::mem::take(&mut replicas) {
-        replica.stop().await;
+        stop(replica).await;
     }
 }

@@ -116,8 +116,11 @@ fn put(body: Vec<u8>) -> store::PutMessage {
     )
 }
 
+/// A replica's store: it dispatches only what is applied.
 fn message_store(dir: &Path) -> std::sync::Arc<store::MessageStore> {
-    std::sync::Arc::new(store::MessageStore::open(store::StoreConfig::with_root(dir)).unwrap())
+    std::sync::Arc::new(
+        store::MessageStore::open_replica(store::StoreConfig::with_root(dir), 0).unwrap(),
+    )
 }
 
 fn batch_entry(index: u64, batch: broker::replication::Batch) -> EntryOf<TypeConfig> {
@@ -128,13 +131,14 @@ fn batch_entry(index: u64, batch: broker::replication::Batch) -> EntryOf<TypeCon
 }
 
 #[tokio::test]
-async fn a_follower_takes_a_batch_only_where_its_commit_log_can_hold_it_as_sent() {
+async fn a_follower_takes_a_batch_as_sent_cutting_an_uncommitted_tail_of_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let leader = message_store(&dir.path().join("leader"));
     let follower = message_store(&dir.path().join("follower"));
     let mut log = LogStore::open(&dir.path().join("follower/raft"), SEGMENT_BYTES)
         .unwrap()
-        .with_commit_log(follower.clone());
+        .with_commit_log(follower.clone())
+        .unwrap();
     let stored = leader
         .append_batch(&[put(vec![1; 300]), put(vec![2; 300])])
         .unwrap();
@@ -176,22 +180,81 @@ async fn a_follower_takes_a_batch_only_where_its_commit_log_can_hold_it_as_sent(
         .await
         .unwrap();
 
-    // A batch of its own the group never took (it led once) is not the leader's next batch.
+    // A batch of its own the group never took (it led once) is cut for the leader's.
     let own = follower.append(&put(vec![3; 700])).unwrap();
     let next = leader.append(&put(vec![4; 500])).unwrap();
     let start = next.messages[0].physical_offset;
     assert_eq!(own.messages[0].physical_offset, start);
     let bytes = leader.commit_log_bytes(start, next.end_offset).unwrap();
+    log.append(
+        [batch_entry(
+            1,
+            broker::replication::Batch::of(start, bytes.clone()),
+        )],
+        IOFlushed::noop(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(follower.commit_log_max_offset(), next.end_offset);
+    assert_eq!(
+        follower.commit_log_bytes(start, next.end_offset).unwrap(),
+        bytes
+    );
+
+    // Never over what it applied: other bytes there are refused and nothing changes.
+    follower.apply_up_to(next.end_offset).unwrap();
+    let mut other = bytes.to_vec();
+    other[bytes.len() - 1] ^= 1;
     let error = log
         .append(
-            [batch_entry(1, broker::replication::Batch::of(start, bytes))],
+            [batch_entry(
+                2,
+                broker::replication::Batch::of(start, other.into()),
+            )],
             IOFlushed::noop(),
         )
         .await
         .unwrap_err();
     println!("refused: {error}");
     assert_eq!(
-        log.get_log_state().await.unwrap().last_log_id,
-        Some(log_id(1, 0))
+        follower.commit_log_bytes(start, next.end_offset).unwrap(),
+        bytes
     );
+    assert_eq!(
+        log.get_log_state().await.unwrap().last_log_id,
+        Some(log_id(1, 1))
+    );
+}
+
+#[tokio::test]
+async fn a_replica_reopened_cuts_what_its_raft_log_does_not_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = message_store(&dir.path().join("replica"));
+    let raft = dir.path().join("replica/raft");
+    let mut log = LogStore::open(&raft, SEGMENT_BYTES)
+        .unwrap()
+        .with_commit_log(store.clone())
+        .unwrap();
+    let logged = store.append(&put(vec![5; 400])).unwrap();
+    let start = logged.messages[0].physical_offset;
+    let bytes = store.commit_log_bytes(start, logged.end_offset).unwrap();
+    log.append(
+        [batch_entry(0, broker::replication::Batch::of(start, bytes))],
+        IOFlushed::noop(),
+    )
+    .await
+    .unwrap();
+    // Stored as a leader, never logged: its proposal died with the leadership.
+    let unlogged = store.append(&put(vec![6; 400])).unwrap();
+    assert!(unlogged.end_offset > logged.end_offset);
+    drop(log);
+    store.shutdown().unwrap();
+    drop(store);
+
+    let store = message_store(&dir.path().join("replica"));
+    let _log = LogStore::open(&raft, SEGMENT_BYTES)
+        .unwrap()
+        .with_commit_log(store.clone())
+        .unwrap();
+    assert_eq!(store.commit_log_max_offset(), logged.end_offset);
 }

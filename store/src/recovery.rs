@@ -72,7 +72,8 @@ pub(crate) fn recover(inner: &Inner, clean: bool, saved: Option<Checkpoint>) -> 
     commit_log.flush_to(end)?;
     inner.set_dispatched(dispatch_from);
     inner.dispatch_to(end)?;
-    inner.set_queue_offsets_from_queues();
+    // A replica dispatches only what it applied; the records past that took queue offsets.
+    commit_log.set_queue_offsets(inner.next_queue_offsets(inner.dispatched(), end)?);
     inner.trim_to_commit_log()?;
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -15,7 +15,9 @@ use message::{property, sysflag, Properties, StoredMessage};
 use parking_lot::{Mutex, RwLock};
 
 use crate::checkpoint::{Checkpoint, CheckpointFile};
-use crate::commit_log::{now_millis, AppendedMessage, CommitLog, Found, PutMessage, Quarantine};
+use crate::commit_log::{
+    now_millis, AppendedMessage, CommitLog, Found, PutMessage, Quarantine, QueueOffsets,
+};
 use crate::config::{FlushDiskType, StoreConfig};
 use crate::consume_queue::{ConsumeQueue, QueueEntry};
 use crate::error::{Error, Result};
@@ -55,6 +57,9 @@ pub(crate) struct Inner {
     pub(crate) index: Option<Index>,
     /// The reput offset: CommitLog records below it are in the consume queues and index.
     dispatched: Mutex<u64>,
+    /// Dispatch stops here: a Raft replica's applied end ([`MessageStore::open_replica`]),
+    /// `u64::MAX` for a store of its own.
+    dispatch_limit: AtomicU64,
     flush_requests: FlushRequests,
     checkpoint: CheckpointFile,
     listener: RwLock<Option<ArrivalListener>>,
@@ -81,6 +86,18 @@ impl MessageStore {
     /// Opens (creating if needed) the store under `config.store_path_root_dir`, recovering
     /// from a crash if the `abort` file says the last run did not stop cleanly.
     pub fn open(config: StoreConfig) -> Result<MessageStore> {
+        MessageStore::open_with(config, u64::MAX)
+    }
+
+    /// Opens a Raft replica's store (docs/replication.md). Records are dispatched to the
+    /// consume queues and index only up to `applied`, the end of the last batch this replica
+    /// applied, and then as [`MessageStore::apply_up_to`] moves it, so no reader ever sees a
+    /// record that a new leader may still cut ([`MessageStore::cut_tail`]).
+    pub fn open_replica(config: StoreConfig, applied: u64) -> Result<MessageStore> {
+        MessageStore::open_with(config, applied)
+    }
+
+    fn open_with(config: StoreConfig, dispatch_limit: u64) -> Result<MessageStore> {
         config.validate()?;
         let root = config.store_path_root_dir.clone();
         crate::segment::create_dir_durably(&root)?;
@@ -109,6 +126,7 @@ impl MessageStore {
             commit_log,
             index,
             dispatched: Mutex::new(0),
+            dispatch_limit: AtomicU64::new(dispatch_limit),
             flush_requests: FlushRequests::default(),
             checkpoint,
             listener: RwLock::new(None),
@@ -228,6 +246,48 @@ impl MessageStore {
                 inner.flush_requests.request(end, timeout)
             }
         }
+    }
+
+    /// A replica's group committed and this replica applied the records up to `end`: they
+    /// are dispatched (under SYNC_FLUSH once flushed here too, by the flush thread).
+    pub fn apply_up_to(&self, end: u64) -> Result<()> {
+        let inner = &self.inner;
+        inner.dispatch_limit.fetch_max(end, Ordering::AcqRel);
+        let ready = match inner.config.flush_disk_type {
+            FlushDiskType::AsyncFlush => end,
+            FlushDiskType::SyncFlush => end.min(inner.commit_log.flushed_offset()),
+        };
+        inner.dispatch_to(ready)
+    }
+
+    /// Cuts a replica's CommitLog at `from`: the records there and after it were never
+    /// committed by the group (a leader's tail that a new leader overwrites). Durable when it
+    /// returns; the queue offsets those records took are given back. Refused, cutting
+    /// nothing, below what is applied or dispatched.
+    pub fn cut_tail(&self, from: u64) -> Result<()> {
+        let inner = &self.inner;
+        let mut paused = inner.commit_log.pause_appends();
+        let reput = inner.dispatched.lock();
+        let end = inner.commit_log.max_offset();
+        if from >= end {
+            return Ok(());
+        }
+        let applied = inner.dispatch_limit.load(Ordering::Acquire);
+        if from < applied || from < *reput {
+            return Err(Error::ReplicaMismatch {
+                start: from,
+                reason: format!(
+                    "cannot cut a CommitLog below what is applied ({}) or dispatched ({})",
+                    applied.min(end),
+                    *reput
+                ),
+            });
+        }
+        let next = inner.next_queue_offsets(*reput, from)?;
+        tracing::warn!(from, end, "cutting the CommitLog's uncommitted tail");
+        inner.commit_log.cut(&mut paused, from)?;
+        paused.set_queue_offsets(next);
+        Ok(())
     }
 
     /// The CommitLog's published bytes from `start` to `end`, within one segment (a batch
@@ -715,6 +775,7 @@ impl Inner {
     }
 
     fn dispatch_to_waiting_with(&self, end: u64, wait_with: WaitWith) -> Result<()> {
+        let end = end.min(self.dispatch_limit.load(Ordering::Acquire));
         let mut reput = crate::wait::lock(&self.dispatched, wait_with);
         if *reput < end {
             fault!("store::dispatch", |_| Err(Error::io(
@@ -851,11 +912,40 @@ impl Inner {
         Ok(())
     }
 
-    pub(crate) fn set_queue_offsets_from_queues(&self) {
+    /// The next queue offset of every queue once the records up to `end` are stored: the
+    /// consume queues' ends, moved on by the records from `dispatched` to `end`, which took
+    /// their offsets but are not in the queues yet (a replica's uncommitted tail).
+    pub(crate) fn next_queue_offsets(&self, dispatched: u64, end: u64) -> Result<QueueOffsets> {
+        let mut next = QueueOffsets::new();
         for (topic, queue_id, queue) in self.all_queues() {
-            self.commit_log
-                .set_queue_offset(&topic, queue_id, queue.max_offset());
+            next.entry(topic)
+                .or_default()
+                .insert(queue_id, queue.max_offset());
         }
+        let mut at = dispatched;
+        while at < end {
+            match self.commit_log.find(at, end)? {
+                Found::Message(segment, position, size) => {
+                    if let Ok(stored) = StoredMessage::parse(segment.read(position, size)) {
+                        if let (Ok(topic), true) = (
+                            stored.topic(),
+                            PutMessage::takes_queue_offset(stored.sys_flag()),
+                        ) {
+                            let queue = next
+                                .entry(topic.to_owned())
+                                .or_default()
+                                .entry(stored.queue_id())
+                                .or_insert(0);
+                            *queue = (*queue).max(stored.queue_offset() + 1);
+                        }
+                    }
+                    at += size as u64;
+                }
+                Found::ContinueAt(continue_at) => at = continue_at,
+                Found::End => break,
+            }
+        }
+        Ok(next)
     }
 
     pub(crate) fn truncate_queues(&self, physical: u64) -> Result<()> {

@@ -488,3 +488,61 @@ fn a_replica_s_copy_holds_the_same_bytes_at_the_same_offsets() {
     let reopened = MessageStore::open(config(follower_dir.path())).unwrap();
     assert_eq!(read_all(&reopened, "A", 0).last().unwrap().1, vec![2; 100]);
 }
+
+#[test]
+fn a_replica_dispatches_what_it_applied_and_cuts_an_uncommitted_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || small_config(dir.path(), FlushDiskType::SyncFlush);
+    let store = MessageStore::open_replica(config(), 0).unwrap();
+    let batch = |n: u8| -> Vec<PutMessage> {
+        (0..3)
+            .map(|i| put("T", 0, vec![n * 10 + i; 900], "t", "k"))
+            .collect()
+    };
+    let mut ends = Vec::new();
+    for n in 0..4 {
+        let stored = store.append_batch(&batch(n)).unwrap();
+        stored.durable.wait().unwrap();
+        ends.push(stored.end_offset);
+    }
+    // Stored and flushed, but nothing is readable until applied.
+    assert_eq!(store.max_offset("T", 0), 0);
+    assert_eq!(store.dispatched_offset(), 0);
+    store.apply_up_to(ends[1]).unwrap();
+    assert_eq!(store.max_offset("T", 0), 6);
+    assert_eq!(store.dispatched_offset(), ends[1]);
+
+    // Below what is applied nothing is cut.
+    let refused = store.cut_tail(ends[0]);
+    assert!(
+        matches!(refused, Err(Error::ReplicaMismatch { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(store.commit_log_max_offset(), ends[3]);
+
+    // The last two batches were never committed: cut, their queue offsets are taken again.
+    store.cut_tail(ends[2]).unwrap();
+    assert_eq!(store.commit_log_max_offset(), ends[2]);
+    assert!(store.commit_log_bytes(ends[2], ends[3]).is_none());
+    let next = store.append(&put("T", 0, vec![99; 900], "t", "k")).unwrap();
+    assert_eq!(next.messages[0].physical_offset, ends[2]);
+    assert_eq!(next.messages[0].queue_offset, 9);
+    next.durable.wait().unwrap();
+    store.shutdown().unwrap();
+    drop(store);
+
+    // Reopened with what it applied: the unapplied records stay stored but unread, their
+    // queue offsets taken, and the cut records do not come back.
+    let store = MessageStore::open_replica(config(), ends[1]).unwrap();
+    assert_eq!(store.commit_log_max_offset(), next.end_offset);
+    assert_eq!(store.max_offset("T", 0), 6);
+    let after = store.append(&put("T", 0, vec![98; 900], "t", "k")).unwrap();
+    assert_eq!(after.messages[0].queue_offset, 10);
+    after.durable.wait().unwrap();
+    store.apply_up_to(after.end_offset).unwrap();
+    let bodies: Vec<u8> = read_all(&store, "T", 0)
+        .into_iter()
+        .map(|(_, body)| body[0])
+        .collect();
+    assert_eq!(bodies, [0, 1, 2, 10, 11, 12, 20, 21, 22, 99, 98]);
+}

@@ -41,11 +41,50 @@ impl LogStore {
 
     /// Message batches read from this log carry their bytes from `store`'s CommitLog, and
     /// batches appended to it that `store` lacks are written there at the same offsets.
-    pub fn with_commit_log(self, store: Arc<MessageStore>) -> LogStore {
-        LogStore {
+    /// What the CommitLog holds past the last batch the log names is cut: a leader stored
+    /// it and the group never logged it.
+    pub fn with_commit_log(self, store: Arc<MessageStore>) -> io::Result<LogStore> {
+        let log = LogStore {
             commit_log: Some(store),
             ..self
-        }
+        };
+        log.cut_unlogged_tail()?;
+        Ok(log)
+    }
+
+    /// Cuts the CommitLog after the last batch this log names (after nothing, if the log
+    /// never named one), as a new leader does before its first batch: bytes a leader stored
+    /// under a leadership that ended, whose proposal was never logged, must not sit between
+    /// the group's batches. Refused below what the store applied.
+    pub fn cut_unlogged_tail(&self) -> io::Result<()> {
+        let Some(store) = &self.commit_log else {
+            return Ok(());
+        };
+        let log = self.log.lock();
+        let mut index = log.next_index();
+        let logged_end = loop {
+            if index <= log.meta().log_start() {
+                if log.meta().purged.is_some() {
+                    // Batches may lie behind the purge point; nothing is known to cut.
+                    return Ok(());
+                }
+                break 0;
+            }
+            index -= 1;
+            let entry = log.entries(index..index + 1).map_err(io_error)?;
+            if let Some(entry) = entry.into_iter().next() {
+                if let EntryPayload::Normal(batch) = decode(entry)?.payload {
+                    break batch.end();
+                }
+            }
+        };
+        // The log stays locked: no batch is logged (or its bytes written) meanwhile.
+        store.cut_tail(logged_end).map_err(|error| {
+            io::Error::other(format!(
+                "this replica's CommitLog holds records its Raft log does not name, from \
+                 {logged_end}, and cannot cut them: {error}"
+            ))
+        })
     }
 
     /// Puts a batch's bytes beside it, from the CommitLog.
@@ -80,18 +119,18 @@ impl LogStore {
             )
         };
         let have = store.commit_log_max_offset();
-        if batch.end() <= have {
+        if batch.start < have {
             // Stored before: the leader's own batch, or one sent again. A replica that led
-            // and kept a batch the group never committed can hold other bytes here; taking
-            // them for the batch would be silent divergence, so they must match.
+            // and kept a batch the group never committed can hold other bytes here: taking
+            // them for the batch would be silent divergence, so they are cut (never below
+            // what this replica applied) and the leader's written instead.
             let held = store.commit_log_bytes(batch.start, batch.end());
-            if held.is_none_or(|held| crc32fast::hash(&held) != batch.crc) {
-                return Err(refused(format!(
-                    "this replica holds other bytes there (its CommitLog ends at {have}); \
-                     a divergent tail is not cut yet"
-                )));
+            if held.is_some_and(|held| crc32fast::hash(&held) == batch.crc) {
+                return Ok(Some(store.durable_up_to(batch.end())));
             }
-            return Ok(Some(store.durable_up_to(batch.end())));
+            store.cut_tail(batch.start).map_err(|error| {
+                refused(format!("this replica holds other bytes there: {error}"))
+            })?;
         }
         let Some(bytes) = &batch.bytes else {
             return Err(refused(format!(

@@ -9,13 +9,15 @@
 mod leader;
 mod log_store;
 mod network;
+mod replica;
 mod state_machine;
 
 use std::fmt;
 
-pub use leader::{LeaderWrites, Refused};
+pub use leader::{Committed, LeaderWrites, Refused, Replicated};
 pub use log_store::LogStore;
 pub use network::{serve, Network};
+pub use replica::{Replica, RAFT_DIR};
 use serde::{Deserialize, Serialize};
 pub use state_machine::StateMachine;
 

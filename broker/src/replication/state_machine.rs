@@ -3,10 +3,10 @@
 //! (a [`SlotFile`] record), so a restart resumes where it left off instead of re-applying
 //! from a snapshot.
 //!
-//! What applying a message batch does to the store (dispatching its ConsumeQueue and index
-//! entries) comes with message entries; so does a snapshot's data, the retained CommitLog
-//! segments, which the transport will stream from the store itself. Until then a snapshot is
-//! its metadata and installing one moves only the bookkeeping.
+//! Applying a message batch dispatches it: the store ([`MessageStore::open_replica`]) puts
+//! records into the consume queues and index only up to the applied end, so readers see
+//! committed messages only. A snapshot's data, the retained CommitLog segments, is still to
+//! come: until then a snapshot is its metadata and installing one moves only the bookkeeping.
 
 use std::io;
 use std::path::Path;
@@ -19,6 +19,7 @@ use openraft::{EntryPayload, OptionalSend, StoredMembership};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use store::slots::SlotFile;
+use store::MessageStore;
 
 use super::{io_error, TypeConfig};
 
@@ -26,6 +27,9 @@ use super::{io_error, TypeConfig};
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Applied {
     last: Option<LogIdOf<TypeConfig>>,
+    /// The CommitLog offset past the last applied batch: the store dispatches up to here.
+    #[serde(default)]
+    end: u64,
     membership: StoredMembershipOf<TypeConfig>,
     snapshot: Option<SnapshotMetaOf<TypeConfig>>,
 }
@@ -48,6 +52,8 @@ impl Saved {
 #[derive(Clone)]
 pub struct StateMachine {
     saved: Arc<Mutex<Saved>>,
+    /// Where applied batches are dispatched; without it only the bookkeeping moves.
+    store: Option<Arc<MessageStore>>,
 }
 
 impl StateMachine {
@@ -67,7 +73,22 @@ impl StateMachine {
         };
         Ok(StateMachine {
             saved: Arc::new(Mutex::new(Saved { file, applied })),
+            store: None,
         })
+    }
+
+    /// The CommitLog offset past the last applied batch: open the replica's store with it
+    /// ([`MessageStore::open_replica`]).
+    pub fn applied_end(&self) -> u64 {
+        self.saved.lock().applied.end
+    }
+
+    /// Applied batches are dispatched in `store`.
+    pub fn with_store(self, store: Arc<MessageStore>) -> StateMachine {
+        StateMachine {
+            store: Some(store),
+            ..self
+        }
     }
 }
 
@@ -115,14 +136,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         while let Some(next) = entries.next().await {
             let (entry, responder) = next?;
             applied.last = Some(entry.log_id);
-            if let EntryPayload::Membership(membership) = entry.payload {
-                applied.membership = StoredMembership::new(Some(entry.log_id), membership);
+            match entry.payload {
+                EntryPayload::Membership(membership) => {
+                    applied.membership = StoredMembership::new(Some(entry.log_id), membership);
+                }
+                EntryPayload::Normal(batch) => applied.end = applied.end.max(batch.end()),
+                EntryPayload::Blank => {}
             }
             responders.extend(responder);
         }
-        // Answered once saved: a client told its entry applied must not see it unapplied
-        // after a restart.
+        // Answered once saved and dispatched: a client told its entry applied must not see
+        // it unapplied after a restart, and finds it on its next pull.
+        let end = applied.end;
         self.saved.lock().save(applied)?;
+        if let Some(store) = &self.store {
+            store.apply_up_to(end).map_err(io_error)?;
+        }
         for responder in responders {
             responder.send(());
         }
@@ -141,8 +170,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMetaOf<TypeConfig>,
         _snapshot: (),
     ) -> io::Result<()> {
-        self.saved.lock().save(Applied {
+        let mut saved = self.saved.lock();
+        let end = saved.applied.end;
+        saved.save(Applied {
             last: meta.last_log_id,
+            end,
             membership: meta.last_membership.clone(),
             snapshot: Some(meta.clone()),
         })

@@ -91,10 +91,13 @@ pub struct AppendedMessage {
     pub store_timestamp: i64,
 }
 
+/// The next queue offset of each queue of each topic.
+pub(crate) type QueueOffsets = HashMap<String, HashMap<i32, i64>>;
+
 #[derive(Default)]
 pub(super) struct Writer {
     current: Option<Arc<Segment>>,
-    queue_offsets: HashMap<String, HashMap<i32, i64>>,
+    queue_offsets: QueueOffsets,
     last_store_timestamp: i64,
 }
 
@@ -118,6 +121,10 @@ impl Writer {
             .entry(topic.to_owned())
             .or_default()
             .insert(queue_id, next);
+    }
+
+    pub(super) fn set_queue_offsets(&mut self, next: QueueOffsets) {
+        self.queue_offsets = next;
     }
 
     pub(super) fn forget_topic(&mut self, topic: &str) {

@@ -15,6 +15,7 @@ use message::RecordHead;
 use parking_lot::{Mutex, RwLock};
 
 pub(crate) use append::now_millis;
+pub(crate) use append::QueueOffsets;
 pub use append::{AppendedMessage, PutMessage};
 
 use crate::error::{Error, Result};
@@ -30,6 +31,11 @@ impl AppendsPaused<'_> {
     /// Forgets a deleted topic's queue offsets: a topic created again starts at 0.
     pub(crate) fn forget_topic(&mut self, topic: &str) {
         self.0.forget_topic(topic);
+    }
+
+    /// See [`CommitLog::set_queue_offsets`].
+    pub(crate) fn set_queue_offsets(&mut self, next: QueueOffsets) {
+        self.0.set_queue_offsets(next);
     }
 }
 
@@ -51,6 +57,9 @@ pub(crate) struct CommitLog {
     /// Published end of complete records; readers never look past it.
     write_position: AtomicU64,
     flushed_position: AtomicU64,
+    /// Held through a flush, so a cut ([`CommitLog::cut`]) never sees a flush publish an end
+    /// past the records it cut.
+    flushing: Mutex<()>,
     allocator: Allocator,
     quarantine: Quarantine,
 }
@@ -95,6 +104,7 @@ impl CommitLog {
             writer: Mutex::new(Writer::default()),
             write_position: AtomicU64::new(0),
             flushed_position: AtomicU64::new(0),
+            flushing: Mutex::new(()),
             allocator: Allocator::start(dir.to_owned(), segment_size as usize, warm),
             quarantine,
         })
@@ -180,7 +190,27 @@ impl CommitLog {
     /// Sets where appends continue after recovery: zeroes everything at and past `end` and
     /// deletes segments that start after it. `flushed` is what is known to be on disk.
     pub(crate) fn reset_end(&self, end: u64, flushed: u64) -> Result<()> {
+        let mut writer = self.writer.lock();
+        self.cut_locked(&mut writer, end, flushed)
+    }
+
+    /// Cuts the records at and past `end` while the store runs (a Raft replica's tail that
+    /// the group never committed), durably: the zeroing is synced before this returns, and
+    /// no flush in flight can publish an end past the cut. Appends are paused by the caller.
+    pub(crate) fn cut(&self, paused: &mut AppendsPaused<'_>, end: u64) -> Result<()> {
+        let _flushing = self.flushing.lock();
+        let flushed = self.flushed_offset();
+        self.cut_locked(&mut paused.0, end, flushed)
+    }
+
+    fn cut_locked(&self, writer: &mut Writer, end: u64, flushed: u64) -> Result<()> {
         let mut segments = self.segments.write();
+        // Readers stop at the new end before its bytes go. Only `flushed` is known to be on
+        // disk: what recovery found past it may still be dirty in the page cache (a restart
+        // without a power loss), and must be flushed before a checkpoint may claim it.
+        self.write_position.store(end, Ordering::Release);
+        self.flushed_position
+            .store(flushed.min(end), Ordering::Release);
         while let Some(last) = segments.last() {
             if last.start() > end || (last.start() == end && end > 0 && segments.len() > 1) {
                 last.delete()?;
@@ -194,14 +224,7 @@ impl CommitLog {
                 last.zero_from((end - last.start()) as usize)?;
             }
         }
-        let mut writer = self.writer.lock();
         writer.reset(segments.last().filter(|s| end < s.end()).cloned());
-        self.write_position.store(end, Ordering::Release);
-        // Only `flushed` is known to be on disk: what recovery found past it may still be
-        // dirty in the page cache (a restart without a power loss), and must be flushed
-        // before a checkpoint may claim it.
-        self.flushed_position
-            .store(flushed.min(end), Ordering::Release);
         Ok(())
     }
 
@@ -210,14 +233,16 @@ impl CommitLog {
         AppendsPaused(self.writer.lock())
     }
 
-    /// Restores the next queue offset of each (topic, queue) after recovery.
-    pub(crate) fn set_queue_offset(&self, topic: &str, queue_id: i32, next: i64) {
-        self.writer.lock().set_queue_offset(topic, queue_id, next);
+    /// Sets the next queue offset of every queue (after recovery or a cut), forgetting
+    /// queues `next` does not name.
+    pub(crate) fn set_queue_offsets(&self, next: QueueOffsets) {
+        self.writer.lock().set_queue_offsets(next);
     }
 
     /// Flushes everything written up to `target` and returns the new flushed offset. On an
     /// error nothing past what was really flushed is published: the caller fences writes.
     pub(crate) fn flush_to(&self, target: u64) -> Result<u64> {
+        let _flushing = self.flushing.lock();
         let flushed = self.flushed_position.load(Ordering::Acquire);
         if target <= flushed {
             return Ok(flushed);

@@ -1,0 +1,119 @@
+//! One replica of a broker group, as a broker runs it: its message store, Raft over the
+//! store's files, the transport serving its peers and the leader's writes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use openraft::error::{InitializeError, RaftError};
+use openraft::BasicNode;
+use store::{MessageStore, PutMessage, StoreConfig, WaitWith};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    raft_config, serve, LeaderWrites, LogStore, Network, Raft, Refused, Replicated, StateMachine,
+};
+use crate::error::{Error, Result};
+
+/// The Raft files' folder under the store's root.
+pub const RAFT_DIR: &str = "raft";
+/// Raft log segments roll at this size; an entry is a few dozen bytes.
+const RAFT_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+
+pub struct Replica {
+    raft: Raft,
+    store: Arc<MessageStore>,
+    log: LogStore,
+    writes: LeaderWrites,
+    stop: CancellationToken,
+}
+
+impl Replica {
+    /// Opens replica `id` of `group` over the store `store_config` describes (its Raft files
+    /// in [`RAFT_DIR`] under the store's root), serves its peers on `listener` and joins the
+    /// group of `members` (replica id to Raft address). Every replica of a new group is
+    /// started with the same members; a replica with Raft state of its own keeps it.
+    pub async fn start(
+        group: &str,
+        id: u64,
+        store_config: StoreConfig,
+        listener: TcpListener,
+        members: BTreeMap<u64, String>,
+    ) -> Result<Replica> {
+        let raft_dir = store_config.store_path_root_dir.join(RAFT_DIR);
+        let io = |source| Error::Io {
+            path: raft_dir.clone(),
+            source,
+        };
+        let state_machine = StateMachine::open(&raft_dir).map_err(io)?;
+        let store = Arc::new(MessageStore::open_replica(
+            store_config,
+            state_machine.applied_end(),
+        )?);
+        let log = LogStore::open(&raft_dir, RAFT_SEGMENT_BYTES)
+            .and_then(|log| log.with_commit_log(store.clone()))
+            .map_err(io)?;
+        let raft = Raft::new(
+            id,
+            raft_config(group),
+            Network,
+            log.clone(),
+            state_machine.with_store(store.clone()),
+        )
+        .await
+        .map_err(|fatal| Error::Replication(fatal.to_string()))?;
+        let stop = CancellationToken::new();
+        tokio::spawn(serve(listener, raft.clone(), stop.clone()));
+        // The first member logs the group's first membership; the others learn it from
+        // the leader. openraft's first entry names the replica that logs it, so one replica
+        // does, and a new group forms once that one has started. One with state refuses.
+        if members.keys().next() == Some(&id) {
+            let members: BTreeMap<u64, BasicNode> = members
+                .into_iter()
+                .map(|(id, addr)| (id, BasicNode::new(addr)))
+                .collect();
+            match raft.initialize(members).await {
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(error) => return Err(Error::Replication(error.to_string())),
+            }
+        }
+        let writes = LeaderWrites::new(store.clone(), raft.clone(), log.clone());
+        Ok(Replica {
+            raft,
+            store,
+            log,
+            writes,
+            stop,
+        })
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    pub fn store(&self) -> &Arc<MessageStore> {
+        &self.store
+    }
+
+    pub fn log(&self) -> &LogStore {
+        &self.log
+    }
+
+    /// Stores a batch on the leader and proposes it ([`LeaderWrites::append`]).
+    pub fn append(
+        &self,
+        messages: &[PutMessage],
+        wait_with: WaitWith,
+    ) -> std::result::Result<Replicated, Refused> {
+        self.writes.append(messages, wait_with)
+    }
+
+    /// Stops serving peers and stops Raft; the store stays open for its owner to shut down.
+    pub async fn stop(&self) -> Result<()> {
+        self.stop.cancel();
+        self.raft
+            .shutdown()
+            .await
+            .map_err(|error| Error::Replication(error.to_string()))
+    }
+}
