@@ -185,6 +185,32 @@ settings! {
         /// At most this many topic × consumer group pairs get series (lag, messages out,
         /// dead letters); Rocketry's own key.
         metrics_max_topic_group_series: usize = 10_000 => "metricsMaxTopicGroupSeries",
+        /// Raft replication of the broker group (DLedger mode; docs/replication.md): the
+        /// leader registers as master, the others as slaves, and `brokerId` is not read.
+        enable_dleger_commit_log: bool = false => "enableDLegerCommitLog",
+        /// The group's Raft name; empty: `brokerName`.
+        dleger_group: String = String::new() => "dLegerGroup",
+        /// Every replica's Raft address, `n0-host:port;n1-host:port;n2-host:port`.
+        dleger_peers: String = String::new() => "dLegerPeers",
+        /// This replica among `dLegerPeers`.
+        dleger_self_id: String = "n0".to_string() => "dLegerSelfId",
+    }
+}
+
+/// A replicated broker's place in its group, from the `dLeger*` keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dledger {
+    pub group: String,
+    /// This replica's number: `dLegerSelfId` `nX` is X.
+    pub self_id: u64,
+    /// Every replica's number and Raft address.
+    pub peers: std::collections::BTreeMap<u64, String>,
+}
+
+impl Dledger {
+    /// The address this replica's Raft listens on.
+    pub fn own_addr(&self) -> &str {
+        &self.peers[&self.self_id]
     }
 }
 
@@ -408,6 +434,69 @@ impl BrokerConfig {
             )));
         }
         Ok(addrs)
+    }
+
+    /// The group's replication, when `enableDLegerCommitLog`: refused when `dLegerPeers` is
+    /// not `nX-host:port` entries or does not name `dLegerSelfId`.
+    pub fn dledger(&self) -> Result<Option<Dledger>> {
+        if !self.enable_dleger_commit_log {
+            return Ok(None);
+        }
+        let refused = |key: &str, value: &str, reason: String| Error::ConfigValue {
+            key: key.into(),
+            value: value.into(),
+            reason,
+        };
+        let number = |id: &str| {
+            id.trim()
+                .strip_prefix('n')
+                .and_then(|n| n.parse::<u64>().ok())
+        };
+        let mut peers = std::collections::BTreeMap::new();
+        for peer in self
+            .dleger_peers
+            .split(';')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let parsed = peer
+                .split_once('-')
+                .and_then(|(id, addr)| Some((number(id)?, addr.trim())))
+                .filter(|(_, addr)| is_host_port(addr));
+            let Some((id, addr)) = parsed else {
+                return Err(refused(
+                    "dLegerPeers",
+                    &self.dleger_peers,
+                    format!("{peer} is not nX-host:port"),
+                ));
+            };
+            if peers.insert(id, addr.to_string()).is_some() {
+                return Err(refused(
+                    "dLegerPeers",
+                    &self.dleger_peers,
+                    format!("n{id} is named twice"),
+                ));
+            }
+        }
+        let self_id = number(&self.dleger_self_id)
+            .filter(|id| peers.contains_key(id))
+            .ok_or_else(|| {
+                refused(
+                    "dLegerSelfId",
+                    &self.dleger_self_id,
+                    format!("not one of dLegerPeers ({})", self.dleger_peers),
+                )
+            })?;
+        let group = if self.dleger_group.is_empty() {
+            self.broker_name.clone()
+        } else {
+            self.dleger_group.clone()
+        };
+        Ok(Some(Dledger {
+            group,
+            self_id,
+            peers,
+        }))
     }
 
     /// `brokerIP1:listenPort`, the address clients and name servers see.

@@ -101,15 +101,20 @@ impl RunningBroker {
         .await?;
         // Recovery reads and checks the CommitLog's tail, which may take minutes: on a
         // blocking thread, so the endpoint keeps answering on the runtime's.
-        let (config, store) = (settings.broker, settings.store);
-        let opening = move || Broker::open_with_tls(config, store, namesrv_tls);
-        let broker = match tokio::task::spawn_blocking(opening).await {
-            Ok(Ok(broker)) => broker,
-            Ok(Err(error)) => {
+        let opened_broker = match settings.broker.dledger() {
+            Ok(None) => {
+                let (config, store) = (settings.broker, settings.store);
+                on_blocking_thread(move || Broker::open_with_tls(config, store, namesrv_tls)).await
+            }
+            Ok(Some(dledger)) => open_replica(settings, dledger, namesrv_tls).await,
+            Err(error) => Err(error),
+        };
+        let broker = match opened_broker {
+            Ok(broker) => broker,
+            Err(error) => {
                 endpoint.stop().await;
                 return Err(error);
             }
-            Err(panicked) => std::panic::resume_unwind(panicked.into_panic()),
         };
         broker_metrics::register(&broker, &registry).expect("each metric registers once");
         let _ = opened.set(broker.clone());
@@ -145,6 +150,41 @@ impl RunningBroker {
         self.endpoint.stop().await;
         self.broker.shutdown().await
     }
+}
+
+/// Runs `open` on a blocking thread (a store's recovery), passing on a panic.
+async fn on_blocking_thread<T: Send + 'static>(
+    open: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    match tokio::task::spawn_blocking(open).await {
+        Ok(opened) => opened,
+        Err(panicked) => std::panic::resume_unwind(panicked.into_panic()),
+    }
+}
+
+/// Opens a replica of a Raft-replicated group: its Raft listens on its `dLegerPeers`
+/// address's port, on `bindAddress`.
+async fn open_replica(
+    settings: Settings,
+    dledger: crate::config::Dledger,
+    namesrv_tls: Option<protocol::client::ClientTls>,
+) -> Result<Arc<Broker>> {
+    let own = dledger.own_addr();
+    let port = own.rsplit_once(':').map_or(own, |(_, port)| port);
+    let listener = bind(&format!("{}:{port}", settings.broker.bind_address)).await?;
+    let (config, store) = (settings.broker, settings.store);
+    let runtime = tokio::runtime::Handle::current();
+    on_blocking_thread(move || {
+        let replica = runtime.block_on(crate::replication::Replica::start(
+            &dledger.group,
+            dledger.self_id,
+            store,
+            listener,
+            dledger.peers.clone(),
+        ))?;
+        Broker::open_replica(config, replica, dledger.self_id, namesrv_tls)
+    })
+    .await
 }
 
 /// Serves a broker on `listener` until `shutdown` resolves.

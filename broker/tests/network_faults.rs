@@ -6,9 +6,7 @@
 
 mod support;
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,14 +15,6 @@ use faults::Proxy;
 use support::*;
 
 const COUNT: u64 = 2000;
-
-fn indexes(path: &Path) -> BTreeSet<u64> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|line| line.parse().unwrap())
-        .collect()
-}
 
 #[test]
 fn what_the_java_client_saw_acknowledged_survives_resets_and_a_partition() {
@@ -120,14 +110,7 @@ fn what_the_java_client_saw_acknowledged_survives_resets_and_a_partition() {
         ],
     );
     let seen = indexes(&seen_file);
-    let lost: Vec<_> = acked.difference(&seen).collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged messages never consumed, first {:?}: {got}",
-        lost.len(),
-        &lost[..lost.len().min(10)]
-    );
-    assert_eq!(got["outOfOrder"], 0, "{got}");
+    assert_all_consumed(&acked, &seen, &got);
     println!(
         "{resets} resets, {partitions} partitions; {} of {COUNT} acknowledged, {} consumed, \
          {} connections through the proxy",

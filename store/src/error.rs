@@ -66,6 +66,10 @@ pub enum Error {
     /// records stored where they claim. Nothing was written.
     #[error("replicated records at CommitLog offset {start} refused: {reason}")]
     ReplicaMismatch { start: u64, reason: String },
+    /// A replicated group did not commit an append (its quorum was lost, or leadership
+    /// moved): it is stored on this replica only, not acknowledged, and may be cut.
+    #[error("not replicated: {0}")]
+    NotReplicated(String),
     /// A Raft log append that does not continue the log.
     #[error("Raft log entry {got} appended where entry {expected} is next")]
     RaftLogGap { expected: u64, got: u64 },

@@ -24,6 +24,7 @@ pub(crate) fn now_millis() -> i64 {
 
 /// Runs `round` every 100 ms until the broker stops and, every tenth round, `persist` with
 /// the CommitLog's flushed offset (progress is written only once what it covers is durable).
+/// A replica that does not lead its group skips its rounds: it writes nothing.
 pub(super) fn spawn_rounds<F, Fut>(
     broker: Arc<Broker>,
     mut round: F,
@@ -40,6 +41,9 @@ pub(super) fn spawn_rounds<F, Fut>(
             tokio::select! {
                 _ = broker.stopping.cancelled() => return,
                 _ = ticker.tick() => {}
+            }
+            if !broker.writes_here() {
+                continue;
             }
             round(broker.clone()).await;
             rounds += 1;

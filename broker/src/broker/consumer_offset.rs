@@ -149,6 +149,27 @@ impl ConsumerOffsets {
         self.pulled.lock().retain(|k, _| !k.starts_with(&prefix));
     }
 
+    /// Every committed offset, as GET_ALL_CONSUMER_OFFSET answers them.
+    pub fn table(&self) -> BTreeMap<String, BTreeMap<i32, i64>> {
+        self.table.lock().offset_table.clone()
+    }
+
+    /// Takes the offsets a replicated group's leader holds, as an Apache slave takes its
+    /// master's: each queue it lists gets its offset; the others keep theirs.
+    pub fn adopt(&self, leader: BTreeMap<String, BTreeMap<i32, i64>>) {
+        let mut table = self.table.lock();
+        let mut changed = false;
+        for (key, queues) in leader {
+            let ours = table.offset_table.entry(key).or_default();
+            for (queue_id, offset) in queues {
+                changed |= ours.insert(queue_id, offset) != Some(offset);
+            }
+        }
+        if changed {
+            self.file.note_change();
+        }
+    }
+
     /// Writes the file if anything changed since the last write. Commits go on meanwhile:
     /// the table's lock is held only to copy it.
     pub fn persist(&self) -> Result<()> {

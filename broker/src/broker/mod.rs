@@ -10,6 +10,7 @@ pub mod metrics;
 mod processor;
 mod queue_lock;
 mod registration;
+mod replicated;
 mod retry;
 mod schedule;
 mod stats;
@@ -72,7 +73,10 @@ pub struct Broker {
     /// `config` as UPDATE_BROKER_CONFIG has changed it since: only
     /// `BrokerConfig::RUNTIME_KEYS` can differ, and those are read from here on every use.
     current: RwLock<BrokerConfig>,
-    store: MessageStore,
+    store: Arc<MessageStore>,
+    /// Present when the group replicates with Raft (`enableDLegerCommitLog`): the store is
+    /// the replica's, and appends go through its leader writes.
+    replica: Option<replicated::Member>,
     topics: TopicConfigs,
     offsets: ConsumerOffsets,
     groups: SubscriptionGroups,
@@ -121,7 +125,30 @@ impl Broker {
         store_config: store::StoreConfig,
         namesrv_tls: Option<ClientTls>,
     ) -> Result<Arc<Broker>> {
-        let config_dir = store_config.store_path_root_dir.join(STATE_DIR);
+        let store = Arc::new(MessageStore::open(store_config)?);
+        Broker::open_on(config, store, None, namesrv_tls)
+    }
+
+    /// A replica of a Raft-replicated group ([`Broker::open_with_tls`] otherwise): its store
+    /// is the replica's, and it registers as master while it leads.
+    pub fn open_replica(
+        config: BrokerConfig,
+        replica: crate::replication::Replica,
+        self_id: u64,
+        namesrv_tls: Option<ClientTls>,
+    ) -> Result<Arc<Broker>> {
+        let store = replica.store().clone();
+        let member = replicated::Member::new(replica, self_id);
+        Broker::open_on(config, store, Some(member), namesrv_tls)
+    }
+
+    fn open_on(
+        config: BrokerConfig,
+        store: Arc<MessageStore>,
+        replica: Option<replicated::Member>,
+        namesrv_tls: Option<ClientTls>,
+    ) -> Result<Arc<Broker>> {
+        let config_dir = store.config().store_path_root_dir.join(STATE_DIR);
         let delay_levels =
             schedule::DelayLevels::parse(&config.message_delay_level).map_err(|reason| {
                 Error::ConfigValue {
@@ -130,7 +157,6 @@ impl Broker {
                     reason,
                 }
             })?;
-        let store = MessageStore::open(store_config)?;
         let topics = TopicConfigs::open(config_dir.join(TOPICS_FILE), &config)?;
         topics.ensure(
             schedule::SCHEDULE_TOPIC,
@@ -179,6 +205,7 @@ impl Broker {
             current: RwLock::new(config.clone()),
             config,
             store,
+            replica,
             topics,
             offsets,
             groups,
@@ -217,6 +244,9 @@ impl Broker {
     /// Registers with the name servers, then starts the background duties: periodic
     /// registration, client expiry, offset persistence. They end at [`Broker::shutdown`].
     pub async fn start(self: &Arc<Self>) {
+        if self.replica.is_some() {
+            replicated::spawn(self.clone());
+        }
         registration::start(self.clone()).await;
         schedule::spawn(self.clone());
         transaction::spawn(self.clone());
@@ -260,6 +290,9 @@ impl Broker {
         self.begin_shutdown();
         self.offsets.persist()?;
         registration::unregister_all(self).await;
+        if let Some(replica) = &self.replica {
+            replica.stop().await?;
+        }
         self.store.shutdown()?;
         // Only now is every delivered delayed message flushed, so its progress may be kept;
         // the same for the transaction checker's copies and op records.
@@ -317,14 +350,38 @@ impl Broker {
     /// background allocator is still making, behind another append that a slow disk
     /// stalled), and heartbeats and pulls must not wait behind it; so the store hands each
     /// such wait to `block_in_place`, which gives this worker's other tasks to another
-    /// thread meanwhile.
-    fn append(&self, puts: &[store::PutMessage]) -> store::Result<store::AppendResult> {
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => self
+    /// thread meanwhile. A replicated group's leader proposes the batch too, and its
+    /// acknowledgement waits for the quorum; any other replica refuses it.
+    fn append(&self, puts: &[store::PutMessage]) -> store::Result<replicated::Appended> {
+        let block_in_place = |wait: &mut dyn FnMut()| tokio::task::block_in_place(wait);
+        let in_place = |wait: &mut dyn FnMut()| wait();
+        let wait_with: store::WaitWith =
+            match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                Ok(tokio::runtime::RuntimeFlavor::MultiThread) => &block_in_place,
+                // A current-thread runtime (a unit test) has no other worker to hand tasks to.
+                _ => &in_place,
+            };
+        match &self.replica {
+            Some(replica) => replica.append(puts, wait_with),
+            None => Ok(self
                 .store
-                .append_batch_waiting_with(puts, &|wait| tokio::task::block_in_place(wait)),
-            // A current-thread runtime (a unit test) has no other worker to hand tasks to.
-            _ => self.store.append_batch(puts),
+                .append_batch_waiting_with(puts, wait_with)?
+                .into()),
+        }
+    }
+
+    /// Whether this broker writes: always on its own, only while leading when replicated.
+    /// The loops that write (delay levels, timers, the transaction checker) skip their
+    /// rounds while it does not.
+    fn writes_here(&self) -> bool {
+        self.replica.as_ref().is_none_or(replicated::Member::leads)
+    }
+
+    /// The id it registers with: `brokerId`, or a replica's by its role.
+    fn broker_id(&self) -> u64 {
+        match &self.replica {
+            Some(replica) => replica.broker_id(),
+            None => self.config.broker_id,
         }
     }
 
@@ -383,6 +440,8 @@ impl Broker {
             | GetTopicStatsInfo
             | UpdateAndCreateSubscriptiongroup
             | GetAllSubscriptiongroupConfig
+            | GetAllConsumerOffset
+            | GetAllDelayOffset
             | DeleteSubscriptiongroup
             | GetSubscriptiongroupConfig
             | GetConsumeStats

@@ -98,7 +98,7 @@ impl Registrar {
     }
 
     /// Asks for a registration of the topic table as it is now; returns its generation.
-    fn request(&self) -> u64 {
+    pub(super) fn request(&self) -> u64 {
         let mut generation = 0;
         self.wanted.send_modify(|wanted| {
             *wanted += 1;
@@ -275,7 +275,7 @@ fn register_header(broker: &Broker) -> RegisterBrokerRequestHeader {
         // No master-slave HA service listens anywhere (replication will be Raft's), so no
         // address is advertised for one: a slave or tool would find nobody on listenPort+1.
         ha_server_addr: String::new(),
-        broker_id: config.broker_id as i64,
+        broker_id: broker.broker_id() as i64,
         heartbeat_timeout_millis: None,
         enable_acting_master: Some(false),
         compressed: Some(false),
@@ -357,6 +357,25 @@ async fn connect(addr: &str, tls: Option<&ClientTls>) -> protocol::Result<Client
         )
         .into()),
     }
+}
+
+/// The address the name servers list as this broker group's master (brokerId 0), from the
+/// first that answers: where a replicated group's follower copies its leader's state from.
+pub(super) async fn master_addr(broker: &Broker) -> Option<String> {
+    let namesrvs = broker.registrar.namesrvs.borrow().clone();
+    for addr in namesrvs {
+        let asked = async {
+            let client = connect(&addr, broker.registrar.tls.as_ref()).await.ok()?;
+            client.get_cluster_info().await.ok()
+        };
+        let Ok(Some(info)) = tokio::time::timeout(REQUEST_TIMEOUT, asked).await else {
+            continue;
+        };
+        if let Some(group) = info.broker_addr_table.get(&broker.config.broker_name) {
+            return group.broker_addrs.get(&0).cloned();
+        }
+    }
+    None
 }
 
 /// Tells every name server of the current list at once that this broker is leaving, so

@@ -120,6 +120,21 @@ impl Schedule {
         })
     }
 
+    /// How far each level has delivered, as GET_ALL_DELAY_OFFSET answers it.
+    pub fn table(&self) -> BTreeMap<i32, i64> {
+        self.offsets.lock().offset_table.clone()
+    }
+
+    /// Takes the progress a replicated group's leader has made (a follower's own loop does
+    /// not run); written at the next persist.
+    pub fn adopt(&self, leader: BTreeMap<i32, i64>) {
+        let mut offsets = self.offsets.lock();
+        if offsets.offset_table != leader {
+            offsets.offset_table = leader;
+            self.file.note_change();
+        }
+    }
+
     /// Writes the progress when the store has flushed every re-put it covers.
     pub fn persist(&self, flushed: u64) -> Result<()> {
         let offsets = self.offsets.lock();

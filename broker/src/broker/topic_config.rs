@@ -187,6 +187,18 @@ impl TopicConfigs {
         .map(drop)
     }
 
+    /// Takes the topics a replicated group's leader holds, as an Apache slave takes its
+    /// master's: the table becomes the leader's. True when it changed.
+    pub fn adopt(&self, leader: TopicConfigSerializeWrapper) -> Result<bool> {
+        self.change(|table| {
+            if table.topic_config_table == leader.topic_config_table {
+                return false;
+            }
+            table.topic_config_table = leader.topic_config_table;
+            true
+        })
+    }
+
     /// Creates `topic` from a template the way a send does when it does not exist yet
     /// (`createTopicInSendMessageMethod`): only from a template with the inherit bit, with
     /// `min(requested, template's write queues)` queues. Returns the topic if it exists now.

@@ -394,6 +394,10 @@ pub fn spawn(broker: Arc<Broker>) {
                 _ = broker.stopping.cancelled() => return,
                 _ = ticker.tick() => {}
             }
+            // A replica that does not lead its group writes nothing.
+            if !broker.writes_here() {
+                continue;
+            }
             if let Err(error) = check(&broker).await {
                 warn!(%error, "transaction check stopped early");
             }

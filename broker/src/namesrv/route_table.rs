@@ -194,14 +194,17 @@ impl RouteTable {
             return;
         };
         let name = live.broker_name;
-        let mut group_empty = false;
+        let (mut group_empty, mut masterless) = (false, false);
         if let Some(group) = self.groups.get_mut(&name) {
             group.addrs.retain(|_, addr| addr != broker_addr);
             group_empty = group.addrs.is_empty();
+            masterless = !group.addrs.contains_key(&0);
         }
         // Queues are published by the master; without one they cannot be written, and
-        // without any member they cannot be read either.
-        if live.broker_id == 0 || group_empty {
+        // without any member they cannot be read either. A replicated group's new leader may
+        // have registered as master before the old one's connection closed or expired: its
+        // queues stay.
+        if (live.broker_id == 0 && masterless) || group_empty {
             for groups in self.topics.values_mut() {
                 groups.remove(&name);
             }
@@ -398,6 +401,32 @@ mod tests {
         assert_eq!(table.channel_closed(1), vec!["h1:10911"]);
         assert!(table.route("T").is_none());
         assert!(table.clusters().is_empty());
+    }
+
+    #[test]
+    fn a_new_leader_keeps_its_queues_when_the_old_one_s_connection_closes() {
+        // A replicated group: h1 led, h2 was elected and registered as master before the
+        // name server saw h1's connection close (h1 was paused, then killed).
+        let mut table = RouteTable::default();
+        let now = Instant::now();
+        table.register(registration("a", "h1:10911", 0, &["T"]), now);
+        let follower = Registration {
+            channel_id: 2,
+            ..registration("a", "h2:10911", 2, &["T"])
+        };
+        table.register(follower, now);
+        let leader = Registration {
+            channel_id: 2,
+            ..registration("a", "h2:10911", 0, &["T"])
+        };
+        assert_eq!(table.register(leader, now), None);
+        assert_eq!(table.channel_closed(1), vec!["h1:10911"]);
+        let route = table.route("T").unwrap();
+        assert_eq!(
+            route.groups[0].addrs.get(&0).map(String::as_str),
+            Some("h2:10911")
+        );
+        assert_eq!(route.groups[0].addrs.len(), 1);
     }
 
     #[test]

@@ -120,10 +120,7 @@ impl LeaderWrites {
                 .map_err(|error| Refused::Replication(error.to_string()))?;
             *cut_under = Some(leader);
         }
-        let appended = self
-            .store
-            .append_batch_waiting_with(messages, wait_with)
-            ?;
+        let appended = self.store.append_batch_waiting_with(messages, wait_with)?;
         let start = appended.messages[0].physical_offset;
         let bytes = self
             .store

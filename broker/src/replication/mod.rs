@@ -31,6 +31,10 @@ openraft::declare_raft_types!(
         R = (),
 );
 
+/// The longest a follower waits for a heartbeat before it stands for election; a leader not
+/// acknowledged by a quorum for this long may have been replaced.
+pub const ELECTION_TIMEOUT_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A replica's Raft, over Rocketry's storage.
 pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
 
@@ -42,13 +46,18 @@ pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
 /// No snapshots are taken, so no log is purged: a snapshot holds only metadata until it
 /// carries the CommitLog's segments, and a follower sent one would mark batches applied that
 /// its CommitLog does not hold (openraft's default snapshots every 5,000 entries).
+///
+/// A replica restarted after leading starts as a follower (openraft would restore it as
+/// leader of its old term at once): a broker that believed it led would register as master
+/// and take sends until it heard of the newer term.
 pub fn raft_config(group: &str) -> std::sync::Arc<openraft::Config> {
     let config = openraft::Config {
         cluster_name: group.to_owned(),
         heartbeat_interval: 250,
         election_timeout_min: 1000,
-        election_timeout_max: 2000,
+        election_timeout_max: ELECTION_TIMEOUT_MAX.as_millis() as u64,
         snapshot_policy: openraft::SnapshotPolicy::Never,
+        enable_leader_restore: Some(false),
         ..Default::default()
     };
     std::sync::Arc::new(config.validate().expect("these settings are valid"))

@@ -352,6 +352,35 @@ pub fn consume(
     )
 }
 
+/// The indexes a harness wrote to a file (`acked=`, `seen=`), one per line.
+pub fn indexes(path: &std::path::Path) -> std::collections::BTreeSet<u64> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| line.parse().unwrap())
+        .collect()
+}
+
+/// Every acknowledged index was consumed (`seen`), and each queue in order; `got` is the
+/// consumer's result.
+pub fn assert_all_consumed<'a>(
+    acked: impl IntoIterator<Item = &'a u64>,
+    seen: &std::collections::BTreeSet<u64>,
+    got: &Value,
+) {
+    let lost: Vec<_> = acked
+        .into_iter()
+        .filter(|index| !seen.contains(index))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged messages never consumed, first {:?}: {got}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+    assert_eq!(got["outOfOrder"], 0, "{got}");
+}
+
 /// Every message index in [first, first + count) exactly once, in queue order.
 pub fn assert_exactly(got: &serde_json::Value, first: u64, count: u64, what: &str) {
     assert_eq!(got["unique"], count, "{what}: {got}");
@@ -735,6 +764,11 @@ impl Rocketry {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Started and not killed or terminated since.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     pub fn pid(&self) -> u32 {

@@ -221,6 +221,24 @@ pub struct SubscriptionGroupWrapper {
     pub data_version: DataVersion,
 }
 
+/// GET_ALL_CONSUMER_OFFSET's answer (`ConsumerOffsetSerializeWrapper`): `topic@group` to
+/// queue id to the next offset to consume. A slave copies its master's with it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerOffsetWrapper {
+    #[serde(default)]
+    pub offset_table: BTreeMap<String, BTreeMap<i32, i64>>,
+}
+
+/// GET_ALL_DELAY_OFFSET's answer (`delayOffset.json`'s content): delay level to the next
+/// offset of its schedule queue to deliver.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DelayOffsetWrapper {
+    #[serde(default)]
+    pub offset_table: BTreeMap<i32, i64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,8 +9,9 @@ use bytes::Bytes;
 use super::api::{expect_success, remote_error};
 use super::Client;
 use crate::body::admin::{
-    AclInfo, ConsumeStats, ConsumeStatsList, ConsumerConnection, GroupList, ResetOffsetBody,
-    SubscriptionGroupWrapper, TopicStatsTable, UserInfo,
+    AclInfo, ConsumeStats, ConsumeStatsList, ConsumerConnection, ConsumerOffsetWrapper,
+    DelayOffsetWrapper, GroupList, ResetOffsetBody, SubscriptionGroupWrapper, TopicStatsTable,
+    UserInfo,
 };
 use crate::body::{self, KvTable, SubscriptionGroupConfig, TopicConfigSerializeWrapper};
 use crate::code::{RequestCode, ResponseCode};
@@ -104,6 +105,18 @@ impl Client {
         let request = RemotingCommand::request(RequestCode::UpdateAndCreateSubscriptiongroup, &())
             .with_body(body::to_json(config));
         self.admin_call(request).await.map(drop)
+    }
+
+    /// GET_ALL_CONSUMER_OFFSET: every committed offset the broker holds.
+    pub async fn get_all_consumer_offset(&self) -> Result<ConsumerOffsetWrapper> {
+        let request = RemotingCommand::request(RequestCode::GetAllConsumerOffset, &());
+        body::from_json(&self.admin_call(request).await?.body)
+    }
+
+    /// GET_ALL_DELAY_OFFSET: how far each delay level has delivered.
+    pub async fn get_all_delay_offset(&self) -> Result<DelayOffsetWrapper> {
+        let request = RemotingCommand::request(RequestCode::GetAllDelayOffset, &());
+        body::from_json(&self.admin_call(request).await?.body)
     }
 
     /// GET_ALL_SUBSCRIPTIONGROUP_CONFIG.

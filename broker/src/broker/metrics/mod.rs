@@ -10,7 +10,7 @@ use std::sync::{Arc, Weak};
 
 use message::property;
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
-use store::{AppendResult, PutMessage};
+use store::PutMessage;
 
 use crate::broker::schedule::SCHEDULE_TOPIC;
 use crate::broker::Broker;
@@ -211,10 +211,10 @@ impl BrokerMetrics {
     }
 
     /// Messages the store accepted: `appended` holds one entry per `puts` entry.
-    pub fn record_in(&self, puts: &[PutMessage], appended: &AppendResult) {
+    pub fn record_in(&self, puts: &[PutMessage], appended: &[store::AppendedMessage]) {
         // A batch's messages share their labels, so the series are looked up once for each
         // run of equal labels rather than three times per message.
-        let mut rest = puts.iter().zip(&appended.messages).peekable();
+        let mut rest = puts.iter().zip(appended).peekable();
         while let Some((put, stored)) = rest.next() {
             let labels = in_labels(put);
             let sizes = self.message_size.with_label_values(&labels);

@@ -159,7 +159,7 @@ pub async fn process(
         }
     }
     broker.stats.record_put(appended.messages.len());
-    broker.metrics.record_in(&puts, &appended);
+    broker.metrics.record_in(&puts, &appended.messages);
     let mut code = ResponseCode::Success;
     let mut remark = None;
     if let Err(error) = appended.durable.await {

@@ -8,6 +8,7 @@ mod client_calls;
 mod consumers;
 mod groups;
 mod messages;
+mod replica_state;
 mod topics;
 
 #[cfg(test)]
@@ -34,6 +35,8 @@ pub fn process(broker: &Broker, code: RequestCode, request: &RemotingCommand) ->
         GetTopicStatsInfo => topics::stats(broker, request),
         UpdateAndCreateSubscriptiongroup => groups::create(broker, request),
         GetAllSubscriptiongroupConfig => groups::all(broker, request),
+        GetAllConsumerOffset => replica_state::consumer_offsets(broker, request),
+        GetAllDelayOffset => replica_state::delay_offsets(broker, request),
         DeleteSubscriptiongroup => groups::delete(broker, request),
         GetSubscriptiongroupConfig => groups::one(broker, request),
         GetConsumeStats => consumers::consume_stats(broker, request),

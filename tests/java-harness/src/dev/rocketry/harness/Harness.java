@@ -152,13 +152,22 @@ public final class Harness {
         // the client sends those again. In a CI run on two loaded cores a heartbeat behind
         // 10,000 oneway sends took over 3 s, and the last send, retried, was stored twice.
         producer.setMqClientApiTimeout(Integer.parseInt(args.getOrDefault("apiTimeoutMs", "10000")));
+        // How often routes are looked up again (the client's default is 30 s): a test that
+        // fails a replicated group's leader over asks sooner.
+        if (args.containsKey("pollNameServerMs")) {
+            producer.setPollNameServerInterval(Integer.parseInt(args.get("pollNameServerMs")));
+        }
         producer.start();
 
         AtomicLong ok = new AtomicLong();
         AtomicLong failed = new AtomicLong();
         AtomicReference<String> firstError = new AtomicReference<>();
-        // The indexes the broker acknowledged (sync mode), for a test that checks each one.
+        // The indexes the broker acknowledged (sync and batch modes), for a test that checks
+        // each one, when each acknowledgement came (ms since the epoch) and from where (the
+        // offset message id, which begins with the storing broker's address).
         List<Integer> acked = new ArrayList<>();
+        List<String> ackedAt = new ArrayList<>();
+        long pauseAfterFailureMs = Long.parseLong(args.getOrDefault("pauseAfterFailureMs", "0"));
         long started = System.nanoTime();
         switch (mode) {
             case "sync":
@@ -168,6 +177,7 @@ public final class Harness {
                         if (r.getSendStatus() == SendStatus.SEND_OK) {
                             ok.incrementAndGet();
                             acked.add(first + i);
+                            ackedAt.add(System.currentTimeMillis() + " " + r.getOffsetMsgId());
                         } else {
                             failed.incrementAndGet();
                             firstError.compareAndSet(null, "status " + r.getSendStatus());
@@ -175,6 +185,9 @@ public final class Harness {
                     } catch (Exception e) {
                         failed.incrementAndGet();
                         firstError.compareAndSet(null, describe(e));
+                        // As an application would before its next message, while a failed
+                        // over broker group finds its new leader.
+                        Thread.sleep(pauseAfterFailureMs);
                     }
                 }
                 break;
@@ -240,6 +253,11 @@ public final class Harness {
                         SendResult r = producer.send(batch);
                         if (r.getSendStatus() == SendStatus.SEND_OK) {
                             ok.addAndGet(batch.size());
+                            String at = System.currentTimeMillis() + " " + r.getOffsetMsgId().split(",")[0];
+                            for (int j = i; j < Math.min(count, i + batchSize); j++) {
+                                acked.add(first + j);
+                                ackedAt.add(at);
+                            }
                         } else {
                             failed.addAndGet(batch.size());
                             firstError.compareAndSet(null, "status " + r.getSendStatus());
@@ -247,6 +265,7 @@ public final class Harness {
                     } catch (Exception e) {
                         failed.addAndGet(batch.size());
                         firstError.compareAndSet(null, describe(e));
+                        Thread.sleep(pauseAfterFailureMs);
                     }
                 }
                 break;
@@ -256,6 +275,7 @@ public final class Harness {
         long elapsedMs = (System.nanoTime() - started) / 1_000_000;
         producer.shutdown();
         writeIndexes(args.get("acked"), acked);
+        writeAckTimes(args.get("ackedAt"), acked, ackedAt);
         return "{\"command\":\"produce\",\"mode\":\"" + mode + "\",\"sent\":" + ok.get() + ",\"failed\":" + failed.get()
             + ",\"elapsedMs\":" + elapsedMs + ",\"firstError\":" + quote(firstError.get()) + "}";
     }
@@ -398,6 +418,18 @@ public final class Harness {
         StringBuilder text = new StringBuilder();
         for (int index : indexes) {
             text.append(index).append('\n');
+        }
+        java.nio.file.Files.write(java.nio.file.Paths.get(path), text.toString().getBytes(StandardCharsets.UTF_8));
+    }
+
+    /** Each acknowledged index, when and from where: `index millis offsetMsgId` per line. */
+    private static void writeAckTimes(String path, List<Integer> indexes, List<String> at) throws java.io.IOException {
+        if (path == null) {
+            return;
+        }
+        StringBuilder text = new StringBuilder();
+        for (int i = 0; i < indexes.size(); i++) {
+            text.append(indexes.get(i)).append(' ').append(at.get(i)).append('\n');
         }
         java.nio.file.Files.write(java.nio.file.Paths.get(path), text.toString().getBytes(StandardCharsets.UTF_8));
     }

@@ -1,0 +1,317 @@
+//! A Raft-replicated broker group (DLedger mode, docs/replication.md): three `rocketry broker`
+//! processes on localhost with one name server. Two real Java clients send SYNC messages, one
+//! by one and in batches of 16, while the leader is killed with SIGKILL (and restarted) at
+//! random moments; the replica that takes over registers as master and the clients find it
+//! through the name server. Every message a client saw acknowledged is consumed afterwards,
+//! in queue order, and the three CommitLogs are byte-identical. The test command runs 4,000
+//! messages and two kills; `scripts/failover` runs 100,000 and five (`DLEDGER_MESSAGES`,
+//! `DLEDGER_KILLS`).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use support::*;
+
+const GROUP: &str = "broker-dl";
+
+/// Three replicas of one group, started in order (n0 sets up the group's membership).
+fn start_group(namesrv: &str, extra: &str) -> Vec<Rocketry> {
+    let peers: Vec<String> = (0..3)
+        .map(|id| format!("n{id}-127.0.0.1:{}", free_port()))
+        .collect();
+    let mut replicas = Vec::new();
+    for id in 0..3 {
+        let config = format!(
+            "enableDLegerCommitLog=true\ndLegerPeers={}\ndLegerSelfId=n{id}\n{extra}",
+            peers.join(";")
+        );
+        let mut replica = Rocketry::broker_unstarted(namesrv, GROUP, &config);
+        replica.start("broker ready");
+        replicas.push(replica);
+    }
+    replicas
+}
+
+/// The replica the name server lists as the group's master (brokerId 0), once it is one of
+/// `running`.
+fn master(runtime: &tokio::runtime::Runtime, namesrv: &str, replicas: &[Rocketry]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = runtime.block_on(async {
+            let client = protocol::Client::connect(namesrv).await.ok()?;
+            let info = client.get_cluster_info().await.ok()?;
+            info.broker_addr_table
+                .get(GROUP)?
+                .broker_addrs
+                .get(&0)
+                .cloned()
+        });
+        if let Some(addr) = listed {
+            if let Some(index) = replicas
+                .iter()
+                .position(|r| r.is_running() && r.broker_addr.as_deref() == Some(&addr))
+            {
+                return index;
+            }
+        }
+        assert!(Instant::now() < deadline, "no master registered in 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// When a send was acknowledged, and by which broker.
+struct Ack {
+    at: u64,
+    /// `ip:port`, from the offset message id (its first 16 hex digits: IPv4 and port).
+    broker: String,
+}
+
+/// `index millis offsetMsgId` lines.
+fn acknowledgements(path: &Path) -> BTreeMap<u64, Ack> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let hex =
+                |range: std::ops::Range<usize>| u32::from_str_radix(&fields[2][range], 16).unwrap();
+            let ip = std::net::Ipv4Addr::from(hex(0..8));
+            let ack = Ack {
+                at: fields[1].parse().unwrap(),
+                broker: format!("{ip}:{}", hex(8..16)),
+            };
+            (fields[0].parse().unwrap(), ack)
+        })
+        .collect()
+}
+
+fn commit_log(replica: &Rocketry) -> Vec<u8> {
+    let dir = replica.data_dir.join("store/commitlog");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|file| std::fs::read(file).unwrap())
+        .collect()
+}
+
+/// The nearest-rank percentile.
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+fn from_env(name: &str, default: u64) -> u64 {
+    std::env::var(name).map_or(default, |value| value.parse().unwrap())
+}
+
+/// A Java producer of indexes `first..first + count` in `mode`, on its own thread; its
+/// acknowledgements go to `acked`.
+fn producer(
+    namesrv: &str,
+    topic: &str,
+    run: &str,
+    mode: &str,
+    first: u64,
+    count: u64,
+    acked: &Path,
+) -> std::thread::JoinHandle<serde_json::Value> {
+    let args = vec![
+        "produce".to_string(),
+        format!("namesrv={namesrv}"),
+        format!("topic={topic}"),
+        format!("count={count}"),
+        format!("first={first}"),
+        format!("mode={mode}"),
+        "batch=16".into(),
+        format!("group={}", unique("pg")),
+        format!("run={run}"),
+        format!("ackedAt={}", acked.display()),
+        // Routes are looked up again every second (the client's default is 30 s), so the
+        // client finds the new master soon after it registers.
+        "pollNameServerMs=1000".into(),
+        "pauseAfterFailureMs=100".into(),
+    ];
+    std::thread::spawn(move || java_client("5.5.0", &args))
+}
+
+#[test]
+fn acknowledged_sends_survive_the_leader_killed_at_random_moments() {
+    let count = from_env("DLEDGER_MESSAGES", 4000);
+    let kills_wanted = from_env("DLEDGER_KILLS", 2) as usize;
+    let namesrv = Rocketry::namesrv();
+    // No topic is created by a send: the new leader serves the topic because it copied it.
+    let mut replicas = start_group(
+        &namesrv.namesrv,
+        "flushDiskType=SYNC_FLUSH\nautoCreateTopicEnable=false\n",
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let first = master(&runtime, &namesrv.namesrv, &replicas);
+    let topic = unique("dl");
+    let run = unique("run");
+    // Created on the master only, as an admin would: the followers copy its topics, so the
+    // replica that takes over serves it too.
+    runtime.block_on(async {
+        let client = protocol::Client::connect(replicas[first].broker_addr.as_deref().unwrap())
+            .await
+            .unwrap();
+        create_topic_on(&client, &topic, 4).await;
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let seen_file = dir.path().join("seen");
+    let half = count / 2;
+    let ack_files = [
+        dir.path().join("acked-single"),
+        dir.path().join("acked-batch"),
+    ];
+    let producers = [
+        producer(
+            &namesrv.namesrv,
+            &topic,
+            &run,
+            "sync",
+            0,
+            half,
+            &ack_files[0],
+        ),
+        producer(
+            &namesrv.namesrv,
+            &topic,
+            &run,
+            "batch",
+            half,
+            count - half,
+            &ack_files[1],
+        ),
+    ];
+
+    // Random moments, 2 to 6 s apart (the seed is printed, so a run can be told apart).
+    let seed = now_ms();
+    let mut random = seed;
+    let mut kills = Vec::new();
+    for _ in 0..kills_wanted {
+        random = random
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis(2000 + (random >> 33) % 4000));
+        if producers.iter().all(|p| p.is_finished()) {
+            break;
+        }
+        let leader = master(&runtime, &namesrv.namesrv, &replicas);
+        let killed_at = now_ms();
+        replicas[leader].kill();
+        kills.push((killed_at, replicas[leader].broker_addr.clone().unwrap()));
+        let next = master(&runtime, &namesrv.namesrv, &replicas);
+        println!(
+            "killed n{leader}; n{next} registered as master {} ms later",
+            now_ms() - killed_at
+        );
+        replicas[leader].restart();
+    }
+    assert_eq!(
+        kills.len(),
+        kills_wanted,
+        "the sends ended before the kills (seed {seed})"
+    );
+    let mut acked = BTreeMap::new();
+    let mut sent = Vec::new();
+    for (producer, file) in producers.into_iter().zip(&ack_files) {
+        let result = producer.join().unwrap();
+        let acks = acknowledgements(file);
+        assert_eq!(
+            acks.len() as u64,
+            result["sent"].as_u64().unwrap(),
+            "{result}"
+        );
+        acked.extend(acks);
+        sent.push(result);
+    }
+
+    // Kill to the first acknowledgement after it by another broker (one already on its way
+    // from the killed leader may arrive just after the kill).
+    let mut takeovers: Vec<u64> = kills
+        .iter()
+        .filter_map(|(kill, killed)| {
+            acked
+                .values()
+                .filter(|ack| ack.at > *kill && ack.broker != *killed)
+                .map(|ack| ack.at - kill)
+                .min()
+        })
+        .collect();
+    assert_eq!(
+        takeovers.len(),
+        kills.len(),
+        "no send acknowledged after a kill: {sent:?}"
+    );
+    takeovers.sort();
+
+    let got = java_client(
+        "5.5.0",
+        &[
+            "consume".into(),
+            format!("namesrv={}", namesrv.namesrv),
+            format!("topic={topic}"),
+            format!("group={}", unique("cg")),
+            "type=litePull".into(),
+            format!("expect={}", acked.len()),
+            format!("run={run}"),
+            "timeoutMs=120000".into(),
+            format!("seen={}", seen_file.display()),
+        ],
+    );
+    let seen = indexes(&seen_file);
+    assert_all_consumed(acked.keys(), &seen, &got);
+
+    // Every replica holds the same CommitLog once each has caught up and stopped cleanly.
+    let leader = master(&runtime, &namesrv.namesrv, &replicas);
+    let end = |replica: &Rocketry| {
+        let addr = replica.broker_addr.clone().unwrap();
+        runtime.block_on(async move {
+            let client = protocol::Client::connect(addr.as_str()).await.unwrap();
+            let info = client.get_broker_runtime_info().await.unwrap();
+            info.table["commitLogMaxOffset"].clone()
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while replicas.iter().any(|r| end(r) != end(&replicas[leader])) {
+        assert!(Instant::now() < deadline, "the replicas never caught up");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let bytes = end(&replicas[leader]);
+    for replica in &mut replicas {
+        let status = replica.terminate();
+        assert!(status.success(), "{status}\n{}", replica.log_text());
+        assert!(!replica.log_text().contains("panicked"));
+    }
+    let logs: Vec<Vec<u8>> = replicas.iter().map(commit_log).collect();
+    assert!(
+        logs[0] == logs[1] && logs[1] == logs[2],
+        "the CommitLogs differ"
+    );
+    println!("{sent:?}");
+    println!(
+        "seed {seed}: {} of {count} sends acknowledged (one by one and in batches), {} \
+         distinct consumed ({} deliveries), {} leaders killed; kill to first acknowledgement \
+         by the new leader: p50 {} ms, p99 {} ms; CommitLogs identical ({bytes} bytes each)",
+        acked.len(),
+        seen.len(),
+        got["received"],
+        kills.len(),
+        percentile(&takeovers, 0.5),
+        percentile(&takeovers, 0.99),
+    );
+}
