@@ -62,7 +62,7 @@ pub use read::{
 };
 pub use recovery::{QuarantinedRange, RepairReport};
 pub use store::{AppendResult, MessageStore};
-pub use wait::WaitWith;
+pub use wait::{lock as lock_waiting_with, WaitWith};
 
 /// Configures the store's fault points from the `FAILPOINTS` environment variable
 /// (`name=action;...`, the `fail` crate's syntax), for tests that start a real broker. Does

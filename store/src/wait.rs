@@ -26,8 +26,9 @@ pub(crate) fn here(wait: &mut dyn FnMut()) {
 /// worker sits out a stalled one.
 const IN_PLACE: Duration = Duration::from_micros(250);
 
-/// `mutex`, waited for in place briefly and then through `wait_with`.
-pub(crate) fn lock<'m, T>(mutex: &'m Mutex<T>, wait_with: WaitWith) -> MutexGuard<'m, T> {
+/// `mutex`, waited for in place briefly and then through `wait_with` (also for callers that
+/// hold a lock of their own around an append, such as a replicated group's leader).
+pub fn lock<'m, T>(mutex: &'m Mutex<T>, wait_with: WaitWith) -> MutexGuard<'m, T> {
     if let Some(guard) = mutex.try_lock_for(IN_PLACE) {
         return guard;
     }

@@ -108,7 +108,9 @@ impl LeaderWrites {
         messages: &[PutMessage],
         wait_with: WaitWith,
     ) -> Result<Replicated, Refused> {
-        let mut cut_under = self.order.lock();
+        // Waited for as the store waits behind another append: one stalled by a slow disk
+        // must not hold every runtime worker here.
+        let mut cut_under = store::lock_waiting_with(&self.order, wait_with);
         let leader = self
             .raft
             .as_leader()

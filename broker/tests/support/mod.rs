@@ -542,7 +542,22 @@ impl Rocketry {
     }
 
     /// As [`Rocketry::standalone`], with extra environment variables.
+    ///
+    /// A port [`free_port`] found free can be taken before the process binds it (a CI run
+    /// once saw "Address already in use" on one); the start is then tried again on others.
     pub fn standalone_with_env(extra_config: &str, env: &[(&str, &str)]) -> Rocketry {
+        for _ in 0..2 {
+            match Rocketry::try_standalone(extra_config, env) {
+                Err(exited) if exited.contains("Address already in use") => {
+                    println!("{exited}\ntrying other ports");
+                }
+                started => return started.unwrap_or_else(|exited| panic!("{exited}")),
+            }
+        }
+        Rocketry::try_standalone(extra_config, env).unwrap_or_else(|exited| panic!("{exited}"))
+    }
+
+    fn try_standalone(extra_config: &str, env: &[(&str, &str)]) -> Result<Rocketry, String> {
         let data = tempfile::tempdir().unwrap();
         let data_dir = data.path().to_path_buf();
         let namesrv_port = free_port();
@@ -583,8 +598,8 @@ impl Rocketry {
             data_dir,
             _data: Some(data),
         };
-        rocketry.start("Rocketry standalone is ready");
-        rocketry
+        rocketry.try_start("Rocketry standalone is ready")?;
+        Ok(rocketry)
     }
 
     /// `rocketry namesrv` on a free port.
@@ -682,6 +697,13 @@ impl Rocketry {
 
     /// Starts the process and waits until its stdout or log says `ready`.
     pub fn start(&mut self, ready: &str) {
+        if let Err(exited) = self.try_start(ready) {
+            panic!("{exited}");
+        }
+    }
+
+    /// [`Rocketry::start`], returning why when the process exits before it is ready.
+    fn try_start(&mut self, ready: &str) -> Result<(), String> {
         use std::io::{BufRead, BufReader};
         // Only what this start writes counts: a restart appends to the same log.
         let logged_before = std::fs::metadata(&self.log)
@@ -713,19 +735,19 @@ impl Rocketry {
                 println!("rocketry: {line}");
                 if line.contains(ready) {
                     self.child = Some(child);
-                    return;
+                    return Ok(());
                 }
             }
             let logged = self.log_text();
             if logged.get(logged_before..).unwrap_or("").contains(ready) {
                 self.child = Some(child);
-                return;
+                return Ok(());
             }
             if let Ok(Some(status)) = child.try_wait() {
-                panic!(
+                return Err(format!(
                     "rocketry exited ({status}) before ready:\n{}",
                     self.log_text()
-                );
+                ));
             }
             assert!(
                 std::time::Instant::now() < deadline,
