@@ -59,6 +59,11 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "metricsPromExporterHost",
     "metricsPromExporterPort",
     "metricsMaxTopicGroupSeries",
+    // Raft replication (docs/replication.md)
+    "enableDLegerCommitLog",
+    "dLegerGroup",
+    "dLegerPeers",
+    "dLegerSelfId",
     // Store
     "storePathRootDir",
     "mappedFileSizeCommitLog",
@@ -108,6 +113,13 @@ pub const MANAGED_KEYS: &[&str] = &[
     "authenticationEnabled",
     "authorizationEnabled",
     "aclFile",
+    // Raft replication is not run by the operator yet (docs/replication.md): one override
+    // for every pod could not give each replica its own dLegerSelfId, so these are refused
+    // until the operator sets them per replica.
+    "enableDLegerCommitLog",
+    "dLegerGroup",
+    "dLegerPeers",
+    "dLegerSelfId",
 ];
 
 /// The port brokers listen on, RocketMQ's default.
