@@ -58,15 +58,7 @@ async fn leader(replicas: &BTreeMap<u64, Replica>) -> u64 {
         .unwrap();
     let leader = metrics.current_leader.unwrap();
     // A new leader takes writes once a quorum has acknowledged it (its lease).
-    replicas[&leader]
-        .raft()
-        .wait(WAIT)
-        .metrics(
-            |m| m.state == ServerState::Leader && m.last_quorum_acked.is_some(),
-            "the leader holds its lease",
-        )
-        .await
-        .unwrap();
+    leads(replicas, leader).await;
     leader
 }
 
@@ -162,7 +154,7 @@ async fn leads(replicas: &BTreeMap<u64, Replica>, id: u64) {
         .wait(WAIT)
         .metrics(
             |m| m.state == ServerState::Leader && m.last_quorum_acked.is_some(),
-            "the new leader holds its lease",
+            "the leader holds its lease",
         )
         .await
         .unwrap();
