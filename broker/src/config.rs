@@ -120,6 +120,15 @@ settings! {
         default_topic_queue_nums: u32 = 8 => "defaultTopicQueueNums",
         long_polling_enable: bool = true => "longPollingEnable",
         short_polling_time_mills: u64 = 1000 => "shortPollingTimeMills",
+        /// Serve pulls while a follower of a replicated group, and send consumers that lag
+        /// past `accessMessageInMemoryMaxRatio` to `whichBrokerWhenConsumeSlowly`
+        /// (RocketMQ's key and default; docs/replication.md).
+        slave_read_enable: bool = false => "slaveReadEnable",
+        /// How far behind the CommitLog's end a read may start, as a share of physical
+        /// memory, and still count as served from the page cache (RocketMQ's key, a store
+        /// key there, and default).
+        access_message_in_memory_max_ratio: Percent = Percent(40)
+            => "accessMessageInMemoryMaxRatio",
         register_name_server_period: u64 = 30_000 => "registerNameServerPeriod",
         flush_consumer_offset_interval: u64 = 5000 => "flushConsumerOffsetInterval",
         channel_expired_timeout: u64 = 120_000 => "channelExpiredTimeout",
@@ -194,6 +203,41 @@ settings! {
         dleger_peers: String = String::new() => "dLegerPeers",
         /// This replica among `dLegerPeers`.
         dleger_self_id: String = "n0".to_string() => "dLegerSelfId",
+    }
+}
+
+/// The number of a replica named as `dLegerPeers` and `dLegerSelfId` name them (`n2`).
+pub fn replica_number(id: &str) -> Option<u64> {
+    id.trim()
+        .strip_prefix('n')
+        .and_then(|n| n.parse::<u64>().ok())
+}
+
+/// A whole percentage, 0 to 100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Percent(u8);
+
+impl Percent {
+    /// `percent` of `total`.
+    pub fn of(self, total: u64) -> u64 {
+        (u128::from(total) * u128::from(self.0) / 100) as u64
+    }
+}
+
+impl FromStr for Percent {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text.parse::<u8>() {
+            Ok(percent) if percent <= 100 => Ok(Percent(percent)),
+            _ => Err("a whole percentage from 0 to 100".into()),
+        }
+    }
+}
+
+impl Display for Percent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
     }
 }
 
@@ -447,11 +491,7 @@ impl BrokerConfig {
             value: value.into(),
             reason,
         };
-        let number = |id: &str| {
-            id.trim()
-                .strip_prefix('n')
-                .and_then(|n| n.parse::<u64>().ok())
-        };
+        let number = replica_number;
         let mut peers = std::collections::BTreeMap::new();
         for peer in self
             .dleger_peers
@@ -638,6 +678,24 @@ mod tests {
             text.contains("listenPort") && text.contains("eleven"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_percentage_is_0_to_100() {
+        let mut settings = Settings::default();
+        settings.apply("accessMessageInMemoryMaxRatio=25").unwrap();
+        assert_eq!(
+            settings.broker.access_message_in_memory_max_ratio.of(4000),
+            1000
+        );
+        for bad in ["101", "-1", "40%", ""] {
+            let error = settings
+                .apply(&format!("accessMessageInMemoryMaxRatio={bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("0 to 100"), "{bad}: {error}");
+        }
+        assert_eq!("100".parse::<Percent>().unwrap().of(u64::MAX), u64::MAX);
     }
 
     #[test]

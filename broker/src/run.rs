@@ -181,6 +181,7 @@ async fn open_replica(
             store,
             listener,
             dledger.peers.clone(),
+            config.advertised_addr(),
         ))?;
         Broker::open_replica(config, replica, dledger.self_id, namesrv_tls)
     })

@@ -62,6 +62,16 @@ fn master(runtime: &tokio::runtime::Runtime, namesrv: &str, replicas: &[Rocketry
     }
 }
 
+/// Creates `topic` on one replica only, as an admin would on the master.
+fn create_topic(runtime: &tokio::runtime::Runtime, replica: &Rocketry, topic: &str, queues: i32) {
+    runtime.block_on(async {
+        let client = protocol::Client::connect(replica.broker_addr.as_deref().unwrap())
+            .await
+            .unwrap();
+        create_topic_on(&client, topic, queues).await;
+    });
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -117,18 +127,26 @@ fn from_env(name: &str, default: u64) -> u64 {
     std::env::var(name).map_or(default, |value| value.parse().unwrap())
 }
 
+/// How a producer looks its routes up: every second, so that it finds a new master soon
+/// after it registers, or as the Java client does by default, every 30 s.
+#[derive(Clone, Copy, PartialEq)]
+enum Routes {
+    EverySecond,
+    ClientDefault,
+}
+
 /// A Java producer of indexes `first..first + count` in `mode`, on its own thread; its
 /// acknowledgements go to `acked`.
 fn producer(
     namesrv: &str,
     topic: &str,
     run: &str,
-    mode: &str,
+    (mode, routes): (&str, Routes),
     first: u64,
     count: u64,
     acked: &Path,
 ) -> std::thread::JoinHandle<serde_json::Value> {
-    let args = vec![
+    let mut args = vec![
         "produce".to_string(),
         format!("namesrv={namesrv}"),
         format!("topic={topic}"),
@@ -139,11 +157,13 @@ fn producer(
         format!("group={}", unique("pg")),
         format!("run={run}"),
         format!("ackedAt={}", acked.display()),
-        // Routes are looked up again every second (the client's default is 30 s), so the
-        // client finds the new master soon after it registers.
-        "pollNameServerMs=1000".into(),
-        "pauseAfterFailureMs=100".into(),
     ];
+    if routes == Routes::EverySecond {
+        args.extend([
+            "pollNameServerMs=1000".into(),
+            "pauseAfterFailureMs=100".into(),
+        ]);
+    }
     std::thread::spawn(move || java_client("5.5.0", &args))
 }
 
@@ -163,12 +183,7 @@ fn acknowledged_sends_survive_the_leader_killed_at_random_moments() {
     let run = unique("run");
     // Created on the master only, as an admin would: the followers copy its topics, so the
     // replica that takes over serves it too.
-    runtime.block_on(async {
-        let client = protocol::Client::connect(replicas[first].broker_addr.as_deref().unwrap())
-            .await
-            .unwrap();
-        create_topic_on(&client, &topic, 4).await;
-    });
+    create_topic(&runtime, &replicas[first], &topic, 4);
 
     let dir = tempfile::tempdir().unwrap();
     let seen_file = dir.path().join("seen");
@@ -182,7 +197,7 @@ fn acknowledged_sends_survive_the_leader_killed_at_random_moments() {
             &namesrv.namesrv,
             &topic,
             &run,
-            "sync",
+            ("sync", Routes::EverySecond),
             0,
             half,
             &ack_files[0],
@@ -191,7 +206,7 @@ fn acknowledged_sends_survive_the_leader_killed_at_random_moments() {
             &namesrv.namesrv,
             &topic,
             &run,
-            "batch",
+            ("batch", Routes::EverySecond),
             half,
             count - half,
             &ack_files[1],
@@ -314,4 +329,277 @@ fn acknowledged_sends_survive_the_leader_killed_at_random_moments() {
         percentile(&takeovers, 0.5),
         percentile(&takeovers, 0.99),
     );
+}
+
+/// A count of a replica's runtime info (mqadmin brokerStatus): `msgGetTotalTodayNow`, the
+/// messages its pulls returned, or `msgPutTotalTodayNow`, the messages it stored.
+fn runtime_info(runtime: &tokio::runtime::Runtime, replica: &Rocketry, count: &str) -> u64 {
+    let addr = replica.broker_addr.clone().unwrap();
+    runtime.block_on(async move {
+        let client = protocol::Client::connect(addr.as_str()).await.unwrap();
+        let info = client.get_broker_runtime_info().await.unwrap();
+        info.table[count].parse().unwrap()
+    })
+}
+
+/// Follower reads, RocketMQ's `slaveReadEnable`: the leader sends a consumer that reads
+/// further behind the CommitLog's end than the page cache holds (here any distance,
+/// `accessMessageInMemoryMaxRatio=0`) to the group's `whichBrokerWhenConsumeSlowly`, a
+/// follower, which serves it committed messages. The real Java push consumer follows the
+/// suggestion; every acknowledged message is consumed once, in queue order, and the
+/// follower served all but the first pull of each queue.
+#[test]
+fn a_lagging_consumer_is_served_by_the_follower_the_leader_names() {
+    const MESSAGES: u64 = 400;
+    const QUEUES: u64 = 4;
+    let namesrv = Rocketry::namesrv();
+    let replicas = start_group(
+        &namesrv.namesrv,
+        "slaveReadEnable=true\naccessMessageInMemoryMaxRatio=0\n",
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let leader = master(&runtime, &namesrv.namesrv, &replicas);
+    let follower = (leader + 1) % replicas.len();
+    let follower_id = follower as i64 + 1;
+    let topic = unique("fr");
+    let group = unique("cg");
+    runtime.block_on(async {
+        let client = protocol::Client::connect(replicas[leader].broker_addr.as_deref().unwrap())
+            .await
+            .unwrap();
+        create_topic_on(&client, &topic, QUEUES as i32).await;
+        let mut config = protocol::body::SubscriptionGroupConfig::named(group.as_str());
+        config.which_broker_when_consume_slowly = follower_id;
+        client.create_subscription_group(&config).await.unwrap();
+    });
+    // The follower copies the leader's topics and groups every 3 s, and is listed under
+    // its brokerId.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = runtime.block_on(async {
+            let addr = replicas[follower].broker_addr.as_deref().unwrap();
+            let client = protocol::Client::connect(addr).await.ok()?;
+            let groups = client.get_all_subscription_groups().await.ok()?;
+            let copied = groups
+                .subscription_group_table
+                .get(&group)
+                .is_some_and(|g| g.which_broker_when_consume_slowly == follower_id);
+            let routes = protocol::Client::connect(namesrv.namesrv.as_str())
+                .await
+                .ok()?
+                .get_cluster_info()
+                .await
+                .ok()?;
+            let listed = routes
+                .broker_addr_table
+                .get(GROUP)?
+                .broker_addrs
+                .get(&follower_id)
+                .is_some_and(|a| Some(a.as_str()) == replicas[follower].broker_addr.as_deref());
+            Some(copied && listed)
+        });
+        if ready == Some(true) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the follower never copied the group"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let acked_file = dir.path().join("acked");
+    let run = unique("run");
+    let sent = producer(
+        &namesrv.namesrv,
+        &topic,
+        &run,
+        ("sync", Routes::EverySecond),
+        0,
+        MESSAGES,
+        &acked_file,
+    )
+    .join()
+    .unwrap();
+    assert_eq!(sent["sent"].as_u64(), Some(MESSAGES), "{sent}");
+    let served_before: Vec<u64> = replicas
+        .iter()
+        .map(|r| runtime_info(&runtime, r, "msgGetTotalTodayNow"))
+        .collect();
+
+    let seen_file = dir.path().join("seen");
+    let got = java_client(
+        "5.5.0",
+        &[
+            "consume".into(),
+            format!("namesrv={}", namesrv.namesrv),
+            format!("topic={topic}"),
+            format!("group={group}"),
+            "type=push".into(),
+            format!("expect={MESSAGES}"),
+            format!("run={run}"),
+            format!("seen={}", seen_file.display()),
+        ],
+    );
+    assert_all_consumed(
+        acknowledgements(&acked_file).keys(),
+        &indexes(&seen_file),
+        &got,
+    );
+    let served: Vec<u64> = replicas
+        .iter()
+        .zip(&served_before)
+        .map(|(r, before)| runtime_info(&runtime, r, "msgGetTotalTodayNow") - before)
+        .collect();
+    println!("messages served by n0, n1, n2 (n{leader} leads): {served:?}");
+    // The first pull of each queue goes to the leader (up to 32 messages), the rest to the
+    // follower it names.
+    assert!(
+        served[follower] >= MESSAGES - QUEUES * 32,
+        "the follower served {} of {MESSAGES}: {served:?}",
+        served[follower]
+    );
+    assert_eq!(
+        served.iter().sum::<u64>(),
+        got["received"].as_u64().unwrap()
+    );
+}
+
+/// `rocketry admin broker transfer-leader` of this build, sent to `broker`: the JSON it
+/// printed, or the error it exited with.
+fn transfer_leader(broker: &Rocketry, to: Option<&str>) -> Result<String, String> {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_rocketry"));
+    command.args([
+        "admin",
+        "--output",
+        "json",
+        "broker",
+        "transfer-leader",
+        "-b",
+    ]);
+    command.arg(broker.broker_addr.as_deref().unwrap());
+    if let Some(to) = to {
+        command.args(["--to", to]);
+    }
+    let output = command.output().unwrap();
+    if output.status.success() {
+        let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        Ok(printed["result"].as_str().unwrap().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+/// Leadership on demand (an admin request, Rocketry's own), under load: while the real Java
+/// client sends, one by one, the leader hands its role to the replica named, and then that
+/// one to the follower furthest along (the default); each answers once the new leader leads,
+/// which then registers as master. The client looks its routes up only every 30 s (its
+/// default), so it keeps sending to the old leader for a while: the old leader passes those
+/// sends on to the new one, and not one send fails. A follower refuses the request, naming
+/// the leader.
+#[test]
+fn leadership_moves_on_demand_under_load_and_no_send_fails() {
+    const MESSAGES: u64 = 2000;
+    let namesrv = Rocketry::namesrv();
+    let replicas = start_group(&namesrv.namesrv, "");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let first = master(&runtime, &namesrv.namesrv, &replicas);
+    let named = (first + 1) % replicas.len();
+
+    let refused = transfer_leader(&replicas[named], Some(&format!("n{first}"))).unwrap_err();
+    assert!(
+        refused.contains(&format!("n{named} does not lead its group; n{first} does")),
+        "{refused}"
+    );
+    let refused = transfer_leader(&replicas[first], Some("n7")).unwrap_err();
+    assert!(refused.contains("n7 is not a follower"), "{refused}");
+
+    let topic = unique("tl");
+    create_topic(&runtime, &replicas[first], &topic, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let acked_file = dir.path().join("acked");
+    let run = unique("run");
+    let sending = producer(
+        &namesrv.namesrv,
+        &topic,
+        &run,
+        ("sync", Routes::ClientDefault),
+        0,
+        MESSAGES,
+        &acked_file,
+    );
+    // The client writes its acknowledgements at the end; the brokers count what they stored.
+    let stored = || -> u64 {
+        replicas
+            .iter()
+            .map(|replica| runtime_info(&runtime, replica, "msgPutTotalTodayNow"))
+            .sum()
+    };
+    let wait_for_sends = |at_least: u64| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while stored() < at_least {
+            assert!(
+                Instant::now() < deadline,
+                "the sends stalled at {}",
+                stored()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let registered_as_master = |replica: usize| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while master(&runtime, &namesrv.namesrv, &replicas) != replica {
+            assert!(
+                Instant::now() < deadline,
+                "n{replica} never registered as master"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
+    wait_for_sends(MESSAGES / 8);
+    let answer = transfer_leader(&replicas[first], Some(&format!("n{named}"))).unwrap();
+    assert_eq!(answer, format!("n{named} leads the group"));
+    registered_as_master(named);
+
+    wait_for_sends(MESSAGES / 2);
+    let answer = transfer_leader(&replicas[named], None).unwrap();
+    let chosen = answer
+        .strip_prefix('n')
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or_else(|| panic!("{answer}"));
+    assert_ne!(chosen, named);
+    registered_as_master(chosen);
+
+    let sent = sending.join().unwrap();
+    assert_eq!(sent["sent"].as_u64(), Some(MESSAGES), "{sent}");
+    assert_eq!(sent["failed"].as_u64(), Some(0), "{sent}");
+    let acks = acknowledgements(&acked_file);
+    let by: BTreeMap<&str, usize> = acks.values().fold(BTreeMap::new(), |mut by, ack| {
+        *by.entry(ack.broker.as_str()).or_default() += 1;
+        by
+    });
+    println!("acknowledged by (stored on) each leader: {by:?}");
+    assert!(
+        by.len() >= 2,
+        "every send was stored by one replica: {by:?}"
+    );
+
+    let seen_file = dir.path().join("seen");
+    let got = java_client(
+        "5.5.0",
+        &[
+            "consume".into(),
+            format!("namesrv={}", namesrv.namesrv),
+            format!("topic={topic}"),
+            format!("group={}", unique("cg")),
+            "type=litePull".into(),
+            format!("expect={MESSAGES}"),
+            format!("run={run}"),
+            format!("seen={}", seen_file.display()),
+        ],
+    );
+    assert_all_consumed(acks.keys(), &indexes(&seen_file), &got);
 }

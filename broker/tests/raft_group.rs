@@ -32,9 +32,21 @@ async fn start(
         flush_disk_type: FlushDiskType::SyncFlush,
         ..StoreConfig::with_root(dir.join(format!("n{id}")))
     };
-    Replica::start("broker-a", id, config, listener, members.clone())
-        .await
-        .unwrap()
+    Replica::start(
+        "broker-a",
+        id,
+        config,
+        listener,
+        members.clone(),
+        broker_addr(id),
+    )
+    .await
+    .unwrap()
+}
+
+/// What replica `id` says its broker's address is.
+fn broker_addr(id: u64) -> String {
+    format!("10.0.0.{id}:10911")
 }
 
 async fn stop(replica: Replica) {
@@ -189,6 +201,13 @@ async fn a_group_of_three_replicates_messages_elects_a_new_leader_and_catches_th
     }
 
     let first_leader = leader(&replicas).await;
+    // Each replica tells its peers where its broker is (a follower passes sends on there).
+    for (id, addr) in &members {
+        assert_eq!(
+            broker::replication::broker_addr_of(addr).await.unwrap(),
+            broker_addr(*id)
+        );
+    }
     let mut offsets = send(&replicas[&first_leader], 0, 80).await;
     assert_same_logs(&mut replicas, first_leader).await;
     assert_same_messages(&replicas, first_leader, &offsets).await;

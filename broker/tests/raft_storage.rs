@@ -258,3 +258,29 @@ async fn a_replica_reopened_cuts_what_its_raft_log_does_not_name() {
         .unwrap();
     assert_eq!(store.commit_log_max_offset(), logged.end_offset);
 }
+
+/// `enableDLegerCommitLog` turned on over a standalone broker's store: its messages are in
+/// no Raft log, and the replica refuses to start rather than cut them.
+#[tokio::test]
+async fn a_standalone_store_is_refused_as_a_replica_s_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("broker");
+    let standalone = store::MessageStore::open(store::StoreConfig::with_root(&root)).unwrap();
+    for n in 0..3u8 {
+        standalone.append(&put(vec![n; 300])).unwrap();
+    }
+    let end = standalone.commit_log_max_offset();
+    standalone.shutdown().unwrap();
+    drop(standalone);
+
+    let store = message_store(&root);
+    let error = LogStore::open(&root.join("raft"), SEGMENT_BYTES)
+        .unwrap()
+        .with_commit_log(store.clone())
+        .err()
+        .expect("a replica over a standalone store")
+        .to_string();
+    assert!(error.contains("written without replication"), "{error}");
+    assert_eq!(store.commit_log_max_offset(), end);
+    assert_eq!(store.max_offset("orders", 0), 3);
+}

@@ -24,6 +24,8 @@ pub const KNOWN_BROKER_KEYS: &[&str] = &[
     "defaultTopicQueueNums",
     "longPollingEnable",
     "shortPollingTimeMills",
+    "slaveReadEnable",
+    "accessMessageInMemoryMaxRatio",
     "registerNameServerPeriod",
     "flushConsumerOffsetInterval",
     "channelExpiredTimeout",

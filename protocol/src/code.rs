@@ -229,6 +229,9 @@ wire_codes! {
         PollingInfo = 200055 => "POLLING_INFO",
         PopRollback = 200056 => "POP_ROLLBACK",
         BatchAckMessage = 200151 => "BATCH_ACK_MESSAGE",
+        /// Rocketry's own, far from Apache's numbers: no Apache request hands a DLedger
+        /// group's leadership over (DLedger does it over its own protocol).
+        RocketryTransferLeader = 10000 => "ROCKETRY_TRANSFER_LEADER",
     }
 }
 

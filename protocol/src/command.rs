@@ -20,6 +20,10 @@ pub type ExtFields = BTreeMap<CompactString, CompactString>;
 pub const FLAG_RESPONSE: i32 = 1;
 /// Flag bit 1: the request expects no response.
 pub const FLAG_ONEWAY: i32 = 2;
+/// Flag bit 2, Rocketry's own, between brokers only: a follower of a replicated group passed
+/// this request on to its leader, and it goes no further. A flag rather than a header field
+/// because the ACL signs every header field, and the follower cannot sign for the sender.
+pub const FLAG_FORWARDED: i32 = 4;
 
 /// How a header is encoded: the top byte of the header-length word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -218,6 +222,14 @@ impl RemotingCommand {
         self.flag |= FLAG_ONEWAY;
     }
 
+    pub fn is_forwarded(&self) -> bool {
+        self.flag & FLAG_FORWARDED != 0
+    }
+
+    pub fn mark_forwarded(&mut self) {
+        self.flag |= FLAG_FORWARDED;
+    }
+
     /// Parses the extFields as the custom header `H`.
     pub fn decode_header<H: CustomHeader>(&self) -> Result<H> {
         H::from_ext_fields(&self.ext_fields)
@@ -236,6 +248,9 @@ mod tests {
         assert!(cmd.is_oneway());
         cmd.mark_response();
         assert!(cmd.is_response());
+        assert!(!cmd.is_forwarded());
+        cmd.mark_forwarded();
+        assert!(cmd.is_forwarded() && cmd.is_response() && cmd.is_oneway());
         let response = RemotingCommand::response(0, 7, None);
         assert!(response.is_response());
         assert_eq!(response.opaque, 7);

@@ -40,6 +40,11 @@ pub struct GetMessageResult {
     pub min_offset: i64,
     /// The queue's max offset (next to be written).
     pub max_offset: i64,
+    /// How many CommitLog bytes lie past the last entry this read examined (0 when it
+    /// examined none): RocketMQ's measure of whether a reader is still served from the page
+    /// cache (`accessMessageInMemoryMaxRatio`), which decides where a lagging consumer
+    /// is sent.
+    pub behind: u64,
 }
 
 impl GetMessageResult {

@@ -355,6 +355,7 @@ impl MessageStore {
             next_begin_offset: 0,
             min_offset: 0,
             max_offset: 0,
+            behind: 0,
         };
         let Some(queue) = self.inner.queue(topic, queue_id) else {
             return result;
@@ -382,6 +383,7 @@ impl MessageStore {
         let mut removed = false;
         let mut holes = false;
         let mut next = offset;
+        let mut last_examined = None;
         while next < max && next - offset < scan_limit && result.messages.len() < max_count {
             let Some(entry) = queue.entry(next) else {
                 holes = true;
@@ -392,6 +394,7 @@ impl MessageStore {
                 break;
             }
             next += 1;
+            last_examined = Some(entry.physical_offset);
             if filter.is_some_and(|filter| !filter.matches_tags_code(entry.tags_code)) {
                 continue;
             }
@@ -415,6 +418,9 @@ impl MessageStore {
             }
         }
         result.next_begin_offset = next;
+        if let Some(examined) = last_examined {
+            result.behind = self.inner.commit_log.max_offset().saturating_sub(examined);
+        }
         result.status = if !result.messages.is_empty() {
             GetMessageStatus::Found
         } else if removed {

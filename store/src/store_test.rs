@@ -179,6 +179,29 @@ fn a_deleted_topic_created_again_starts_empty() {
     assert_eq!(read_all(&store, "Gone", 0), vec![(0, vec![42])]);
 }
 
+/// `behind` is what RocketMQ compares with `accessMessageInMemoryMaxRatio` to send a lagging
+/// consumer to a follower: the CommitLog bytes past the last entry the read examined.
+#[test]
+fn a_read_says_how_far_behind_the_commit_log_s_end_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(small_config(dir.path(), FlushDiskType::AsyncFlush)).unwrap();
+    let offsets: Vec<u64> = (0..10u8)
+        .map(|n| store.append(&put("Far", 0, vec![n; 100], "", "")).unwrap())
+        .map(|appended| appended.messages[0].physical_offset)
+        .collect();
+    store
+        .append(&put("Other", 0, vec![0; 300], "", ""))
+        .unwrap();
+    let end = store.commit_log_max_offset();
+    let first_three = store.get_message("Far", 0, 0, 3, 1 << 20, None);
+    assert_eq!(first_three.messages.len(), 3);
+    assert_eq!(first_three.behind, end - offsets[2]);
+    let last = store.get_message("Far", 0, 9, 3, 1 << 20, None);
+    assert_eq!(last.behind, end - offsets[9]);
+    let caught_up = store.get_message("Far", 0, 10, 3, 1 << 20, None);
+    assert_eq!(caught_up.status, GetMessageStatus::OffsetOverflowOne);
+    assert_eq!(caught_up.behind, 0);
+}
 #[test]
 fn errors_are_typed() {
     let dir = tempfile::tempdir().unwrap();

@@ -33,6 +33,7 @@ const ADMIN_CODES: &[RequestCode] = &[
     RequestCode::CloneGroupOffset,
     RequestCode::DeleteExpiredCommitlog,
     RequestCode::CleanExpiredConsumequeue,
+    RequestCode::RocketryTransferLeader,
     // Users and their grants are an administrator's business, reading them included.
     RequestCode::AuthCreateUser,
     RequestCode::AuthUpdateUser,

@@ -1,5 +1,6 @@
 //! `rocketry admin broker ...`: requests about one broker, addressed by `host:port`, as
-//! mqadmin's `brokerConsumeStats -b`, `getBrokerConfig -b` and `updateBrokerConfig -b`.
+//! mqadmin's `brokerConsumeStats -b`, `getBrokerConfig -b` and `updateBrokerConfig -b`, and
+//! a replicated group's leadership transfer.
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -33,6 +34,19 @@ pub enum BrokerCommand {
         key: String,
         #[arg(short, long)]
         value: String,
+    },
+    /// Hand a replicated group's leadership to another replica, sent to the leader (the
+    /// group's master in `cluster list`); answers once the new leader leads, which then
+    /// registers as master. Before maintenance of the leader's host, so that it costs no
+    /// election timeout.
+    TransferLeader {
+        /// The leader's address, `host:port`.
+        #[arg(short = 'b', long)]
+        broker_addr: String,
+        /// The replica to lead, as `dLegerPeers` names it (`n1`); by default the follower
+        /// whose log is furthest along.
+        #[arg(long)]
+        to: Option<String>,
     },
 }
 
@@ -87,6 +101,13 @@ pub async fn run(command: BrokerCommand) -> Result<Answer> {
                 .update_broker_config(&[(&key, &value)])
                 .await?;
             Ok(Answer::done(format!("{key}={value} on {broker_addr}")))
+        }
+        BrokerCommand::TransferLeader { broker_addr, to } => {
+            let leader = connect(&broker_addr)
+                .await?
+                .transfer_leader(to.as_deref())
+                .await?;
+            Ok(Answer::done(format!("{leader} leads the group")))
         }
     }
 }

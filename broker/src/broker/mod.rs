@@ -7,6 +7,7 @@ mod consume_progress;
 mod consumer_offset;
 mod long_polling;
 pub mod metrics;
+mod page_cache;
 mod processor;
 mod queue_lock;
 mod registration;
@@ -417,7 +418,14 @@ impl Broker {
         use RequestCode::*;
         let command = match code {
             SendMessage | SendMessageV2 | SendBatchMessage => {
-                processor::send::process(self, request, channel).await
+                let forwarded = match &self.replica {
+                    Some(member) => member.forward(request).await,
+                    None => None,
+                };
+                match forwarded {
+                    Some(answer) => answer,
+                    None => processor::send::process(self, request, channel).await,
+                }
             }
             PullMessage | LitePullMessage => return processor::pull::process(self, request).await,
             QueryConsumerOffset
@@ -433,6 +441,7 @@ impl Broker {
             EndTransaction => processor::end_transaction::process(self, request).await,
             LockBatchMq | UnlockBatchMq => processor::lock::process(self, code, request),
             GetConsumerRunningInfo => processor::admin::consumer_running_info(self, request).await,
+            RocketryTransferLeader => processor::admin::transfer_leader(self, request).await,
             UpdateAndCreateTopic
             | DeleteTopicInBroker
             | GetAllTopicConfig

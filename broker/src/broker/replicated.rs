@@ -8,19 +8,22 @@
 //! every few seconds, so a replica that takes over serves the same topics and resumes each
 //! group about where it was (a group may re-read what it consumed in the last few seconds).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::Instant as _;
+use protocol::RemotingCommand;
 use store::{AppendResult, AppendedMessage, Durable, PutMessage, WaitWith};
 use tracing::{debug, info, warn};
 
 use super::Broker;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::replication::{Committed, Refused, Replica, ELECTION_TIMEOUT_MAX};
 
 /// Where an append went, and what resolves once it may be acknowledged.
@@ -77,11 +80,24 @@ pub(crate) struct Member {
     replica: Replica,
     /// The replica's number in `dLegerPeers` (`nX`).
     self_id: u64,
+    /// The brokers of the replicas that led, by replica number, as each told.
+    broker_addrs: parking_lot::Mutex<HashMap<u64, String>>,
+    /// The connection a follower passes sends on to the leader by, with its address.
+    to_leader: parking_lot::Mutex<Option<(String, protocol::Client)>>,
+    /// Set while this leader hands its role over: openraft takes no more writes from it,
+    /// so its sends go on to the replica taking over, once it does.
+    handing_over: AtomicBool,
 }
 
 impl Member {
     pub(crate) fn new(replica: Replica, self_id: u64) -> Member {
-        Member { replica, self_id }
+        Member {
+            replica,
+            self_id,
+            broker_addrs: parking_lot::Mutex::new(HashMap::new()),
+            to_leader: parking_lot::Mutex::new(None),
+            handing_over: AtomicBool::new(false),
+        }
     }
 
     pub(crate) fn append(
@@ -101,6 +117,9 @@ impl Member {
     /// and a quorum acknowledged it within an election timeout. A leader cut off from the
     /// others stops claiming to be master before they can have elected another.
     pub(crate) fn leads(&self) -> bool {
+        if self.handing_over.load(Ordering::Acquire) {
+            return false;
+        }
         self.replica.raft().as_leader().is_ok_and(|leader| {
             leader
                 .last_quorum_acked()
@@ -118,9 +137,165 @@ impl Member {
         }
     }
 
+    /// Hands leadership to replica `to`, or to the follower whose log is furthest along,
+    /// and answers once it leads: openraft's leadership transfer, in which the target starts
+    /// its election at once instead of after an election timeout, so writes pause only for
+    /// that election. Refused on a replica that does not lead.
+    pub(crate) async fn transfer_leader(&self, to: Option<u64>) -> Result<u64> {
+        let raft = self.replica.raft();
+        let metrics = raft.metrics().borrow_watched().clone();
+        let me = self.self_id;
+        if !self.leads() {
+            return Err(Error::Replication(match metrics.current_leader {
+                Some(leader) if leader != me => {
+                    format!("n{me} does not lead its group; n{leader} does")
+                }
+                _ => format!("n{me} does not lead its group, and no replica does now"),
+            }));
+        }
+        let followers: Vec<u64> = metrics
+            .membership_config
+            .voter_ids()
+            .filter(|id| *id != me)
+            .collect();
+        let target = match to {
+            Some(to) if followers.contains(&to) => to,
+            Some(to) => {
+                return Err(Error::Replication(format!(
+                    "n{to} is not a follower in this group (they are {})",
+                    names(&followers)
+                )))
+            }
+            None => followers
+                .iter()
+                .copied()
+                .max_by_key(|id| {
+                    let matched = metrics.replication.as_ref().and_then(|r| r.get(id));
+                    matched.cloned().flatten().map(|log| log.index)
+                })
+                .ok_or_else(|| Error::Replication(format!("n{me} has no follower")))?,
+        };
+        info!(to = target, "transferring leadership");
+        self.handing_over.store(true, Ordering::Release);
+        let handed = async {
+            raft.trigger()
+                .transfer_leader(target)
+                .await
+                .map_err(|fatal| Error::Replication(fatal.to_string()))?;
+            raft.wait(Some(TRANSFER_WAIT))
+                .current_leader(target, "leadership transfer")
+                .await
+                .map_err(|error| {
+                    Error::Replication(format!("n{target} did not take over: {error}"))
+                })
+        }
+        .await;
+        self.handing_over.store(false, Ordering::Release);
+        handed.map(|_| target)
+    }
+
+    /// The leader's broker, when another replica leads or, around an election or a
+    /// transfer, within an election timeout; asked of the leader's Raft once per leader.
+    async fn leader_broker_addr(&self) -> Option<String> {
+        let metrics = self
+            .replica
+            .raft()
+            .wait(Some(ELECTION_TIMEOUT_MAX))
+            .metrics(
+                |m| match m.current_leader {
+                    Some(leader) if leader != self.self_id => true,
+                    // Still this one while it hands over: wait for the one taking over.
+                    Some(_) => !self.handing_over.load(Ordering::Acquire),
+                    None => false,
+                },
+                "a leader",
+            )
+            .await
+            .ok()?;
+        let leader = metrics.current_leader.filter(|id| *id != self.self_id)?;
+        if let Some(addr) = self.broker_addrs.lock().get(&leader) {
+            return Some(addr.clone());
+        }
+        let raft_addr = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)?
+            .addr
+            .clone();
+        match crate::replication::broker_addr_of(&raft_addr).await {
+            Ok(addr) => {
+                self.broker_addrs.lock().insert(leader, addr.clone());
+                Some(addr)
+            }
+            Err(error) => {
+                debug!(leader, %error, "cannot ask the leader where its broker is");
+                None
+            }
+        }
+    }
+
+    /// A connection to the leader's broker.
+    async fn leader_client(&self) -> Option<(String, protocol::Client)> {
+        let addr = self.leader_broker_addr().await?;
+        if let Some((open, client)) = &*self.to_leader.lock() {
+            if *open == addr {
+                return Some((addr, client.clone()));
+            }
+        }
+        let client = match protocol::Client::connect(addr.as_str()).await {
+            Ok(client) => client,
+            Err(error) => {
+                debug!(%addr, %error, "cannot reach the leader's broker");
+                return None;
+            }
+        };
+        *self.to_leader.lock() = Some((addr.clone(), client.clone()));
+        Some((addr, client))
+    }
+
+    /// Passes a send that reached this replica while it follows on to the leader, and
+    /// returns the leader's answer; `None` when this replica leads, the request was passed
+    /// on already, or the leader cannot be reached (the send is then answered here, as any
+    /// send to a follower: SERVICE_NOT_AVAILABLE). Clients find a new leader through the
+    /// name server only when they next look their routes up (every 30 s by default);
+    /// until then every send to the old leader would fail. A request is passed on once at
+    /// most: two replicas that each take the other for the leader, as can happen for a
+    /// moment around an election, would otherwise pass it back and forth.
+    pub(crate) async fn forward(&self, request: &RemotingCommand) -> Option<RemotingCommand> {
+        if request.is_forwarded() || self.leads() {
+            return None;
+        }
+        let (addr, client) = self.leader_client().await?;
+        let mut forwarded = request.clone();
+        forwarded.mark_forwarded();
+        match client.invoke(forwarded, FORWARD_TIMEOUT).await {
+            Ok(mut answer) => {
+                answer.opaque = request.opaque;
+                Some(answer)
+            }
+            Err(error) => {
+                debug!(leader = %addr, %error, "passing a send on to the leader failed");
+                self.to_leader.lock().take();
+                None
+            }
+        }
+    }
+
     pub(crate) async fn stop(&self) -> Result<()> {
         self.replica.stop().await
     }
+}
+
+/// How long a send passed on to the leader may take: the Java client's own send timeout.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long a leadership transfer may take: the target's election, with room for a loaded
+/// machine.
+const TRANSFER_WAIT: Duration = Duration::from_secs(10);
+
+fn names(ids: &[u64]) -> String {
+    let names: Vec<String> = ids.iter().map(|id| format!("n{id}")).collect();
+    names.join(", ")
 }
 
 /// How often a follower copies its leader's state (Apache's slaves: every 10 s at most).

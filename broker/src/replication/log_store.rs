@@ -80,6 +80,19 @@ impl LogStore {
         };
         // The log stays locked: no batch is logged (or its bytes written) meanwhile.
         store.cut_tail(logged_end).map_err(|error| {
+            if logged_end == 0 {
+                // The usual way here: enableDLegerCommitLog turned on over a standalone
+                // broker's store. Its messages are not the group's, and no replica may
+                // drop them silently.
+                return io::Error::other(format!(
+                    "this replica's CommitLog holds {} bytes of dispatched messages and its \
+                     Raft log names none: a store written without replication cannot become \
+                     a replica's. Start the replica with an empty storePathRootDir (after \
+                     reading the old store out), or run it without enableDLegerCommitLog \
+                     ({error})",
+                    store.commit_log_max_offset()
+                ));
+            }
             io::Error::other(format!(
                 "this replica's CommitLog holds records its Raft log does not name, from \
                  {logged_end}, and cannot cut them: {error}"

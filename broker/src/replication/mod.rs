@@ -16,7 +16,7 @@ use std::fmt;
 
 pub use leader::{Committed, LeaderWrites, Refused, Replicated};
 pub use log_store::LogStore;
-pub use network::{serve, Network};
+pub use network::{broker_addr_of, serve, Network};
 pub use replica::{Replica, RAFT_DIR};
 use serde::{Deserialize, Serialize};
 pub use state_machine::StateMachine;

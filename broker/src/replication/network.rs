@@ -47,6 +47,9 @@ enum Request {
         meta: SnapshotMetaOf<TypeConfig>,
     },
     TransferLeader(TransferLeaderRequest<TypeConfig>),
+    /// Not Raft's: the address clients reach the replica's broker at, so that a follower
+    /// can pass the sends that reach it on to the leader.
+    BrokerAddr,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -55,6 +58,7 @@ enum Response {
     Vote(VoteResponse<TypeConfig>),
     Snapshot(SnapshotResponse<TypeConfig>),
     TransferLeader(TransferLeaderResponse<TypeConfig>),
+    BrokerAddr(String),
     /// The peer's Raft could not take the request (it is stopping, or its storage failed).
     Failed(String),
 }
@@ -307,8 +311,32 @@ impl RaftNetworkV2<TypeConfig> for Peer {
     }
 }
 
-/// Serves the peers' RPCs to `raft` on `listener` until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, raft: Raft, stop: CancellationToken) {
+/// The broker address of the replica whose Raft listens at `raft_addr`.
+pub async fn broker_addr_of(raft_addr: &str) -> io::Result<String> {
+    let mut peer = Peer {
+        addr: raft_addr.to_string(),
+        connection: None,
+    };
+    match peer.call(&Request::BrokerAddr, &[], CONNECT_TIMEOUT).await {
+        Ok(Response::BrokerAddr(addr)) => Ok(addr),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a broker-address request got another kind of answer",
+        )),
+        Err(CallError::Unreachable(error) | CallError::Network(error)) => Err(error),
+        Err(CallError::Remote(error)) => Err(io::Error::other(error)),
+    }
+}
+
+/// Serves the peers' RPCs to `raft` on `listener` until `stop` is cancelled; `broker_addr`
+/// is this replica's broker, as clients reach it.
+pub async fn serve(
+    listener: TcpListener,
+    raft: Raft,
+    broker_addr: String,
+    stop: CancellationToken,
+) {
+    let broker_addr: std::sync::Arc<str> = broker_addr.into();
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -324,6 +352,7 @@ pub async fn serve(listener: TcpListener, raft: Raft, stop: CancellationToken) {
         let _ = stream.set_nodelay(true);
         let raft = raft.clone();
         let stop = stop.clone();
+        let broker_addr = broker_addr.clone();
         tokio::spawn(async move {
             let mut frames = Framed::new(stream, codec());
             loop {
@@ -340,7 +369,7 @@ pub async fn serve(listener: TcpListener, raft: Raft, stop: CancellationToken) {
                     None => return,
                 };
                 let answer = match unframe(received.freeze()) {
-                    Ok((request, rest)) => handle(&raft, request, rest).await,
+                    Ok((request, rest)) => handle(&raft, &broker_addr, request, rest).await,
                     Err(error) => Response::Failed(format!("not a Raft request: {error}")),
                 };
                 let Ok(answer) = frame(&answer, &[]) else {
@@ -354,7 +383,7 @@ pub async fn serve(listener: TcpListener, raft: Raft, stop: CancellationToken) {
     }
 }
 
-async fn handle(raft: &Raft, request: Request, attachments: Bytes) -> Response {
+async fn handle(raft: &Raft, broker_addr: &str, request: Request, attachments: Bytes) -> Response {
     let failed = |error: &dyn std::fmt::Display| Response::Failed(error.to_string());
     match request {
         Request::Append { rpc, attached } => {
@@ -382,5 +411,6 @@ async fn handle(raft: &Raft, request: Request, attachments: Bytes) -> Response {
             Ok(answer) => Response::TransferLeader(answer),
             Err(error) => failed(&error),
         },
+        Request::BrokerAddr => Response::BrokerAddr(broker_addr.to_string()),
     }
 }

@@ -33,12 +33,14 @@ impl Replica {
     /// in [`RAFT_DIR`] under the store's root), serves its peers on `listener` and joins the
     /// group of `members` (replica id to Raft address). Every replica of a new group is
     /// started with the same members; a replica with Raft state of its own keeps it.
+    /// `broker_addr` is where clients reach its broker, as peers that ask are told.
     pub async fn start(
         group: &str,
         id: u64,
         store_config: StoreConfig,
         listener: TcpListener,
         members: BTreeMap<u64, String>,
+        broker_addr: String,
     ) -> Result<Replica> {
         let raft_dir = store_config.store_path_root_dir.join(RAFT_DIR);
         let io = |source| Error::Io {
@@ -63,7 +65,7 @@ impl Replica {
         .await
         .map_err(|fatal| Error::Replication(fatal.to_string()))?;
         let stop = CancellationToken::new();
-        tokio::spawn(serve(listener, raft.clone(), stop.clone()));
+        tokio::spawn(serve(listener, raft.clone(), broker_addr, stop.clone()));
         // The first member logs the group's first membership; the others learn it from
         // the leader. openraft's first entry names the replica that logs it, so one replica
         // does, and a new group forms once that one has started. One with state refuses.

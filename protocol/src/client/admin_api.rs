@@ -22,7 +22,8 @@ use crate::header::{
     DeleteSubscriptionGroupRequestHeader, DeleteTopicFromNamesrvRequestHeader,
     DeleteTopicRequestHeader, GetConsumeStatsInBrokerHeader, GetConsumeStatsRequestHeader,
     GetConsumerConnectionListRequestHeader, ListAclsRequestHeader, ListUsersRequestHeader,
-    QueryMessageRequestHeader, ResetOffsetRequestHeader, TopicRequestHeader, UserRequestHeader,
+    QueryMessageRequestHeader, ResetOffsetRequestHeader, TopicRequestHeader,
+    TransferLeaderRequestHeader, TransferLeaderResponseHeader, UserRequestHeader,
     ViewMessageRequestHeader, WipeWritePermOfBrokerResponseHeader, WritePermOfBrokerRequestHeader,
 };
 
@@ -264,7 +265,24 @@ impl Client {
             .with_body(properties_text(entries));
         self.admin_call(request).await.map(drop)
     }
+
+    /// ROCKETRY_TRANSFER_LEADER, sent to a replicated group's leader: hands leadership to
+    /// replica `to` (`nX`), or to the follower furthest along, and answers once it leads,
+    /// with the replica that does.
+    pub async fn transfer_leader(&self, to: Option<&str>) -> Result<String> {
+        let header = TransferLeaderRequestHeader {
+            to: to.map(str::to_owned),
+        };
+        let request = RemotingCommand::request(RequestCode::RocketryTransferLeader, &header);
+        // The answer waits for the new leader's election.
+        let answer = expect_success(self.invoke(request, TRANSFER_LEADER_TIMEOUT).await?)?;
+        let header: TransferLeaderResponseHeader = answer.decode_header()?;
+        Ok(header.leader)
+    }
 }
+
+/// Longer than a broker waits for a transfer to complete.
+const TRANSFER_LEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 impl Client {
     /// AUTH_CREATE_USER, or AUTH_UPDATE_USER when `update`, sent to a broker.

@@ -190,3 +190,20 @@ custom_header! {
         optional resource_filter: String = "resourceFilter",
     }
 }
+
+custom_header! {
+    /// ROCKETRY_TRANSFER_LEADER (10000, Rocketry's own), sent to the leader of a replicated
+    /// broker group.
+    pub struct TransferLeaderRequestHeader {
+        /// The replica to lead, as `dLegerSelfId` names it (`n1`); absent: the follower
+        /// whose log is furthest along.
+        optional to: String = "to",
+    }
+}
+
+custom_header! {
+    pub struct TransferLeaderResponseHeader {
+        /// The replica that leads now (`n1`).
+        required leader: String = "leader",
+    }
+}

@@ -12,7 +12,7 @@ use protocol::header::{
 use protocol::{RemotingCommand, RequestCode, ResponseCode};
 
 use super::{header, reply, success};
-use crate::broker::Broker;
+use crate::broker::{page_cache, Broker};
 
 pub fn process(broker: &Broker, code: RequestCode, request: &RemotingCommand) -> RemotingCommand {
     match code {
@@ -81,29 +81,17 @@ fn query(broker: &Broker, request: &RemotingCommand) -> RemotingCommand {
     let starts_at_zero = store.min_offset(&h.topic, h.queue_id) <= 0;
     let first_in_memory = store
         .queue_entry(&h.topic, h.queue_id, 0)
-        .is_none_or(|entry| in_memory(store.commit_log_max_offset(), entry.physical_offset));
+        .is_none_or(|entry| {
+            let behind = store
+                .commit_log_max_offset()
+                .saturating_sub(entry.physical_offset);
+            page_cache::holds(behind, broker.config.access_message_in_memory_max_ratio)
+        });
     if starts_at_zero && first_in_memory {
         success(request).with_header(&QueryConsumerOffsetResponseHeader { offset: 0 })
     } else {
         not_found()
     }
-}
-
-/// RocketMQ's "still in the page cache" test: within 40 % of physical memory
-/// (`accessMessageInMemoryMaxRatio`) of the CommitLog's end.
-fn in_memory(commit_log_max: u64, physical_offset: u64) -> bool {
-    commit_log_max.saturating_sub(physical_offset) <= physical_memory() / 100 * 40
-}
-
-fn physical_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kib * 1024)
-        })
-        .unwrap_or(u64::MAX)
 }
 
 fn update(broker: &Broker, request: &RemotingCommand) -> RemotingCommand {

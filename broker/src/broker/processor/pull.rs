@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::body::{perm, SubscriptionData};
+use protocol::body::{perm, SubscriptionData, SubscriptionGroupConfig, MASTER_ID};
 use protocol::header::{pull_sys_flag, PullMessageRequestHeader, PullMessageResponseHeader};
 use protocol::{RemotingCommand, ResponseCode};
 use store::{GetMessageResult, GetMessageStatus, MessageFilter};
 
 use super::{header, or_refuse, reply, subscription_group, Refusal};
 use crate::broker::client_manager::Unsubscribed;
-use crate::broker::Broker;
+use crate::broker::{page_cache, Broker};
 use crate::filter::{self, SubscriptionFilter};
 use crate::server::Answer;
 
@@ -72,9 +72,15 @@ pub async fn process(broker: &Broker, request: &RemotingCommand) -> Answer {
         ));
     }
     let filter = or_refuse!(request, filter_of(broker, &header));
+    let follower = !broker.writes_here();
+    if follower && !broker.config.slave_read_enable {
+        return slave_read_disabled(broker, request, &header);
+    }
 
     let suspend = pull_sys_flag::has_suspend(header.sys_flag);
-    if pull_sys_flag::has_commit_offset(header.sys_flag) {
+    // The leader's offsets are the group's (followers copy them): a follower keeps none that
+    // a pull commits, as RocketMQ's slave does not.
+    if pull_sys_flag::has_commit_offset(header.sys_flag) && !follower {
         broker.offsets.commit(
             &header.topic,
             &header.consumer_group,
@@ -121,7 +127,53 @@ pub async fn process(broker: &Broker, request: &RemotingCommand) -> Answer {
         result.messages.len(),
         result.buffer_total_size(),
     );
-    answer(request, header.queue_offset, result)
+    let in_memory = page_cache::holds(
+        result.behind,
+        broker.config.access_message_in_memory_max_ratio,
+    );
+    let next_from = next_pull_from(broker.config.slave_read_enable, in_memory, &group);
+    answer(request, header.queue_offset, result, next_from)
+}
+
+/// Where the consumer's next pull of this queue goes (`suggestWhichBrokerId`), by RocketMQ's
+/// rule: with `slaveReadEnable`, a consumer reading further behind than the page cache holds
+/// goes to the group's `whichBrokerWhenConsumeSlowly` (a follower), and one that has caught
+/// up to its `brokerId` (the master); without it, always the master.
+fn next_pull_from(
+    slave_read_enable: bool,
+    in_memory: bool,
+    group: &SubscriptionGroupConfig,
+) -> i64 {
+    match (slave_read_enable, in_memory) {
+        (false, _) => MASTER_ID,
+        (true, true) => group.broker_id,
+        (true, false) => group.which_broker_when_consume_slowly,
+    }
+}
+
+/// A follower without `slaveReadEnable` serves no reads: PULL_RETRY_IMMEDIATELY, naming
+/// the master, as RocketMQ's slave answers. The consumer keeps its offset (a client that
+/// found no master in its routes came here, and pulls again once it does).
+fn slave_read_disabled(
+    broker: &Broker,
+    request: &RemotingCommand,
+    header: &PullMessageRequestHeader,
+) -> Answer {
+    let answer = PullMessageResponseHeader {
+        suggest_which_broker_id: MASTER_ID,
+        next_begin_offset: header.queue_offset,
+        min_offset: broker.store.min_offset(&header.topic, header.queue_id),
+        max_offset: broker.store.max_offset(&header.topic, header.queue_id),
+        ..PullMessageResponseHeader::default()
+    };
+    Answer::from(
+        reply(
+            request,
+            ResponseCode::PullRetryImmediately,
+            "this broker is a follower and slaveReadEnable is off",
+        )
+        .with_header(&answer),
+    )
 }
 
 /// Whether the pull found nothing only because nothing is written at its offset yet, so a
@@ -238,7 +290,12 @@ fn usable(
 }
 
 /// Maps the store's answer to RocketMQ's pull response (`composeResponseHeader`).
-fn answer(request: &RemotingCommand, requested_offset: i64, result: GetMessageResult) -> Answer {
+fn answer(
+    request: &RemotingCommand,
+    requested_offset: i64,
+    result: GetMessageResult,
+    next_from: i64,
+) -> Answer {
     use GetMessageStatus::*;
     let code = match result.status {
         Found => ResponseCode::Success,
@@ -254,7 +311,7 @@ fn answer(request: &RemotingCommand, requested_offset: i64, result: GetMessageRe
         OffsetOverflowBadly | OffsetTooSmall => ResponseCode::PullOffsetMoved,
     };
     let header = PullMessageResponseHeader {
-        suggest_which_broker_id: 0,
+        suggest_which_broker_id: next_from,
         next_begin_offset: result.next_begin_offset,
         min_offset: result.min_offset,
         max_offset: result.max_offset,
@@ -287,9 +344,10 @@ mod tests {
             next_begin_offset: 2,
             min_offset: 0,
             max_offset: 2,
+            behind: 0,
         };
         let request = RemotingCommand::request(RequestCode::PullMessage, &());
-        let answer = answer(&request, 0, result);
+        let answer = answer(&request, 0, result, MASTER_ID);
         assert_eq!(answer.command.code, ResponseCode::Success.as_i32());
         assert!(answer.command.body.is_empty());
         let places = |records: &[bytes::Bytes]| -> Vec<_> {
@@ -323,11 +381,13 @@ mod tests {
                     next_begin_offset: offset,
                     min_offset: 0,
                     max_offset: offset,
+                    behind: 0,
                 };
                 let code = answer(
                     &RemotingCommand::request(RequestCode::PullMessage, &()),
                     offset,
                     result,
+                    MASTER_ID,
                 )
                 .command
                 .code;
@@ -339,5 +399,17 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_lagging_consumer_is_sent_to_the_group_s_slow_consumer_broker_only_with_slave_reads() {
+        let mut group = SubscriptionGroupConfig::named("g");
+        group.which_broker_when_consume_slowly = 2;
+        assert_eq!(next_pull_from(false, false, &group), MASTER_ID);
+        assert_eq!(next_pull_from(false, true, &group), MASTER_ID);
+        assert_eq!(next_pull_from(true, false, &group), 2);
+        assert_eq!(next_pull_from(true, true, &group), MASTER_ID);
+        group.broker_id = 3;
+        assert_eq!(next_pull_from(true, true, &group), 3);
     }
 }

@@ -7,6 +7,7 @@ mod broker_info;
 mod client_calls;
 mod consumers;
 mod groups;
+mod leadership;
 mod messages;
 mod replica_state;
 mod topics;
@@ -21,6 +22,7 @@ mod consumers_test;
 use protocol::{RemotingCommand, RequestCode};
 
 pub use client_calls::consumer_running_info;
+pub use leadership::transfer as transfer_leader;
 
 use super::reply;
 use crate::broker::Broker;
