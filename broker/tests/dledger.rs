@@ -4,168 +4,16 @@
 //! random moments; the replica that takes over registers as master and the clients find it
 //! through the name server. Every message a client saw acknowledged is consumed afterwards,
 //! in queue order, and the three CommitLogs are byte-identical. The test command runs 4,000
-//! messages and two kills; `scripts/failover` runs 100,000 and five (`DLEDGER_MESSAGES`,
+//! messages and two kills; `scripts/soak/failover` runs 100,000 and five (`DLEDGER_MESSAGES`,
 //! `DLEDGER_KILLS`).
 
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use support::group::*;
 use support::*;
-
-const GROUP: &str = "broker-dl";
-
-/// Three replicas of one group, started in order (n0 sets up the group's membership).
-fn start_group(namesrv: &str, extra: &str) -> Vec<Rocketry> {
-    let peers: Vec<String> = (0..3)
-        .map(|id| format!("n{id}-127.0.0.1:{}", free_port()))
-        .collect();
-    let mut replicas = Vec::new();
-    for id in 0..3 {
-        let config = format!(
-            "enableDLegerCommitLog=true\ndLegerPeers={}\ndLegerSelfId=n{id}\n{extra}",
-            peers.join(";")
-        );
-        let mut replica = Rocketry::broker_unstarted(namesrv, GROUP, &config);
-        replica.start("broker ready");
-        replicas.push(replica);
-    }
-    replicas
-}
-
-/// The replica the name server lists as the group's master (brokerId 0), once it is one of
-/// `running`.
-fn master(runtime: &tokio::runtime::Runtime, namesrv: &str, replicas: &[Rocketry]) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let listed = runtime.block_on(async {
-            let client = protocol::Client::connect(namesrv).await.ok()?;
-            let info = client.get_cluster_info().await.ok()?;
-            info.broker_addr_table
-                .get(GROUP)?
-                .broker_addrs
-                .get(&0)
-                .cloned()
-        });
-        if let Some(addr) = listed {
-            if let Some(index) = replicas
-                .iter()
-                .position(|r| r.is_running() && r.broker_addr.as_deref() == Some(&addr))
-            {
-                return index;
-            }
-        }
-        assert!(Instant::now() < deadline, "no master registered in 30 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Creates `topic` on one replica only, as an admin would on the master.
-fn create_topic(runtime: &tokio::runtime::Runtime, replica: &Rocketry, topic: &str, queues: i32) {
-    runtime.block_on(async {
-        let client = protocol::Client::connect(replica.broker_addr.as_deref().unwrap())
-            .await
-            .unwrap();
-        create_topic_on(&client, topic, queues).await;
-    });
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-/// When a send was acknowledged, and by which broker.
-struct Ack {
-    at: u64,
-    /// `ip:port`, from the offset message id (its first 16 hex digits: IPv4 and port).
-    broker: String,
-}
-
-/// `index millis offsetMsgId` lines.
-fn acknowledgements(path: &Path) -> BTreeMap<u64, Ack> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let hex =
-                |range: std::ops::Range<usize>| u32::from_str_radix(&fields[2][range], 16).unwrap();
-            let ip = std::net::Ipv4Addr::from(hex(0..8));
-            let ack = Ack {
-                at: fields[1].parse().unwrap(),
-                broker: format!("{ip}:{}", hex(8..16)),
-            };
-            (fields[0].parse().unwrap(), ack)
-        })
-        .collect()
-}
-
-fn commit_log(replica: &Rocketry) -> Vec<u8> {
-    let dir = replica.data_dir.join("store/commitlog");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|file| std::fs::read(file).unwrap())
-        .collect()
-}
-
-/// The nearest-rank percentile.
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
-}
-
-fn from_env(name: &str, default: u64) -> u64 {
-    std::env::var(name).map_or(default, |value| value.parse().unwrap())
-}
-
-/// How a producer looks its routes up: every second, so that it finds a new master soon
-/// after it registers, or as the Java client does by default, every 30 s.
-#[derive(Clone, Copy, PartialEq)]
-enum Routes {
-    EverySecond,
-    ClientDefault,
-}
-
-/// A Java producer of indexes `first..first + count` in `mode`, on its own thread; its
-/// acknowledgements go to `acked`.
-fn producer(
-    namesrv: &str,
-    topic: &str,
-    run: &str,
-    (mode, routes): (&str, Routes),
-    first: u64,
-    count: u64,
-    acked: &Path,
-) -> std::thread::JoinHandle<serde_json::Value> {
-    let mut args = vec![
-        "produce".to_string(),
-        format!("namesrv={namesrv}"),
-        format!("topic={topic}"),
-        format!("count={count}"),
-        format!("first={first}"),
-        format!("mode={mode}"),
-        "batch=16".into(),
-        format!("group={}", unique("pg")),
-        format!("run={run}"),
-        format!("ackedAt={}", acked.display()),
-    ];
-    if routes == Routes::EverySecond {
-        args.extend([
-            "pollNameServerMs=1000".into(),
-            "pauseAfterFailureMs=100".into(),
-        ]);
-    }
-    std::thread::spawn(move || java_client("5.5.0", &args))
-}
 
 #[test]
 fn acknowledged_sends_survive_the_leader_killed_at_random_moments() {
@@ -244,13 +92,7 @@ fn acknowledged_sends_survive_the_leader_killed_at_random_moments() {
     let mut acked = BTreeMap::new();
     let mut sent = Vec::new();
     for (producer, file) in producers.into_iter().zip(&ack_files) {
-        let result = producer.join().unwrap();
-        let acks = acknowledgements(file);
-        assert_eq!(
-            acks.len() as u64,
-            result["sent"].as_u64().unwrap(),
-            "{result}"
-        );
+        let (result, acks) = acknowledged(producer, file);
         acked.extend(acks);
         sent.push(result);
     }
@@ -274,49 +116,20 @@ fn acknowledged_sends_survive_the_leader_killed_at_random_moments() {
     );
     takeovers.sort();
 
-    let got = java_client(
-        "5.5.0",
-        &[
-            "consume".into(),
-            format!("namesrv={}", namesrv.namesrv),
-            format!("topic={topic}"),
-            format!("group={}", unique("cg")),
-            "type=litePull".into(),
-            format!("expect={}", acked.len()),
-            format!("run={run}"),
-            "timeoutMs=120000".into(),
-            format!("seen={}", seen_file.display()),
-        ],
+    let got = lite_pull_all(
+        &namesrv.namesrv,
+        &topic,
+        &run,
+        acked.len(),
+        &seen_file,
+        CONSUME_WAIT,
     );
     let seen = indexes(&seen_file);
     assert_all_consumed(acked.keys(), &seen, &got);
 
     // Every replica holds the same CommitLog once each has caught up and stopped cleanly.
-    let leader = master(&runtime, &namesrv.namesrv, &replicas);
-    let end = |replica: &Rocketry| {
-        let addr = replica.broker_addr.clone().unwrap();
-        runtime.block_on(async move {
-            let client = protocol::Client::connect(addr.as_str()).await.unwrap();
-            let info = client.get_broker_runtime_info().await.unwrap();
-            info.table["commitLogMaxOffset"].clone()
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while replicas.iter().any(|r| end(r) != end(&replicas[leader])) {
-        assert!(Instant::now() < deadline, "the replicas never caught up");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let bytes = end(&replicas[leader]);
-    for replica in &mut replicas {
-        let status = replica.terminate();
-        assert!(status.success(), "{status}\n{}", replica.log_text());
-        assert!(!replica.log_text().contains("panicked"));
-    }
-    let logs: Vec<Vec<u8>> = replicas.iter().map(commit_log).collect();
-    assert!(
-        logs[0] == logs[1] && logs[1] == logs[2],
-        "the CommitLogs differ"
-    );
+    let bytes = caught_up(&runtime, &namesrv.namesrv, &replicas);
+    stop_and_compare(&mut replicas);
     println!("{sent:?}");
     println!(
         "seed {seed}: {} of {count} sends acknowledged (one by one and in batches), {} \
@@ -329,17 +142,6 @@ fn acknowledged_sends_survive_the_leader_killed_at_random_moments() {
         percentile(&takeovers, 0.5),
         percentile(&takeovers, 0.99),
     );
-}
-
-/// A count of a replica's runtime info (mqadmin brokerStatus): `msgGetTotalTodayNow`, the
-/// messages its pulls returned, or `msgPutTotalTodayNow`, the messages it stored.
-fn runtime_info(runtime: &tokio::runtime::Runtime, replica: &Rocketry, count: &str) -> u64 {
-    let addr = replica.broker_addr.clone().unwrap();
-    runtime.block_on(async move {
-        let client = protocol::Client::connect(addr.as_str()).await.unwrap();
-        let info = client.get_broker_runtime_info().await.unwrap();
-        info.table[count].parse().unwrap()
-    })
 }
 
 /// Follower reads, RocketMQ's `slaveReadEnable`: the leader sends a consumer that reads
@@ -588,18 +390,13 @@ fn leadership_moves_on_demand_under_load_and_no_send_fails() {
     );
 
     let seen_file = dir.path().join("seen");
-    let got = java_client(
-        "5.5.0",
-        &[
-            "consume".into(),
-            format!("namesrv={}", namesrv.namesrv),
-            format!("topic={topic}"),
-            format!("group={}", unique("cg")),
-            "type=litePull".into(),
-            format!("expect={MESSAGES}"),
-            format!("run={run}"),
-            format!("seen={}", seen_file.display()),
-        ],
+    let got = lite_pull_all(
+        &namesrv.namesrv,
+        &topic,
+        &run,
+        acks.len(),
+        &seen_file,
+        CONSUME_WAIT,
     );
     assert_all_consumed(acks.keys(), &indexes(&seen_file), &got);
 }

@@ -95,19 +95,13 @@ fn what_the_java_client_saw_acknowledged_survives_resets_and_a_partition() {
 
     // Every message sent may have been stored (an answer lost with its connection): wait
     // for all of them, and settle for the acknowledged ones when the rest never come.
-    let got = java_client(
-        "5.5.0",
-        &[
-            "consume".into(),
-            format!("namesrv={namesrv}"),
-            format!("topic={topic}"),
-            format!("group={}", unique("cg")),
-            "type=litePull".into(),
-            format!("expect={COUNT}"),
-            format!("run={run}"),
-            "timeoutMs=30000".into(),
-            format!("seen={}", seen_file.display()),
-        ],
+    let got = lite_pull_all(
+        &namesrv,
+        &topic,
+        &run,
+        COUNT as usize,
+        &seen_file,
+        Duration::from_secs(30),
     );
     let seen = indexes(&seen_file);
     assert_all_consumed(&acked, &seen, &got);

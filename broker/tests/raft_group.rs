@@ -3,8 +3,9 @@
 //! (broker::replication). The leader stores message batches and they are committed on all
 //! three; with the leader stopped, the other two elect a new one and go on; the old leader,
 //! restarted from its files, catches up; every replica then holds the same Raft log, and every
-//! acknowledged message at the same CommitLog offset with the same bytes. (Processes, SIGKILL
-//! and real clients are issue 16's next step.)
+//! acknowledged message at the same CommitLog offset with the same bytes; a write refused
+//! for want of a lease leaves no hole. (Processes, SIGKILL and real clients are in
+//! dledger.rs and chaos.rs.)
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -262,10 +263,51 @@ async fn a_group_of_three_replicates_messages_elects_a_new_leader_and_catches_th
     offsets.extend(sent);
     assert_same_logs(&mut replicas, third).await;
     assert_same_messages(&replicas, third, &offsets).await;
+
+    // A leader that hears from no follower for an election timeout has no lease, and
+    // openraft refuses its writes while it still leads: the batch it stored is cut, and
+    // once the followers are back the next batch goes where it was, not after a hole the
+    // followers would refuse.
+    let followers: Vec<u64> = (0..3).filter(|id| *id != third).collect();
+    for id in &followers {
+        stop(replicas.remove(id).unwrap()).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let refused = replicas[&third]
+        .append(
+            &[PutMessage::new(
+                Message::new("orders", vec![0xdd; 700]),
+                1,
+                "10.0.0.1:4000".parse().unwrap(),
+                "10.0.0.2:10911".parse().unwrap(),
+            )],
+            &|wait| wait(),
+        )
+        .unwrap();
+    let refused_at = refused.messages[0].physical_offset;
+    assert!(refused.committed.await.is_err(), "a write without a lease");
+    for id in &followers {
+        let listener = TcpListener::bind(&addrs[*id as usize]).await.unwrap();
+        let restarted = start(*id, dir.path(), listener, &members).await;
+        replicas.insert(*id, restarted);
+    }
+    let fourth = leader(&replicas).await;
+    let sent = send(&replicas[&fourth], 130, 10).await;
+    if fourth == third {
+        assert_eq!(sent[0], refused_at, "the refused batch was not cut");
+    }
+    println!(
+        "replica {fourth} leads after the lease ran out on replica {third}; its next batch \
+         at {} (the refused one was at {refused_at})",
+        sent[0]
+    );
+    offsets.extend(sent);
+    assert_same_logs(&mut replicas, fourth).await;
+    assert_same_messages(&replicas, fourth, &offsets).await;
     println!(
         "{} messages at the same offsets on the 3 replicas, CommitLogs ending at {}",
         offsets.len(),
-        replicas[&third].store().commit_log_max_offset()
+        replicas[&fourth].store().commit_log_max_offset()
     );
 
     for (_, replica) in std::mem::take(&mut replicas) {

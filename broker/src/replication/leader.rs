@@ -11,6 +11,14 @@
 //! any other (`with_leader`), atomically in its core; a batch stored under a leadership
 //! that ended is never logged, so the first store under a new leadership first cuts every
 //! CommitLog byte that no logged batch names.
+//!
+//! openraft also refuses writes within one leadership: while the leader's lease has run out
+//! (no quorum heard from for an election timeout: a paused process, a stalled network) and
+//! while it hands leadership over. A batch refused so must not leave a hole in the log that
+//! a later batch of the same leadership steps over (the followers would refuse that batch,
+//! and a refused append stops their Raft). So each proposal is known logged or refused
+//! before the next goes to openraft; once one is refused, every batch stored after it is
+//! refused too, and the next store cuts the CommitLog back to where the refused one began.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -46,7 +54,24 @@ type LeaderId = CommittedLeaderIdOf<TypeConfig>;
 struct Proposal {
     batch: Batch,
     leader: LeaderId,
+    /// The run of stores it belongs to: a new run begins with each cut.
+    run: u64,
     answer: oneshot::Sender<Result<(), Refused>>,
+}
+
+/// What appends hold while they store and queue, in order.
+#[derive(Default)]
+struct Order {
+    /// The leadership whose unlogged tail was cut.
+    cut_under: Option<LeaderId>,
+    run: u64,
+}
+
+/// The first batch openraft refused in a run: the CommitLog is cut back to its start.
+#[derive(Clone, Copy)]
+struct RefusedAt {
+    run: u64,
+    start: u64,
 }
 
 /// The leader's side of replicated sends.
@@ -54,9 +79,10 @@ pub struct LeaderWrites {
     store: Arc<MessageStore>,
     raft: Raft,
     log: LogStore,
-    /// Held from storing a batch to queueing its proposal; holds the leadership whose
-    /// unlogged tail was cut.
-    order: Mutex<Option<LeaderId>>,
+    /// Held from storing a batch to queueing its proposal.
+    order: Mutex<Order>,
+    /// Set by the proposer when openraft refuses a batch, taken by the next store.
+    refused: Arc<Mutex<Option<RefusedAt>>>,
     proposals: mpsc::UnboundedSender<Proposal>,
 }
 
@@ -89,12 +115,14 @@ impl LeaderWrites {
     /// that proposes (on the current tokio runtime); it ends when this is dropped.
     pub fn new(store: Arc<MessageStore>, raft: Raft, log: LogStore) -> LeaderWrites {
         let (proposals, queued) = mpsc::unbounded_channel();
-        tokio::spawn(propose(raft.clone(), queued));
+        let refused = Arc::new(Mutex::new(None));
+        tokio::spawn(propose(raft.clone(), queued, refused.clone()));
         LeaderWrites {
             store,
             raft,
             log,
-            order: Mutex::new(None),
+            order: Mutex::new(Order::default()),
+            refused,
             proposals,
         }
     }
@@ -110,17 +138,25 @@ impl LeaderWrites {
     ) -> Result<Replicated, Refused> {
         // Waited for as the store waits behind another append: one stalled by a slow disk
         // must not hold every runtime worker here.
-        let mut cut_under = store::lock_waiting_with(&self.order, wait_with);
+        let mut order = store::lock_waiting_with(&self.order, wait_with);
         let leader = self
             .raft
             .as_leader()
             .map_err(|forward| Refused::NotLeader(forward.leader_id))?
             .to_committed_leader_id();
-        if cut_under.as_ref() != Some(&leader) {
+        let refused = self.refused.lock().take();
+        if order.cut_under.as_ref() != Some(&leader) {
             self.log
                 .cut_unlogged_tail()
                 .map_err(|error| Refused::Replication(error.to_string()))?;
-            *cut_under = Some(leader);
+            order.cut_under = Some(leader);
+            order.run += 1;
+        } else if let Some(refused) = refused.filter(|refused| refused.run == order.run) {
+            // Every batch stored since `refused.start` was refused with it, or will be.
+            self.store
+                .cut_tail(refused.start)
+                .map_err(|error| Refused::Replication(error.to_string()))?;
+            order.run += 1;
         }
         let appended = self.store.append_batch_waiting_with(messages, wait_with)?;
         let start = appended.messages[0].physical_offset;
@@ -133,6 +169,7 @@ impl LeaderWrites {
         let _ = self.proposals.send(Proposal {
             batch: Batch::of(start, bytes),
             leader,
+            run: order.run,
             answer,
         });
         Ok(Replicated {
@@ -143,36 +180,78 @@ impl LeaderWrites {
     }
 }
 
-/// Hands each proposal to openraft in the order queued, and answers it once committed.
-async fn propose(raft: Raft, mut queued: mpsc::UnboundedReceiver<Proposal>) {
+/// Hands each proposal to openraft in the order queued, and answers it once applied. A
+/// proposal goes to openraft only once the one before is logged or refused: after a write,
+/// the proposer asks openraft's core for nothing (an empty state read), and since the core
+/// takes requests in order, by its answer the write is either logged, or refused with its
+/// answer already sent. A refusal refuses the rest of its run.
+async fn propose(
+    raft: Raft,
+    mut queued: mpsc::UnboundedReceiver<Proposal>,
+    refused: Arc<Mutex<Option<RefusedAt>>>,
+) {
+    let mut refused_run = None;
     while let Some(Proposal {
         batch,
         leader,
+        run,
         answer,
     }) = queued.recv().await
     {
-        let (responder, applied) = ProgressResponder::complete_only();
-        if let Err(fatal) = raft
-            .write(batch)
-            .with_leader(leader)
-            .responder(responder)
-            .await
-        {
-            let _ = answer.send(Err(Refused::Replication(fatal.to_string())));
+        if refused_run == Some(run) {
+            let _ = answer.send(Err(Refused::NotLeader(None)));
             continue;
         }
-        // Applied, not merely committed: a committed batch becomes readable when applied,
-        // and a producer told its message is stored must find it on its next pull.
-        tokio::spawn(async move {
-            let outcome = match applied.await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(ClientWriteError::ForwardToLeader(forward))) => {
-                    Err(Refused::NotLeader(forward.leader_id))
+        let start = batch.start;
+        let (responder, mut applied) = ProgressResponder::complete_only();
+        let submitted = async {
+            raft.write(batch)
+                .with_leader(leader)
+                .responder(responder)
+                .await?;
+            raft.with_raft_state(|_| ()).await
+        };
+        let outcome = match submitted.await {
+            Err(fatal) => Some(Err(Refused::Replication(fatal.to_string()))),
+            Ok(()) => match applied.try_recv() {
+                Ok(result) => Some(answered(result)),
+                Err(oneshot::error::TryRecvError::Empty) => None,
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    Some(Err(Refused::Replication("Raft stopped".into())))
                 }
-                Ok(Err(error)) => Err(Refused::Replication(error.to_string())),
-                Err(_) => Err(Refused::Replication("Raft stopped".into())),
-            };
-            let _ = answer.send(outcome);
-        });
+            },
+        };
+        match outcome {
+            // Logged: answered once applied. Applied, not merely committed: a committed
+            // batch becomes readable when applied, and a producer told its message is
+            // stored must find it on its next pull.
+            None => {
+                tokio::spawn(async move {
+                    let result = applied.await.map_or_else(
+                        |_| Err(Refused::Replication("Raft stopped".into())),
+                        answered,
+                    );
+                    let _ = answer.send(result);
+                });
+            }
+            Some(result) => {
+                if result.is_err() {
+                    refused_run = Some(run);
+                    *refused.lock() = Some(RefusedAt { run, start });
+                }
+                let _ = answer.send(result);
+            }
+        }
+    }
+}
+
+/// What a write's final answer means for its batch.
+fn answered<T>(result: Result<T, ClientWriteError<TypeConfig>>) -> Result<(), Refused> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(ClientWriteError::ForwardToLeader(forward)) => {
+            Err(Refused::NotLeader(forward.leader_id))
+        }
+        Err(error) => Err(Refused::Replication(error.to_string())),
     }
 }

@@ -8,6 +8,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod deliveries;
+pub mod group;
 pub mod prometheus;
 
 use std::path::PathBuf;
@@ -379,6 +380,33 @@ pub fn assert_all_consumed<'a>(
         &lost[..lost.len().min(10)]
     );
     assert_eq!(got["outOfOrder"], 0, "{got}");
+}
+
+/// A Java 5.5.0 lite-pull consumer of a new group reading `topic` from its first message
+/// until it has seen `expect` distinct messages of `run`, or `timeout` passed; the indexes
+/// it saw go to `seen`.
+pub fn lite_pull_all(
+    namesrv: &str,
+    topic: &str,
+    run: &str,
+    expect: usize,
+    seen: &std::path::Path,
+    timeout: Duration,
+) -> Value {
+    java_client(
+        "5.5.0",
+        &[
+            "consume".into(),
+            format!("namesrv={namesrv}"),
+            format!("topic={topic}"),
+            format!("group={}", unique("cg")),
+            "type=litePull".into(),
+            format!("expect={expect}"),
+            format!("run={run}"),
+            format!("timeoutMs={}", timeout.as_millis()),
+            format!("seen={}", seen.display()),
+        ],
+    )
 }
 
 /// Every message index in [first, first + count) exactly once, in queue order.
