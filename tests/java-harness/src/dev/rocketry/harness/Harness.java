@@ -230,9 +230,12 @@ public final class Harness {
                         // once its unregister has waited 3 s, discarding them. A reply means
                         // the broker has read every frame sent before it on its channel (these
                         // runs have one broker). Rocketry reads a connection only as fast as it
-                        // serves it (docs/compatibility.md, "Oneway sends and a busy broker").
+                        // serves it (docs/compatibility.md, "Oneway sends and a busy broker"),
+                        // so this reply waits for every send before it to be stored: it gets a
+                        // minute, not the send timeout (10,000 oneway sends once took over 10 s
+                        // to store on two loaded cores, and the reply came too late).
                         if (i == count - 1) {
-                            producer.send(m);
+                            producer.send(m, Math.max(60_000L, producer.getSendMsgTimeout()));
                         } else {
                             producer.sendOneway(m);
                         }
