@@ -10,6 +10,8 @@ set -euo pipefail
 ROCKETRY_CACHE="${ROCKETRY_CACHE:-$HOME/.cache/rocketry}"
 PEERS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$PEERS_DIR/../.." && pwd)"
+# Where cargo puts what it builds (CI keeps it in the cache: scripts/test).
+TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_DIR/target}"
 mkdir -p "$ROCKETRY_CACHE"
 
 log() { printf '[%s] %s\n' "${PEER_NAME:-peers}" "$*" >&2; }
