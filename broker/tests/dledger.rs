@@ -360,6 +360,25 @@ fn leadership_moves_on_demand_under_load_and_no_send_fails() {
         }
     };
 
+    // Each replica's own account (runtime info): its role, and Raft's term, which moves
+    // on with every election; a transfer is one.
+    let standing = |replica: usize| -> (String, u64, u64) {
+        let addr = replicas[replica].broker_addr.clone().unwrap();
+        let table = runtime.block_on(async move {
+            let client = protocol::Client::connect(addr.as_str()).await.unwrap();
+            client.get_broker_runtime_info().await.unwrap().table
+        });
+        let number = |key: &str| table[key].parse::<u64>().unwrap();
+        (
+            table["replicaRole"].clone(),
+            number("raftTerm"),
+            number("sendsPassedOnToLeader"),
+        )
+    };
+    let (role, term_before, _) = standing(first);
+    assert_eq!(role, "leader");
+    assert_eq!(standing(named).0, "follower");
+
     wait_for_sends(MESSAGES / 8);
     let answer = transfer_leader(&replicas[first], Some(&format!("n{named}"))).unwrap();
     assert_eq!(answer, format!("n{named} leads the group"));
@@ -374,6 +393,13 @@ fn leadership_moves_on_demand_under_load_and_no_send_fails() {
         .unwrap_or_else(|| panic!("{answer}"));
     assert_ne!(chosen, named);
     registered_as_master(chosen);
+    let (role, term_after, _) = standing(chosen);
+    assert_eq!(role, "leader");
+    assert_eq!(
+        term_after,
+        term_before + 2,
+        "two transfers should cost two elections and no more"
+    );
 
     let sent = sending.join().unwrap();
     assert_eq!(sent["sent"].as_u64(), Some(MESSAGES), "{sent}");
@@ -383,7 +409,8 @@ fn leadership_moves_on_demand_under_load_and_no_send_fails() {
         *by.entry(ack.broker.as_str()).or_default() += 1;
         by
     });
-    println!("acknowledged by (stored on) each leader: {by:?}");
+    let passed_on: Vec<u64> = (0..replicas.len()).map(|r| standing(r).2).collect();
+    println!("acknowledged by (stored on) each leader: {by:?}; sends passed on to the leader by n0, n1, n2: {passed_on:?}");
     assert!(
         by.len() >= 2,
         "every send was stored by one replica: {by:?}"

@@ -45,6 +45,21 @@ where
     F: FnOnce(Client) -> Fut,
     Fut: Future<Output = protocol::Result<T>>,
 {
+    with_client_within(action, addr, access, CALL_TIMEOUT, call).await
+}
+
+/// [`with_client`] bounded by `limit` instead, for a call that waits on purpose.
+async fn with_client_within<T, F, Fut>(
+    action: &'static str,
+    addr: &str,
+    access: &Access,
+    limit: Duration,
+    call: F,
+) -> Result<T>
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: Future<Output = protocol::Result<T>>,
+{
     let error = |reason: String| Error::Admin {
         action,
         addr: addr.to_string(),
@@ -58,10 +73,10 @@ where
         }
         call(client).await
     };
-    match tokio::time::timeout(CALL_TIMEOUT, attempt).await {
+    match tokio::time::timeout(limit, attempt).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(source)) => Err(error(source.to_string())),
-        Err(_) => Err(error(format!("no answer within {CALL_TIMEOUT:?}"))),
+        Err(_) => Err(error(format!("no answer within {limit:?}"))),
     }
 }
 
@@ -110,22 +125,91 @@ pub async fn set_write_perm(
 /// The broker's `msgPutTotalTodayNow`: messages it has stored since midnight. It only moves
 /// while someone sends, so producers have left a fenced broker once it stands still.
 pub async fn put_total(access: &Access, broker: &str) -> Result<i64> {
-    let table = with_client(
-        "read the runtime info",
-        broker,
+    RuntimeInfo::read(access, broker)
+        .await?
+        .figure("msgPutTotalTodayNow")
+}
+
+/// A replica's part in its replicated group, as its runtime info tells it (Rocketry's own
+/// keys, docs/replication.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    pub leads: bool,
+    /// Raft's term: one more with each election, a transfer's included.
+    pub term: i64,
+    /// The end of its CommitLog: a follower as far as its leader has caught up.
+    pub max_offset: i64,
+    /// Sends it passed on to the leader since it started: the count stands still once
+    /// producers have found the new leader.
+    pub passed_on: i64,
+}
+
+pub async fn standing(access: &Access, broker: &str) -> Result<Standing> {
+    let info = RuntimeInfo::read(access, broker).await?;
+    Ok(Standing {
+        leads: info.text("replicaRole")? == "leader",
+        term: info.figure("raftTerm")?,
+        max_offset: info.figure("commitLogMaxOffset")?,
+        passed_on: info.figure("sendsPassedOnToLeader")?,
+    })
+}
+
+/// Hands the leadership of `leader`'s group to the follower furthest along
+/// (ROCKETRY_TRANSFER_LEADER); answers with the new leader (`nX`) once it leads.
+pub async fn transfer_leader(access: &Access, leader: &str) -> Result<String> {
+    with_client_within(
+        "transfer the leadership",
+        leader,
         access,
-        |client| async move { client.get_broker_runtime_info().await },
+        TRANSFER_TIMEOUT,
+        |client| async move { client.transfer_leader(None).await },
     )
-    .await?;
-    table
-        .table
-        .get("msgPutTotalTodayNow")
-        .and_then(|value| value.trim().parse().ok())
-        .ok_or_else(|| Error::Admin {
-            action: "read the runtime info",
-            addr: broker.to_string(),
-            reason: "the answer has no msgPutTotalTodayNow".to_string(),
+    .await
+}
+
+/// Longer than the broker gives the new leader's election.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// GET_BROKER_RUNTIME_INFO's table, with the broker it came from for errors.
+struct RuntimeInfo {
+    broker: String,
+    table: std::collections::BTreeMap<String, String>,
+}
+
+impl RuntimeInfo {
+    async fn read(access: &Access, broker: &str) -> Result<RuntimeInfo> {
+        let table = with_client(
+            "read the runtime info",
+            broker,
+            access,
+            |client| async move { client.get_broker_runtime_info().await },
+        )
+        .await?
+        .table;
+        Ok(RuntimeInfo {
+            broker: broker.to_string(),
+            table,
         })
+    }
+
+    fn text(&self, key: &str) -> Result<&str> {
+        self.table
+            .get(key)
+            .map(|value| value.trim())
+            .ok_or_else(|| Error::Admin {
+                action: "read the runtime info",
+                addr: self.broker.clone(),
+                reason: format!("the answer has no {key}"),
+            })
+    }
+
+    fn figure(&self, key: &str) -> Result<i64> {
+        self.text(key)?.parse().map_err(|_| Error::Admin {
+            action: "read the runtime info",
+            addr: self.broker.clone(),
+            reason: format!("{key} is not a number"),
+        })
+    }
 }
 
 /// Messages on `broker` that its consumer groups have not consumed: over every group with

@@ -8,6 +8,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::join_all;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
@@ -460,9 +461,10 @@ async fn reconcile_cluster(cluster: &RocketCluster, context: &Context) -> Result
 
     // Every broker pod of the cluster, in the order they roll: by group, highest ordinal first.
     let mut members = Vec::new();
+    let mut standings = BTreeMap::new();
     for (group, set) in &groups {
         let name = resources::broker_group_name(cluster, group.index);
-        let (mut status, group_members) = group_members(
+        let (mut status, mut group_members) = group_members(
             cluster,
             &apis.pods,
             set,
@@ -471,6 +473,11 @@ async fn reconcile_cluster(cluster: &RocketCluster, context: &Context) -> Result
             draining.contains_key(&group.index),
         )
         .await?;
+        if cluster.spec.replicas_per_group > 1 {
+            let group_standings =
+                replica_standings(cluster, &security.access, &mut group_members, &mut status).await;
+            standings.extend(group_standings);
+        }
         status.draining = draining.get(&group.index).cloned();
         status.seeded = previous
             .broker_groups
@@ -487,6 +494,7 @@ async fn reconcile_cluster(cluster: &RocketCluster, context: &Context) -> Result
         &apis.pods,
         previous.roll.as_ref(),
         &members,
+        &standings,
         expected,
         &name_servers,
         now,
@@ -627,6 +635,12 @@ async fn group_members(
                         .as_ref()
                         .is_some_and(|update| revision != Some(update)),
                 rollable: !draining,
+                // A replicated group's roles are asked of its replicas: replica_standings.
+                role: if cluster.spec.replicas_per_group > 1 {
+                    roll::Role::Unknown
+                } else {
+                    roll::Role::Alone
+                },
             }
         })
         .collect();
@@ -641,6 +655,55 @@ async fn group_members(
     Ok((status, members))
 }
 
+/// How far behind its leader's CommitLog a follower may end and still count as caught up:
+/// one that is further behind holds the roll, since restarting another replica would leave
+/// the group's quorum waiting on it.
+const CAUGHT_UP_WITHIN: i64 = 16 << 20;
+
+/// Asks a replicated group's Ready replicas where they stand; sets each member's role, the
+/// group's leader, and keeps a follower that has not caught up with its leader from counting
+/// as ready for a roll. Returns the standings by pod.
+async fn replica_standings(
+    cluster: &RocketCluster,
+    access: &Access,
+    members: &mut [roll::Member],
+    status: &mut BrokerGroupStatus,
+) -> BTreeMap<String, admin::Standing> {
+    let asked = members.iter().filter(|member| member.ready).map(|member| {
+        let broker = resources::broker_address(cluster, &member.broker_name, &member.name);
+        let pod = member.name.clone();
+        async move {
+            let standing = admin::standing(access, &broker).await;
+            if let Err(error) = &standing {
+                tracing::info!(%pod, %error, "cannot ask a replica where it stands");
+            }
+            (pod, standing.ok())
+        }
+    });
+    let standings: BTreeMap<String, admin::Standing> = join_all(asked)
+        .await
+        .into_iter()
+        .filter_map(|(pod, standing)| Some((pod, standing?)))
+        .collect();
+    let leader = standings.iter().find(|(_, standing)| standing.leads);
+    status.leader = leader.map(|(pod, _)| pod.clone());
+    let leader_end = leader.map(|(_, standing)| standing.max_offset);
+    for member in members.iter_mut() {
+        let Some(standing) = standings.get(&member.name) else {
+            continue;
+        };
+        member.role = if standing.leads {
+            roll::Role::Leader
+        } else {
+            roll::Role::Follower
+        };
+        // No leader, or far behind it: the group is not whole enough for a roll.
+        member.ready &= leader_end
+            .is_some_and(|end| standing.leads || standing.max_offset >= end - CAUGHT_UP_WITHIN);
+    }
+    standings
+}
+
 /// Takes the roll one step (see `roll`) and does what the step names; returns the roll as it
 /// now stands.
 #[allow(clippy::too_many_arguments)]
@@ -651,19 +714,23 @@ async fn step_roll(
     pods: &Api<Pod>,
     current: Option<&RollStatus>,
     members: &[roll::Member],
+    standings: &BTreeMap<String, admin::Standing>,
     expected: usize,
     name_servers: &[String],
     now: Timestamp,
 ) -> Result<Option<RollStatus>> {
-    let put_total = match current {
+    let sends = match current {
         Some(roll) if roll.step == RollStep::Fencing => {
             let broker = resources::broker_address(cluster, &roll.broker_name, &roll.pod);
             admin::put_total(access, &broker).await.ok()
         }
+        Some(roll) if roll.step == RollStep::HandingOver => {
+            standings.get(&roll.pod).map(|standing| standing.passed_on)
+        }
         _ => None,
     };
-    match roll::next(current, members, expected, put_total, now) {
-        roll::Next::Idle | roll::Next::WaitForBrokers => Ok(None),
+    match roll::next(current, members, expected, sends, now) {
+        roll::Next::Idle | roll::Next::WaitForBrokers | roll::Next::Done => Ok(None),
         roll::Next::Replace(pod) => {
             delete(pods, &pod, "pod").await?;
             publish(context, cluster, EventType::Normal, "ReplacingDownPod", format!("deleted {pod}, which is outdated and not Ready, so that it comes back with the new config or template")).await;
@@ -690,6 +757,16 @@ async fn step_roll(
             publish(context, cluster, type_, "FencingBroker", note).await;
             Ok(Some(roll))
         }
+        roll::Next::HandOver(roll) => {
+            // Recorded first: whoever leads next knows this leader is on its way out.
+            patch_roll(cluster, context, Some(&roll)).await?;
+            let broker = resources::broker_address(cluster, &roll.broker_name, &roll.pod);
+            match admin::transfer_leader(access, &broker).await {
+                Ok(to) => publish(context, cluster, EventType::Normal, "HandingOverLeadership", format!("moved the leadership of {} from {} to {to} before restarting it; it passes sends on until producers find {to}", roll.broker_name, roll.pod)).await,
+                Err(error) => publish(context, cluster, EventType::Warning, "LeadershipTransferFailed", format!("{} still leads {}: {error}; trying again", roll.pod, roll.broker_name)).await,
+            }
+            Ok(Some(roll))
+        }
         roll::Next::Hold(roll) => {
             if roll.step == RollStep::Fencing {
                 admin::set_write_perm(access, name_servers, &roll.broker_name, true).await;
@@ -697,9 +774,33 @@ async fn step_roll(
             Ok(Some(roll))
         }
         roll::Next::Restart(roll) => {
+            // Recorded first when nothing was: a follower goes straight to its restart.
+            if current.is_none() {
+                patch_roll(cluster, context, Some(&roll)).await?;
+            }
             delete(pods, &roll.pod, "pod").await?;
-            let waited = roll::elapsed(&current.expect("a restart follows a fence").since, now);
-            publish(context, cluster, EventType::Normal, "RollingPod", format!("deleted {} to apply the new broker config or template, {} s after fencing its writes", roll.pod, waited.as_secs())).await;
+            let after = match current {
+                Some(before) => format!(
+                    "{} s after {}",
+                    roll::elapsed(&before.since, now).as_secs(),
+                    match before.step {
+                        RollStep::HandingOver => "handing its leadership over",
+                        _ => "fencing its writes",
+                    }
+                ),
+                None => format!("a follower of {}", roll.broker_name),
+            };
+            publish(
+                context,
+                cluster,
+                EventType::Normal,
+                "RollingPod",
+                format!(
+                    "deleted {} to apply the new broker config or template, {after}",
+                    roll.pod
+                ),
+            )
+            .await;
             Ok(Some(roll))
         }
         roll::Next::Unfence(broker_name) => {
@@ -1038,6 +1139,9 @@ async fn write_status(
         let progressing = if let Some(roll) = &observed.roll {
             let step = match roll.step {
                 RollStep::Fencing => "writes fenced, waiting for producers to move",
+                RollStep::HandingOver => {
+                    "leadership handed over, waiting for producers to find the new leader"
+                }
                 RollStep::Restarting => "restarting",
             };
             condition(

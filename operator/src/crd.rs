@@ -305,8 +305,10 @@ pub struct RocketClusterStatus {
     pub roll: Option<RollStatus>,
 }
 
-/// A broker restart in progress: its writes are fenced at the name servers first, then the
-/// pod is deleted, and the fence is lifted once its replacement is ready.
+/// A broker restart in progress. A group of one broker has its writes fenced at the name
+/// servers first, then the pod is deleted, and the fence is lifted once its replacement is
+/// ready. A replicated group's follower is restarted at once; its leader hands its leadership
+/// over first.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RollStatus {
@@ -319,8 +321,9 @@ pub struct RollStatus {
     pub step: RollStep,
     /// When the step began.
     pub since: Time,
-    /// The broker's count of stored messages when last asked, and since when it has not moved:
-    /// producers have left once it stays still.
+    /// The count of sends still reaching the broker when last asked (messages stored while
+    /// fencing, sends passed on to the new leader while handing over), and since when it has
+    /// not moved: producers have left once it stays still.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub put_total: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -331,6 +334,9 @@ pub struct RollStatus {
 pub enum RollStep {
     /// Writes are fenced; waiting for producers to move their sends elsewhere.
     Fencing,
+    /// A replicated group's leader hands its leadership to a follower, then waits for
+    /// producers to find the new leader (it passes their sends on meanwhile).
+    HandingOver,
     /// The pod was deleted; waiting for its replacement to be ready.
     Restarting,
 }
@@ -345,6 +351,10 @@ pub struct BrokerGroupStatus {
     /// Pods that still run an older config or template and wait to be rolled.
     #[serde(default)]
     pub outdated_replicas: i32,
+    /// The pod that leads a replicated group, as the replicas say; absent for a group of one
+    /// broker, or while none leads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
     /// Whether the group has been given the cluster's topics and subscription groups (a group
     /// added by scale-out gets them copied from an existing group once it is ready).
     #[serde(default)]

@@ -6,6 +6,14 @@
 //! permission at the name servers and producers are moving away); `Restarting` (its pod was
 //! deleted and the StatefulSet makes a new one); then the fence is lifted and the next broker
 //! may go. [`next`] decides; the controller does the I/O each decision names.
+//!
+//! A replicated group (`replicasPerGroup` > 1) keeps taking writes while one replica is down,
+//! so it is never fenced. Its followers go first, each straight to `Restarting`. Its leader
+//! goes last: `HandingOver` moves its leadership to a follower, which is an election without
+//! the timeout, and then waits until the sends it passes on to the new leader stand still
+//! (producers look their routes up every 30 s) before it restarts. So no roll costs an
+//! election timeout, and the group never has fewer than all but one replica up, or a
+//! follower that has not caught up.
 
 use std::time::Duration;
 
@@ -14,12 +22,25 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::crd::{RollStatus, RollStep};
 
-/// The longest a fence is held before the pod is restarted anyway: the Java client refreshes
-/// routes every 30 s (`pollNameServerInterval`), so by then every producer has seen it.
+/// How long a fence, or an old leader's passing on of sends, is waited out before the pod is
+/// restarted anyway: the Java client refreshes routes every 30 s (`pollNameServerInterval`),
+/// so by then every producer has seen the change.
 pub const FENCE_MAX: Duration = Duration::from_secs(40);
-/// How long the broker's count of stored messages must stand still before producers are taken
-/// to have left it, so an idle broker is restarted without waiting out [`FENCE_MAX`].
+/// How long the broker's count of sends (stored, or passed on) must stand still before
+/// producers are taken to have left it, so an idle broker is restarted without waiting out
+/// [`FENCE_MAX`].
 pub const QUIET: Duration = Duration::from_secs(8);
+
+/// A broker's part in its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The only broker of its group: it takes the group's writes until fenced.
+    Alone,
+    Leader,
+    Follower,
+    /// A replica that did not say: restarted as a follower, after the followers that did.
+    Unknown,
+}
 
 /// One broker pod as the controller sees it.
 #[derive(Debug, Clone)]
@@ -34,6 +55,7 @@ pub struct Member {
     pub outdated: bool,
     /// False for a group being drained for removal: it is not worth a restart.
     pub rollable: bool,
+    pub role: Role,
 }
 
 /// What to do next.
@@ -50,6 +72,9 @@ pub enum Next {
     Replace(String),
     /// Fence this broker's group and record the roll.
     Fence(RollStatus),
+    /// Record the roll and move this leader's leadership to a follower (again, if it still
+    /// leads).
+    HandOver(RollStatus),
     /// Keep the roll as it now stands (and the fence up while `Fencing`).
     Hold(RollStatus),
     /// Delete the pod; the roll is now `Restarting`.
@@ -57,37 +82,55 @@ pub enum Next {
     /// The replacement is ready, or the pod no longer needs a restart: lift the fence of this
     /// brokerName; the roll is over.
     Unfence(String),
+    /// The same for a replica of a replicated group, which had no fence.
+    Done,
 }
 
 /// Decides the next step from the roll in progress (if any), every broker pod of the cluster
-/// (in the order they should roll), how many pods the cluster should have, and, while
-/// fencing, the broker's count of stored messages (`None` when it cannot be asked).
+/// (in the order they should roll), how many pods the cluster should have, and the count of
+/// sends that still reach the rolling broker (`None` when it cannot be asked): while fencing,
+/// the messages it stored; while handing over, the sends it passed on to the new leader.
 pub fn next(
     roll: Option<&RollStatus>,
     members: &[Member],
     expected: usize,
-    put_total: Option<i64>,
+    sends: Option<i64>,
     now: Timestamp,
 ) -> Next {
     let Some(roll) = roll else {
         return start(members, expected, now);
     };
     let member = members.iter().find(|member| member.name == roll.pod);
+    // Replaced while fenced or handing over (a crash, someone's delete): as good as
+    // restarted.
+    let replaced = || {
+        Next::Hold(RollStatus {
+            step: RollStep::Restarting,
+            since: Time(now),
+            ..roll.clone()
+        })
+    };
     match roll.step {
         RollStep::Fencing => match member {
-            // Replaced while fenced (a crash, someone's delete): as good as restarted.
-            Some(member) if member.uid != roll.uid => Next::Hold(RollStatus {
-                step: RollStep::Restarting,
-                since: Time(now),
-                ..roll.clone()
-            }),
-            Some(member) if member.outdated => fencing(roll, put_total, now),
+            Some(member) if member.uid != roll.uid => replaced(),
+            Some(member) if member.outdated => quiet(roll, sends, now),
             // The spec went back, or the pod is gone: nothing to restart.
             _ => Next::Unfence(roll.broker_name.clone()),
         },
+        RollStep::HandingOver => match member {
+            Some(member) if member.uid != roll.uid => replaced(),
+            Some(member) if member.outdated && member.role == Role::Leader => {
+                Next::HandOver(roll.clone())
+            }
+            Some(member) if member.outdated => quiet(roll, sends, now),
+            _ => Next::Done,
+        },
         RollStep::Restarting => match member {
             Some(member) if member.uid != roll.uid && member.ready && !member.terminating => {
-                Next::Unfence(roll.broker_name.clone())
+                match member.role {
+                    Role::Alone => Next::Unfence(roll.broker_name.clone()),
+                    _ => Next::Done,
+                }
             }
             _ => Next::Hold(roll.clone()),
         },
@@ -104,7 +147,11 @@ fn start(members: &[Member], expected: usize, now: Timestamp) -> Next {
     {
         return Next::Replace(down.name.clone());
     }
-    let Some(victim) = outdated.clone().next() else {
+    // Followers before the replicas that did not say, leaders last.
+    let Some(victim) = [Role::Alone, Role::Follower, Role::Unknown, Role::Leader]
+        .iter()
+        .find_map(|role| outdated.clone().find(|member| member.role == *role))
+    else {
         return Next::Idle;
     };
     let all_up = members.len() == expected
@@ -114,18 +161,26 @@ fn start(members: &[Member], expected: usize, now: Timestamp) -> Next {
     if !all_up {
         return Next::WaitForBrokers;
     }
-    Next::Fence(RollStatus {
+    let roll = |step| RollStatus {
         pod: victim.name.clone(),
         broker_name: victim.broker_name.clone(),
         uid: victim.uid.clone(),
-        step: RollStep::Fencing,
+        step,
         since: Time(now),
         put_total: None,
         put_total_since: None,
-    })
+    };
+    match victim.role {
+        Role::Alone => Next::Fence(roll(RollStep::Fencing)),
+        Role::Leader => Next::HandOver(roll(RollStep::HandingOver)),
+        // A follower takes no sends (its leader does, and keeps a quorum without it).
+        Role::Follower | Role::Unknown => Next::Restart(roll(RollStep::Restarting)),
+    }
 }
 
-fn fencing(roll: &RollStatus, put_total: Option<i64>, now: Timestamp) -> Next {
+/// Holds the roll until the count of sends reaching the broker has stood still for [`QUIET`],
+/// or [`FENCE_MAX`] has passed since the step began; then restarts the broker.
+fn quiet(roll: &RollStatus, put_total: Option<i64>, now: Timestamp) -> Next {
     let restart = || {
         Next::Restart(RollStatus {
             step: RollStep::Restarting,
@@ -178,6 +233,7 @@ mod tests {
             terminating: false,
             outdated,
             rollable: true,
+            role: Role::Alone,
         }
     }
 
@@ -319,6 +375,118 @@ mod tests {
         assert_eq!(
             next(Some(&restarting), &members, 2, None, at(4)),
             Next::Unfence("demo-broker-0".into())
+        );
+    }
+
+    fn replica(name: &str, role: Role) -> Member {
+        Member {
+            role,
+            ..member(name, true)
+        }
+    }
+
+    #[test]
+    fn a_replicated_group_restarts_its_followers_unfenced_and_its_leader_last() {
+        let mut members = [
+            replica("demo-broker-0-2", Role::Follower),
+            replica("demo-broker-0-1", Role::Leader),
+            replica("demo-broker-0-0", Role::Unknown),
+        ];
+        // A follower first, with no fence: the leader keeps the group's quorum and its writes.
+        let Next::Restart(restarting) = next(None, &members, 3, None, at(0)) else {
+            panic!("expected a follower's restart")
+        };
+        assert_eq!(restarting.pod, "demo-broker-0-2");
+        assert_eq!(restarting.step, RollStep::Restarting);
+        // Back and caught up: over, with no fence to lift.
+        members[0] = Member {
+            uid: "new".into(),
+            ..replica("demo-broker-0-2", Role::Follower)
+        };
+        members[0].outdated = false;
+        assert_eq!(
+            next(Some(&restarting), &members, 3, None, at(20)),
+            Next::Done
+        );
+        // Then the replica that did not say where it stands, then the leader.
+        let Next::Restart(restarting) = next(None, &members, 3, None, at(21)) else {
+            panic!()
+        };
+        assert_eq!(restarting.pod, "demo-broker-0-0");
+        members[2].outdated = false;
+        match next(None, &members, 3, None, at(40)) {
+            Next::HandOver(roll) => {
+                assert_eq!(roll.pod, "demo-broker-0-1");
+                assert_eq!(roll.step, RollStep::HandingOver);
+            }
+            other => panic!("expected the leader to hand over, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_follower_behind_its_leader_holds_the_roll() {
+        // The controller counts a replica that has not caught up as not ready.
+        let mut members = [
+            replica("demo-broker-0-1", Role::Leader),
+            replica("demo-broker-0-0", Role::Follower),
+        ];
+        members[1].outdated = false;
+        members[1].ready = false;
+        assert_eq!(next(None, &members, 2, None, at(0)), Next::WaitForBrokers);
+    }
+
+    #[test]
+    fn an_old_leader_restarts_once_the_sends_it_passes_on_stand_still() {
+        let mut members = [replica("demo-broker-0-1", Role::Leader)];
+        let Next::HandOver(roll) = next(None, &members, 1, None, at(0)) else {
+            panic!()
+        };
+        // The transfer did not take: it is asked again.
+        assert_eq!(
+            next(Some(&roll), &members, 1, Some(0), at(2)),
+            Next::HandOver(roll.clone())
+        );
+        members[0].role = Role::Follower;
+        let Next::Hold(held) = next(Some(&roll), &members, 1, Some(30), at(3)) else {
+            panic!()
+        };
+        let Next::Hold(held) = next(Some(&held), &members, 1, Some(31), at(5)) else {
+            panic!()
+        };
+        let Next::Hold(held) = next(Some(&held), &members, 1, Some(31), at(12)) else {
+            panic!("restarted while producers still reached it")
+        };
+        match next(Some(&held), &members, 1, Some(31), at(13)) {
+            Next::Restart(restart) => assert_eq!(restart.step, RollStep::Restarting),
+            other => panic!("expected a restart, got {other:?}"),
+        }
+        // Producers that never leave it do not hold the roll past the bound.
+        let mut passed_on = 0;
+        let mut state = roll;
+        for second in 1..40 {
+            passed_on += 10;
+            match next(Some(&state), &members, 1, Some(passed_on), at(second)) {
+                Next::Hold(held) => state = held,
+                other => panic!("gave up at {second} s: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            next(Some(&state), &members, 1, Some(passed_on + 10), at(40)),
+            Next::Restart(_)
+        ));
+        // Its replacement ready: over, unfenced.
+        let restarted = [Member {
+            uid: "new".into(),
+            outdated: false,
+            ..replica("demo-broker-0-1", Role::Follower)
+        }];
+        let restarting = RollStatus {
+            step: RollStep::Restarting,
+            ..state
+        };
+        assert_eq!(
+            next(Some(&restarting), &restarted, 1, None, at(60)),
+            Next::Done
         );
     }
 

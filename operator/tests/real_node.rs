@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -384,6 +385,15 @@ fn the_broker_image_runs_on_the_real_node_and_keeps_its_messages_across_pods() {
     kubectl(&["delete", "namespace", &namespace, "--wait=false"]);
 }
 
+/// The items `kubectl get <args> -o json` lists.
+fn items(args: &[&str]) -> Vec<serde_json::Value> {
+    let mut command = vec!["get"];
+    command.extend_from_slice(args);
+    command.extend(["-o", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&kubectl(&command)).unwrap();
+    list["items"].as_array().unwrap().clone()
+}
+
 /// A broker pod of the cluster as `kubectl get pods -o json` shows it.
 struct BrokerPod {
     name: String,
@@ -392,34 +402,27 @@ struct BrokerPod {
 }
 
 fn broker_pods(namespace: &str) -> Vec<BrokerPod> {
-    let list: serde_json::Value = serde_json::from_str(&kubectl(&[
-        "get",
+    items(&[
         "pods",
         "-n",
         namespace,
         "-l",
         "app.kubernetes.io/component=broker",
-        "-o",
-        "json",
-    ]))
-    .unwrap();
-    list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|pod| {
-            let ready = pod["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True");
-            BrokerPod {
-                name: pod["metadata"]["name"].as_str().unwrap().to_string(),
-                uid: pod["metadata"]["uid"].as_str().unwrap().to_string(),
-                up: ready && pod["metadata"]["deletionTimestamp"].is_null(),
-            }
-        })
-        .collect()
+    ])
+    .iter()
+    .map(|pod| {
+        let ready = pod["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        BrokerPod {
+            name: pod["metadata"]["name"].as_str().unwrap().to_string(),
+            uid: pod["metadata"]["uid"].as_str().unwrap().to_string(),
+            up: ready && pod["metadata"]["deletionTimestamp"].is_null(),
+        }
+    })
+    .collect()
 }
 
 fn wait_phase(namespace: &str, phase: &str, limit: Duration) {
@@ -452,6 +455,26 @@ fn events(namespace: &str, reason: &str) -> String {
         "--field-selector",
         &format!("reason={reason}"),
     ])
+}
+
+/// How many events of one reason the namespace had: the events API folds repeats of a
+/// reason on one object into a series, which `kubectl get events` prints as one line.
+fn event_count(namespace: &str, reason: &str) -> u64 {
+    items(&[
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        &format!("reason={reason}"),
+    ])
+    .iter()
+    .map(|event| {
+        event["series"]["count"]
+            .as_u64()
+            .or(event["count"].as_u64())
+            .unwrap_or(1)
+    })
+    .sum()
 }
 
 /// The cluster as YAML, for a failure message.
@@ -703,6 +726,211 @@ fn secure_cluster_admits_its_users_only(namespace: &str, client_image: &str) {
 /// SIGKILL that recovers everything; groups 2→3 with the new group given the existing topics;
 /// 3→2 under a backlog that drains before the group goes; the leader operator killed, then
 /// deleted, and the other replica taking over.
+/// Starts a pod that sends to topic `steady` every 20 ms until stopped, then changes the
+/// brokers' config, and waits until each of the cluster's `brokers` pods has been replaced, the
+/// cluster is Running and no roll is recorded, never seeing two brokers down at once. Returns
+/// the producer's run.
+fn roll_under_a_steady_producer(
+    namespace: &str,
+    client_image: &str,
+    name_servers: &str,
+    brokers: usize,
+) -> String {
+    let steady = format!("steady{}", std::process::id());
+    start_client(
+        namespace,
+        client_image,
+        "steady",
+        &with_cold_timeouts(vec![
+            "dev.rocketry.harness.Features".into(),
+            "produce".into(),
+            format!("namesrv={name_servers}"),
+            "topic=steady".into(),
+            "count=1000000".into(),
+            format!("run={steady}"),
+            "intervalMs=20".into(),
+            "untilFile=/tmp/stop".into(),
+        ]),
+    );
+    wait_ready(namespace, "steady");
+    std::thread::sleep(Duration::from_secs(10));
+    let before = broker_pods(namespace);
+    assert_eq!(before.len(), brokers);
+    let started = Instant::now();
+    patch_cluster(
+        namespace,
+        serde_json::json!({"brokerConfig": {"fileReservedTime": "47"}}),
+    );
+    let mut most_down = 0;
+    poll(
+        Duration::from_secs(480),
+        || {
+            format!(
+                "the brokers were not rolled within 480 s:\n{}",
+                cluster_yaml(namespace)
+            )
+        },
+        || {
+            let pods = broker_pods(namespace);
+            let down = brokers - pods.iter().filter(|pod| pod.up).count();
+            most_down = most_down.max(down);
+            assert!(down <= 1, "{down} brokers down at once");
+            let replaced = pods.len() == brokers
+                && pods
+                    .iter()
+                    .all(|pod| pod.up && before.iter().all(|old| old.uid != pod.uid));
+            let status = field(
+                namespace,
+                "rocketcluster/demo",
+                "{.status.phase} {.status.roll}",
+            );
+            (replaced && status.trim_end() == "Running").then_some(())
+        },
+    );
+    println!(
+        "rolled {brokers} brokers in {:?}; at most {most_down} down at once",
+        started.elapsed()
+    );
+    assert_eq!(
+        most_down, 1,
+        "no broker was seen down: the roll was not observed"
+    );
+    steady
+}
+
+/// Stops the steady producer and returns its RESULT.
+fn stop_steady_producer(namespace: &str) -> serde_json::Value {
+    kubectl(&[
+        "exec",
+        "-n",
+        namespace,
+        "steady",
+        "--",
+        "touch",
+        "/tmp/stop",
+    ]);
+    client_result(namespace, "steady", Duration::from_secs(120))
+}
+
+/// A replica's runtime figures (`rocketry admin broker status`), asked from inside its pod.
+fn replica_status(namespace: &str, pod: &str) -> BTreeMap<String, String> {
+    let group = pod.rsplit_once('-').unwrap().0;
+    let addr = format!("{pod}.{group}.{namespace}.svc.cluster.local:10911");
+    let out = kubectl(&[
+        "exec", "-n", namespace, pod, "--", "rocketry", "admin", "--output", "json", "broker",
+        "status", "-b", &addr,
+    ]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    rows.iter()
+        .map(|row| {
+            let text = |key: &str| row[key].as_str().unwrap().to_string();
+            (text("key"), text("value"))
+        })
+        .collect()
+}
+
+/// Issue 16's leader-aware roll: a group of three replicas on the real node, rolled onto a new
+/// config while a producer sends all along. The operator restarts the two followers first,
+/// hands the leadership over, and restarts the old leader once the sends it passes on stand
+/// still: no send fails, and Raft's term moves on by one, the transfer's election, and no more.
+fn a_replicated_group_rolls_with_no_election_and_no_failed_send(
+    broker_image: &str,
+    client_image: &str,
+) {
+    let namespace = format!("raft-{}", std::process::id() % 100_000);
+    restricted_namespace(&namespace);
+    apply(
+        &namespace,
+        &format!(
+            r#"
+apiVersion: rocketry.dev/v1alpha1
+kind: RocketCluster
+metadata: {{name: demo}}
+spec:
+  image: {broker_image}
+  imagePullPolicy: Never
+  nameServer: {{replicas: 1}}
+  brokerGroups: 1
+  replicasPerGroup: 3
+  storage: {{size: 1Gi}}
+  tolerations: {TOLERATIONS}
+"#
+        ),
+    );
+    wait_phase(&namespace, "Running", Duration::from_secs(300));
+    let leader_pod = || {
+        field(
+            &namespace,
+            "rocketcluster/demo",
+            "{.status.brokerGroups[0].leader}",
+        )
+    };
+    let first_leader = poll(
+        Duration::from_secs(60),
+        || format!("no leader in the status:\n{}", cluster_yaml(&namespace)),
+        || Some(leader_pod()).filter(|pod| !pod.is_empty()),
+    );
+    let before = replica_status(&namespace, &first_leader);
+    assert_eq!(before["replicaRole"], "leader", "{before:?}");
+    let term_before: u64 = before["raftTerm"].parse().unwrap();
+    let name_servers = field(
+        &namespace,
+        "rocketcluster/demo",
+        "{.status.nameServerAddresses}",
+    );
+    println!("replicated group Running, {first_leader} leads in term {term_before}");
+
+    let steady = roll_under_a_steady_producer(&namespace, client_image, &name_servers, 3);
+    println!(
+        "roll events:\n{}{}",
+        events(&namespace, "RollingPod"),
+        events(&namespace, "HandingOverLeadership")
+    );
+    assert_eq!(
+        event_count(&namespace, "HandingOverLeadership"),
+        1,
+        "one transfer, of the leader"
+    );
+    assert_eq!(event_count(&namespace, "RollingPod"), 3);
+    assert_eq!(
+        event_count(&namespace, "FencingBroker"),
+        0,
+        "a replicated group was fenced"
+    );
+
+    let sent = stop_steady_producer(&namespace);
+    println!(
+        "steady producer through the replicated roll: {} acknowledged, {} failed after the client's retries",
+        sent["sent"], sent["failed"]
+    );
+    assert_eq!(sent["failed"], 0, "sends failed in the roll: {sent}");
+    let got = consume_all(
+        &namespace,
+        client_image,
+        "steady-reader",
+        &name_servers,
+        ("steady", &steady),
+        sent["attempted"].as_u64().unwrap(),
+        "",
+    );
+    assert_eq!(
+        got["missing"], 0,
+        "acknowledged sends lost in the roll: {got}"
+    );
+
+    let leader = leader_pod();
+    let after = replica_status(&namespace, &leader);
+    let term_after: u64 = after["raftTerm"].parse().unwrap();
+    println!("{leader} leads in term {term_after} (was {first_leader} in term {term_before})");
+    assert_ne!(leader, first_leader, "the leadership was not handed over");
+    assert_eq!(
+        term_after,
+        term_before + 1,
+        "the roll cost elections besides its one transfer"
+    );
+    kubectl(&["delete", "namespace", &namespace, "--wait=false"]);
+}
+
 /// A one-group cluster, a topic of 8 queues that may grow to 16 and shrink back, and a
 /// Deployment of Java push consumers (2.5 msg/s each) that a RocketConsumerGroup sizes. Each
 /// consumer writes what it received to a volume they share, so the checker at the end sees the
@@ -1055,67 +1283,9 @@ fn the_charts_operator_runs_the_example_cluster_through_rolls_crashes_and_scalin
     kubectl(&["delete", "namespace", &secured, "--wait=false"]);
 
     // A config roll while a producer sends all along.
-    let steady = format!("steady{}", std::process::id());
-    start_client(
-        &namespace,
-        &client_image,
-        "steady",
-        &[
-            "dev.rocketry.harness.Features".into(),
-            "produce".into(),
-            format!("namesrv={name_servers}"),
-            "topic=steady".into(),
-            "count=1000000".into(),
-            format!("run={steady}"),
-            "intervalMs=20".into(),
-            "untilFile=/tmp/stop".into(),
-        ],
-    );
-    wait_ready(&namespace, "steady");
-    std::thread::sleep(Duration::from_secs(10));
-    let before: Vec<BrokerPod> = broker_pods(&namespace);
-    assert_eq!(before.len(), 2);
-    let started = Instant::now();
-    patch_cluster(
-        &namespace,
-        serde_json::json!({"brokerConfig": {"fileReservedTime": "47"}}),
-    );
-    let mut most_down = 0;
-    poll(
-        Duration::from_secs(480),
-        || "the brokers were not rolled within 480 s".to_string(),
-        || {
-            let pods = broker_pods(&namespace);
-            let down = 2 - pods.iter().filter(|pod| pod.up).count();
-            most_down = most_down.max(down);
-            assert!(down <= 1, "{down} brokers down at once");
-            let replaced = pods.len() == 2
-                && pods
-                    .iter()
-                    .all(|pod| pod.up && before.iter().all(|old| old.uid != pod.uid));
-            let running = field(&namespace, "rocketcluster/demo", "{.status.phase}") == "Running";
-            (replaced && running).then_some(())
-        },
-    );
-    println!(
-        "rolled 2 brokers in {:?}; at most {most_down} down at once",
-        started.elapsed()
-    );
-    assert_eq!(
-        most_down, 1,
-        "no broker was seen down: the roll was not observed"
-    );
+    let steady = roll_under_a_steady_producer(&namespace, &client_image, &name_servers, 2);
     println!("roll events:\n{}", events(&namespace, "FencingBroker"));
-    kubectl(&[
-        "exec",
-        "-n",
-        &namespace,
-        "steady",
-        "--",
-        "touch",
-        "/tmp/stop",
-    ]);
-    let sent = client_result(&namespace, "steady", Duration::from_secs(120));
+    let sent = stop_steady_producer(&namespace);
     let skip: Vec<String> = sent["failedIndexes"]
         .as_array()
         .unwrap()
@@ -1420,6 +1590,7 @@ fn the_charts_operator_runs_the_example_cluster_through_rolls_crashes_and_scalin
     );
 
     kubectl(&["delete", "namespace", &namespace, "--wait=false"]);
+    a_replicated_group_rolls_with_no_election_and_no_failed_send(&broker_image, &client_image);
     // Last, so that its dozen consumer JVMs weigh on no phase above.
     consumers_and_queues_follow_the_backlog(&broker_image, &client_image);
     peer(&[

@@ -1,6 +1,6 @@
 //! `rocketry admin broker ...`: requests about one broker, addressed by `host:port`, as
-//! mqadmin's `brokerConsumeStats -b`, `getBrokerConfig -b` and `updateBrokerConfig -b`, and
-//! a replicated group's leadership transfer.
+//! mqadmin's `brokerConsumeStats -b`, `brokerStatus -b`, `getBrokerConfig -b` and
+//! `updateBrokerConfig -b`, and a replicated group's leadership transfer.
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -18,6 +18,12 @@ pub enum BrokerCommand {
         /// Only ordered topics.
         #[arg(long)]
         order: bool,
+    },
+    /// The broker's runtime figures, as mqadmin's `brokerStatus` prints them, with
+    /// Rocketry's own keys (a replica's role, Raft term and sends passed on to the leader).
+    Status {
+        #[arg(short = 'b', long)]
+        broker_addr: String,
     },
     /// The broker's settings.
     Config {
@@ -84,6 +90,17 @@ pub async fn run(command: BrokerCommand) -> Result<Answer> {
                         }
                     }
                 }
+            }
+            Ok(Answer::rows(table))
+        }
+        BrokerCommand::Status { broker_addr } => {
+            let runtime = connect(&broker_addr)
+                .await?
+                .get_broker_runtime_info()
+                .await?;
+            let mut table = Table::new(["key", "value"]);
+            for (key, value) in runtime.table {
+                table.row([key, value]);
             }
             Ok(Answer::rows(table))
         }

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -87,6 +87,19 @@ pub(crate) struct Member {
     /// Set while this leader hands its role over: openraft takes no more writes from it,
     /// so its sends go on to the replica taking over, once it does.
     handing_over: AtomicBool,
+    /// Sends passed on to the leader since start: an old leader's count stands still once
+    /// its producers have found the new one (the operator restarts it only then).
+    passed_on: AtomicU64,
+}
+
+/// A replica's part in its group, for the runtime info.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Standing {
+    pub leads: bool,
+    /// Raft's term: it moves on with every election, a transfer's included.
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub passed_on: u64,
 }
 
 impl Member {
@@ -97,6 +110,17 @@ impl Member {
             broker_addrs: parking_lot::Mutex::new(HashMap::new()),
             to_leader: parking_lot::Mutex::new(None),
             handing_over: AtomicBool::new(false),
+            passed_on: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn standing(&self) -> Standing {
+        let metrics = self.replica.raft().metrics().borrow_watched().clone();
+        Standing {
+            leads: self.leads(),
+            term: metrics.current_term,
+            leader: metrics.current_leader,
+            passed_on: self.passed_on.load(Ordering::Relaxed),
         }
     }
 
@@ -271,6 +295,7 @@ impl Member {
         match client.invoke(forwarded, FORWARD_TIMEOUT).await {
             Ok(mut answer) => {
                 answer.opaque = request.opaque;
+                self.passed_on.fetch_add(1, Ordering::Relaxed);
                 Some(answer)
             }
             Err(error) => {

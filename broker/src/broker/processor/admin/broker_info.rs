@@ -190,6 +190,20 @@ fn runtime_table(broker: &Broker) -> BTreeMap<String, String> {
     if let Some(ratio) = store.disk_used_ratio() {
         put("commitLogDiskRatio", format!("{ratio:.4}"));
     }
+    // Rocketry's own keys for a replica of a replicated group (docs/replication.md): what
+    // the operator rolls by, and what shows that a roll cost no election but its transfer.
+    if let Some(member) = &broker.replica {
+        let standing = member.standing();
+        put(
+            "replicaRole",
+            if standing.leads { "leader" } else { "follower" }.to_string(),
+        );
+        put("raftTerm", standing.term.to_string());
+        if let Some(leader) = standing.leader {
+            put("raftLeader", format!("n{leader}"));
+        }
+        put("sendsPassedOnToLeader", standing.passed_on.to_string());
+    }
     table
 }
 
