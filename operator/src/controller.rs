@@ -487,12 +487,27 @@ async fn reconcile_cluster(cluster: &RocketCluster, context: &Context) -> Result
         observed.groups.push(status);
     }
     let expected = groups.len() * cluster.spec.replicas_per_group as usize;
+    // The roll as last recorded, read afresh: a pass that a pod's change triggers can run before
+    // the watch has brought the previous pass's status patch, and a roll resumed from a stale
+    // step would repeat it (a second restart) or skip one (an old leader restarted before the
+    // sends it passes on stand still).
+    let cluster_name = cluster.name_any();
+    let recorded = Api::<RocketCluster>::namespaced(context.client.clone(), &namespace)
+        .get(&cluster_name)
+        .await
+        .map_err(kube_error(
+            "read the status of",
+            "rocketcluster",
+            &cluster_name,
+        ))?
+        .status
+        .and_then(|status| status.roll);
     observed.roll = step_roll(
         cluster,
         context,
         &security.access,
         &apis.pods,
-        previous.roll.as_ref(),
+        recorded.as_ref(),
         &members,
         &standings,
         expected,

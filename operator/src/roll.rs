@@ -101,8 +101,8 @@ pub fn next(
         return start(members, expected, now);
     };
     let member = members.iter().find(|member| member.name == roll.pod);
-    // Replaced while fenced or handing over (a crash, someone's delete): as good as
-    // restarted.
+    // Replaced or on its way out while fenced or handing over (a crash, someone's delete, a
+    // restart this roll asked for already): as good as restarted.
     let replaced = || {
         Next::Hold(RollStatus {
             step: RollStep::Restarting,
@@ -112,13 +112,13 @@ pub fn next(
     };
     match roll.step {
         RollStep::Fencing => match member {
-            Some(member) if member.uid != roll.uid => replaced(),
+            Some(member) if member.uid != roll.uid || member.terminating => replaced(),
             Some(member) if member.outdated => quiet(roll, sends, now),
             // The spec went back, or the pod is gone: nothing to restart.
             _ => Next::Unfence(roll.broker_name.clone()),
         },
         RollStep::HandingOver => match member {
-            Some(member) if member.uid != roll.uid => replaced(),
+            Some(member) if member.uid != roll.uid || member.terminating => replaced(),
             Some(member) if member.outdated && member.role == Role::Leader => {
                 Next::HandOver(roll.clone())
             }
@@ -473,6 +473,17 @@ mod tests {
         assert!(matches!(
             next(Some(&state), &members, 1, Some(passed_on + 10), at(40)),
             Next::Restart(_)
+        ));
+        // Deleted already (as a pass that read the step before its restart would see it):
+        // nothing to restart again.
+        let mut deleting = members.clone();
+        deleting[0].terminating = true;
+        assert!(matches!(
+            next(Some(&state), &deleting, 1, Some(passed_on), at(41)),
+            Next::Hold(RollStatus {
+                step: RollStep::Restarting,
+                ..
+            })
         ));
         // Its replacement ready: over, unfenced.
         let restarted = [Member {

@@ -891,7 +891,11 @@ spec:
         1,
         "one transfer, of the leader"
     );
-    assert_eq!(event_count(&namespace, "RollingPod"), 3);
+    assert_eq!(
+        event_count(&namespace, "RollingPod"),
+        3,
+        "one restart of each replica"
+    );
     assert_eq!(
         event_count(&namespace, "FencingBroker"),
         0,
