@@ -135,8 +135,6 @@ pub async fn put_total(access: &Access, broker: &str) -> Result<i64> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Standing {
     pub leads: bool,
-    /// Raft's term: one more with each election, a transfer's included.
-    pub term: i64,
     /// The end of its CommitLog: a follower as far as its leader has caught up.
     pub max_offset: i64,
     /// Sends it passed on to the leader since it started: the count stands still once
@@ -148,7 +146,6 @@ pub async fn standing(access: &Access, broker: &str) -> Result<Standing> {
     let info = RuntimeInfo::read(access, broker).await?;
     Ok(Standing {
         leads: info.text("replicaRole")? == "leader",
-        term: info.figure("raftTerm")?,
         max_offset: info.figure("commitLogMaxOffset")?,
         passed_on: info.figure("sendsPassedOnToLeader")?,
     })

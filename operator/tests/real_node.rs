@@ -717,15 +717,6 @@ fn secure_cluster_admits_its_users_only(namespace: &str, client_image: &str) {
     );
 }
 
-/// The chart installs the operator (two replicas, leader election, its ServiceAccount token) in
-/// a Pod Security "restricted" namespace, and the example RocketCluster, applied to the real
-/// apiserver, runs in another restricted namespace. Then, on that one cluster, what a platform
-/// team does to it: 10,000 messages round trip; (beside it, an ACL-enabled cluster on TLS that
-/// takes a RocketUser's sends and refuses an unknown user's); a config roll under a steady producer with
-/// never more than one broker down and every acknowledged message consumed; a broker killed by
-/// SIGKILL that recovers everything; groups 2→3 with the new group given the existing topics;
-/// 3→2 under a backlog that drains before the group goes; the leader operator killed, then
-/// deleted, and the other replica taking over.
 /// Starts a pod that sends to topic `steady` every 20 ms until stopped, then changes the
 /// brokers' config, and waits until each of the cluster's `brokers` pods has been replaced, the
 /// cluster is Running and no roll is recorded, never seeing two brokers down at once. Returns
@@ -1204,6 +1195,16 @@ spec:
     client_result(namespace, "checker", Duration::from_secs(240))
 }
 
+/// The chart installs the operator (two replicas, leader election, its ServiceAccount token) in
+/// a Pod Security "restricted" namespace, and the example RocketCluster, applied to the real
+/// apiserver, runs in another restricted namespace. Then, on that one cluster, what a platform
+/// team does to it: 10,000 messages round trip; (beside it, an ACL-enabled cluster on TLS that
+/// takes a RocketUser's sends and refuses an unknown user's); a config roll under a steady producer with
+/// never more than one broker down and every acknowledged message consumed; a broker killed by
+/// SIGKILL that recovers everything; groups 2→3 with the new group given the existing topics;
+/// 3→2 under a backlog that drains before the group goes; the leader operator killed, then
+/// deleted, and the other replica taking over. Then a group of three replicas rolled with
+/// no election but its leader's transfer, and the autoscaling of issue 15.
 #[test]
 fn the_charts_operator_runs_the_example_cluster_through_rolls_crashes_and_scaling() {
     if kubeconfig().is_none() {
