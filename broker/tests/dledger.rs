@@ -34,7 +34,6 @@ fn acknowledged_sends_survive_the_leader_killed_at_random_moments() {
     create_topic(&runtime, &replicas[first], &topic, 4);
 
     let dir = tempfile::tempdir().unwrap();
-    let seen_file = dir.path().join("seen");
     let half = count / 2;
     let ack_files = [
         dir.path().join("acked-single"),
@@ -116,16 +115,7 @@ fn acknowledged_sends_survive_the_leader_killed_at_random_moments() {
     );
     takeovers.sort();
 
-    let got = lite_pull_all(
-        &namesrv.namesrv,
-        &topic,
-        &run,
-        acked.len(),
-        &seen_file,
-        CONSUME_WAIT,
-    );
-    let seen = indexes(&seen_file);
-    assert_all_consumed(acked.keys(), &seen, &got);
+    let (seen, got) = consume_acknowledged(&namesrv.namesrv, &topic, &run, &acked, dir.path());
 
     // Every replica holds the same CommitLog once each has caught up and stopped cleanly.
     let bytes = caught_up(&runtime, &namesrv.namesrv, &replicas);
@@ -416,14 +406,74 @@ fn leadership_moves_on_demand_under_load_and_no_send_fails() {
         "every send was stored by one replica: {by:?}"
     );
 
-    let seen_file = dir.path().join("seen");
-    let got = lite_pull_all(
+    consume_acknowledged(&namesrv.namesrv, &topic, &run, &acks, dir.path());
+}
+
+/// A broker that ran alone becomes the first of three replicas (`replicasPerGroup` 1 to 3, as
+/// the operator makes it): it keeps its messages, the two new replicas are sent them as a
+/// Raft snapshot, and the real Java clients consume every message, from before and after,
+/// from the group, whose CommitLogs are then byte-identical.
+#[test]
+fn a_broker_that_ran_alone_becomes_the_first_of_three_replicas_with_its_messages() {
+    let namesrv = Rocketry::namesrv();
+    let extra = "flushDiskType=SYNC_FLUSH\nautoCreateTopicEnable=false\n";
+    let mut alone = Rocketry::broker_unstarted(&namesrv.namesrv, GROUP, extra);
+    alone.start("broker ready");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let topic = unique("grow");
+    let run = unique("run");
+    create_topic(&runtime, &alone, &topic, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let ack_files = [
+        dir.path().join("acked-alone"),
+        dir.path().join("acked-group"),
+    ];
+    let before = producer(
         &namesrv.namesrv,
         &topic,
         &run,
-        acks.len(),
-        &seen_file,
-        CONSUME_WAIT,
+        ("batch", Routes::EverySecond),
+        0,
+        1000,
+        &ack_files[0],
     );
-    assert_all_consumed(acks.keys(), &indexes(&seen_file), &got);
+    let (_, mut acked) = acknowledged(before, &ack_files[0]);
+    assert_eq!(acked.len(), 1000, "a broker alone acknowledges every send");
+    let status = alone.terminate();
+    assert!(status.success(), "{status}");
+
+    // Its own config gains the DLedger keys, as n0; two new replicas join it.
+    let raft_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let config = alone.data_dir.join("broker.conf");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&dledger_keys(&raft_ports, "127.0.0.1", 0));
+    std::fs::write(&config, text).unwrap();
+    alone.start("broker ready");
+    let mut replicas = vec![alone];
+    for id in 1..3 {
+        let config = format!("{}{extra}", dledger_keys(&raft_ports, "127.0.0.1", id));
+        let mut replica = Rocketry::broker_unstarted(&namesrv.namesrv, GROUP, &config);
+        replica.start("broker ready");
+        replicas.push(replica);
+    }
+    assert_eq!(master(&runtime, &namesrv.namesrv, &replicas), 0);
+    let after = producer(
+        &namesrv.namesrv,
+        &topic,
+        &run,
+        ("sync", Routes::EverySecond),
+        1000,
+        500,
+        &ack_files[1],
+    );
+    let (sent, acks) = acknowledged(after, &ack_files[1]);
+    acked.extend(acks);
+    let (seen, _) = consume_acknowledged(&namesrv.namesrv, &topic, &run, &acked, dir.path());
+    let bytes = caught_up(&runtime, &namesrv.namesrv, &replicas);
+    stop_and_compare(&mut replicas);
+    println!(
+        "1000 sends acknowledged by the broker alone, then {sent}; {} distinct consumed from \
+         the group of 3; CommitLogs identical ({bytes} bytes each)",
+        seen.len()
+    );
 }

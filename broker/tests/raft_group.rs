@@ -21,28 +21,70 @@ use tokio::net::TcpListener;
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(20));
 
+/// Replica `id`'s store under `dir`.
+fn store_config(id: u64, dir: &Path) -> StoreConfig {
+    StoreConfig {
+        // Small segments: the batches roll across several, with blank markers.
+        mapped_file_size_commit_log: 64 * 1024,
+        flush_disk_type: FlushDiskType::SyncFlush,
+        ..StoreConfig::with_root(dir.join(format!("n{id}")))
+    }
+}
+
+/// A listener for each of three replicas, their addresses, and the group's members.
+async fn listen() -> (Vec<TcpListener>, Vec<String>, BTreeMap<u64, String>) {
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let addrs: Vec<String> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect();
+    let members = addrs
+        .iter()
+        .enumerate()
+        .map(|(id, addr)| (id as u64, addr.clone()))
+        .collect();
+    (listeners, addrs, members)
+}
+
 async fn start(
     id: u64,
     dir: &Path,
     listener: TcpListener,
     members: &BTreeMap<u64, String>,
 ) -> Replica {
-    let config = StoreConfig {
-        // Small segments: the batches roll across several, with blank markers.
-        mapped_file_size_commit_log: 64 * 1024,
-        flush_disk_type: FlushDiskType::SyncFlush,
-        ..StoreConfig::with_root(dir.join(format!("n{id}")))
-    };
     Replica::start(
         "broker-a",
         id,
-        config,
+        store_config(id, dir),
         listener,
         members.clone(),
         broker_addr(id),
     )
     .await
     .unwrap()
+}
+
+/// Starts a replica on each listener, in order.
+async fn start_all(
+    dir: &Path,
+    listeners: Vec<TcpListener>,
+    members: &BTreeMap<u64, String>,
+) -> BTreeMap<u64, Replica> {
+    let mut replicas = BTreeMap::new();
+    for (id, listener) in listeners.into_iter().enumerate() {
+        let replica = start(id as u64, dir, listener, members).await;
+        replicas.insert(id as u64, replica);
+    }
+    replicas
+}
+
+async fn stop_all(replicas: BTreeMap<u64, Replica>) {
+    for (_, replica) in replicas {
+        stop(replica).await;
+    }
 }
 
 /// What replica `id` says its broker's address is.
@@ -75,31 +117,35 @@ async fn leader(replicas: &BTreeMap<u64, Replica>) -> u64 {
     leader
 }
 
-/// Sends `count` batches of 1 to 3 messages (500 to 2,600 bytes) through the leader; each
-/// returns once a quorum holds it. Returns each message's CommitLog offset.
+/// Batch `n`: 1 to 3 messages of 500 to 2,600 bytes to one of the 4 queues of `orders`.
+fn batch(n: u64) -> Vec<PutMessage> {
+    (0..1 + n % 3)
+        .map(|i| {
+            let body = vec![(n + i) as u8; 500 + (n as usize * 131) % 2100];
+            PutMessage::new(
+                Message::new("orders", body),
+                (n % 4) as i32,
+                "10.0.0.1:4000".parse().unwrap(),
+                "10.0.0.2:10911".parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Sends batches `first..first + count` through the leader; each returns once a quorum holds
+/// it. Returns each message's CommitLog offset.
 async fn send(leader: &Replica, first: u64, count: u64) -> Vec<u64> {
     let mut offsets = Vec::new();
     for n in first..first + count {
-        let batch: Vec<PutMessage> = (0..1 + n % 3)
-            .map(|i| {
-                let body = vec![(n + i) as u8; 500 + (n as usize * 131) % 2100];
-                PutMessage::new(
-                    Message::new("orders", body),
-                    (n % 4) as i32,
-                    "10.0.0.1:4000".parse().unwrap(),
-                    "10.0.0.2:10911".parse().unwrap(),
-                )
-            })
-            .collect();
-        let stored = leader.append(&batch, &|wait| wait()).unwrap();
+        let stored = leader.append(&batch(n), &|wait| wait()).unwrap();
         stored.committed.await.unwrap();
         offsets.extend(stored.messages.iter().map(|m| m.physical_offset));
     }
     offsets
 }
 
-/// Waits until every replica applied the leader's last entry, then checks their logs match.
-async fn assert_same_logs(replicas: &mut BTreeMap<u64, Replica>, leader: u64) {
+/// Waits until every replica applied the leader's last entry, and returns its index.
+async fn caught_up(replicas: &BTreeMap<u64, Replica>, leader: u64) -> Option<u64> {
     let last = replicas[&leader]
         .raft()
         .metrics()
@@ -113,6 +159,12 @@ async fn assert_same_logs(replicas: &mut BTreeMap<u64, Replica>, leader: u64) {
             .await
             .unwrap();
     }
+    last
+}
+
+/// Waits until every replica applied the leader's last entry, then checks their logs match.
+async fn assert_same_logs(replicas: &mut BTreeMap<u64, Replica>, leader: u64) {
+    let last = caught_up(replicas, leader).await;
     let mut logs = Vec::new();
     for (id, replica) in replicas.iter_mut() {
         let entries = replica
@@ -182,24 +234,8 @@ async fn a_group_of_three_replicates_messages_elects_a_new_leader_and_catches_th
         .with_test_writer()
         .try_init();
     let dir = tempfile::tempdir().unwrap();
-    let mut listeners = Vec::new();
-    for _ in 0..3 {
-        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
-    }
-    let addrs: Vec<String> = listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().to_string())
-        .collect();
-    let members: BTreeMap<u64, String> = addrs
-        .iter()
-        .enumerate()
-        .map(|(id, addr)| (id as u64, addr.clone()))
-        .collect();
-    let mut replicas = BTreeMap::new();
-    for (id, listener) in listeners.into_iter().enumerate() {
-        let replica = start(id as u64, dir.path(), listener, &members).await;
-        replicas.insert(id as u64, replica);
-    }
+    let (listeners, addrs, members) = listen().await;
+    let mut replicas = start_all(dir.path(), listeners, &members).await;
 
     let first_leader = leader(&replicas).await;
     // Each replica tells its peers where its broker is (a follower passes sends on there).
@@ -310,7 +346,122 @@ async fn a_group_of_three_replicates_messages_elects_a_new_leader_and_catches_th
         replicas[&fourth].store().commit_log_max_offset()
     );
 
-    for (_, replica) in std::mem::take(&mut replicas) {
-        stop(replica).await;
+    stop_all(replicas).await;
+}
+
+/// Every replica's CommitLog holds the leader's bytes, from its first byte to its end.
+fn assert_same_commit_logs(replicas: &BTreeMap<u64, Replica>, leader: u64) {
+    let leader = replicas[&leader].store();
+    let (first, end) = (
+        leader.commit_log_min_offset(),
+        leader.commit_log_max_offset(),
+    );
+    for (id, replica) in replicas {
+        let store = replica.store();
+        assert_eq!(store.commit_log_min_offset(), first, "replica {id}");
+        let mut at = first;
+        while let Some((start, records)) = leader.commit_log_records(at, end, 1 << 20).unwrap() {
+            let held = store.commit_log_bytes(start, start + records.len() as u64);
+            assert!(held == Some(records.clone()), "replica {id} at {start}");
+            at = start + records.len() as u64;
+        }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_s_own_store_becomes_its_group_s_and_new_replicas_are_sent_its_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    // What a broker without replication stored, over several segments.
+    let standalone = store::MessageStore::open(store_config(0, dir.path())).unwrap();
+    let mut offsets = Vec::new();
+    for n in 0..120 {
+        let stored = standalone.append_batch(&batch(n)).unwrap();
+        stored.durable.wait().unwrap();
+        offsets.extend(stored.messages.iter().map(|m| m.physical_offset));
+    }
+    let held = standalone.commit_log_max_offset();
+    assert!(held > 3 * 64 * 1024);
+    standalone.shutdown().unwrap();
+    drop(standalone);
+
+    // It restarts as n0 of three, beside two new replicas.
+    let (listeners, _, members) = listen().await;
+    let replicas = start_all(dir.path(), listeners, &members).await;
+    let first_leader = leader(&replicas).await;
+    assert_eq!(first_leader, 0, "only n0 knows the group at first");
+    offsets.extend(send(&replicas[&0], 120, 30).await);
+    caught_up(&replicas, 0).await;
+    assert_same_messages(&replicas, 0, &offsets).await;
+    assert_same_commit_logs(&replicas, 0);
+    for id in [1, 2] {
+        let metrics = replicas[&id].raft().metrics().borrow_watched().clone();
+        assert!(
+            metrics.snapshot.is_some(),
+            "replica {id} was sent a snapshot"
+        );
+    }
+    println!(
+        "{} bytes of a standalone store, then 30 batches, on the 3 replicas",
+        held
+    );
+
+    // It can lose its leadership, and a new replica leads the group with all of it.
+    replicas[&0]
+        .raft()
+        .trigger()
+        .transfer_leader(2)
+        .await
+        .unwrap();
+    leads(&replicas, 2).await;
+    offsets.extend(send(&replicas[&2], 150, 10).await);
+    caught_up(&replicas, 2).await;
+    assert_same_messages(&replicas, 2, &offsets).await;
+    stop_all(replicas).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_the_purged_log_is_sent_the_records_it_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (listeners, addrs, members) = listen().await;
+    let mut replicas = start_all(dir.path(), listeners, &members).await;
+    let leader_id = leader(&replicas).await;
+    let mut offsets = send(&replicas[&leader_id], 0, 20).await;
+    caught_up(&replicas, leader_id).await;
+
+    // A follower stops; the leader goes on, snapshots and purges its log.
+    let behind = (0..3).find(|id| *id != leader_id).unwrap();
+    stop(replicas.remove(&behind).unwrap()).await;
+    offsets.extend(send(&replicas[&leader_id], 20, 80).await);
+    let raft = replicas[&leader_id].raft().clone();
+    let last = raft.metrics().borrow_watched().last_log_index.unwrap();
+    raft.trigger().snapshot().await.unwrap();
+    raft.wait(WAIT)
+        .metrics(
+            |m| m.snapshot.is_some_and(|s| s.index >= last),
+            "a snapshot of the last entry",
+        )
+        .await
+        .unwrap();
+    raft.trigger().purge_log(last).await.unwrap();
+    raft.wait(WAIT)
+        .metrics(
+            |m| m.purged.is_some_and(|p| p.index >= last),
+            "the log purged",
+        )
+        .await
+        .unwrap();
+
+    // Back, it is sent the records from where it had applied, and goes on with the group.
+    let listener = TcpListener::bind(&addrs[behind as usize]).await.unwrap();
+    replicas.insert(behind, start(behind, dir.path(), listener, &members).await);
+    offsets.extend(send(&replicas[&leader_id], 100, 10).await);
+    caught_up(&replicas, leader_id).await;
+    assert_same_messages(&replicas, leader_id, &offsets).await;
+    assert_same_commit_logs(&replicas, leader_id);
+    let snapshot = replicas[&behind].raft().metrics().borrow_watched().snapshot;
+    assert!(
+        snapshot.is_some_and(|s| s.index >= last),
+        "replica {behind} installed the leader's snapshot, not its entries: {snapshot:?}"
+    );
+    stop_all(replicas).await;
 }

@@ -259,8 +259,9 @@ async fn a_replica_reopened_cuts_what_its_raft_log_does_not_name() {
     assert_eq!(store.commit_log_max_offset(), logged.end_offset);
 }
 
-/// `enableDLegerCommitLog` turned on over a standalone broker's store: its messages are in
-/// no Raft log, and the replica refuses to start rather than cut them.
+/// `enableDLegerCommitLog` turned on over a standalone broker's store, on a replica that does
+/// not take it over (only n0 does, as it starts a new group: raft_group.rs): its messages
+/// are in no Raft log, and the replica refuses to start rather than cut them.
 #[tokio::test]
 async fn a_standalone_store_is_refused_as_a_replica_s_and_kept() {
     let dir = tempfile::tempdir().unwrap();

@@ -60,6 +60,9 @@ pub(crate) struct Inner {
     /// Dispatch stops here: a Raft replica's applied end ([`MessageStore::open_replica`]),
     /// `u64::MAX` for a store of its own.
     dispatch_limit: AtomicU64,
+    /// Retention keeps the segment holding this offset and all after it: a Raft replica's
+    /// oldest logged batch ([`MessageStore::keep_from`]). `u64::MAX` for a store of its own.
+    pub(crate) kept_from: AtomicU64,
     flush_requests: FlushRequests,
     checkpoint: CheckpointFile,
     listener: RwLock<Option<ArrivalListener>>,
@@ -127,6 +130,7 @@ impl MessageStore {
             index,
             dispatched: Mutex::new(0),
             dispatch_limit: AtomicU64::new(dispatch_limit),
+            kept_from: AtomicU64::new(u64::MAX),
             flush_requests: FlushRequests::default(),
             checkpoint,
             listener: RwLock::new(None),
@@ -288,6 +292,88 @@ impl MessageStore {
         inner.commit_log.cut(&mut paused, from)?;
         paused.set_queue_offsets(next);
         Ok(())
+    }
+
+    /// Retention deletes no CommitLog segment that ends after `offset`, whatever its age or
+    /// the disk's use: a Raft replica's log names batches from there on, which its leader may
+    /// still have to send a follower.
+    pub fn keep_from(&self, offset: u64) {
+        self.inner.kept_from.store(offset, Ordering::Release);
+    }
+
+    /// Where a replica's dispatch may go: the end of the last batch it applied
+    /// ([`MessageStore::open_replica`], [`MessageStore::apply_up_to`]).
+    pub fn applied_end(&self) -> u64 {
+        self.inner.dispatch_limit.load(Ordering::Acquire)
+    }
+
+    /// Whole records from `from` (or from the next segment's start, when a blank marker or a
+    /// segment's end is there) up to `end`, within one segment, about `max_len` bytes (at
+    /// least one record): a piece of the CommitLog for another replica's copy
+    /// ([`MessageStore::copy_committed`]), with the offset it starts at. `None` once `end`
+    /// is reached; an error if the records there are gone (retired, or quarantined).
+    pub fn commit_log_records(
+        &self,
+        from: u64,
+        end: u64,
+        max_len: usize,
+    ) -> Result<Option<(u64, Bytes)>> {
+        let commit_log = &self.inner.commit_log;
+        let end = end.min(commit_log.max_offset());
+        let mut start = from;
+        let mut at = from;
+        while at < end {
+            match commit_log.find(at, end)? {
+                Found::Message(_, _, size) => {
+                    if at > start && (at - start) as usize + size > max_len {
+                        break;
+                    }
+                    at += size as u64;
+                }
+                Found::ContinueAt(next) if at == start && next > at => {
+                    start = next;
+                    at = next;
+                }
+                Found::ContinueAt(_) | Found::End => break,
+            }
+        }
+        if at == start {
+            return if start >= end {
+                Ok(None)
+            } else {
+                Err(Error::NotAvailable("the CommitLog holds no records there"))
+            };
+        }
+        let bytes = self
+            .commit_log_bytes(start, at)
+            .ok_or(Error::NotAvailable("the CommitLog holds no records there"))?;
+        Ok(Some((start, bytes)))
+    }
+
+    /// Makes this replica's CommitLog hold `bytes`, records the group committed (another
+    /// replica's [`MessageStore::commit_log_records`]), at `start`: nothing is written if it
+    /// holds them already; other bytes there were never committed and are cut (never below
+    /// what is applied); and an empty store begins at `start` when the group's older segments
+    /// were retired. Durable as any append, once [`MessageStore::durable_up_to`] says so.
+    pub fn copy_committed(&self, start: u64, bytes: &[u8]) -> Result<()> {
+        let end = self.commit_log_max_offset();
+        if start < end {
+            let held = self.commit_log_bytes(start, start + bytes.len() as u64);
+            if held.is_some_and(|held| held[..] == *bytes) {
+                return Ok(());
+            }
+            self.cut_tail(start)?;
+        }
+        let inner = &self.inner;
+        if start > end {
+            let mut reput = inner.dispatched.lock();
+            inner.commit_log.skip_to(start)?;
+            if *reput < inner.commit_log.min_offset() {
+                // Nothing below the new first segment is here to dispatch.
+                *reput = inner.commit_log.min_offset();
+            }
+        }
+        self.append_copy(start, bytes).map(drop)
     }
 
     /// The CommitLog's published bytes from `start` to `end`, within one segment (a batch

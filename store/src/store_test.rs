@@ -339,6 +339,21 @@ fn retention_deletes_old_segments_and_moves_queue_minimums() {
 }
 
 #[test]
+fn retention_keeps_what_a_replica_s_raft_log_still_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_for_retention(dir.path(), 100);
+    let segment = store.config().mapped_file_size_commit_log;
+    let kept = 2 * segment + 100;
+    store.keep_from(kept);
+    let later = SystemTime::now() + Duration::from_secs(73 * 3600);
+    assert_eq!(store.delete_expired_files(later).unwrap(), 2);
+    assert_eq!(store.commit_log_min_offset(), 2 * segment);
+    store.keep_from(u64::MAX);
+    assert!(store.delete_expired_files(later).unwrap() > 0);
+    assert!(store.commit_log_min_offset() > 2 * segment);
+}
+
+#[test]
 fn a_disk_past_the_force_ratio_deletes_unexpired_segments() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_for_retention(dir.path(), 0);
@@ -510,6 +525,96 @@ fn a_replica_s_copy_holds_the_same_bytes_at_the_same_offsets() {
     assert!(flat(&follower_files)[..copied_end] == flat(&leader_files)[..copied_end]);
     let reopened = MessageStore::open(config(follower_dir.path())).unwrap();
     assert_eq!(read_all(&reopened, "A", 0).last().unwrap().1, vec![2; 100]);
+}
+
+#[test]
+fn a_snapshot_s_pieces_copy_the_records_a_replica_lacks_even_past_retired_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = store_for_retention(&dir.path().join("leader"), 100);
+    let later = SystemTime::now() + Duration::from_secs(73 * 3600);
+    assert!(leader.delete_expired_files(later).unwrap() > 0);
+    for n in 0..400u32 {
+        let put = put(&format!("R{}", n % 3), 0, vec![n as u8; 400], "a", "");
+        leader.append(&put).unwrap().durable.wait().unwrap();
+    }
+    let (first, end) = (
+        leader.commit_log_min_offset(),
+        leader.commit_log_max_offset(),
+    );
+    assert!(first > 0 && end > first + 2 * 64 * 1024);
+
+    // Pieces of at most 5,000 bytes, smaller than what a segment has left when it rolled:
+    // the follower rolls where the leader did, and an empty one begins at the leader's
+    // oldest segment.
+    let config = small_config(&dir.path().join("follower"), FlushDiskType::SyncFlush);
+    let follower = MessageStore::open_replica(config.clone(), 0).unwrap();
+    let mut at = first;
+    let mut pieces = 0;
+    while let Some((start, records)) = leader.commit_log_records(at, end, 5_000).unwrap() {
+        assert!(records.len() <= 5_000 && start >= at);
+        follower.copy_committed(start, &records).unwrap();
+        at = start + records.len() as u64;
+        pieces += 1;
+    }
+    assert_eq!(at, end);
+    assert!(pieces > 40, "{pieces} pieces");
+    // Below what the leader retains there is nothing to copy.
+    assert!(leader.commit_log_records(0, end, 5_000).is_err());
+    assert_eq!(follower.commit_log_min_offset(), first);
+    assert_eq!(follower.commit_log_max_offset(), end);
+    // Applied as a snapshot is; under SYNC_FLUSH, dispatched once flushed.
+    follower.durable_up_to(end).wait().unwrap();
+    follower.apply_up_to(end).unwrap();
+    let dispatched = |store: &MessageStore, end| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.dispatched_offset() < end && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    dispatched(&follower, end);
+    for topic in ["R0", "R1", "R2"] {
+        assert_eq!(follower.max_offset(topic, 0), leader.max_offset(topic, 0));
+        assert_eq!(read_all(&follower, topic, 0), read_all(&leader, topic, 0));
+    }
+
+    // Copying again what it holds writes nothing; other bytes than the group's, past what
+    // it applied, are cut.
+    let (start, records) = leader
+        .commit_log_records(first, end, 5_000)
+        .unwrap()
+        .unwrap();
+    follower.copy_committed(start, &records).unwrap();
+    assert_eq!(follower.commit_log_max_offset(), end);
+    follower
+        .append(&put("R0", 0, vec![9; 300], "a", ""))
+        .unwrap()
+        .durable
+        .wait()
+        .unwrap();
+    let ours = follower.commit_log_max_offset();
+    let theirs = leader.append(&put("R1", 0, vec![7; 500], "a", "")).unwrap();
+    theirs.durable.wait().unwrap();
+    let (start, records) = leader
+        .commit_log_records(end, theirs.end_offset, 5_000)
+        .unwrap()
+        .unwrap();
+    assert_eq!(start, theirs.messages[0].physical_offset);
+    follower.copy_committed(start, &records).unwrap();
+    assert_ne!(follower.commit_log_max_offset(), ours);
+    assert_eq!(follower.commit_log_max_offset(), theirs.end_offset);
+    follower.durable_up_to(theirs.end_offset).wait().unwrap();
+    follower.apply_up_to(theirs.end_offset).unwrap();
+    dispatched(&follower, theirs.end_offset);
+    assert_eq!(read_all(&follower, "R1", 0), read_all(&leader, "R1", 0));
+    assert_eq!(read_all(&follower, "R0", 0), read_all(&leader, "R0", 0));
+    follower.shutdown().unwrap();
+    drop(follower);
+
+    // Reopened, it starts where the leader's retained segments do.
+    let reopened = MessageStore::open(config).unwrap();
+    assert_eq!(reopened.commit_log_min_offset(), first);
+    assert_eq!(reopened.commit_log_max_offset(), theirs.end_offset);
+    assert_eq!(read_all(&reopened, "R2", 0), read_all(&leader, "R2", 0));
 }
 
 #[test]

@@ -49,7 +49,32 @@ impl LogStore {
             ..self
         };
         log.cut_unlogged_tail()?;
+        log.keep_logged_batches()?;
         Ok(log)
+    }
+
+    /// Tells retention to keep the CommitLog from the oldest batch this log names (from the
+    /// applied end, if it names none: every later batch starts past it). A leader reads a
+    /// batch's bytes from the CommitLog to send it, and a missing one is a storage error that
+    /// stops its Raft.
+    fn keep_logged_batches(&self) -> io::Result<()> {
+        let Some(store) = &self.commit_log else {
+            return Ok(());
+        };
+        let log = self.log.lock();
+        let mut index = log.meta().log_start();
+        while index < log.next_index() {
+            let entries = log.entries(index..index + 64).map_err(io_error)?;
+            for entry in entries {
+                if let EntryPayload::Normal(batch) = decode(entry)?.payload {
+                    store.keep_from(batch.start);
+                    return Ok(());
+                }
+            }
+            index += 64;
+        }
+        store.keep_from(store.applied_end());
+        Ok(())
     }
 
     /// Cuts the CommitLog after the last batch this log names (after nothing, if the log
@@ -65,8 +90,9 @@ impl LogStore {
         let logged_end = loop {
             if index <= log.meta().log_start() {
                 if log.meta().purged.is_some() {
-                    // Batches may lie behind the purge point; nothing is known to cut.
-                    return Ok(());
+                    // No batch is logged after the purge point, and every one before it is
+                    // applied: the logged records end where the applied ones do.
+                    break store.applied_end();
                 }
                 break 0;
             }
@@ -82,14 +108,15 @@ impl LogStore {
         store.cut_tail(logged_end).map_err(|error| {
             if logged_end == 0 {
                 // The usual way here: enableDLegerCommitLog turned on over a standalone
-                // broker's store. Its messages are not the group's, and no replica may
+                // broker's store on a replica other than n0, which alone takes such a store
+                // over (replica.rs). Its messages are not the group's, and no replica may
                 // drop them silently.
                 return io::Error::other(format!(
                     "this replica's CommitLog holds {} bytes of dispatched messages and its \
-                     Raft log names none: a store written without replication cannot become \
-                     a replica's. Start the replica with an empty storePathRootDir (after \
-                     reading the old store out), or run it without enableDLegerCommitLog \
-                     ({error})",
+                     Raft log names none: only the group's first replica (n0 in dLegerPeers) \
+                     takes over a store written without replication, when it starts a new \
+                     group. Start this replica with an empty storePathRootDir (after reading \
+                     the old store out), or run it without enableDLegerCommitLog ({error})",
                     store.commit_log_max_offset()
                 ));
             }
@@ -98,6 +125,23 @@ impl LogStore {
                  {logged_end}, and cannot cut them: {error}"
             ))
         })
+    }
+
+    /// Whether this log holds no vote and no entry past `log_id`: a replica that never took
+    /// part in a group, or was stopped while it took a store over ([`LogStore::adopt`]).
+    pub fn holds_nothing_past(&self, log_id: LogIdOf<TypeConfig>) -> bool {
+        let log = self.log.lock();
+        log.meta().vote.is_none() && log.last_id().is_none_or(|last| last == entry_id(&log_id))
+    }
+
+    /// Starts a new log as if it had held the entries up to `log_id`, committed and purged:
+    /// the state a store written without replication is taken over at
+    /// ([`super::StateMachine::adopt`]).
+    pub fn adopt(&self, log_id: LogIdOf<TypeConfig>) -> io::Result<()> {
+        let mut log = self.log.lock();
+        log.purge(entry_id(&log_id)).map_err(io_error)?;
+        log.save_committed(Some(entry_id(&log_id)))
+            .map_err(io_error)
     }
 
     /// Puts a batch's bytes beside it, from the CommitLog.
@@ -352,6 +396,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, upto: LogIdOf<TypeConfig>) -> io::Result<()> {
-        self.log.lock().purge(entry_id(&upto)).map_err(io_error)
+        self.log.lock().purge(entry_id(&upto)).map_err(io_error)?;
+        self.keep_logged_batches()
     }
 }

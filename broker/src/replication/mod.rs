@@ -4,7 +4,7 @@
 //! in the CommitLog, at the same offset on every replica; [`StateMachine`] keeps the applied
 //! entry and the membership (both pass openraft's storage suite, tests/raft_storage.rs). The
 //! transport is [`Network`] and [`serve`]; [`LeaderWrites`] stores a batch on the leader and
-//! answers once a quorum holds it. No `rocketry` process runs Raft yet.
+//! answers once a quorum holds it; [`Replica`] puts them together for a broker.
 
 mod leader;
 mod log_store;
@@ -19,7 +19,7 @@ pub use log_store::LogStore;
 pub use network::{broker_addr_of, serve, Network};
 pub use replica::{Replica, RAFT_DIR};
 use serde::{Deserialize, Serialize};
-pub use state_machine::StateMachine;
+pub use state_machine::{SnapshotEnd, StateMachine};
 
 openraft::declare_raft_types!(
     /// Rocketry's Raft. A node is a replica of one broker group, numbered as DLedger numbers
@@ -35,6 +35,12 @@ openraft::declare_raft_types!(
 /// acknowledged by a quorum for this long may have been replaced.
 pub const ELECTION_TIMEOUT_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Entries between snapshots. A snapshot is a few hundred bytes of metadata saved once.
+pub const SNAPSHOT_EVERY: u64 = 5_000;
+/// Entries kept in the log before the last snapshot, so that a follower a little behind
+/// still catches up entry by entry.
+pub const LOG_KEPT_AFTER_SNAPSHOT: u64 = 1_000;
+
 /// A replica's Raft, over Rocketry's storage.
 pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
 
@@ -43,9 +49,10 @@ pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
 /// shared node a follower's fsync or a paused process must not cost an election, and a
 /// failover still stays far inside issue 16's 5 s.
 ///
-/// No snapshots are taken, so no log is purged: a snapshot holds only metadata until it
-/// carries the CommitLog's segments, and a follower sent one would mark batches applied that
-/// its CommitLog does not hold (openraft's default snapshots every 5,000 entries).
+/// A snapshot (the CommitLog up to the last applied batch, [`SnapshotEnd`]) is taken every
+/// [`SNAPSHOT_EVERY`] entries, and the log before it purged but for the last
+/// [`LOG_KEPT_AFTER_SNAPSHOT`] entries: a follower further behind is sent the records it
+/// lacks instead of the entries.
 ///
 /// A replica restarted after leading starts as a follower (openraft would restore it as
 /// leader of its old term at once): a broker that believed it led would register as master
@@ -56,7 +63,8 @@ pub fn raft_config(group: &str) -> std::sync::Arc<openraft::Config> {
         heartbeat_interval: 250,
         election_timeout_min: 1000,
         election_timeout_max: ELECTION_TIMEOUT_MAX.as_millis() as u64,
-        snapshot_policy: openraft::SnapshotPolicy::Never,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
+        max_in_snapshot_log_to_keep: LOG_KEPT_AFTER_SNAPSHOT,
         enable_leader_restore: Some(false),
         ..Default::default()
     };

@@ -4,8 +4,15 @@
 //! the next call opens a new one.
 //!
 //! openraft opens one client per target and RPC kind (heartbeats apart from appends), so a
-//! large append never delays a heartbeat into an election. A snapshot is its metadata only
-//! until message entries bring the store's segments into it (docs/replication.md).
+//! large append never delays a heartbeat into an election.
+//!
+//! A snapshot is the CommitLog up to its end ([`SnapshotEnd`]). Sending one asks the follower
+//! where its applied records end, copies the leader's records from there in pieces of about
+//! [`SNAPSHOT_PIECE_BYTES`] (the follower keeps those it holds already), then sends the
+//! snapshot's metadata for openraft to install. Only committed records are in a snapshot,
+//! and committed records are the same on every replica, so a piece is safe to store
+//! whichever leader sent it and whatever its term: the install alone is checked against the
+//! follower's vote.
 
 use std::io;
 use std::time::Duration;
@@ -26,13 +33,23 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::{Raft, TypeConfig};
+use std::sync::Arc;
+
+use store::MessageStore;
+use tracing::warn;
+
+use super::{Raft, SnapshotEnd, TypeConfig};
 
 /// Frames above this are refused. An append carries about `MAX_APPEND_BYTES` of message
 /// batches (more only when one batch is larger).
 const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 /// How long opening a connection to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// About how many bytes of records one piece of a snapshot carries.
+const SNAPSHOT_PIECE_BYTES: usize = 4 * 1024 * 1024;
+/// How long a follower may take to answer a snapshot's question or store one piece (a new
+/// CommitLog segment, a flush of what it cut).
+const SNAPSHOT_PIECE_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Serialize, Deserialize)]
 enum Request {
@@ -42,9 +59,17 @@ enum Request {
         attached: Vec<bool>,
     },
     Vote(VoteRequest<TypeConfig>),
+    /// Where the follower's applied records end, before a snapshot's records are sent.
+    SnapshotFrom,
+    /// A piece of a snapshot: the leader's records at `start`, attached.
+    SnapshotRecords {
+        start: u64,
+    },
+    /// The snapshot itself, once its records are copied.
     Snapshot {
         vote: VoteOf<TypeConfig>,
         meta: SnapshotMetaOf<TypeConfig>,
+        end: u64,
     },
     TransferLeader(TransferLeaderRequest<TypeConfig>),
     /// Not Raft's: the address clients reach the replica's broker at, so that a follower
@@ -56,6 +81,13 @@ enum Request {
 enum Response {
     Append(AppendEntriesResponse<TypeConfig>),
     Vote(VoteResponse<TypeConfig>),
+    /// `applied`: where the follower's applied records end; `empty`: it holds no record,
+    /// so it can begin wherever the leader's oldest retained segment does.
+    SnapshotFrom {
+        applied: u64,
+        empty: bool,
+    },
+    SnapshotRecords,
     Snapshot(SnapshotResponse<TypeConfig>),
     TransferLeader(TransferLeaderResponse<TypeConfig>),
     BrokerAddr(String),
@@ -140,9 +172,18 @@ fn reattach(
     Ok(rpc)
 }
 
-/// Makes a [`Peer`] for each replica openraft talks to.
-#[derive(Clone, Default)]
-pub struct Network;
+/// Makes a [`Peer`] for each replica openraft talks to; snapshots are sent from `store`'s
+/// CommitLog.
+#[derive(Clone)]
+pub struct Network {
+    store: Arc<MessageStore>,
+}
+
+impl Network {
+    pub fn new(store: Arc<MessageStore>) -> Network {
+        Network { store }
+    }
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
@@ -151,6 +192,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         Peer {
             addr: node.addr.clone(),
             connection: None,
+            store: Some(self.store.clone()),
         }
     }
 }
@@ -159,6 +201,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct Peer {
     addr: String,
     connection: Option<Framed<TcpStream, LengthDelimitedCodec>>,
+    /// Where snapshots' records are read; `None` for a client that sends none.
+    store: Option<Arc<MessageStore>>,
 }
 
 /// Why a call failed: openraft backs off from an unreachable peer and retries a broken
@@ -248,10 +292,56 @@ impl Peer {
         let (answer, _) = unframe(answer.freeze()).map_err(CallError::Network)?;
         Ok(answer)
     }
+
+    /// Copies the records of a snapshot up to `end` that the follower lacks.
+    async fn copy_snapshot_records(&mut self, end: u64) -> Result<(), CallError> {
+        let store = self
+            .store
+            .clone()
+            .expect("a Raft peer sends snapshots from a store");
+        let (applied, empty) = match self
+            .call(&Request::SnapshotFrom, &[], SNAPSHOT_PIECE_TIMEOUT)
+            .await?
+        {
+            Response::SnapshotFrom { applied, empty } => (applied, empty),
+            _ => return Err(unexpected("snapshot-from")),
+        };
+        let retained = store.commit_log_min_offset();
+        let mut at = match applied {
+            _ if applied >= retained => applied,
+            _ if empty => retained,
+            _ => {
+                let why = format!(
+                    "{}'s records end at CommitLog offset {applied}, before the oldest this \
+                     replica keeps ({retained}): it cannot catch up; start it over with an \
+                     empty storePathRootDir",
+                    self.addr
+                );
+                warn!("{why}");
+                return Err(CallError::Remote(why));
+            }
+        };
+        let local = |error: store::Error| CallError::Network(io::Error::other(error));
+        while let Some((start, records)) = store
+            .commit_log_records(at, end, SNAPSHOT_PIECE_BYTES)
+            .map_err(local)?
+        {
+            at = start + records.len() as u64;
+            let request = Request::SnapshotRecords { start };
+            match self
+                .call(&request, &[records], SNAPSHOT_PIECE_TIMEOUT)
+                .await?
+            {
+                Response::SnapshotRecords => {}
+                _ => return Err(unexpected("snapshot-records")),
+            }
+        }
+        Ok(())
+    }
 }
 
 impl RaftNetworkV2<TypeConfig> for Peer {
-    type SnapshotData = ();
+    type SnapshotData = SnapshotEnd;
 
     async fn append_entries(
         &mut self,
@@ -282,13 +372,19 @@ impl RaftNetworkV2<TypeConfig> for Peer {
     async fn full_snapshot(
         &mut self,
         vote: VoteOf<TypeConfig>,
-        snapshot: SnapshotOf<TypeConfig, ()>,
-        _cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        snapshot: SnapshotOf<TypeConfig, SnapshotEnd>,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let end = snapshot.snapshot.end;
+        tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            copied = self.copy_snapshot_records(end) => copied?,
+        }
         let request = Request::Snapshot {
             vote,
             meta: snapshot.meta,
+            end,
         };
         match self.call(&request, &[], option.hard_ttl()).await? {
             Response::Snapshot(answer) => Ok(answer),
@@ -316,6 +412,7 @@ pub async fn broker_addr_of(raft_addr: &str) -> io::Result<String> {
     let mut peer = Peer {
         addr: raft_addr.to_string(),
         connection: None,
+        store: None,
     };
     match peer.call(&Request::BrokerAddr, &[], CONNECT_TIMEOUT).await {
         Ok(Response::BrokerAddr(addr)) => Ok(addr),
@@ -328,11 +425,12 @@ pub async fn broker_addr_of(raft_addr: &str) -> io::Result<String> {
     }
 }
 
-/// Serves the peers' RPCs to `raft` on `listener` until `stop` is cancelled; `broker_addr`
-/// is this replica's broker, as clients reach it.
+/// Serves the peers' RPCs to `raft` on `listener` until `stop` is cancelled; snapshots'
+/// records go into `store`; `broker_addr` is this replica's broker, as clients reach it.
 pub async fn serve(
     listener: TcpListener,
     raft: Raft,
+    store: Arc<MessageStore>,
     broker_addr: String,
     stop: CancellationToken,
 ) {
@@ -353,6 +451,7 @@ pub async fn serve(
         let raft = raft.clone();
         let stop = stop.clone();
         let broker_addr = broker_addr.clone();
+        let store = store.clone();
         tokio::spawn(async move {
             let mut frames = Framed::new(stream, codec());
             loop {
@@ -369,7 +468,7 @@ pub async fn serve(
                     None => return,
                 };
                 let answer = match unframe(received.freeze()) {
-                    Ok((request, rest)) => handle(&raft, &broker_addr, request, rest).await,
+                    Ok((request, rest)) => handle(&raft, &store, &broker_addr, request, rest).await,
                     Err(error) => Response::Failed(format!("not a Raft request: {error}")),
                 };
                 let Ok(answer) = frame(&answer, &[]) else {
@@ -383,7 +482,13 @@ pub async fn serve(
     }
 }
 
-async fn handle(raft: &Raft, broker_addr: &str, request: Request, attachments: Bytes) -> Response {
+async fn handle(
+    raft: &Raft,
+    store: &Arc<MessageStore>,
+    broker_addr: &str,
+    request: Request,
+    attachments: Bytes,
+) -> Response {
     let failed = |error: &dyn std::fmt::Display| Response::Failed(error.to_string());
     match request {
         Request::Append { rpc, attached } => {
@@ -400,8 +505,27 @@ async fn handle(raft: &Raft, broker_addr: &str, request: Request, attachments: B
             Ok(answer) => Response::Vote(answer),
             Err(error) => failed(&error),
         },
-        Request::Snapshot { vote, meta } => {
-            let snapshot = SnapshotOf::<TypeConfig, ()> { meta, snapshot: () };
+        Request::SnapshotFrom => Response::SnapshotFrom {
+            applied: store.applied_end(),
+            empty: store.commit_log_max_offset() == 0,
+        },
+        Request::SnapshotRecords { start } => {
+            let store = store.clone();
+            // It may wait for a new segment, or sync what it cut.
+            let copied =
+                tokio::task::spawn_blocking(move || store.copy_committed(start, &attachments))
+                    .await;
+            match copied {
+                Ok(Ok(())) => Response::SnapshotRecords,
+                Ok(Err(error)) => failed(&error),
+                Err(error) => failed(&error),
+            }
+        }
+        Request::Snapshot { vote, meta, end } => {
+            let snapshot = SnapshotOf::<TypeConfig, SnapshotEnd> {
+                meta,
+                snapshot: SnapshotEnd { end },
+            };
             match raft.install_full_snapshot(vote, snapshot).await {
                 Ok(answer) => Response::Snapshot(answer),
                 Err(error) => failed(&error),

@@ -1,17 +1,21 @@
 //! One replica of a broker group, as a broker runs it: its message store, Raft over the
 //! store's files, the transport serving its peers and the leader's writes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use openraft::alias::LogIdOf;
 use openraft::error::{InitializeError, RaftError};
-use openraft::BasicNode;
+use openraft::impls::leader_id_adv::LeaderId;
+use openraft::{BasicNode, LogId, Membership, StoredMembership};
 use store::{MessageStore, PutMessage, StoreConfig, WaitWith};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tracing::info;
 
 use super::{
     raft_config, serve, LeaderWrites, LogStore, Network, Raft, Refused, Replicated, StateMachine,
+    TypeConfig,
 };
 use crate::error::{Error, Result};
 
@@ -19,6 +23,42 @@ use crate::error::{Error, Result};
 pub const RAFT_DIR: &str = "raft";
 /// Raft log segments roll at this size; an entry is a few dozen bytes.
 const RAFT_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The log id of a group's first entry, as openraft's `initialize` logs it on replica `id`.
+fn first_log_id(id: u64) -> LogIdOf<TypeConfig> {
+    LogId::new(
+        LeaderId {
+            term: 0,
+            node_id: id,
+        },
+        0,
+    )
+}
+
+/// Makes the group's first replica, over a store written without replication, hold its
+/// messages as the group's state at the group's first entry: applied, snapshotted and
+/// purged, with the group's membership. The other replicas, new, are sent the snapshot: the
+/// whole CommitLog. Each step can be done again, so a replica stopped halfway through
+/// finishes at its next start.
+fn adopt(
+    state_machine: &StateMachine,
+    log: &LogStore,
+    store: &MessageStore,
+    id: u64,
+    members: &BTreeMap<u64, String>,
+) -> std::io::Result<()> {
+    let log_id = first_log_id(id);
+    let voters: BTreeSet<u64> = members.keys().copied().collect();
+    let nodes: BTreeMap<u64, BasicNode> = members
+        .iter()
+        .map(|(id, addr)| (*id, BasicNode::new(addr)))
+        .collect();
+    let membership = Membership::new(vec![voters], nodes).map_err(std::io::Error::other)?;
+    let end = store.commit_log_max_offset();
+    state_machine.adopt(log_id, StoredMembership::new(Some(log_id), membership), end)?;
+    log.adopt(log_id)?;
+    store.apply_up_to(end).map_err(std::io::Error::other)
+}
 
 pub struct Replica {
     raft: Raft,
@@ -52,20 +92,43 @@ impl Replica {
             store_config,
             state_machine.applied_end(),
         )?);
-        let log = LogStore::open(&raft_dir, RAFT_SEGMENT_BYTES)
-            .and_then(|log| log.with_commit_log(store.clone()))
-            .map_err(io)?;
+        let log = LogStore::open(&raft_dir, RAFT_SEGMENT_BYTES).map_err(io)?;
+        let first = members.keys().next() == Some(&id);
+        let held = store.commit_log_max_offset();
+        let adopted = first_log_id(id);
+        if first
+            && held > 0
+            && log.holds_nothing_past(adopted)
+            && state_machine
+                .applied_last()
+                .is_none_or(|last| last == adopted)
+        {
+            adopt(&state_machine, &log, &store, id, &members).map_err(io)?;
+            info!(
+                group,
+                commit_log_end = held,
+                "this replica takes over the messages of a store written without \
+                 replication; the others are sent them as a snapshot"
+            );
+        }
+        let log = log.with_commit_log(store.clone()).map_err(io)?;
         let raft = Raft::new(
             id,
             raft_config(group),
-            Network,
+            Network::new(store.clone()),
             log.clone(),
             state_machine.with_store(store.clone()),
         )
         .await
         .map_err(|fatal| Error::Replication(fatal.to_string()))?;
         let stop = CancellationToken::new();
-        tokio::spawn(serve(listener, raft.clone(), broker_addr, stop.clone()));
+        tokio::spawn(serve(
+            listener,
+            raft.clone(),
+            store.clone(),
+            broker_addr,
+            stop.clone(),
+        ));
         // The first member logs the group's first membership; the others learn it from
         // the leader. openraft's first entry names the replica that logs it, so one replica
         // does, and a new group forms once that one has started. One with state refuses.

@@ -5,8 +5,10 @@
 //!
 //! Applying a message batch dispatches it: the store ([`MessageStore::open_replica`]) puts
 //! records into the consume queues and index only up to the applied end, so readers see
-//! committed messages only. A snapshot's data, the retained CommitLog segments, is still to
-//! come: until then a snapshot is its metadata and installing one moves only the bookkeeping.
+//! committed messages only. A snapshot is the CommitLog up to the end of its last batch
+//! ([`SnapshotEnd`]): the leader's records, which the transport copies into a follower's
+//! CommitLog before the follower installs it (network.rs), and installing one dispatches
+//! them.
 
 use std::io;
 use std::path::Path;
@@ -32,6 +34,16 @@ struct Applied {
     end: u64,
     membership: StoredMembershipOf<TypeConfig>,
     snapshot: Option<SnapshotMetaOf<TypeConfig>>,
+    /// The CommitLog end the current snapshot covers.
+    #[serde(default)]
+    snapshot_end: u64,
+}
+
+/// A snapshot's data: the group's CommitLog up to `end`, the offset past its last applied
+/// batch. The bytes stay in the CommitLog; a follower is sent those it lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotEnd {
+    pub end: u64,
 }
 
 struct Saved {
@@ -83,6 +95,39 @@ impl StateMachine {
         self.saved.lock().applied.end
     }
 
+    /// Takes over a store written without replication, as the group's first replica does
+    /// when a broker becomes one (`replicasPerGroup` 1 to 3): its CommitLog up to `end` is
+    /// the state at `log_id`, applied and snapshotted with `membership`, so the other
+    /// replicas are sent it as a snapshot. Only over a state machine that never applied
+    /// anything but `log_id`.
+    pub fn adopt(
+        &self,
+        log_id: LogIdOf<TypeConfig>,
+        membership: StoredMembershipOf<TypeConfig>,
+        end: u64,
+    ) -> io::Result<()> {
+        let mut saved = self.saved.lock();
+        if saved.applied.last.is_some_and(|last| last != log_id) {
+            return Err(io::Error::other("this replica has applied Raft entries"));
+        }
+        let meta = SnapshotMetaOf::<TypeConfig> {
+            last_log_id: Some(log_id),
+            last_membership: membership.clone(),
+        };
+        saved.save(Applied {
+            last: Some(log_id),
+            end,
+            membership,
+            snapshot: Some(meta),
+            snapshot_end: end,
+        })
+    }
+
+    /// The last applied entry's log id.
+    pub fn applied_last(&self) -> Option<LogIdOf<TypeConfig>> {
+        self.saved.lock().applied.last
+    }
+
     /// Applied batches are dispatched in `store`.
     pub fn with_store(self, store: Arc<MessageStore>) -> StateMachine {
         StateMachine {
@@ -99,25 +144,30 @@ pub struct SnapshotBuilder {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    type SnapshotData = ();
+    type SnapshotData = SnapshotEnd;
 
-    async fn build_snapshot(&mut self) -> io::Result<SnapshotOf<TypeConfig, ()>> {
+    async fn build_snapshot(&mut self) -> io::Result<SnapshotOf<TypeConfig, SnapshotEnd>> {
         let meta = SnapshotMetaOf::<TypeConfig> {
             last_log_id: self.view.last,
             last_membership: self.view.membership.clone(),
         };
         let mut saved = self.saved.lock();
+        let data = SnapshotEnd { end: self.view.end };
         let applied = Applied {
             snapshot: Some(meta.clone()),
+            snapshot_end: data.end,
             ..saved.applied.clone()
         };
         saved.save(applied)?;
-        Ok(Snapshot { meta, snapshot: () })
+        Ok(Snapshot {
+            meta,
+            snapshot: data,
+        })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
-    type SnapshotData = ();
+    type SnapshotData = SnapshotEnd;
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(
@@ -165,27 +215,46 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
     }
 
+    /// The transport copied the snapshot's records before this is called: the CommitLog
+    /// must reach its end. They are made durable before the snapshot is recorded, then
+    /// dispatched.
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMetaOf<TypeConfig>,
-        _snapshot: (),
+        snapshot: SnapshotEnd,
     ) -> io::Result<()> {
-        let mut saved = self.saved.lock();
-        let end = saved.applied.end;
-        saved.save(Applied {
+        let end = snapshot.end;
+        if let Some(store) = &self.store {
+            let have = store.commit_log_max_offset();
+            if have < end {
+                return Err(io::Error::other(format!(
+                    "a snapshot up to CommitLog offset {end}, and this replica's CommitLog \
+                     ends at {have}: its records were not copied"
+                )));
+            }
+            store.durable_up_to(end).await.map_err(io_error)?;
+        }
+        self.saved.lock().save(Applied {
             last: meta.last_log_id,
             end,
             membership: meta.last_membership.clone(),
             snapshot: Some(meta.clone()),
-        })
+            snapshot_end: end,
+        })?;
+        if let Some(store) = &self.store {
+            store.apply_up_to(end).map_err(io_error)?;
+        }
+        Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> io::Result<Option<SnapshotOf<TypeConfig, ()>>> {
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> io::Result<Option<SnapshotOf<TypeConfig, SnapshotEnd>>> {
         let saved = self.saved.lock();
-        Ok(saved
-            .applied
-            .snapshot
-            .clone()
-            .map(|meta| Snapshot { meta, snapshot: () }))
+        let end = saved.applied.snapshot_end;
+        Ok(saved.applied.snapshot.clone().map(|meta| Snapshot {
+            meta,
+            snapshot: SnapshotEnd { end },
+        }))
     }
 }

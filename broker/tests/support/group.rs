@@ -2,7 +2,7 @@
 //! its tests read of it: which replica the name server lists as master, what the real Java
 //! producer saw acknowledged and by whom, each replica's CommitLog bytes and counts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -29,22 +29,29 @@ pub fn start_replicas(
     raft_ports: &[u16],
     peer_host: &str,
 ) -> Vec<Rocketry> {
+    (0..raft_ports.len())
+        .map(|id| {
+            let config = dledger_keys(raft_ports, peer_host, id);
+            let mut replica =
+                Rocketry::broker_unstarted(namesrv, GROUP, &format!("{config}{extra}"));
+            replica.start("broker ready");
+            replica
+        })
+        .collect()
+}
+
+/// The DLedger keys of replica `id` of a group whose replicas' Raft ports are `raft_ports`
+/// on `peer_host`.
+pub fn dledger_keys(raft_ports: &[u16], peer_host: &str, id: usize) -> String {
     let peers: Vec<String> = raft_ports
         .iter()
         .enumerate()
         .map(|(id, port)| format!("n{id}-{peer_host}:{port}"))
         .collect();
-    let mut replicas = Vec::new();
-    for id in 0..raft_ports.len() {
-        let config = format!(
-            "enableDLegerCommitLog=true\ndLegerPeers={}\ndLegerSelfId=n{id}\n{extra}",
-            peers.join(";")
-        );
-        let mut replica = Rocketry::broker_unstarted(namesrv, GROUP, &config);
-        replica.start("broker ready");
-        replicas.push(replica);
-    }
-    replicas
+    format!(
+        "enableDLegerCommitLog=true\ndLegerPeers={}\ndLegerSelfId=n{id}\n",
+        peers.join(";")
+    )
 }
 
 /// The replica the name server lists as the group's master (brokerId 0), once it is one of
@@ -249,4 +256,21 @@ pub fn stop_and_compare(replicas: &mut [Rocketry]) {
         logs.iter().all(|log| *log == logs[0]),
         "the CommitLogs differ"
     );
+}
+
+/// A lite-pull consumer reads the group's `topic` until it has as many messages of `run` as
+/// were acknowledged (its deliveries go to a file in `dir`); every acknowledged one must be
+/// consumed, each queue in order. Returns the indexes seen and the consumer's result.
+pub fn consume_acknowledged(
+    namesrv: &str,
+    topic: &str,
+    run: &str,
+    acked: &BTreeMap<u64, Ack>,
+    dir: &Path,
+) -> (BTreeSet<u64>, Value) {
+    let seen_file = dir.join("seen");
+    let got = lite_pull_all(namesrv, topic, run, acked.len(), &seen_file, CONSUME_WAIT);
+    let seen = indexes(&seen_file);
+    assert_all_consumed(acked.keys(), &seen, &got);
+    (seen, got)
 }

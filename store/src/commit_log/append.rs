@@ -262,18 +262,26 @@ impl CommitLog {
                 if len + BLANK_MIN_LEN <= remaining {
                     return Ok(segment);
                 }
-                if remaining >= BLANK_MIN_LEN {
-                    let position = (offset - segment.start()) as usize;
-                    // SAFETY: writer lock held; past the published position until the store.
-                    unsafe { segment.write(position, &blank_marker(remaining as u32)) };
-                }
-                self.write_position.store(segment.end(), Ordering::Release);
-                writer.current = None;
+                self.close_segment(writer, &segment);
                 continue;
             }
             let segment = self.allocator.take(offset, wait_with)?;
             self.segments.write().push(Arc::clone(&segment));
             writer.current = Some(segment);
         }
+    }
+
+    /// Ends the active segment where the appends are: a blank marker fills the rest, and the
+    /// next append goes to the next segment.
+    pub(super) fn close_segment(&self, writer: &mut Writer, segment: &Segment) {
+        let offset = self.write_position.load(Ordering::Relaxed);
+        let remaining = (segment.end() - offset) as usize;
+        if remaining >= BLANK_MIN_LEN {
+            let position = (offset - segment.start()) as usize;
+            // SAFETY: writer lock held; past the published position until the store.
+            unsafe { segment.write(position, &blank_marker(remaining as u32)) };
+        }
+        self.write_position.store(segment.end(), Ordering::Release);
+        writer.current = None;
     }
 }

@@ -65,6 +65,33 @@ fn records(start: u64, bytes: &[u8]) -> std::result::Result<Vec<Record>, String>
 }
 
 impl CommitLog {
+    /// Moves this log's end to `start`, where another replica's committed records go on (a
+    /// snapshot's copy, whose pieces need not be the batches the appends wrote): the end of
+    /// the active segment, which gets its blank marker, or, in a log that holds no segment,
+    /// any segment boundary, where its first segment will begin (the other replica's older
+    /// segments were retired). Anything else is refused.
+    pub(crate) fn skip_to(&self, start: u64) -> Result<()> {
+        let mut writer = self.writer.lock();
+        let end = self.write_position.load(Ordering::Relaxed);
+        if start == end {
+            return Ok(());
+        }
+        if let Some(segment) = writer.current().cloned() {
+            if start == segment.end() && start > end {
+                self.close_segment(&mut writer, &segment);
+                return Ok(());
+            }
+        } else if self.segments.read().is_empty() && start.is_multiple_of(self.segment_size) {
+            self.write_position.store(start, Ordering::Release);
+            self.flushed_position.store(start, Ordering::Release);
+            return Ok(());
+        }
+        Err(Error::ReplicaMismatch {
+            start,
+            reason: format!("this replica's CommitLog ends at {end}"),
+        })
+    }
+
     /// Writes `bytes`, whole records another replica stored at `start`, at `start`. That is
     /// this log's end, or the next segment's start when the other replica rolled there: the
     /// batch did not fit what this segment has left either, which gets the same blank marker.
