@@ -17,6 +17,7 @@ use protocol::client::ClientTls;
 use protocol::header::CreateTopicRequestHeader;
 use protocol::Client;
 
+use crate::roll::Role;
 use crate::{Error, Result};
 
 /// Bound on one connect plus request; a pod being deleted or not yet serving answers neither.
@@ -134,7 +135,9 @@ pub async fn put_total(access: &Access, broker: &str) -> Result<i64> {
 /// keys, docs/replication.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Standing {
-    pub leads: bool,
+    /// `Leader` or `Follower`; `Alone` for a broker that runs without replication (a group
+    /// growing from one broker into replicas, before that broker restarts as the first).
+    pub role: Role,
     /// The end of its CommitLog: a follower as far as its leader has caught up.
     pub max_offset: i64,
     /// Sends it passed on to the leader since it started: the count stands still once
@@ -144,9 +147,20 @@ pub struct Standing {
 
 pub async fn standing(access: &Access, broker: &str) -> Result<Standing> {
     let info = RuntimeInfo::read(access, broker).await?;
+    let max_offset = info.figure("commitLogMaxOffset")?;
+    if !info.table.contains_key("replicaRole") {
+        return Ok(Standing {
+            role: Role::Alone,
+            max_offset,
+            passed_on: 0,
+        });
+    }
     Ok(Standing {
-        leads: info.text("replicaRole")? == "leader",
-        max_offset: info.figure("commitLogMaxOffset")?,
+        role: match info.text("replicaRole")? {
+            "leader" => Role::Leader,
+            _ => Role::Follower,
+        },
+        max_offset,
         passed_on: info.figure("sendsPassedOnToLeader")?,
     })
 }

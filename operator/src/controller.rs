@@ -700,21 +700,22 @@ async fn replica_standings(
         .into_iter()
         .filter_map(|(pod, standing)| Some((pod, standing?)))
         .collect();
-    let leader = standings.iter().find(|(_, standing)| standing.leads);
+    let leads = |standing: &admin::Standing| standing.role == roll::Role::Leader;
+    let leader = standings.iter().find(|(_, standing)| leads(standing));
     status.leader = leader.map(|(pod, _)| pod.clone());
     let leader_end = leader.map(|(_, standing)| standing.max_offset);
     for member in members.iter_mut() {
         let Some(standing) = standings.get(&member.name) else {
             continue;
         };
-        member.role = if standing.leads {
-            roll::Role::Leader
-        } else {
-            roll::Role::Follower
-        };
+        member.role = standing.role;
+        if standing.role == roll::Role::Alone {
+            // Not a replica yet: it serves as it always did until its roll.
+            continue;
+        }
         // No leader, or far behind it: the group is not whole enough for a roll.
         member.ready &= leader_end
-            .is_some_and(|end| standing.leads || standing.max_offset >= end - CAUGHT_UP_WITHIN);
+            .is_some_and(|end| leads(standing) || standing.max_offset >= end - CAUGHT_UP_WITHIN);
     }
     standings
 }
@@ -778,7 +779,7 @@ async fn step_roll(
             let broker = resources::broker_address(cluster, &roll.broker_name, &roll.pod);
             match admin::transfer_leader(access, &broker).await {
                 Ok(to) => publish(context, cluster, EventType::Normal, "HandingOverLeadership", format!("moved the leadership of {} from {} to {to} before restarting it; it passes sends on until producers find {to}", roll.broker_name, roll.pod)).await,
-                Err(error) => publish(context, cluster, EventType::Warning, "LeadershipTransferFailed", format!("{} still leads {}: {error}; trying again", roll.pod, roll.broker_name)).await,
+                Err(error) => publish(context, cluster, EventType::Warning, "LeadershipTransferFailed", format!("{} still leads {}: {error}; trying again, for {} s at most before it is restarted all the same", roll.pod, roll.broker_name, roll::HAND_OVER_MAX.as_secs())).await,
             }
             Ok(Some(roll))
         }
@@ -794,7 +795,15 @@ async fn step_roll(
                 patch_roll(cluster, context, Some(&roll)).await?;
             }
             delete(pods, &roll.pod, "pod").await?;
+            let still_leads = standings
+                .get(&roll.pod)
+                .is_some_and(|standing| standing.role == roll::Role::Leader);
             let after = match current {
+                Some(before) if before.step == RollStep::HandingOver && still_leads => format!(
+                    "still leading {} after {} s of failed transfers: its group elects a new leader",
+                    roll.broker_name,
+                    roll::elapsed(&before.since, now).as_secs()
+                ),
                 Some(before) => format!(
                     "{} s after {}",
                     roll::elapsed(&before.since, now).as_secs(),
@@ -808,7 +817,11 @@ async fn step_roll(
             publish(
                 context,
                 cluster,
-                EventType::Normal,
+                if still_leads {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
                 "RollingPod",
                 format!(
                     "deleted {} to apply the new broker config or template, {after}",

@@ -30,6 +30,10 @@ pub const FENCE_MAX: Duration = Duration::from_secs(40);
 /// producers are taken to have left it, so an idle broker is restarted without waiting out
 /// [`FENCE_MAX`].
 pub const QUIET: Duration = Duration::from_secs(8);
+/// How long a leader's handover is tried before the leader is restarted anyway, at the cost of
+/// one election: a group whose transfers keep failing (no follower can take over) must not
+/// hold the roll, and the config it brings, for ever.
+pub const HAND_OVER_MAX: Duration = Duration::from_secs(120);
 
 /// A broker's part in its group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +124,11 @@ pub fn next(
         RollStep::HandingOver => match member {
             Some(member) if member.uid != roll.uid || member.terminating => replaced(),
             Some(member) if member.outdated && member.role == Role::Leader => {
-                Next::HandOver(roll.clone())
+                if elapsed(&roll.since, now) >= HAND_OVER_MAX {
+                    restarting(roll, now)
+                } else {
+                    Next::HandOver(roll.clone())
+                }
             }
             Some(member) if member.outdated => quiet(roll, sends, now),
             _ => Next::Done,
@@ -154,10 +162,21 @@ fn start(members: &[Member], expected: usize, now: Timestamp) -> Next {
     else {
         return Next::Idle;
     };
+    // A group growing from one broker into replicas: its new replicas cannot elect a leader
+    // until that broker restarts as their first, so they are not waited for.
+    let joining = |member: &Member| {
+        !member.ready
+            && !member.outdated
+            && members.iter().any(|alone| {
+                alone.broker_name == member.broker_name
+                    && alone.role == Role::Alone
+                    && alone.outdated
+            })
+    };
     let all_up = members.len() == expected
         && members
             .iter()
-            .all(|member| member.ready && !member.terminating);
+            .all(|member| (member.ready && !member.terminating) || joining(member));
     if !all_up {
         return Next::WaitForBrokers;
     }
@@ -181,15 +200,7 @@ fn start(members: &[Member], expected: usize, now: Timestamp) -> Next {
 /// Holds the roll until the count of sends reaching the broker has stood still for [`QUIET`],
 /// or [`FENCE_MAX`] has passed since the step began; then restarts the broker.
 fn quiet(roll: &RollStatus, put_total: Option<i64>, now: Timestamp) -> Next {
-    let restart = || {
-        Next::Restart(RollStatus {
-            step: RollStep::Restarting,
-            since: Time(now),
-            put_total: None,
-            put_total_since: None,
-            ..roll.clone()
-        })
-    };
+    let restart = || restarting(roll, now);
     // A broker that cannot be asked is not being written to through this operator's eyes
     // either; waiting longer would only keep it fenced.
     let Some(put_total) = put_total else {
@@ -212,6 +223,17 @@ fn quiet(roll: &RollStatus, put_total: Option<i64>, now: Timestamp) -> Next {
             ..roll.clone()
         }),
     }
+}
+
+/// Restart the broker of `roll` now.
+fn restarting(roll: &RollStatus, now: Timestamp) -> Next {
+    Next::Restart(RollStatus {
+        step: RollStep::Restarting,
+        since: Time(now),
+        put_total: None,
+        put_total_since: None,
+        ..roll.clone()
+    })
 }
 
 pub fn elapsed(since: &Time, now: Timestamp) -> Duration {
@@ -424,6 +446,40 @@ mod tests {
     }
 
     #[test]
+    fn a_broker_growing_into_replicas_rolls_without_waiting_for_the_replicas_it_starts() {
+        // replicasPerGroup 1 -> 3: the broker still runs alone; its two new replicas cannot
+        // elect a leader before it restarts as their first, so they are not Ready.
+        let mut members = [
+            replica("demo-broker-0-0", Role::Alone),
+            replica("demo-broker-0-1", Role::Unknown),
+            replica("demo-broker-0-2", Role::Unknown),
+        ];
+        for joining in &mut members[1..] {
+            joining.outdated = false;
+            joining.ready = false;
+        }
+        let roll = fenced(&members);
+        assert_eq!(roll.pod, "demo-broker-0-0");
+        // Back as the group's leader: over.
+        let Next::Restart(restarting) = next(Some(&roll), &members, 3, None, at(1)) else {
+            panic!("a broker that cannot be asked is restarted")
+        };
+        members[0] = Member {
+            uid: "new".into(),
+            outdated: false,
+            ..replica("demo-broker-0-0", Role::Leader)
+        };
+        assert_eq!(
+            next(Some(&restarting), &members, 3, None, at(30)),
+            Next::Done
+        );
+        // A replica that is not Ready beside one that is not growing is waited for.
+        members[0].role = Role::Follower;
+        members[0].outdated = true;
+        assert_eq!(next(None, &members, 3, None, at(31)), Next::WaitForBrokers);
+    }
+
+    #[test]
     fn a_follower_behind_its_leader_holds_the_roll() {
         // The controller counts a replica that has not caught up as not ready.
         let mut members = [
@@ -441,11 +497,20 @@ mod tests {
         let Next::HandOver(roll) = next(None, &members, 1, None, at(0)) else {
             panic!()
         };
-        // The transfer did not take: it is asked again.
+        // The transfer did not take: it is asked again, for as long as HAND_OVER_MAX; then
+        // the leader is restarted all the same.
         assert_eq!(
             next(Some(&roll), &members, 1, Some(0), at(2)),
             Next::HandOver(roll.clone())
         );
+        assert_eq!(
+            next(Some(&roll), &members, 1, Some(0), at(119)),
+            Next::HandOver(roll.clone())
+        );
+        match next(Some(&roll), &members, 1, Some(0), at(120)) {
+            Next::Restart(restart) => assert_eq!(restart.pod, "demo-broker-0-1"),
+            other => panic!("a leader that never handed over was kept: {other:?}"),
+        }
         members[0].role = Role::Follower;
         let Next::Hold(held) = next(Some(&roll), &members, 1, Some(30), at(3)) else {
             panic!()

@@ -820,10 +820,13 @@ fn replica_status(namespace: &str, pod: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Issue 16's leader-aware roll: a group of three replicas on the real node, rolled onto a new
-/// config while a producer sends all along. The operator restarts the two followers first,
-/// hands the leadership over, and restarts the old leader once the sends it passes on stand
-/// still: no send fails, and Raft's term moves on by one, the transfer's election, and no more.
+/// Issue 16 on the real node. A group grows from one broker that holds messages into three
+/// replicas (`replicasPerGroup` 1 to 3): the broker is rolled, takes its store over as the
+/// group's first replica, the new replicas are sent it, and every message sent before is
+/// consumed from the group. Then the leader-aware roll: the group is rolled onto a new config
+/// while a producer sends all along. The operator restarts the two followers first, hands the
+/// leadership over, and restarts the old leader once the sends it passes on stand still: no
+/// send fails, and Raft's term moves on by one, the transfer's election, and no more.
 fn a_replicated_group_rolls_with_no_election_and_no_failed_send(
     broker_image: &str,
     client_image: &str,
@@ -842,13 +845,30 @@ spec:
   imagePullPolicy: Never
   nameServer: {{replicas: 1}}
   brokerGroups: 1
-  replicasPerGroup: 3
+  replicasPerGroup: 1
   storage: {{size: 1Gi}}
   tolerations: {TOLERATIONS}
 "#
         ),
     );
     wait_phase(&namespace, "Running", Duration::from_secs(300));
+    let name_servers = field(
+        &namespace,
+        "rocketcluster/demo",
+        "{.status.nameServerAddresses}",
+    );
+    let grown = format!("grown{}", std::process::id());
+    produce(
+        &namespace,
+        client_image,
+        "before-growing",
+        &name_servers,
+        "grown",
+        &grown,
+        500,
+    );
+    let started = Instant::now();
+    patch_cluster(&namespace, serde_json::json!({"replicasPerGroup": 3}));
     let leader_pod = || {
         field(
             &namespace,
@@ -857,18 +877,46 @@ spec:
         )
     };
     let first_leader = poll(
-        Duration::from_secs(60),
-        || format!("no leader in the status:\n{}", cluster_yaml(&namespace)),
-        || Some(leader_pod()).filter(|pod| !pod.is_empty()),
+        Duration::from_secs(300),
+        || {
+            format!(
+                "the group did not grow to 3 replicas:\n{}",
+                cluster_yaml(&namespace)
+            )
+        },
+        || {
+            let pods = broker_pods(&namespace);
+            let grown = pods.len() == 3 && pods.iter().all(|pod| pod.up);
+            let phase = field(&namespace, "rocketcluster/demo", "{.status.phase}");
+            let leader = leader_pod();
+            (grown && phase == "Running" && !leader.is_empty()).then_some(leader)
+        },
     );
+    println!(
+        "grew from 1 broker to 3 replicas in {:?}; {first_leader} leads",
+        started.elapsed()
+    );
+    assert_eq!(
+        first_leader, "demo-broker-0-0",
+        "the broker that ran alone leads"
+    );
+    let got = consume_all(
+        &namespace,
+        client_image,
+        "grown-reader",
+        &name_servers,
+        ("grown", &grown),
+        500,
+        "",
+    );
+    assert_eq!(got["missing"], 0, "messages lost growing the group: {got}");
+    println!("the 500 messages sent to the broker alone, consumed from the group: {got}");
+    let restarts_before = event_count(&namespace, "RollingPod");
+    let fences_before = event_count(&namespace, "FencingBroker");
+
     let before = replica_status(&namespace, &first_leader);
     assert_eq!(before["replicaRole"], "leader", "{before:?}");
     let term_before: u64 = before["raftTerm"].parse().unwrap();
-    let name_servers = field(
-        &namespace,
-        "rocketcluster/demo",
-        "{.status.nameServerAddresses}",
-    );
     println!("replicated group Running, {first_leader} leads in term {term_before}");
 
     let steady = roll_under_a_steady_producer(&namespace, client_image, &name_servers, 3);
@@ -883,13 +931,13 @@ spec:
         "one transfer, of the leader"
     );
     assert_eq!(
-        event_count(&namespace, "RollingPod"),
+        event_count(&namespace, "RollingPod") - restarts_before,
         3,
         "one restart of each replica"
     );
     assert_eq!(
         event_count(&namespace, "FencingBroker"),
-        0,
+        fences_before,
         "a replicated group was fenced"
     );
 
