@@ -118,7 +118,7 @@ fn acknowledged_messages_survive_rounds_of_random_faults() {
     }
     let leader = master(&runtime, &namesrv.namesrv, &replicas);
     let topic = unique("chaos");
-    create_topic(&runtime, &replicas[leader], &topic, 4);
+    create_topic_copied(&runtime, &replicas, leader, &topic, 4);
 
     let dir = tempfile::tempdir().unwrap();
     let run = unique("run");

@@ -31,7 +31,7 @@ fn acknowledged_sends_survive_the_leader_killed_at_random_moments() {
     let run = unique("run");
     // Created on the master only, as an admin would: the followers copy its topics, so the
     // replica that takes over serves it too.
-    create_topic(&runtime, &replicas[first], &topic, 4);
+    create_topic_copied(&runtime, &replicas, first, &topic, 4);
 
     let dir = tempfile::tempdir().unwrap();
     let half = count / 2;
@@ -308,7 +308,7 @@ fn leadership_moves_on_demand_under_load_and_no_send_fails() {
     assert!(refused.contains("n7 is not a follower"), "{refused}");
 
     let topic = unique("tl");
-    create_topic(&runtime, &replicas[first], &topic, 4);
+    create_topic_copied(&runtime, &replicas, first, &topic, 4);
     let dir = tempfile::tempdir().unwrap();
     let acked_file = dir.path().join("acked");
     let run = unique("run");

@@ -607,6 +607,20 @@ pub fn pod_ready(pod: &Pod) -> bool {
         })
 }
 
+/// Whether every container of the pod runs and has passed its startup probe: a pod that is
+/// Pending or whose container waits out a crash loop has not.
+pub fn pod_started(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|status| status.container_statuses.as_ref())
+        .is_some_and(|containers| {
+            !containers.is_empty()
+                && containers
+                    .iter()
+                    .all(|container| container.started == Some(true))
+        })
+}
+
 /// The group's pods as roll members, highest ordinal first, and its status.
 async fn group_members(
     cluster: &RocketCluster,
@@ -644,6 +658,7 @@ async fn group_members(
                 uid: pod.uid().unwrap_or_default(),
                 broker_name: name.to_string(),
                 ready: pod_ready(pod),
+                started: pod_started(pod),
                 terminating: pod.metadata.deletion_timestamp.is_some(),
                 outdated: hash != Some(&group.config_hash)
                     || update_revision

@@ -54,6 +54,8 @@ pub struct Member {
     /// Its group's brokerName.
     pub broker_name: String,
     pub ready: bool,
+    /// Its containers run (past their startup probe): not Pending, not in a crash loop.
+    pub started: bool,
     pub terminating: bool,
     /// Runs an older config or template than its StatefulSet wants.
     pub outdated: bool,
@@ -124,12 +126,30 @@ pub fn next(
         RollStep::HandingOver => match member {
             Some(member) if member.uid != roll.uid || member.terminating => replaced(),
             Some(member) if member.outdated && member.role == Role::Leader => {
-                if elapsed(&roll.since, now) >= HAND_OVER_MAX {
+                // Given up on only while the rest of the group is up and caught up: the
+                // restart then costs an election, not the quorum.
+                let others_up = members
+                    .iter()
+                    .filter(|other| {
+                        other.broker_name == member.broker_name && other.name != member.name
+                    })
+                    .all(|other| other.ready && !other.terminating);
+                if elapsed(&roll.since, now) >= HAND_OVER_MAX && others_up {
                     restarting(roll, now)
                 } else {
                     Next::HandOver(roll.clone())
                 }
             }
+            // Handed over: the wait for the sends it passes on counts from the first pass
+            // that sees it follow, however long the transfer took.
+            Some(member) if member.outdated && roll.put_total.is_none() => quiet(
+                &RollStatus {
+                    since: Time(now),
+                    ..roll.clone()
+                },
+                sends,
+                now,
+            ),
             Some(member) if member.outdated => quiet(roll, sends, now),
             _ => Next::Done,
         },
@@ -163,9 +183,13 @@ fn start(members: &[Member], expected: usize, now: Timestamp) -> Next {
         return Next::Idle;
     };
     // A group growing from one broker into replicas: its new replicas cannot elect a leader
-    // until that broker restarts as their first, so they are not waited for.
+    // until that broker restarts as their first, so they are not waited for once they run.
+    // One still Pending or crash-looping is: the broker restarted without it would have no
+    // quorum.
     let joining = |member: &Member| {
         !member.ready
+            && member.started
+            && !member.terminating
             && !member.outdated
             && members.iter().any(|alone| {
                 alone.broker_name == member.broker_name
@@ -252,6 +276,7 @@ mod tests {
             uid: format!("{name}-uid"),
             broker_name: name.rsplit_once('-').unwrap().0.to_string(),
             ready: true,
+            started: true,
             terminating: false,
             outdated,
             rollable: true,
@@ -445,10 +470,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_broker_growing_into_replicas_rolls_without_waiting_for_the_replicas_it_starts() {
-        // replicasPerGroup 1 -> 3: the broker still runs alone; its two new replicas cannot
-        // elect a leader before it restarts as their first, so they are not Ready.
+    /// replicasPerGroup 1 -> 3: the broker still runs alone; its two new replicas run but
+    /// cannot elect a leader before it restarts as their first, so they are not Ready.
+    fn growing() -> [Member; 3] {
         let mut members = [
             replica("demo-broker-0-0", Role::Alone),
             replica("demo-broker-0-1", Role::Unknown),
@@ -458,6 +482,12 @@ mod tests {
             joining.outdated = false;
             joining.ready = false;
         }
+        members
+    }
+
+    #[test]
+    fn a_broker_growing_into_replicas_rolls_without_waiting_for_the_replicas_it_starts() {
+        let mut members = growing();
         let roll = fenced(&members);
         assert_eq!(roll.pod, "demo-broker-0-0");
         // Back as the group's leader: over.
@@ -477,6 +507,36 @@ mod tests {
         members[0].role = Role::Follower;
         members[0].outdated = true;
         assert_eq!(next(None, &members, 3, None, at(31)), Next::WaitForBrokers);
+    }
+
+    #[test]
+    fn a_late_transfer_still_waits_for_the_sends_it_passes_on() {
+        let members = [replica("demo-broker-0-1", Role::Follower)];
+        let handing_over = RollStatus {
+            pod: "demo-broker-0-1".into(),
+            broker_name: "demo-broker-0".into(),
+            uid: "demo-broker-0-1-uid".into(),
+            step: RollStep::HandingOver,
+            since: Time(at(0)),
+            put_total: None,
+            put_total_since: None,
+        };
+        // The transfer took 100 s; producers still reach the old leader.
+        let Next::Hold(held) = next(Some(&handing_over), &members, 1, Some(5), at(100)) else {
+            panic!("restarted at once after a late transfer")
+        };
+        let Next::Hold(_) = next(Some(&held), &members, 1, Some(9), at(101)) else {
+            panic!("restarted while producers still reached it")
+        };
+    }
+
+    #[test]
+    fn a_broker_growing_into_replicas_waits_for_a_new_replica_that_does_not_run() {
+        let mut members = growing();
+        // Pending (no volume, no node): restarting the broker now would leave it alone in a
+        // group of three.
+        members[2].started = false;
+        assert_eq!(next(None, &members, 3, None, at(0)), Next::WaitForBrokers);
     }
 
     #[test]
@@ -511,6 +571,16 @@ mod tests {
             Next::Restart(restart) => assert_eq!(restart.pod, "demo-broker-0-1"),
             other => panic!("a leader that never handed over was kept: {other:?}"),
         }
+        // Not while another replica of its group is down: that would cost the quorum.
+        let mut with_one_down = vec![
+            members[0].clone(),
+            replica("demo-broker-0-0", Role::Follower),
+        ];
+        with_one_down[1].ready = false;
+        assert_eq!(
+            next(Some(&roll), &with_one_down, 2, Some(0), at(130)),
+            Next::HandOver(roll.clone())
+        );
         members[0].role = Role::Follower;
         let Next::Hold(held) = next(Some(&roll), &members, 1, Some(30), at(3)) else {
             panic!()
@@ -535,8 +605,9 @@ mod tests {
                 other => panic!("gave up at {second} s: {other:?}"),
             }
         }
+        // (Counted from the first pass that saw it follow, at 1 s.)
         assert!(matches!(
-            next(Some(&state), &members, 1, Some(passed_on + 10), at(40)),
+            next(Some(&state), &members, 1, Some(passed_on + 10), at(41)),
             Next::Restart(_)
         ));
         // Deleted already (as a pass that read the step before its restart would see it):

@@ -61,7 +61,7 @@ pub use read::{
     ArrivedMessage, GetMessageResult, GetMessageStatus, MessageFilter, QueryMessageResult,
 };
 pub use recovery::{QuarantinedRange, RepairReport};
-pub use store::{AppendResult, MessageStore};
+pub use store::{AppendResult, MessageStore, RetentionHold};
 pub use wait::{lock as lock_waiting_with, WaitWith};
 
 /// Configures the store's fault points from the `FAILPOINTS` environment variable

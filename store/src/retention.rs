@@ -61,7 +61,7 @@ pub(crate) fn clean(inner: &Inner, now: SystemTime, manual: bool) -> Result<usiz
     // flushed stays too, or flushing it later would find it gone.
     let dispatched = inner.dispatched().min(inner.commit_log.flushed_offset());
     // A Raft replica's log still names what lies from here on.
-    let kept_from = inner.kept_from.load(std::sync::atomic::Ordering::Acquire);
+    let kept_from = inner.retention_floor();
     inner.save_checkpoint()?;
     let mut deleted = 0;
     while deleted < config.delete_file_batch_max {

@@ -62,7 +62,13 @@ pub(crate) struct Inner {
     dispatch_limit: AtomicU64,
     /// Retention keeps the segment holding this offset and all after it: a Raft replica's
     /// oldest logged batch ([`MessageStore::keep_from`]). `u64::MAX` for a store of its own.
-    pub(crate) kept_from: AtomicU64,
+    kept_from: AtomicU64,
+    /// Offsets copies of this CommitLog still read from ([`MessageStore::hold_retention`]),
+    /// each with how many copies hold it: retention keeps them too.
+    retention_holds: Mutex<std::collections::BTreeMap<u64, usize>>,
+    /// Taken by each copy of another replica's records ([`MessageStore::copy_committed`]),
+    /// so two never cut each other's.
+    copying: Mutex<()>,
     flush_requests: FlushRequests,
     checkpoint: CheckpointFile,
     listener: RwLock<Option<ArrivalListener>>,
@@ -76,6 +82,34 @@ pub(crate) struct Inner {
     crashed: AtomicBool,
     /// Held from open to shutdown so one store directory has one process (RocketMQ's `lock`).
     lock: Mutex<Option<File>>,
+}
+
+/// Keeps retention from deleting what a copy still reads ([`MessageStore::hold_retention`]).
+pub struct RetentionHold {
+    inner: Arc<Inner>,
+    from: u64,
+}
+
+impl Drop for RetentionHold {
+    fn drop(&mut self) {
+        let mut holds = self.inner.retention_holds.lock();
+        if let Some(count) = holds.get_mut(&self.from) {
+            *count -= 1;
+            if *count == 0 {
+                holds.remove(&self.from);
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// Retention deletes no segment that ends after this.
+    pub(crate) fn retention_floor(&self) -> u64 {
+        let held = self.retention_holds.lock().keys().next().copied();
+        self.kept_from
+            .load(Ordering::Acquire)
+            .min(held.unwrap_or(u64::MAX))
+    }
 }
 
 /// The message store. Cheap to share behind an `Arc`; every method takes `&self`.
@@ -131,6 +165,8 @@ impl MessageStore {
             dispatched: Mutex::new(0),
             dispatch_limit: AtomicU64::new(dispatch_limit),
             kept_from: AtomicU64::new(u64::MAX),
+            retention_holds: Mutex::new(Default::default()),
+            copying: Mutex::new(()),
             flush_requests: FlushRequests::default(),
             checkpoint,
             listener: RwLock::new(None),
@@ -301,6 +337,16 @@ impl MessageStore {
         self.inner.kept_from.store(offset, Ordering::Release);
     }
 
+    /// Retention deletes no CommitLog segment that ends after `from` while the hold lives:
+    /// a copy of the records from there (a snapshot sent to another replica) is under way.
+    pub fn hold_retention(&self, from: u64) -> RetentionHold {
+        *self.inner.retention_holds.lock().entry(from).or_default() += 1;
+        RetentionHold {
+            inner: Arc::clone(&self.inner),
+            from,
+        }
+    }
+
     /// Where a replica's dispatch may go: the end of the last batch it applied
     /// ([`MessageStore::open_replica`], [`MessageStore::apply_up_to`]).
     pub fn applied_end(&self) -> u64 {
@@ -355,7 +401,18 @@ impl MessageStore {
     /// holds them already; other bytes there were never committed and are cut (never below
     /// what is applied); and an empty store begins at `start` when the group's older segments
     /// were retired. Durable as any append, once [`MessageStore::durable_up_to`] says so.
-    pub fn copy_committed(&self, start: u64, bytes: &[u8]) -> Result<()> {
+    ///
+    /// `from` is where the other replica read from: before `start` when a blank marker ends
+    /// its segment there. A record this replica holds at `from` is then not the group's.
+    pub fn copy_committed(&self, from: u64, start: u64, bytes: &[u8]) -> Result<()> {
+        let inner = &self.inner;
+        let _copying = inner.copying.lock();
+        let end = self.commit_log_max_offset();
+        if from < start && from < end {
+            if let Found::Message(..) = inner.commit_log.find(from, end)? {
+                self.cut_tail(from)?;
+            }
+        }
         let end = self.commit_log_max_offset();
         if start < end {
             let held = self.commit_log_bytes(start, start + bytes.len() as u64);
@@ -364,10 +421,10 @@ impl MessageStore {
             }
             self.cut_tail(start)?;
         }
-        let inner = &self.inner;
         if start > end {
-            let mut reput = inner.dispatched.lock();
+            // The writer's lock before dispatch's, in that order as everywhere (cut_tail).
             inner.commit_log.skip_to(start)?;
+            let mut reput = inner.dispatched.lock();
             if *reput < inner.commit_log.min_offset() {
                 // Nothing below the new first segment is here to dispatch.
                 *reput = inner.commit_log.min_offset();

@@ -339,6 +339,78 @@ fn retention_deletes_old_segments_and_moves_queue_minimums() {
 }
 
 #[test]
+fn a_snapshot_s_piece_after_a_segment_s_end_cuts_a_record_the_group_never_had_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = MessageStore::open(small_config(
+        &dir.path().join("leader"),
+        FlushDiskType::SyncFlush,
+    ))
+    .unwrap();
+    let segment = leader.config().mapped_file_size_commit_log;
+    while segment - leader.commit_log_max_offset() % segment >= 5_000 {
+        leader.append(&put("T", 0, vec![1; 1000], "a", "")).unwrap();
+    }
+    // A record that does not fit what the segment has left: a blank marker ends it.
+    let from = leader.commit_log_max_offset();
+    let rolled = leader.append(&put("T", 0, vec![2; 6000], "a", "")).unwrap();
+    rolled.durable.wait().unwrap();
+    let start = rolled.messages[0].physical_offset;
+    assert!(start > from && start.is_multiple_of(segment));
+
+    let follower = MessageStore::open_replica(
+        small_config(&dir.path().join("follower"), FlushDiskType::SyncFlush),
+        0,
+    )
+    .unwrap();
+    let mut at = 0;
+    while let Some((piece, records)) = leader.commit_log_records(at, from, 1 << 20).unwrap() {
+        follower.copy_committed(at, piece, &records).unwrap();
+        at = piece + records.len() as u64;
+    }
+    follower.apply_up_to(from).unwrap();
+    // Stored where the group has its blank marker, never committed (a deposed leader's).
+    let own = follower
+        .append(&put("T", 0, vec![9; 100], "a", ""))
+        .unwrap();
+    assert_eq!(own.messages[0].physical_offset, from);
+
+    let (piece, records) = leader
+        .commit_log_records(from, rolled.end_offset, 1 << 20)
+        .unwrap()
+        .unwrap();
+    assert_eq!(piece, start);
+    follower.copy_committed(from, piece, &records).unwrap();
+    assert_eq!(follower.commit_log_max_offset(), rolled.end_offset);
+    assert!(
+        follower.message_at(from).is_none(),
+        "the record at {from} stayed"
+    );
+    assert_eq!(
+        follower.commit_log_bytes(start, rolled.end_offset),
+        leader.commit_log_bytes(start, rolled.end_offset)
+    );
+    follower.durable_up_to(rolled.end_offset).wait().unwrap();
+    follower.apply_up_to(rolled.end_offset).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while follower.dispatched_offset() < rolled.end_offset && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(read_all(&follower, "T", 0), read_all(&leader, "T", 0));
+}
+
+#[test]
+fn retention_keeps_what_a_copy_still_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_for_retention(dir.path(), 100);
+    let segment = store.config().mapped_file_size_commit_log;
+    let hold = store.hold_retention(segment + 100);
+    let later = SystemTime::now() + Duration::from_secs(73 * 3600);
+    assert_eq!(store.delete_expired_files(later).unwrap(), 1);
+    drop(hold);
+    assert!(store.delete_expired_files(later).unwrap() > 0);
+}
+
+#[test]
 fn retention_keeps_what_a_replica_s_raft_log_still_names() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_for_retention(dir.path(), 100);
@@ -552,7 +624,7 @@ fn a_snapshot_s_pieces_copy_the_records_a_replica_lacks_even_past_retired_segmen
     let mut pieces = 0;
     while let Some((start, records)) = leader.commit_log_records(at, end, 5_000).unwrap() {
         assert!(records.len() <= 5_000 && start >= at);
-        follower.copy_committed(start, &records).unwrap();
+        follower.copy_committed(at, start, &records).unwrap();
         at = start + records.len() as u64;
         pieces += 1;
     }
@@ -583,7 +655,7 @@ fn a_snapshot_s_pieces_copy_the_records_a_replica_lacks_even_past_retired_segmen
         .commit_log_records(first, end, 5_000)
         .unwrap()
         .unwrap();
-    follower.copy_committed(start, &records).unwrap();
+    follower.copy_committed(first, start, &records).unwrap();
     assert_eq!(follower.commit_log_max_offset(), end);
     follower
         .append(&put("R0", 0, vec![9; 300], "a", ""))
@@ -599,7 +671,7 @@ fn a_snapshot_s_pieces_copy_the_records_a_replica_lacks_even_past_retired_segmen
         .unwrap()
         .unwrap();
     assert_eq!(start, theirs.messages[0].physical_offset);
-    follower.copy_committed(start, &records).unwrap();
+    follower.copy_committed(end, start, &records).unwrap();
     assert_ne!(follower.commit_log_max_offset(), ours);
     assert_eq!(follower.commit_log_max_offset(), theirs.end_offset);
     follower.durable_up_to(theirs.end_offset).wait().unwrap();

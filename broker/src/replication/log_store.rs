@@ -77,36 +77,41 @@ impl LogStore {
         Ok(())
     }
 
-    /// Cuts the CommitLog after the last batch this log names (after nothing, if the log
-    /// never named one), as a new leader does before its first batch: bytes a leader stored
-    /// under a leadership that ended, whose proposal was never logged, must not sit between
-    /// the group's batches. Refused below what the store applied.
+    /// Cuts the CommitLog after the last batch this log names, or what this replica applied
+    /// if that goes further (a snapshot's records, installed before openraft purged the log
+    /// up to it), as a new leader does before its first batch and a follower whose log was
+    /// truncated: bytes a leader stored under a leadership that ended, whose proposal was
+    /// never logged or was cut from the log, must not sit between the group's batches. What
+    /// lies below the CommitLog's first segment is gone already: an empty replica whose copy
+    /// of a snapshot began past the leader's retired segments and was interrupted keeps its
+    /// first segment, empty. Refused below what the store applied or dispatched.
     pub fn cut_unlogged_tail(&self) -> io::Result<()> {
         let Some(store) = &self.commit_log else {
             return Ok(());
         };
         let log = self.log.lock();
         let mut index = log.next_index();
-        let logged_end = loop {
+        let logged = loop {
             if index <= log.meta().log_start() {
-                if log.meta().purged.is_some() {
-                    // No batch is logged after the purge point, and every one before it is
-                    // applied: the logged records end where the applied ones do.
-                    break store.applied_end();
-                }
-                break 0;
+                // Before the purge point (if any) every batch is applied.
+                break None;
             }
             index -= 1;
             let entry = log.entries(index..index + 1).map_err(io_error)?;
             if let Some(entry) = entry.into_iter().next() {
                 if let EntryPayload::Normal(batch) = decode(entry)?.payload {
-                    break batch.end();
+                    break Some(batch.end());
                 }
             }
         };
+        let names_none = logged.is_none() && log.meta().purged.is_none();
+        let logged_end = logged
+            .unwrap_or(0)
+            .max(store.applied_end())
+            .max(store.commit_log_min_offset());
         // The log stays locked: no batch is logged (or its bytes written) meanwhile.
         store.cut_tail(logged_end).map_err(|error| {
-            if logged_end == 0 {
+            if names_none && store.applied_end() == 0 {
                 // The usual way here: enableDLegerCommitLog turned on over a standalone
                 // broker's store on a replica other than n0, which alone takes such a store
                 // over (replica.rs). Its messages are not the group's, and no replica may
@@ -388,11 +393,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
     }
 
+    /// Cuts the CommitLog after the batches that remain too: a truncated entry was never
+    /// committed, and its records left in place would be dispatched once the applied end
+    /// passed them when the leader's next batch begins past them (in the next segment).
     async fn truncate_after(&mut self, last: Option<LogIdOf<TypeConfig>>) -> io::Result<()> {
         self.log
             .lock()
             .truncate_after(last.map(|last| last.index))
-            .map_err(io_error)
+            .map_err(io_error)?;
+        self.cut_unlogged_tail()
     }
 
     async fn purge(&mut self, upto: LogIdOf<TypeConfig>) -> io::Result<()> {

@@ -41,6 +41,9 @@ pub const SNAPSHOT_EVERY: u64 = 5_000;
 /// still catches up entry by entry.
 pub const LOG_KEPT_AFTER_SNAPSHOT: u64 = 1_000;
 
+/// How long a follower may take to install a snapshot whose records were copied.
+const INSTALL_SNAPSHOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// A replica's Raft, over Rocketry's storage.
 pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
 
@@ -65,6 +68,9 @@ pub fn raft_config(group: &str) -> std::sync::Arc<openraft::Config> {
         election_timeout_max: ELECTION_TIMEOUT_MAX.as_millis() as u64,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
         max_in_snapshot_log_to_keep: LOG_KEPT_AFTER_SNAPSHOT,
+        // The last call of a snapshot's transfer (network.rs) waits while the follower
+        // flushes and dispatches what was copied: openraft's 200 ms would send it all again.
+        install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT.as_millis() as u64,
         enable_leader_restore: Some(false),
         ..Default::default()
     };

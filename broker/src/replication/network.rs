@@ -61,8 +61,10 @@ enum Request {
     Vote(VoteRequest<TypeConfig>),
     /// Where the follower's applied records end, before a snapshot's records are sent.
     SnapshotFrom,
-    /// A piece of a snapshot: the leader's records at `start`, attached.
+    /// A piece of a snapshot: the leader's records at `start`, attached, asked for from
+    /// `from` (before the blank marker that ends a segment, when `start` is the next one's).
     SnapshotRecords {
+        from: u64,
         start: u64,
     },
     /// The snapshot itself, once its records are copied.
@@ -81,8 +83,10 @@ enum Request {
 enum Response {
     Append(AppendEntriesResponse<TypeConfig>),
     Vote(VoteResponse<TypeConfig>),
-    /// `applied`: where the follower's applied records end; `empty`: it holds no record,
-    /// so it can begin wherever the leader's oldest retained segment does.
+    /// `applied`: where the follower's applied records end (or its CommitLog's first
+    /// segment begins, past them: a copy that began past the leader's retired segments);
+    /// `empty`: it holds no record, so it can begin wherever the leader's oldest retained
+    /// segment does.
     SnapshotFrom {
         applied: u64,
         empty: bool,
@@ -306,6 +310,8 @@ impl Peer {
             Response::SnapshotFrom { applied, empty } => (applied, empty),
             _ => return Err(unexpected("snapshot-from")),
         };
+        // Retention deletes nothing this copy still has to read.
+        let _hold = store.hold_retention(applied);
         let retained = store.commit_log_min_offset();
         let mut at = match applied {
             _ if applied >= retained => applied,
@@ -326,8 +332,8 @@ impl Peer {
             .commit_log_records(at, end, SNAPSHOT_PIECE_BYTES)
             .map_err(local)?
         {
+            let request = Request::SnapshotRecords { from: at, start };
             at = start + records.len() as u64;
-            let request = Request::SnapshotRecords { start };
             match self
                 .call(&request, &[records], SNAPSHOT_PIECE_TIMEOUT)
                 .await?
@@ -506,15 +512,16 @@ async fn handle(
             Err(error) => failed(&error),
         },
         Request::SnapshotFrom => Response::SnapshotFrom {
-            applied: store.applied_end(),
+            applied: store.applied_end().max(store.commit_log_min_offset()),
             empty: store.commit_log_max_offset() == 0,
         },
-        Request::SnapshotRecords { start } => {
+        Request::SnapshotRecords { from, start } => {
             let store = store.clone();
             // It may wait for a new segment, or sync what it cut.
-            let copied =
-                tokio::task::spawn_blocking(move || store.copy_committed(start, &attachments))
-                    .await;
+            let copied = tokio::task::spawn_blocking(move || {
+                store.copy_committed(from, start, &attachments)
+            })
+            .await;
             match copied {
                 Ok(Ok(())) => Response::SnapshotRecords,
                 Ok(Err(error)) => failed(&error),

@@ -95,6 +95,35 @@ pub fn master(runtime: &tokio::runtime::Runtime, namesrv: &str, replicas: &[Rock
     }
 }
 
+/// Creates `topic` on the master only, as an admin would, and waits until every replica
+/// serves it: followers copy the master's topics every 3 s, and a master lost before that
+/// takes the topic with it (docs/replication.md).
+pub fn create_topic_copied(
+    runtime: &tokio::runtime::Runtime,
+    replicas: &[Rocketry],
+    master: usize,
+    topic: &str,
+    queues: i32,
+) {
+    create_topic(runtime, &replicas[master], topic, queues);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for replica in replicas {
+        let addr = replica.broker_addr.clone().unwrap();
+        while !runtime.block_on(async {
+            let Ok(client) = protocol::Client::connect(addr.as_str()).await else {
+                return false;
+            };
+            client
+                .get_all_topic_config()
+                .await
+                .is_ok_and(|all| all.topic_config_table.contains_key(topic))
+        }) {
+            assert!(Instant::now() < deadline, "{addr} never copied {topic}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
 /// Creates `topic` on one replica only, as an admin would on the master.
 pub fn create_topic(
     runtime: &tokio::runtime::Runtime,
