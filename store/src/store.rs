@@ -383,16 +383,11 @@ impl MessageStore {
                 Found::ContinueAt(_) | Found::End => break,
             }
         }
+        let gone = Error::NotAvailable("the CommitLog holds no records there");
         if at == start {
-            return if start >= end {
-                Ok(None)
-            } else {
-                Err(Error::NotAvailable("the CommitLog holds no records there"))
-            };
+            return if start >= end { Ok(None) } else { Err(gone) };
         }
-        let bytes = self
-            .commit_log_bytes(start, at)
-            .ok_or(Error::NotAvailable("the CommitLog holds no records there"))?;
+        let bytes = self.commit_log_bytes(start, at).ok_or(gone)?;
         Ok(Some((start, bytes)))
     }
 

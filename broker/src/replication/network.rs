@@ -15,6 +15,7 @@
 //! follower's vote.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -28,15 +29,11 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, EntryPayload};
 use serde::{Deserialize, Serialize};
+use store::MessageStore;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
-
-use std::sync::Arc;
-
-use store::MessageStore;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::{Raft, SnapshotEnd, TypeConfig};
 
@@ -313,19 +310,19 @@ impl Peer {
         // Retention deletes nothing this copy still has to read.
         let _hold = store.hold_retention(applied);
         let retained = store.commit_log_min_offset();
-        let mut at = match applied {
-            _ if applied >= retained => applied,
-            _ if empty => retained,
-            _ => {
-                let why = format!(
-                    "{}'s records end at CommitLog offset {applied}, before the oldest this \
+        let mut at = if applied >= retained {
+            applied
+        } else if empty {
+            retained
+        } else {
+            let why = format!(
+                "{}'s records end at CommitLog offset {applied}, before the oldest this \
                      replica keeps ({retained}): it cannot catch up; start it over with an \
                      empty storePathRootDir",
-                    self.addr
-                );
-                warn!("{why}");
-                return Err(CallError::Remote(why));
-            }
+                self.addr
+            );
+            warn!("{why}");
+            return Err(CallError::Remote(why));
         };
         let local = |error: store::Error| CallError::Network(io::Error::other(error));
         while let Some((start, records)) = store
