@@ -1,7 +1,8 @@
 //! A small record saved in place: two slots, one per page, each with a sequence number, the
-//! body's length, the body and a CRC. A save writes the slot the latest save did not use and
-//! syncs it, so a torn write leaves the previous record whole in the other slot. Writing in
-//! place avoids the rename and directory sync a temporary file would need on every save.
+//! body's length, the body and a CRC. A save writes the slot the latest synced save did not
+//! use and syncs it, so a torn write leaves the previous record whole in the other slot; a
+//! write without a sync goes to that slot too. Writing in place avoids the rename and
+//! directory sync a temporary file would need on every save.
 //!
 //! The Raft log's `meta` (vote, committed, purge point) and the replication state machine's
 //! applied entry and membership are such records: Raft must never forget them across a crash.
@@ -23,8 +24,11 @@ pub const MAX_BODY: usize = SLOT_SIZE - OVERHEAD;
 pub struct SlotFile {
     path: PathBuf,
     file: File,
-    /// The sequence number of the latest save; the next goes to the other slot.
+    /// The sequence number of the latest save or write.
     sequence: u64,
+    /// The slot of the latest synced save, which every save and write leaves alone: a torn
+    /// save, or a power loss after writes that were never synced, leaves it to be read.
+    synced_slot: usize,
 }
 
 impl SlotFile {
@@ -36,28 +40,54 @@ impl SlotFile {
             Err(error) if error.kind() == ErrorKind::NotFound => create(path)?,
             Err(error) => return Err(Error::io(path, error)),
         };
-        let mut latest: Option<(u64, Vec<u8>)> = None;
+        let mut latest: Option<(u64, usize, Vec<u8>)> = None;
         for slot in 0..2 {
             let mut bytes = vec![0u8; SLOT_SIZE];
             let read = read_up_to(&file, &mut bytes, (slot * SLOT_SIZE) as u64)
                 .map_err(|e| Error::io(path, e))?;
             if let Some((sequence, body)) = decode(&bytes[..read]) {
-                if latest.as_ref().is_none_or(|(newest, _)| sequence > *newest) {
-                    latest = Some((sequence, body.to_vec()));
+                if latest
+                    .as_ref()
+                    .is_none_or(|(newest, ..)| sequence > *newest)
+                {
+                    latest = Some((sequence, slot, body.to_vec()));
                 }
             }
         }
-        let sequence = latest.as_ref().map_or(0, |(sequence, _)| *sequence);
+        // What was read may be a write never synced (the process died, the page cache
+        // kept it): synced now, it is the record later writes leave alone.
+        file.sync_data().map_err(|e| Error::io(path, e))?;
+        durable!(flushed(
+            path,
+            0,
+            &read_all(&file).map_err(|e| Error::io(path, e))?
+        ));
+        let (sequence, synced_slot) = latest
+            .as_ref()
+            .map_or((0, 0), |(sequence, slot, _)| (*sequence, *slot));
         let slots = SlotFile {
             path: path.to_owned(),
             file,
             sequence,
+            synced_slot,
         };
-        Ok((slots, latest.map(|(_, body)| body)))
+        Ok((slots, latest.map(|(.., body)| body)))
     }
 
-    /// Writes `body` to the slot the latest save did not use and syncs it.
+    /// Writes `body` to the slot the latest synced save did not use and syncs it.
     pub fn save(&mut self, body: &[u8]) -> Result<()> {
+        self.write_slot(body, true)
+    }
+
+    /// Writes `body` as [`SlotFile::save`] does but does not sync it: it reaches the disk
+    /// with the next save or the kernel's writeback, and a power loss before either leaves
+    /// the latest synced save, or this write. For what may be lost that way, and is saved
+    /// too often for an fdatasync each time.
+    pub fn write(&mut self, body: &[u8]) -> Result<()> {
+        self.write_slot(body, false)
+    }
+
+    fn write_slot(&mut self, body: &[u8], sync: bool) -> Result<()> {
         if body.len() > MAX_BODY {
             return Err(Error::damaged(
                 &self.path,
@@ -69,12 +99,18 @@ impl SlotFile {
         }
         let sequence = self.sequence + 1;
         let bytes = encode(sequence, body);
-        let offset = (sequence % 2) as usize * SLOT_SIZE;
+        let slot = 1 - self.synced_slot;
+        let offset = slot * SLOT_SIZE;
         self.file
             .write_all_at(&bytes, offset as u64)
-            .and_then(|_| self.file.sync_data())
             .map_err(|e| Error::io(&self.path, e))?;
-        durable!(flushed(&self.path, offset, &bytes));
+        if sync {
+            self.file
+                .sync_data()
+                .map_err(|e| Error::io(&self.path, e))?;
+            durable!(flushed(&self.path, offset, &bytes));
+            self.synced_slot = slot;
+        }
         self.sequence = sequence;
         Ok(())
     }
@@ -94,6 +130,15 @@ fn create(path: &Path) -> Result<File> {
     }
     durable!(created(path, 0));
     Ok(file)
+}
+
+/// Everything the file holds.
+#[cfg(feature = "failpoints")]
+fn read_all(file: &File) -> std::io::Result<Vec<u8>> {
+    let mut bytes = vec![0u8; 2 * SLOT_SIZE];
+    let read = read_up_to(file, &mut bytes, 0)?;
+    bytes.truncate(read);
+    Ok(bytes)
 }
 
 /// Reads what the file holds from `offset`, up to `bytes.len()`.
@@ -153,6 +198,29 @@ mod tests {
         slots.save(b"third").unwrap();
         assert_eq!(SlotFile::open(&path).unwrap().1.unwrap(), b"third");
         assert_eq!(SlotFile::open(&path).unwrap().1.unwrap(), b"third");
+    }
+
+    #[test]
+    fn writes_without_a_sync_leave_the_last_synced_save_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("record");
+        let (mut slots, _) = SlotFile::open(&path).unwrap();
+        slots.save(b"synced").unwrap();
+        slots.write(b"written").unwrap();
+        slots.write(b"written again").unwrap();
+        assert_eq!(SlotFile::open(&path).unwrap().1.unwrap(), b"written again");
+
+        // Both writes went to slot 0 (the save to slot 1): a power loss that tears it
+        // leaves the synced save, where alternating slots would have torn both.
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(b"X", 14).unwrap();
+        let (mut slots, body) = SlotFile::open(&path).unwrap();
+        assert_eq!(body.unwrap(), b"synced");
+        // Opening synced what it read, so the next writes leave that slot alone too.
+        slots.write(b"after").unwrap();
+        slots.write(b"after again").unwrap();
+        file.write_all_at(b"X", 14).unwrap();
+        assert_eq!(SlotFile::open(&path).unwrap().1.unwrap(), b"synced");
     }
 
     #[test]

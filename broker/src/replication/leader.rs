@@ -48,6 +48,17 @@ pub enum Refused {
     Replication(String),
 }
 
+impl Refused {
+    /// The same refusal, for another send of the same entry.
+    fn again(&self) -> Refused {
+        match self {
+            Refused::NotLeader(leader) => Refused::NotLeader(*leader),
+            Refused::Replication(why) => Refused::Replication(why.clone()),
+            Refused::Store(error) => Refused::Replication(error.to_string()),
+        }
+    }
+}
+
 type LeaderId = CommittedLeaderIdOf<TypeConfig>;
 
 /// A stored batch waiting to be proposed under the leadership that stored it.
@@ -180,29 +191,86 @@ impl LeaderWrites {
     }
 }
 
-/// Hands each proposal to openraft in the order queued, and answers it once applied. A
-/// proposal goes to openraft only once the one before is logged or refused: after a write,
-/// the proposer asks openraft's core for nothing (an empty state read), and since the core
-/// takes requests in order, by its answer the write is either logged, or refused with its
-/// answer already sent. A refusal refuses the rest of its run.
+/// Most bytes of stored batches proposed as one Raft entry.
+const MAX_ENTRY_BYTES: u32 = 1024 * 1024;
+
+/// Proposals stored one right after another under one leadership, proposed as one Raft
+/// entry: replication's group commit. The sends stored while an entry is being logged travel
+/// together in the next one, as the store's group commit flushes them together, instead of
+/// costing an entry (a Raft-log write and a round to the followers) each.
+struct Entry {
+    parts: Vec<Batch>,
+    end: u64,
+    leader: LeaderId,
+    run: u64,
+    answers: Vec<oneshot::Sender<Result<(), Refused>>>,
+}
+
+impl Entry {
+    fn of(proposal: Proposal) -> Entry {
+        Entry {
+            end: proposal.batch.end(),
+            parts: vec![proposal.batch],
+            leader: proposal.leader,
+            run: proposal.run,
+            answers: vec![proposal.answer],
+        }
+    }
+
+    /// Takes `next` in if its bytes go on from this entry's under the same leadership and
+    /// run; gives it back otherwise (a segment's end, a cut, another leadership, a full entry).
+    fn join(&mut self, next: Proposal) -> Result<(), Proposal> {
+        let bytes: u64 = self.parts.iter().map(|part| u64::from(part.len)).sum();
+        if next.run != self.run
+            || next.leader != self.leader
+            || next.batch.start != self.end
+            || bytes + u64::from(next.batch.len) > u64::from(MAX_ENTRY_BYTES)
+        {
+            return Err(next);
+        }
+        self.end = next.batch.end();
+        self.parts.push(next.batch);
+        self.answers.push(next.answer);
+        Ok(())
+    }
+
+    fn answer(self, result: Result<(), Refused>) {
+        for answer in self.answers {
+            let _ = answer.send(result.as_ref().map_err(Refused::again).copied());
+        }
+    }
+}
+
+/// Hands the queued proposals to openraft in the order queued, those already waiting when one
+/// goes joined into one entry, and answers each once applied. An entry goes to openraft only
+/// once the one before is logged or refused: after a write, the proposer asks openraft's core
+/// for nothing (an empty state read), and since the core takes requests in order, by its
+/// answer the write is either logged, or refused with its answer already sent. A refusal
+/// refuses the rest of its run.
 async fn propose(
     raft: Raft,
     mut queued: mpsc::UnboundedReceiver<Proposal>,
     refused: Arc<Mutex<Option<RefusedAt>>>,
 ) {
     let mut refused_run = None;
-    while let Some(Proposal {
-        batch,
-        leader,
-        run,
-        answer,
-    }) = queued.recv().await
-    {
-        if refused_run == Some(run) {
-            let _ = answer.send(Err(Refused::NotLeader(None)));
+    let mut held = None;
+    loop {
+        let Some(first) = held.take().or(queued.recv().await) else {
+            return;
+        };
+        let mut entry = Entry::of(first);
+        while let Ok(next) = queued.try_recv() {
+            if let Err(next) = entry.join(next) {
+                held = Some(next);
+                break;
+            }
+        }
+        if refused_run == Some(entry.run) {
+            entry.answer(Err(Refused::NotLeader(None)));
             continue;
         }
-        let start = batch.start;
+        let (start, leader, run) = (entry.parts[0].start, entry.leader, entry.run);
+        let batch = Batch::joined(std::mem::take(&mut entry.parts));
         let (responder, mut applied) = ProgressResponder::complete_only();
         let submitted = async {
             raft.write(batch)
@@ -231,7 +299,7 @@ async fn propose(
                         |_| Err(Refused::Replication("Raft stopped".into())),
                         answered,
                     );
-                    let _ = answer.send(result);
+                    entry.answer(result);
                 });
             }
             Some(result) => {
@@ -239,7 +307,7 @@ async fn propose(
                     refused_run = Some(run);
                     *refused.lock() = Some(RefusedAt { run, start });
                 }
-                let _ = answer.send(result);
+                entry.answer(result);
             }
         }
     }
@@ -253,5 +321,46 @@ fn answered<T>(result: Result<T, ClientWriteError<TypeConfig>>) -> Result<(), Re
             Err(Refused::NotLeader(forward.leader_id))
         }
         Err(error) => Err(Refused::Replication(error.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use openraft::impls::leader_id_adv::LeaderId;
+
+    use super::{Batch, Entry, Proposal, MAX_ENTRY_BYTES};
+
+    fn proposal(start: u64, len: usize, term: u64, run: u64) -> Proposal {
+        Proposal {
+            batch: Batch::of(start, Bytes::from(vec![7u8; len])),
+            leader: LeaderId { term, node_id: 0 },
+            run,
+            answer: tokio::sync::oneshot::channel().0,
+        }
+    }
+
+    #[test]
+    fn an_entry_takes_the_proposals_that_go_on_from_it_under_its_leadership_and_run() {
+        let mut entry = Entry::of(proposal(100, 10, 2, 1));
+        assert!(entry.join(proposal(110, 5, 2, 1)).is_ok());
+        assert!(entry.join(proposal(115, 1, 2, 1)).is_ok());
+        // A gap (a segment's blank end), another run (a cut), another leadership.
+        assert!(entry.join(proposal(120, 1, 2, 1)).is_err());
+        assert!(entry.join(proposal(116, 1, 2, 2)).is_err());
+        assert!(entry.join(proposal(116, 1, 3, 1)).is_err());
+        assert_eq!(entry.answers.len(), 3);
+        assert_eq!(
+            Batch::joined(entry.parts),
+            Batch::of(100, Bytes::from(vec![7u8; 16]))
+        );
+
+        let mut full = Entry::of(proposal(0, MAX_ENTRY_BYTES as usize - 1, 2, 1));
+        assert!(full
+            .join(proposal(u64::from(MAX_ENTRY_BYTES) - 1, 2, 2, 1))
+            .is_err());
+        assert!(full
+            .join(proposal(u64::from(MAX_ENTRY_BYTES) - 1, 1, 2, 1))
+            .is_ok());
     }
 }

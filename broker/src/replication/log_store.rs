@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use store::raft_log::{EntryId, RaftEntry, RaftLog, Vote};
 use store::{Durable, MessageStore};
 
-use super::{io_error, Batch, TypeConfig};
+use super::{io_error, Batch, SyncPace, TypeConfig};
 
 /// The log store and its readers share one log; each call holds the lock for its own work
 /// only, so readers see every append once it returns.
@@ -27,6 +27,8 @@ pub struct LogStore {
     log: Arc<Mutex<RaftLog>>,
     /// Where message batches' bytes live; without it entries carry their metadata only.
     commit_log: Option<Arc<MessageStore>>,
+    /// Which appends sync the log.
+    syncs: SyncPace,
 }
 
 impl LogStore {
@@ -36,6 +38,7 @@ impl LogStore {
         Ok(LogStore {
             log: Arc::new(Mutex::new(log)),
             commit_log: None,
+            syncs: SyncPace::of(None),
         })
     }
 
@@ -45,6 +48,7 @@ impl LogStore {
     /// it and the group never logged it.
     pub fn with_commit_log(self, store: Arc<MessageStore>) -> io::Result<LogStore> {
         let log = LogStore {
+            syncs: SyncPace::of(Some(&store)),
             commit_log: Some(store),
             ..self
         };
@@ -353,9 +357,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     /// Writes the batches into the CommitLog first (a Raft entry never names bytes that are
-    /// not there), then appends the entries and syncs the log, then waits for the batches'
-    /// flush (the store's group commit) before `callback` hears the entries are durable; every
-    /// write (votes too) is done in the order openraft asks for them.
+    /// not there), then appends the entries and syncs the log (as [`SyncPace`] says), then
+    /// waits for the batches' flush (the store's group commit) before `callback` hears the
+    /// entries are durable; every write (votes too) is done in the order openraft asks for
+    /// them.
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
     where
         I: IntoIterator<Item = EntryOf<TypeConfig>> + OptionalSend,
@@ -373,7 +378,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .collect::<io::Result<Vec<_>>>()?;
         let mut result = {
             let mut log = self.log.lock();
-            log.append(&entries).and_then(|()| log.sync())
+            log.append(&entries)
+                .and_then(|()| if self.syncs.due() { log.sync() } else { Ok(()) })
         };
         for flush in flushes {
             if result.is_ok() {

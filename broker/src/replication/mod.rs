@@ -13,10 +13,13 @@ mod replica;
 mod state_machine;
 
 use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub use leader::{Committed, LeaderWrites, Refused, Replicated};
 pub use log_store::LogStore;
 pub use network::{broker_addr_of, serve, Network};
+use parking_lot::Mutex;
 pub use replica::{Replica, RAFT_DIR};
 use serde::{Deserialize, Serialize};
 pub use state_machine::{SnapshotEnd, StateMachine};
@@ -107,6 +110,38 @@ impl Batch {
     pub fn end(&self) -> u64 {
         self.start + u64::from(self.len)
     }
+
+    /// The batches of `parts`, each stored right where the one before ends, as one batch.
+    /// Their CRCs combine without reading the bytes again.
+    pub fn joined(parts: Vec<Batch>) -> Batch {
+        let mut parts = parts.into_iter();
+        let first = parts.next().expect("a batch joins at least one");
+        let (start, mut len) = (first.start, u64::from(first.len));
+        let mut crc = crc32fast::Hasher::new_with_initial_len(first.crc, len);
+        let mut bytes = first.bytes.map(|bytes| vec![bytes]);
+        for part in parts {
+            debug_assert_eq!(part.start, start + len, "joined batches are contiguous");
+            crc.combine(&crc32fast::Hasher::new_with_initial_len(
+                part.crc,
+                u64::from(part.len),
+            ));
+            len += u64::from(part.len);
+            bytes = bytes.zip(part.bytes).map(|(mut all, part)| {
+                all.push(part);
+                all
+            });
+        }
+        let bytes = bytes.map(|all| match <[_; 1]>::try_from(all) {
+            Ok([one]) => one,
+            Err(all) => bytes::Bytes::from(all.concat()),
+        });
+        Batch {
+            start,
+            len: u32::try_from(len).expect("a joined batch stays under 4 GiB"),
+            crc: crc.finalize(),
+            bytes,
+        }
+    }
 }
 
 impl fmt::Display for Batch {
@@ -119,7 +154,86 @@ impl fmt::Display for Batch {
     }
 }
 
+/// Which writes of replication's own records (Raft-log entries, the applied entry) are
+/// synced: every one under SYNC_FLUSH, and under ASYNC_FLUSH, whose quorum ack means the page
+/// cache of a majority (docs/replication.md), one a flush interval, as the CommitLog is
+/// flushed. A sync per write there cost each replica two fdatasyncs per entry on a runtime
+/// worker and kept nothing the CommitLog beside them does not: a killed process leaves all
+/// of it in the page cache, and a power loss takes the CommitLog's unflushed tail with or
+/// without the records that name it.
+#[derive(Clone)]
+struct SyncPace {
+    /// `None`: every write.
+    every: Option<Duration>,
+    last: Arc<Mutex<Instant>>,
+}
+
+impl SyncPace {
+    /// The pace for a replica over `store` (every write without one).
+    fn of(store: Option<&store::MessageStore>) -> SyncPace {
+        let every = store
+            .map(|store| store.config())
+            .filter(|config| config.flush_disk_type == store::FlushDiskType::AsyncFlush)
+            .map(|config| Duration::from_millis(config.flush_interval_commit_log));
+        SyncPace {
+            every,
+            last: Arc::new(Mutex::new(Instant::now())),
+        }
+    }
+
+    /// Whether the write about to be made is synced.
+    fn due(&self) -> bool {
+        let Some(every) = self.every else {
+            return true;
+        };
+        let mut last = self.last.lock();
+        if last.elapsed() < every {
+            return false;
+        }
+        *last = Instant::now();
+        true
+    }
+}
+
 /// openraft reports storage failures as `std::io::Error`; the store's error is its source.
 fn io_error(error: store::Error) -> std::io::Error {
     std::io::Error::other(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::Batch;
+
+    #[test]
+    fn joined_batches_are_the_batch_of_their_bytes_end_to_end() {
+        let parts = [&b"first records"[..], b"", b"and the rest of them"];
+        let mut start = 4096;
+        let batches = parts
+            .iter()
+            .map(|part| {
+                let batch = Batch::of(start, Bytes::from_static(part));
+                start = batch.end();
+                batch
+            })
+            .collect();
+        assert_eq!(
+            Batch::joined(batches),
+            Batch::of(4096, Bytes::from(parts.concat()))
+        );
+
+        // Entries read back from the Raft log carry no bytes: joined, neither does the
+        // batch, and its CRC is still the whole's.
+        let bare = |batch: Batch| Batch {
+            bytes: None,
+            ..batch
+        };
+        let first = Batch::of(0, Bytes::from_static(b"abc"));
+        let second = Batch::of(3, Bytes::from_static(b"def"));
+        assert_eq!(
+            Batch::joined(vec![bare(first), second]),
+            bare(Batch::of(0, Bytes::from_static(b"abcdef")))
+        );
+    }
 }

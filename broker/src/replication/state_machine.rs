@@ -1,7 +1,7 @@
 //! openraft's state machine for a broker group: the last applied entry, the membership and
-//! the current snapshot's metadata, saved durably in `raft/applied` after every applied batch
-//! (a [`SlotFile`] record), so a restart resumes where it left off instead of re-applying
-//! from a snapshot.
+//! the current snapshot's metadata, saved in `raft/applied` after every applied batch (a
+//! [`SlotFile`] record, synced as the flush mode says: `SyncPace`), so a restart resumes
+//! where it left off instead of re-applying from a snapshot.
 //!
 //! Applying a message batch dispatches it: the store ([`MessageStore::open_replica`]) puts
 //! records into the consume queues and index only up to the applied end, so readers see
@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use store::slots::SlotFile;
 use store::MessageStore;
 
-use super::{io_error, TypeConfig};
+use super::{io_error, SyncPace, TypeConfig};
 
 /// What `raft/applied` holds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -53,8 +53,18 @@ struct Saved {
 
 impl Saved {
     fn save(&mut self, applied: Applied) -> io::Result<()> {
+        self.keep(applied, true)
+    }
+
+    /// Saves `applied`, synced or only written ([`SlotFile::write`]).
+    fn keep(&mut self, applied: Applied, sync: bool) -> io::Result<()> {
         let body = serde_json::to_vec(&applied).map_err(io::Error::other)?;
-        self.file.save(&body).map_err(io_error)?;
+        if sync {
+            self.file.save(&body)
+        } else {
+            self.file.write(&body)
+        }
+        .map_err(io_error)?;
         self.applied = applied;
         Ok(())
     }
@@ -66,6 +76,8 @@ pub struct StateMachine {
     saved: Arc<Mutex<Saved>>,
     /// Where applied batches are dispatched; without it only the bookkeeping moves.
     store: Option<Arc<MessageStore>>,
+    /// Which saves after applying are synced.
+    syncs: SyncPace,
 }
 
 impl StateMachine {
@@ -86,6 +98,7 @@ impl StateMachine {
         Ok(StateMachine {
             saved: Arc::new(Mutex::new(Saved { file, applied })),
             store: None,
+            syncs: SyncPace::of(None),
         })
     }
 
@@ -131,6 +144,7 @@ impl StateMachine {
     /// Applied batches are dispatched in `store`.
     pub fn with_store(self, store: Arc<MessageStore>) -> StateMachine {
         StateMachine {
+            syncs: SyncPace::of(Some(&store)),
             store: Some(store),
             ..self
         }
@@ -196,9 +210,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             responders.extend(responder);
         }
         // Answered once saved and dispatched: a client told its entry applied must not see
-        // it unapplied after a restart, and finds it on its next pull.
+        // it unapplied after a restart (synced as the flush mode says), and finds it on its
+        // next pull.
         let end = applied.end;
-        self.saved.lock().save(applied)?;
+        self.saved.lock().keep(applied, self.syncs.due())?;
         if let Some(store) = &self.store {
             store.apply_up_to(end).map_err(io_error)?;
         }

@@ -64,6 +64,11 @@ impl MetaFile {
     pub(super) fn save(&mut self, meta: &Meta) -> Result<()> {
         self.0.save(&encode(meta))
     }
+
+    /// Writes `meta` without syncing it ([`crate::slots::SlotFile::write`]).
+    pub(super) fn write(&mut self, meta: &Meta) -> Result<()> {
+        self.0.write(&encode(meta))
+    }
 }
 
 fn encode(meta: &Meta) -> [u8; BODY_LEN] {

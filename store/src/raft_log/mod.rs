@@ -133,11 +133,18 @@ impl RaftLog {
         })
     }
 
+    /// Records the committed entry without syncing it: it only spares a restarted replica
+    /// waiting to learn it from the leader (openraft re-applies up to it at start, and asks
+    /// nothing durable of it). It is written once per committed entry, and the vote and
+    /// purge point saved with it are already durable, so a power loss loses at most this.
     pub fn save_committed(&mut self, committed: Option<EntryId>) -> Result<()> {
-        self.save_meta(Meta {
+        let meta = Meta {
             committed,
             ..self.meta
-        })
+        };
+        self.meta_file.write(&meta)?;
+        self.meta = meta;
+        Ok(())
     }
 
     fn save_meta(&mut self, meta: Meta) -> Result<()> {
