@@ -40,11 +40,15 @@ impl SlotFile {
             Err(error) if error.kind() == ErrorKind::NotFound => create(path)?,
             Err(error) => return Err(Error::io(path, error)),
         };
+        // What is read may be a write never synced (the process died, the page cache kept
+        // it): synced first, it is the record later writes leave alone.
+        file.sync_data().map_err(|e| Error::io(path, e))?;
         let mut latest: Option<(u64, usize, Vec<u8>)> = None;
         for slot in 0..2 {
             let mut bytes = vec![0u8; SLOT_SIZE];
             let read = read_up_to(&file, &mut bytes, (slot * SLOT_SIZE) as u64)
                 .map_err(|e| Error::io(path, e))?;
+            durable!(flushed(path, slot * SLOT_SIZE, &bytes[..read]));
             if let Some((sequence, body)) = decode(&bytes[..read]) {
                 if latest
                     .as_ref()
@@ -54,14 +58,6 @@ impl SlotFile {
                 }
             }
         }
-        // What was read may be a write never synced (the process died, the page cache
-        // kept it): synced now, it is the record later writes leave alone.
-        file.sync_data().map_err(|e| Error::io(path, e))?;
-        durable!(flushed(
-            path,
-            0,
-            &read_all(&file).map_err(|e| Error::io(path, e))?
-        ));
         let (sequence, synced_slot) = latest
             .as_ref()
             .map_or((0, 0), |(sequence, slot, _)| (*sequence, *slot));
@@ -130,15 +126,6 @@ fn create(path: &Path) -> Result<File> {
     }
     durable!(created(path, 0));
     Ok(file)
-}
-
-/// Everything the file holds.
-#[cfg(feature = "failpoints")]
-fn read_all(file: &File) -> std::io::Result<Vec<u8>> {
-    let mut bytes = vec![0u8; 2 * SLOT_SIZE];
-    let read = read_up_to(file, &mut bytes, 0)?;
-    bytes.truncate(read);
-    Ok(bytes)
 }
 
 /// Reads what the file holds from `offset`, up to `bytes.len()`.

@@ -220,7 +220,8 @@ impl Entry {
     /// Takes `next` in if its bytes go on from this entry's under the same leadership and
     /// run; gives it back otherwise (a segment's end, a cut, another leadership, a full entry).
     fn join(&mut self, next: Proposal) -> Result<(), Proposal> {
-        let bytes: u64 = self.parts.iter().map(|part| u64::from(part.len)).sum();
+        // The parts are contiguous: the entry's bytes run from its first part's start.
+        let bytes = self.end - self.parts[0].start;
         if next.run != self.run
             || next.leader != self.leader
             || next.batch.start != self.end
