@@ -6,7 +6,9 @@ Sends COUNT messages with send_sync, then push-consumes them with a fresh group 
 prints one line "RESULT {json}" saying what was sent and what came back.
 """
 
+import glob
 import json
+import os
 import sys
 import threading
 import time
@@ -70,12 +72,25 @@ def main() -> int:
 
     with lock:
         received = sum(seen.values())
-        print("RESULT " + json.dumps({
+        result = {
             "sent": sent, "failed": failed, "firstError": first_error,
             "received": received, "unique": len(seen), "duplicates": received - len(seen),
             "foreign": foreign,
-        }), flush=True)
+        }
+    if failed or len(seen) < sent:
+        result["clientErrors"] = client_errors()
+    print("RESULT " + json.dumps(result), flush=True)
     return 0
+
+
+def client_errors(limit: int = 40) -> list[str]:
+    """The C++ client's own error and warning lines: it logs under $HOME, which the runner
+    deletes, and its exceptions alone do not say why a send failed."""
+    lines = []
+    for path in sorted(glob.glob(os.path.expanduser("~/logs/rocketmq-cpp/*"))):
+        with open(path, errors="replace") as log:
+            lines += [line.rstrip() for line in log if "(error)" in line or "(warning)" in line]
+    return lines[-limit:]
 
 
 if __name__ == "__main__":

@@ -18,6 +18,22 @@ pub async fn process(
     request: &RemotingCommand,
     channel: &Channel,
 ) -> RemotingCommand {
+    let answer = answer(broker, request, channel).await;
+    // A refused send is the client's only news of it; say why here too, or a refusal that
+    // a client reports vaguely (the C++ client's "No route info" after its retries) leaves
+    // nothing to go on.
+    if answer.code != ResponseCode::Success.as_i32() {
+        tracing::warn!(
+            code = answer.code,
+            remark = answer.remark.as_deref().unwrap_or(""),
+            client = %channel.peer_addr(),
+            "send refused"
+        );
+    }
+    answer
+}
+
+async fn answer(broker: &Broker, request: &RemotingCommand, channel: &Channel) -> RemotingCommand {
     let header = match SendMessageRequestHeader::parse(request.code, &request.ext_fields) {
         Ok(header) => header,
         Err(error) => return bad_header(request, error),
@@ -303,7 +319,6 @@ fn store_failure(request: &RemotingCommand, error: store::Error) -> RemotingComm
         ),
         other => other.with_sources(),
     };
-    tracing::warn!(%error, "append refused");
     reply(request, code, remark)
 }
 
