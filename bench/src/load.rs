@@ -353,7 +353,12 @@ impl ProducerSlot {
             };
             let took = started.elapsed();
             let measured = shared.measuring.load(Ordering::Relaxed)
-                && stamp >= shared.measure_from_us.load(Ordering::Relaxed);
+                && counts(
+                    pace.is_some(),
+                    stamp,
+                    now_us(),
+                    shared.measure_from_us.load(Ordering::Relaxed),
+                );
             match result {
                 Ok(Ok(_)) => {
                     shared.sent_total.fetch_add(batch as u64, Ordering::Relaxed);
@@ -379,6 +384,19 @@ impl ProducerSlot {
             }
         }
         hist
+    }
+}
+
+/// Whether a send answered at `answered_us` counts in a window opened at `from_us`. Unpaced,
+/// it counts when it began (`stamp_us`) in the window. Paced, when it was answered there: a
+/// broker slower than the rate falls ever further behind the schedule, so every send it
+/// answers in the window was due before the window opened, and counting sends by their due
+/// time reported none at all. Their latency still runs from the due time.
+fn counts(paced: bool, stamp_us: u64, answered_us: u64, from_us: u64) -> bool {
+    if paced {
+        answered_us >= from_us
+    } else {
+        stamp_us >= from_us
     }
 }
 
@@ -671,4 +689,22 @@ pub async fn run(cfg: &LoadConfig, report: &mut Report) -> Result<()> {
     report.send_latency = Percentiles::from_histogram(&send_hist);
     report.e2e_latency = Percentiles::from_histogram(&e2e_hist);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counts;
+
+    #[test]
+    fn a_paced_send_counts_when_it_is_answered_in_the_window() {
+        // Due 2 s before the window opened (the broker is behind the rate), answered in it.
+        assert!(counts(true, 1_000_000, 3_500_000, 3_000_000));
+        assert!(!counts(true, 1_000_000, 2_500_000, 3_000_000));
+    }
+
+    #[test]
+    fn an_unpaced_send_counts_when_it_began_in_the_window() {
+        assert!(!counts(false, 2_900_000, 3_100_000, 3_000_000));
+        assert!(counts(false, 3_000_000, 3_100_000, 3_000_000));
+    }
 }

@@ -1,15 +1,17 @@
 //! Chaos against a Raft-replicated broker group, with the checks OpenChaos runs against
 //! RocketMQ. Three `rocketry broker` replicas on localhost reach each other's Raft ports
-//! through fault-injecting TCP proxies (the `faults` crate: no privileges, the host's network
-//! untouched), and the real Java client sends SYNC messages, one by one and in batches of 16.
+//! through fault-injecting TCP proxies, one per replica and peer (the `faults` crate: no
+//! privileges, the host's network untouched; each replica's `dLegerPeers` names its own
+//! proxies), and the real Java client sends SYNC messages, one by one and in batches of 16.
 //! Each round injects one fault at a random moment of its sends, into the leader or a
 //! follower:
 //!
 //! - kill: SIGKILL, then a restart;
 //! - pause: SIGSTOP, then SIGCONT;
-//! - isolate: the replica's inbound links stall and new ones are refused, so no peer reaches
-//!   it (its own requests to them still go out, as in an asymmetric partition);
-//! - one-way: one direction of its inbound links stalls (requests to it, or its answers).
+//! - isolate: a partition: every link to and from the replica stalls and new ones are
+//!   refused, its own requests as well as its peers';
+//! - one-way: the replica's peers get nothing from it, or it gets nothing from them, on
+//!   every link, whoever opened it.
 //!
 //! Afterwards the checkers: every acknowledged message is consumed (lost = 0), each queue in
 //! order (reordered = 0), and the replicas' CommitLogs are byte-identical (divergent = 0).
@@ -71,6 +73,66 @@ impl Choices {
     }
 }
 
+/// The proxies between the replicas: `to[from][to]` carries what replica `from` dials to
+/// reach replica `to` (none from a replica to itself).
+struct Links {
+    to: Vec<Vec<Option<Proxy>>>,
+}
+
+impl Links {
+    /// A proxy on 127.0.0.1 for each replica and peer, to the peer's Raft port on 127.0.0.2.
+    fn start(runtime: &tokio::runtime::Runtime, raft_ports: &[u16]) -> Links {
+        let proxy = |port: u16| {
+            let upstream = SocketAddr::from(([127, 0, 0, 2], port));
+            runtime.block_on(Proxy::start(upstream)).unwrap()
+        };
+        let to = (0..raft_ports.len())
+            .map(|from| {
+                raft_ports
+                    .iter()
+                    .enumerate()
+                    .map(|(to, port)| (to != from).then(|| proxy(*port)))
+                    .collect()
+            })
+            .collect();
+        Links { to }
+    }
+
+    /// Each replica's `dLegerPeers` addresses: its own Raft port, and its proxy to each peer.
+    fn peers(&self, raft_ports: &[u16]) -> Vec<Vec<String>> {
+        self.to
+            .iter()
+            .map(|links| {
+                links
+                    .iter()
+                    .zip(raft_ports)
+                    .map(|(link, port)| match link {
+                        Some(proxy) => proxy.addr().to_string(),
+                        None => format!("127.0.0.2:{port}"),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Every link of `replica`, each with whether `replica` dialed it.
+    fn of(&self, replica: usize) -> impl Iterator<Item = (&Proxy, bool)> {
+        let dialed = self.to[replica].iter().flatten().map(|link| (link, true));
+        let answered = self
+            .to
+            .iter()
+            .filter_map(move |links| links[replica].as_ref())
+            .map(|link| (link, false));
+        dialed.chain(answered)
+    }
+
+    fn heal(&self, replica: usize) {
+        for (link, _) in self.of(replica) {
+            link.heal();
+        }
+    }
+}
+
 fn signal(replica: &Rocketry, signal: &str) {
     let status = Command::new("kill")
         .args([&format!("-{signal}"), &replica.pid().to_string()])
@@ -92,23 +154,15 @@ fn acknowledged_messages_survive_rounds_of_random_faults() {
     let namesrv = Rocketry::namesrv();
     let runtime = tokio::runtime::Runtime::new().unwrap();
 
-    // Each replica listens on 127.0.0.2; its peers reach its Raft port through a proxy on
-    // 127.0.0.1 with the same port number.
+    // Each replica listens on 127.0.0.2 and reaches each peer through a proxy of its own
+    // on 127.0.0.1: links[from][to].
     let raft_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let proxies: Vec<Proxy> = raft_ports
-        .iter()
-        .map(|port| {
-            let listen = SocketAddr::from(([127, 0, 0, 1], *port));
-            let upstream = SocketAddr::from(([127, 0, 0, 2], *port));
-            runtime.block_on(Proxy::start_on(listen, upstream)).unwrap()
-        })
-        .collect();
-    let mut replicas = start_replicas(
+    let links = Links::start(&runtime, &raft_ports);
+    let mut replicas = start_replicas_reaching(
         &namesrv.namesrv,
         "bindAddress=127.0.0.2\nbrokerIP1=127.0.0.2\nmetricsPromExporterHost=127.0.0.1\n\
          flushDiskType=SYNC_FLUSH\nautoCreateTopicEnable=false\n",
-        &raft_ports,
-        "127.0.0.1",
+        &links.peers(&raft_ports),
     );
     for replica in &mut replicas {
         replica.broker_addr = replica
@@ -173,19 +227,25 @@ fn acknowledged_messages_survive_rounds_of_random_faults() {
                 signal(&replicas[victim], "CONT");
             }
             Fault::Isolate => {
-                proxies[victim].partition();
+                for (link, _) in links.of(victim) {
+                    link.partition();
+                }
                 std::thread::sleep(hold);
-                proxies[victim].heal();
+                links.heal(victim);
             }
             Fault::OneWay => {
-                let direction = if choices.below(2) == 0 {
-                    Direction::ToUpstream
-                } else {
-                    Direction::ToClient
-                };
-                proxies[victim].stall(direction);
+                let outbound = choices.below(2) == 0;
+                for (link, dialed) in links.of(victim) {
+                    // What the victim sends goes to upstream on the links it dialed.
+                    let direction = if outbound == dialed {
+                        Direction::ToUpstream
+                    } else {
+                        Direction::ToClient
+                    };
+                    link.stall(direction);
+                }
                 std::thread::sleep(hold);
-                proxies[victim].heal();
+                links.heal(victim);
             }
         }
         *injected.entry(fault).or_default() += 1;

@@ -240,12 +240,8 @@ impl Member {
         if let Some(addr) = self.broker_addrs.lock().get(&leader) {
             return Some(addr.clone());
         }
-        let raft_addr = metrics
-            .membership_config
-            .membership()
-            .get_node(&leader)?
-            .addr
-            .clone();
+        let node = metrics.membership_config.membership().get_node(&leader)?;
+        let raft_addr = self.replica.peer_addrs().of(leader, node);
         match crate::replication::broker_addr_of(&raft_addr).await {
             Ok(addr) => {
                 self.broker_addrs.lock().insert(leader, addr.clone());

@@ -178,20 +178,41 @@ fn reattach(
 #[derive(Clone)]
 pub struct Network {
     store: Arc<MessageStore>,
+    addrs: PeerAddrs,
 }
 
 impl Network {
-    pub fn new(store: Arc<MessageStore>) -> Network {
-        Network { store }
+    pub fn new(store: Arc<MessageStore>, addrs: PeerAddrs) -> Network {
+        Network { store, addrs }
+    }
+}
+
+/// Where this replica reaches each peer's Raft: at the address its own `dLegerPeers` gives,
+/// as each DLedger node dials the peers of its own config, and at the address the group's
+/// membership records for a member its config does not name (one added since it started).
+/// The membership holds the addresses of the replica that logged it, which need not be the
+/// way to a peer from here (a proxy per link, an address per network).
+#[derive(Clone, Debug)]
+pub struct PeerAddrs(Arc<std::collections::BTreeMap<u64, String>>);
+
+impl PeerAddrs {
+    /// `configured`: replica id to Raft address, this replica's `dLegerPeers`.
+    pub fn new(configured: std::collections::BTreeMap<u64, String>) -> PeerAddrs {
+        PeerAddrs(Arc::new(configured))
+    }
+
+    /// The address to reach member `id` at, whose membership entry is `node`.
+    pub fn of(&self, id: u64, node: &BasicNode) -> String {
+        self.0.get(&id).unwrap_or(&node.addr).clone()
     }
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
-    async fn new_client(&mut self, _target: u64, node: &BasicNode) -> Peer {
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Peer {
         Peer {
-            addr: node.addr.clone(),
+            addr: self.addrs.of(target, node),
             connection: None,
             store: Some(self.store.clone()),
         }
@@ -540,5 +561,23 @@ async fn handle(
             Err(error) => failed(&error),
         },
         Request::BrokerAddr => Response::BrokerAddr(broker_addr.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use openraft::BasicNode;
+
+    use super::PeerAddrs;
+
+    #[test]
+    fn a_peer_is_reached_where_this_replicas_config_says_else_where_the_membership_does() {
+        let addrs = PeerAddrs::new(BTreeMap::from([(1, "127.0.0.1:7001".to_string())]));
+        let logged = |addr: &str| BasicNode::new(addr);
+        assert_eq!(addrs.of(1, &logged("10.0.0.1:40915")), "127.0.0.1:7001");
+        // Added to the group after this replica started: only the membership names it.
+        assert_eq!(addrs.of(3, &logged("10.0.0.3:40915")), "10.0.0.3:40915");
     }
 }

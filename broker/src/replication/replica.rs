@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::{
-    raft_config, serve, LeaderWrites, LogStore, Network, Raft, Refused, Replicated, StateMachine,
-    TypeConfig,
+    raft_config, serve, LeaderWrites, LogStore, Network, PeerAddrs, Raft, Refused, Replicated,
+    StateMachine, TypeConfig,
 };
 use crate::error::{Error, Result};
 
@@ -65,14 +65,16 @@ pub struct Replica {
     store: Arc<MessageStore>,
     log: LogStore,
     writes: LeaderWrites,
+    peer_addrs: PeerAddrs,
     stop: CancellationToken,
 }
 
 impl Replica {
     /// Opens replica `id` of `group` over the store `store_config` describes (its Raft files
     /// in [`RAFT_DIR`] under the store's root), serves its peers on `listener` and joins the
-    /// group of `members` (replica id to Raft address). Every replica of a new group is
-    /// started with the same members; a replica with Raft state of its own keeps it.
+    /// group of `members` (replica id to Raft address, which is also where it reaches each
+    /// peer: [`PeerAddrs`]). Every replica of a new group is started with the same member
+    /// ids; a replica with Raft state of its own keeps it.
     /// `broker_addr` is where clients reach its broker, as peers that ask are told.
     pub async fn start(
         group: &str,
@@ -112,10 +114,11 @@ impl Replica {
             );
         }
         let log = log.with_commit_log(store.clone()).map_err(io)?;
+        let peer_addrs = PeerAddrs::new(members.clone());
         let raft = Raft::new(
             id,
             raft_config(group),
-            Network::new(store.clone()),
+            Network::new(store.clone(), peer_addrs.clone()),
             log.clone(),
             state_machine.with_store(store.clone()),
         )
@@ -148,6 +151,7 @@ impl Replica {
             store,
             log,
             writes,
+            peer_addrs,
             stop,
         })
     }
@@ -162,6 +166,11 @@ impl Replica {
 
     pub fn log(&self) -> &LogStore {
         &self.log
+    }
+
+    /// Where this replica reaches its peers' Raft ([`PeerAddrs`]).
+    pub fn peer_addrs(&self) -> &PeerAddrs {
+        &self.peer_addrs
     }
 
     /// Stores a batch on the leader and proposes it ([`LeaderWrites::append`]).

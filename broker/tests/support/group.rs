@@ -29,9 +29,20 @@ pub fn start_replicas(
     raft_ports: &[u16],
     peer_host: &str,
 ) -> Vec<Rocketry> {
-    (0..raft_ports.len())
+    let addrs: Vec<String> = raft_ports
+        .iter()
+        .map(|port| format!("{peer_host}:{port}"))
+        .collect();
+    start_replicas_reaching(namesrv, extra, &vec![addrs; raft_ports.len()])
+}
+
+/// Replicas of one group, started in order, where replica `i`'s `dLegerPeers` is
+/// `peers[i]`: its own entry gives the port it listens on (on its `bindAddress`), the
+/// others where it reaches each peer, which may be a way of its own (a proxy per link).
+pub fn start_replicas_reaching(namesrv: &str, extra: &str, peers: &[Vec<String>]) -> Vec<Rocketry> {
+    (0..peers.len())
         .map(|id| {
-            let config = dledger_keys(raft_ports, peer_host, id);
+            let config = dledger_keys_of(&peers[id], id);
             let mut replica =
                 Rocketry::broker_unstarted(namesrv, GROUP, &format!("{config}{extra}"));
             replica.start("broker ready");
@@ -43,10 +54,19 @@ pub fn start_replicas(
 /// The DLedger keys of replica `id` of a group whose replicas' Raft ports are `raft_ports`
 /// on `peer_host`.
 pub fn dledger_keys(raft_ports: &[u16], peer_host: &str, id: usize) -> String {
-    let peers: Vec<String> = raft_ports
+    let addrs: Vec<String> = raft_ports
+        .iter()
+        .map(|port| format!("{peer_host}:{port}"))
+        .collect();
+    dledger_keys_of(&addrs, id)
+}
+
+/// The DLedger keys of replica `id` that reaches replica `n` at `addrs[n]`.
+fn dledger_keys_of(addrs: &[String], id: usize) -> String {
+    let peers: Vec<String> = addrs
         .iter()
         .enumerate()
-        .map(|(id, port)| format!("n{id}-{peer_host}:{port}"))
+        .map(|(n, addr)| format!("n{n}-{addr}"))
         .collect();
     format!(
         "enableDLegerCommitLog=true\ndLegerPeers={}\ndLegerSelfId=n{id}\n",
