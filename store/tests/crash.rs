@@ -120,10 +120,18 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
             .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        // Read all along, so a child that writes much never blocks on it; shown when the
+        // child could not open the store (CI once saw it exit first, with nothing to say why).
+        let mut stderr = child.stderr.take().unwrap();
+        let errors = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+            text
+        });
         let (opened_tx, opened) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
             let mut lines = Vec::new();
@@ -143,9 +151,14 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         });
         // The kill lands while writers append, never before the store is open: on a busy
         // host a child can take longer than the random pause just to start.
-        opened
-            .recv_timeout(Duration::from_secs(120))
-            .expect("the child did not open the store");
+        if let Err(error) = opened.recv_timeout(Duration::from_secs(120)) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the child of round {round} did not open the store ({error}); its stderr:\n{}",
+                errors.join().unwrap()
+            );
+        }
         std::thread::sleep(Duration::from_millis(30 + next_random(&mut random) % 250));
         child.kill().unwrap(); // SIGKILL
         let _ = child.wait();
