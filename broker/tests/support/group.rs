@@ -29,10 +29,7 @@ pub fn start_replicas(
     raft_ports: &[u16],
     peer_host: &str,
 ) -> Vec<Rocketry> {
-    let addrs: Vec<String> = raft_ports
-        .iter()
-        .map(|port| format!("{peer_host}:{port}"))
-        .collect();
+    let addrs = addrs_on(raft_ports, peer_host);
     start_replicas_reaching(namesrv, extra, &vec![addrs; raft_ports.len()])
 }
 
@@ -54,11 +51,15 @@ pub fn start_replicas_reaching(namesrv: &str, extra: &str, peers: &[Vec<String>]
 /// The DLedger keys of replica `id` of a group whose replicas' Raft ports are `raft_ports`
 /// on `peer_host`.
 pub fn dledger_keys(raft_ports: &[u16], peer_host: &str, id: usize) -> String {
-    let addrs: Vec<String> = raft_ports
+    dledger_keys_of(&addrs_on(raft_ports, peer_host), id)
+}
+
+/// `peer_host:port` for each of `raft_ports`.
+fn addrs_on(raft_ports: &[u16], peer_host: &str) -> Vec<String> {
+    raft_ports
         .iter()
         .map(|port| format!("{peer_host}:{port}"))
-        .collect();
-    dledger_keys_of(&addrs, id)
+        .collect()
 }
 
 /// The DLedger keys of replica `id` that reaches replica `n` at `addrs[n]`.
