@@ -11,7 +11,10 @@
 //! - isolate: a partition: every link to and from the replica stalls and new ones are
 //!   refused, its own requests as well as its peers';
 //! - one-way: the replica's peers get nothing from it, or it gets nothing from them, on
-//!   every link, whoever opened it.
+//!   every link, whoever opened it;
+//! - slow disk: every CommitLog flush and Raft-log sync of the replica takes 50 to 500 ms
+//!   longer, through the store's fault points (test builds only), which a running replica
+//!   reads from a file (`FAILPOINTS_FILE`).
 //!
 //! Afterwards the checkers: every acknowledged message is consumed (lost = 0), each queue in
 //! order (reordered = 0), and the replicas' CommitLogs are byte-identical (divergent = 0).
@@ -20,8 +23,7 @@
 //!
 //! The test command runs 4 rounds; `scripts/chaos --rounds 1000` is the soak (`CHAOS_ROUNDS`,
 //! `CHAOS_SEED` to replay a run's choices, `CHAOS_MESSAGES_PER_ROUND`, `CHAOS_FAULTS` and
-//! `CHAOS_VICTIM=leader` to narrow them). Slow disks are not among the faults yet: the
-//! store's fault seam is built into its tests only.
+//! `CHAOS_VICTIM=leader` to narrow them).
 
 mod support;
 
@@ -40,9 +42,16 @@ enum Fault {
     Pause,
     Isolate,
     OneWay,
+    SlowDisk,
 }
 
-const FAULTS: [Fault; 4] = [Fault::Kill, Fault::Pause, Fault::Isolate, Fault::OneWay];
+const FAULTS: [Fault; 5] = [
+    Fault::Kill,
+    Fault::Pause,
+    Fault::Isolate,
+    Fault::OneWay,
+    Fault::SlowDisk,
+];
 
 /// The faults a run draws from: `CHAOS_FAULTS` (`kill,pause`, ...), or all of them.
 fn faults() -> Vec<Fault> {
@@ -246,6 +255,15 @@ fn acknowledged_messages_survive_rounds_of_random_faults() {
                 }
                 std::thread::sleep(hold);
                 links.heal(victim);
+            }
+            Fault::SlowDisk => {
+                let delay = 50 + choices.below(450);
+                replicas[victim].set_faults(&format!(
+                    "store::commitlog::flush=sleep({delay});\
+                     store::raftlog::sync=sleep({delay})"
+                ));
+                std::thread::sleep(hold);
+                replicas[victim].set_faults("");
             }
         }
         *injected.entry(fault).or_default() += 1;

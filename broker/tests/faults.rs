@@ -154,6 +154,46 @@ async fn a_failed_flush_fences_sends_and_keeps_every_acknowledged_message() {
     assert!(!rocketry.log_text().contains("panicked"));
 }
 
+/// Waits until the broker has logged `count` changes of its fault points.
+async fn fault_changes_seen(rocketry: &Rocketry, count: usize) {
+    let deadline = Instant::now() + TIMEOUT;
+    while rocketry.log_text().matches("fault points changed").count() < count {
+        assert!(Instant::now() < deadline, "{}", rocketry.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Fault points change while the broker runs (the chaos test's slow disks come and go
+/// this way): one set and then cleared before any flush fails nothing, and one set again
+/// fails the next flush.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_points_set_while_the_broker_runs_take_effect_and_clear() {
+    let rocketry = Rocketry::standalone("flushDiskType=SYNC_FLUSH\n");
+    let client = Client::connect(rocketry.broker_addr.as_deref().unwrap())
+        .await
+        .unwrap();
+    let flush_fails = "store::commitlog::flush=return";
+    rocketry.set_faults(flush_fails);
+    fault_changes_seen(&rocketry, 1).await;
+    rocketry.set_faults("");
+    fault_changes_seen(&rocketry, 2).await;
+    let sent = client
+        .send_message(send_header("Changing"), body(0))
+        .await
+        .unwrap();
+    assert_eq!(sent.code, ResponseCode::Success.as_i32());
+
+    rocketry.set_faults(flush_fails);
+    fault_changes_seen(&rocketry, 3).await;
+    let failed = client
+        .send_message(send_header("Changing"), body(1))
+        .await
+        .expect_err("the flush fails");
+    let (code, remark) = remote_code(&failed);
+    assert_eq!(code, ResponseCode::SystemError.as_i32(), "{remark}");
+    assert!(remark.contains("flush"), "{remark}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_segment_creation_leaves_heartbeats_and_other_queues_answered() {
     // The first CommitLog segment is made at once; the next one, prepared in the background

@@ -39,6 +39,8 @@ mod consume_queue;
 #[doc(hidden)]
 pub mod durability;
 mod error;
+#[cfg(feature = "failpoints")]
+mod fault_config;
 mod flush;
 mod index;
 pub mod raft_log;
@@ -64,18 +66,11 @@ pub use recovery::{QuarantinedRange, RepairReport};
 pub use store::{AppendResult, MessageStore, RetentionHold};
 pub use wait::{lock as lock_waiting_with, WaitWith};
 
-/// Configures the store's fault points from the `FAILPOINTS` environment variable
-/// (`name=action;...`, the `fail` crate's syntax), for tests that start a real broker. Does
-/// nothing in builds without the `failpoints` feature, which release builds never enable.
+/// Configures the store's fault points from the environment, for tests that start a real
+/// broker: `FAILPOINTS` (`name=action;...`, the `fail` crate's syntax) at start, and the file
+/// `FAILPOINTS_FILE` names whenever it changes. Does nothing in builds without the
+/// `failpoints` feature, which release builds never enable.
 pub fn configure_faults_from_env() {
     #[cfg(feature = "failpoints")]
-    if let Ok(spec) = std::env::var("FAILPOINTS") {
-        for point in spec.split(';').filter(|p| !p.trim().is_empty()) {
-            if let Some((name, actions)) = point.split_once('=') {
-                if let Err(error) = fail::cfg(name.trim(), actions.trim()) {
-                    tracing::error!(%name, %error, "bad FAILPOINTS entry");
-                }
-            }
-        }
-    }
+    fault_config::configure_from_env();
 }

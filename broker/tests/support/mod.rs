@@ -523,6 +523,9 @@ pub fn series_count(scrape: &str, name: &str) -> usize {
         .count()
 }
 
+/// The file in a process's data folder that its store's fault points are read from.
+const FAULTS_FILE: &str = "failpoints";
+
 /// A `rocketry` process of this build, started fresh in its own data folder.
 pub struct Rocketry {
     child: Option<std::process::Child>,
@@ -710,8 +713,18 @@ impl Rocketry {
         let mut command = Command::new(env!("CARGO_BIN_EXE_rocketry"));
         command
             .args(&self.args)
+            .env("FAILPOINTS_FILE", self.data_dir.join(FAULTS_FILE))
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         command
+    }
+
+    /// Sets the running process's store fault points (`name=action;...`, the `fail` crate's
+    /// syntax; empty clears them). Test builds read the file `FAILPOINTS_FILE` names every
+    /// 100 ms; it is replaced whole, so never read half written.
+    pub fn set_faults(&self, spec: &str) {
+        let staged = self.data_dir.join(format!("{FAULTS_FILE}.new"));
+        std::fs::write(&staged, spec).unwrap();
+        std::fs::rename(&staged, self.data_dir.join(FAULTS_FILE)).unwrap();
     }
 
     /// The log, opened for appending (a restart appends to the same log).

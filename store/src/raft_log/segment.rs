@@ -167,6 +167,8 @@ impl Segment {
         if self.synced == self.len {
             return Ok(());
         }
+        // Where tests make the disk slow.
+        fault!("store::raftlog::sync");
         self.file
             .sync_data()
             .map_err(|e| Error::io(&self.path, e))?;
