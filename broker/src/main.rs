@@ -109,6 +109,26 @@ fn warn_unknown(keys: &[String]) {
     }
 }
 
+/// Starts this program over in this process, with the same arguments, once the broker
+/// stopped to be started again ([`run::Stopped::ToRestart`]): the process, its pid and its
+/// supervisor's view of it stay; its files, sockets and threads go, as for any exec (Rust
+/// opens every descriptor close-on-exec).
+fn start_over_if(stopped: run::Stopped) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    if stopped == run::Stopped::Asked {
+        return Ok(());
+    }
+    let program = std::env::current_exe()?;
+    tracing::info!(program = %program.display(), "starting over");
+    let error = std::process::Command::new(&program)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Err(anyhow::anyhow!(
+        "cannot start {} over: {error}",
+        program.display()
+    ))
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
@@ -157,7 +177,8 @@ async fn main() -> anyhow::Result<()> {
             let bind = settings.broker.bind_address.clone();
             let namesrv = run::bind(&format!("{bind}:{namesrv_port}")).await?;
             let broker = run::bind(&format!("{bind}:{}", settings.broker.listen_port)).await?;
-            run::run_standalone(settings, namesrv, broker, shutdown_signal()).await?;
+            let stopped = run::run_standalone(settings, namesrv, broker, shutdown_signal()).await?;
+            start_over_if(stopped)?;
         }
         Command::Namesrv { config } => {
             let (namesrv, tls) = match config {
@@ -185,7 +206,8 @@ async fn main() -> anyhow::Result<()> {
                 settings.broker.bind_address, settings.broker.listen_port
             ))
             .await?;
-            run::run_broker(settings, listener, shutdown_signal()).await?;
+            let stopped = run::run_broker(settings, listener, shutdown_signal()).await?;
+            start_over_if(stopped)?;
         }
     }
     Ok(())

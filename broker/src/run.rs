@@ -188,20 +188,43 @@ async fn open_replica(
     .await
 }
 
-/// Serves a broker on `listener` until `shutdown` resolves.
+/// Why a broker stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Stopped {
+    /// As asked (SIGTERM).
+    Asked,
+    /// It must be started over: a replica's store begins again empty at its next start
+    /// ([`Broker::restart_requested`]).
+    ToRestart,
+}
+
+/// Waits for `shutdown`, or for the broker to need a restart.
+async fn until_stopped(broker: &Broker, shutdown: impl Future<Output = ()>) -> Stopped {
+    tokio::select! {
+        _ = shutdown => Stopped::Asked,
+        _ = broker.restart_requested() => {
+            info!("stopping to start over");
+            Stopped::ToRestart
+        }
+    }
+}
+
+/// Serves a broker on `listener` until `shutdown` resolves or it must start over.
 pub async fn run_broker(
     settings: Settings,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
-) -> Result<()> {
+) -> Result<Stopped> {
     let running = RunningBroker::start(settings, listener).await?;
     info!(
         addr = %running.broker.config().advertised_addr(),
         store = %running.broker.store().config().store_path_root_dir.display(),
         "broker ready"
     );
-    shutdown.await;
-    running.stop().await
+    let stopped = until_stopped(&running.broker, shutdown).await;
+    running.stop().await?;
+    Ok(stopped)
 }
 
 /// A name server and a broker in one process: the broker registers with the name server
@@ -211,7 +234,7 @@ pub async fn run_standalone(
     namesrv_listener: TcpListener,
     broker_listener: TcpListener,
     shutdown: impl Future<Output = ()>,
-) -> Result<()> {
+) -> Result<Stopped> {
     // The name server's own address, or loopback when it listens on every address: a name
     // server bound to one address (bindAddress) is not on loopback.
     let mut namesrv_addr = local_addr(&namesrv_listener);
@@ -254,12 +277,12 @@ pub async fn run_standalone(
         running.broker.config().advertised_addr(),
         store_dir.display()
     );
-    shutdown.await;
+    let stopped = until_stopped(&running.broker, shutdown).await;
     info!("stopping");
     let result = running.stop().await;
     namesrv_stop.cancel();
     let _ = namesrv_task.await;
-    result
+    result.map(|()| stopped)
 }
 
 fn local_addr(listener: &TcpListener) -> std::net::SocketAddr {

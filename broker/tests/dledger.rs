@@ -477,3 +477,109 @@ fn a_broker_that_ran_alone_becomes_the_first_of_three_replicas_with_its_messages
         seen.len()
     );
 }
+
+/// `count` messages of 200 bytes sent one by one to queue 0 of `topic` on `replica`, each
+/// answered before the next (so each is a Raft entry of its own).
+fn send_one_by_one(runtime: &tokio::runtime::Runtime, replica: &Rocketry, topic: &str, count: u64) {
+    let addr = replica.broker_addr.clone().unwrap();
+    runtime.block_on(async {
+        let client = protocol::Client::connect(addr.as_str()).await.unwrap();
+        for n in 0..count {
+            let header = protocol::header::SendMessageRequestHeader {
+                producer_group: "behind_producer".into(),
+                topic: topic.into(),
+                default_topic: "TBW102".into(),
+                default_topic_queue_nums: 4,
+                queue_id: 0,
+                born_timestamp: 1,
+                ..Default::default()
+            };
+            client
+                .send_message(header, vec![(n % 251) as u8; 200])
+                .await
+                .unwrap();
+        }
+    });
+}
+
+/// Each CommitLog segment file of `replica`, by name.
+fn segments(replica: &Rocketry) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(replica.data_dir.join("store/commitlog"))
+        .unwrap()
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&path).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn a_replica_down_longer_than_its_group_keeps_segments_begins_again_on_its_own() {
+    let namesrv = Rocketry::namesrv();
+    // Small segments, and retention that deletes every segment it may as soon as it may.
+    let hours: Vec<String> = (0..24).map(|hour| format!("{hour:02}")).collect();
+    let extra = format!(
+        "flushDiskType=ASYNC_FLUSH\nautoCreateTopicEnable=false\n\
+         mappedFileSizeCommitLog=65536\nfileReservedTime=0\ndeleteWhen={}\n\
+         cleanResourceInterval=500\n",
+        hours.join(";")
+    );
+    let mut replicas = start_group(&namesrv.namesrv, &extra);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let leader = master(&runtime, &namesrv.namesrv, &replicas);
+    let topic = unique("behind");
+    create_topic_copied(&runtime, &replicas, leader, &topic, 4);
+    send_one_by_one(&runtime, &replicas[leader], &topic, 100);
+    caught_up(&runtime, &namesrv.namesrv, &replicas);
+
+    // A follower stops. Past 5,000 entries the others snapshot and purge their logs, and
+    // retention deletes the segments the logs no longer name.
+    let behind = (leader + 1) % 3;
+    let its_end = runtime_info(&runtime, &replicas[behind], "commitLogMaxOffset");
+    assert!(replicas[behind].terminate().success());
+    send_one_by_one(&runtime, &replicas[leader], &topic, 6000);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while runtime_info(&runtime, &replicas[leader], "commitLogMinOffset") <= its_end {
+        assert!(
+            Instant::now() < deadline,
+            "the leader kept its first segment"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Back, the leader tells it to begin again; it starts itself over, in the same process,
+    // empty, and is sent the segments the leader keeps.
+    replicas[behind].restart();
+    let pid = replicas[behind].pid();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !replicas[behind].log_text().contains("begins again empty") {
+        assert!(Instant::now() < deadline, "{}", replicas[behind].log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(replicas[behind].pid(), pid, "started over by exec");
+    send_one_by_one(&runtime, &replicas[leader], &topic, 100);
+    let end = caught_up(&runtime, &namesrv.namesrv, &replicas);
+    let leader_first = runtime_info(&runtime, &replicas[leader], "commitLogMinOffset");
+    let its_first = runtime_info(&runtime, &replicas[behind], "commitLogMinOffset");
+    assert!(
+        its_first > its_end,
+        "it kept records from before: {its_first}"
+    );
+    let (kept, its) = (segments(&replicas[leader]), segments(&replicas[behind]));
+    for (name, bytes) in &its {
+        if let Some(leaders) = kept.get(name) {
+            assert!(leaders == bytes, "segment {name} differs");
+        }
+    }
+    assert!(its.contains_key(kept.keys().last().unwrap()));
+    for replica in &mut replicas {
+        let status = replica.terminate();
+        assert!(status.success(), "{status}\n{}", replica.log_text());
+        assert!(!replica.log_text().contains("panicked"));
+    }
+    println!(
+        "the follower's records ended at {its_end}; the leader kept from {leader_first}; it \
+         began again at {its_first} and caught up to {end}"
+    );
+}

@@ -9,13 +9,13 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{self, Duration, Instant};
 
 use broker::replication::Replica;
 use message::Message;
 use openraft::async_runtime::WatchReceiver;
 use openraft::storage::RaftLogReader;
-use openraft::ServerState;
+use openraft::{Instant as _, ServerState};
 use store::{FlushDiskType, PutMessage, StoreConfig};
 use tokio::net::TcpListener;
 
@@ -218,7 +218,13 @@ async fn leads(replicas: &BTreeMap<u64, Replica>, id: u64) {
         .raft()
         .wait(WAIT)
         .metrics(
-            |m| m.state == ServerState::Leader && m.last_quorum_acked.is_some(),
+            |m| {
+                // Acknowledged lately: an acknowledgement from before its followers stopped
+                // is no lease (openraft's lasts an election timeout, 1 s at the least).
+                m.state == ServerState::Leader
+                    && m.last_quorum_acked
+                        .is_some_and(|at| at.elapsed() < Duration::from_millis(500))
+            },
             "the leader holds its lease",
         )
         .await
@@ -432,24 +438,7 @@ async fn a_follower_behind_the_purged_log_is_sent_the_records_it_lacks() {
     let behind = (0..3).find(|id| *id != leader_id).unwrap();
     stop(replicas.remove(&behind).unwrap()).await;
     offsets.extend(send(&replicas[&leader_id], 20, 80).await);
-    let raft = replicas[&leader_id].raft().clone();
-    let last = raft.metrics().borrow_watched().last_log_index.unwrap();
-    raft.trigger().snapshot().await.unwrap();
-    raft.wait(WAIT)
-        .metrics(
-            |m| m.snapshot.is_some_and(|s| s.index >= last),
-            "a snapshot of the last entry",
-        )
-        .await
-        .unwrap();
-    raft.trigger().purge_log(last).await.unwrap();
-    raft.wait(WAIT)
-        .metrics(
-            |m| m.purged.is_some_and(|p| p.index >= last),
-            "the log purged",
-        )
-        .await
-        .unwrap();
+    let last = snapshot_and_purge(&replicas[&leader_id]).await;
 
     // Back, it is sent the records from where it had applied, and goes on with the group.
     let listener = TcpListener::bind(&addrs[behind as usize]).await.unwrap();
@@ -463,5 +452,72 @@ async fn a_follower_behind_the_purged_log_is_sent_the_records_it_lacks() {
         snapshot.is_some_and(|s| s.index >= last),
         "replica {behind} installed the leader's snapshot, not its entries: {snapshot:?}"
     );
+    stop_all(replicas).await;
+}
+
+/// A replica's snapshot of the last entry it applied, and its log purged up to it; returns
+/// that entry's index.
+async fn snapshot_and_purge(replica: &Replica) -> u64 {
+    let raft = replica.raft().clone();
+    let last = raft.metrics().borrow_watched().last_applied.unwrap().index;
+    raft.trigger().snapshot().await.unwrap();
+    raft.wait(WAIT)
+        .metrics(
+            |m| m.snapshot.is_some_and(|s| s.index >= last),
+            "a snapshot of the last applied entry",
+        )
+        .await
+        .unwrap();
+    raft.trigger().purge_log(last).await.unwrap();
+    raft.wait(WAIT)
+        .metrics(
+            |m| m.purged.is_some_and(|p| p.index >= last),
+            "the log purged",
+        )
+        .await
+        .unwrap();
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_the_leader_s_oldest_segment_begins_again_and_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (listeners, addrs, members) = listen().await;
+    let mut replicas = start_all(dir.path(), listeners, &members).await;
+    let leader_id = leader(&replicas).await;
+    send(&replicas[&leader_id], 0, 20).await;
+    caught_up(&replicas, leader_id).await;
+
+    // A follower stops. The others go on over many segments, snapshot, purge their logs
+    // and retire every segment they may (as fileReservedTime would, hours later).
+    let behind = (0..3).find(|id| *id != leader_id).unwrap();
+    let left = replicas.remove(&behind).unwrap();
+    let its_end = left.store().commit_log_max_offset();
+    stop(left).await;
+    let mut offsets = send(&replicas[&leader_id], 20, 300).await;
+    caught_up(&replicas, leader_id).await;
+    let later = time::SystemTime::now() + Duration::from_secs(1000 * 3600);
+    for replica in replicas.values() {
+        snapshot_and_purge(replica).await;
+        assert!(replica.store().delete_expired_files(later).unwrap() > 0);
+    }
+    let retained = replicas[&leader_id].store().commit_log_min_offset();
+    assert!(retained > its_end, "{retained} <= {its_end}");
+    offsets.retain(|offset| *offset >= retained);
+
+    // Back, it is told to begin again: it marks its store and asks to be started over.
+    let listener = TcpListener::bind(&addrs[behind as usize]).await.unwrap();
+    let back = start(behind, dir.path(), listener, &members).await;
+    tokio::time::timeout(Duration::from_secs(30), back.restart_requested())
+        .await
+        .expect("the replica asked to be started over");
+    stop(back).await;
+    // Started over, it holds nothing of its own, and is sent the leader's retained segments.
+    let listener = TcpListener::bind(&addrs[behind as usize]).await.unwrap();
+    replicas.insert(behind, start(behind, dir.path(), listener, &members).await);
+    offsets.extend(send(&replicas[&leader_id], 320, 10).await);
+    caught_up(&replicas, leader_id).await;
+    assert_same_messages(&replicas, leader_id, &offsets).await;
+    assert_same_commit_logs(&replicas, leader_id);
     stop_all(replicas).await;
 }

@@ -46,6 +46,7 @@ mod index;
 pub mod raft_log;
 mod read;
 mod recovery;
+mod reset;
 mod retention;
 mod segment;
 pub mod slots;
@@ -63,6 +64,7 @@ pub use read::{
     ArrivedMessage, GetMessageResult, GetMessageStatus, MessageFilter, QueryMessageResult,
 };
 pub use recovery::{QuarantinedRange, RepairReport};
+pub use reset::PendingReset;
 pub use store::{AppendResult, MessageStore, RetentionHold};
 pub use wait::{lock as lock_waiting_with, WaitWith};
 

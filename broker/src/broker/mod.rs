@@ -284,6 +284,16 @@ impl Broker {
         });
     }
 
+    /// Resolves once this broker must be started over: a replica whose store was marked to
+    /// begin again empty ([`crate::replication::Replica::restart_requested`]). Never for a
+    /// broker without replication.
+    pub async fn restart_requested(&self) {
+        match &self.replica {
+            Some(replica) => replica.restart_requested().await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Stops the broker's own duties after the server stopped accepting: answers held
     /// pulls, persists offsets, unregisters from the name servers, flushes and checkpoints
     /// the store.

@@ -305,6 +305,10 @@ impl Member {
     pub(crate) async fn stop(&self) -> Result<()> {
         self.replica.stop().await
     }
+
+    pub(crate) async fn restart_requested(&self) {
+        self.replica.restart_requested().await
+    }
 }
 
 /// How long a send passed on to the leader may take: the Java client's own send timeout.

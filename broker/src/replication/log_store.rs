@@ -136,6 +136,12 @@ impl LogStore {
         })
     }
 
+    /// Forgets every entry, the committed one and the purge point, keeping the vote
+    /// (`RaftLog::clear`): the replica begins again empty.
+    pub fn clear(&self) -> io::Result<()> {
+        self.log.lock().clear().map_err(io_error)
+    }
+
     /// Whether this log holds no vote and no entry past `log_id`: a replica that never took
     /// part in a group, or was stopped while it took a store over ([`LogStore::adopt`]).
     pub fn holds_nothing_past(&self, log_id: LogIdOf<TypeConfig>) -> bool {

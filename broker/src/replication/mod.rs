@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 pub use leader::{Committed, LeaderWrites, Refused, Replicated};
 pub use log_store::LogStore;
-pub use network::{broker_addr_of, serve, Network, PeerAddrs};
+pub use network::{broker_addr_of, serve, Network, PeerAddrs, Served};
 use parking_lot::Mutex;
 pub use replica::{Replica, RAFT_DIR};
 use serde::{Deserialize, Serialize};

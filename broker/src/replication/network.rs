@@ -15,7 +15,7 @@
 //! follower's vote.
 
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -74,6 +74,11 @@ enum Request {
     /// Not Raft's: the address clients reach the replica's broker at, so that a follower
     /// can pass the sends that reach it on to the leader.
     BrokerAddr,
+    /// The follower's records end before `retained`, where the leader's oldest segment
+    /// begins: it begins again empty (`store::PendingReset`) and is sent the rest then.
+    Reset {
+        retained: u64,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -90,6 +95,8 @@ enum Response {
     },
     SnapshotRecords,
     Snapshot(SnapshotResponse<TypeConfig>),
+    /// The follower marked its store and restarts.
+    Resetting,
     TransferLeader(TransferLeaderResponse<TypeConfig>),
     BrokerAddr(String),
     /// The peer's Raft could not take the request (it is stopping, or its storage failed).
@@ -179,11 +186,13 @@ fn reattach(
 pub struct Network {
     store: Arc<MessageStore>,
     addrs: PeerAddrs,
+    raft: Arc<OnceLock<Raft>>,
 }
 
 impl Network {
-    pub fn new(store: Arc<MessageStore>, addrs: PeerAddrs) -> Network {
-        Network { store, addrs }
+    /// `raft`: this replica's Raft, once made (it is made with this network).
+    pub fn new(store: Arc<MessageStore>, addrs: PeerAddrs, raft: Arc<OnceLock<Raft>>) -> Network {
+        Network { store, addrs, raft }
     }
 }
 
@@ -214,7 +223,11 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         Peer {
             addr: self.addrs.of(target, node),
             connection: None,
-            store: Some(self.store.clone()),
+            sends_snapshots: Some(SnapshotSource {
+                store: self.store.clone(),
+                raft: self.raft.clone(),
+                target,
+            }),
         }
     }
 }
@@ -223,8 +236,17 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct Peer {
     addr: String,
     connection: Option<Framed<TcpStream, LengthDelimitedCodec>>,
-    /// Where snapshots' records are read; `None` for a client that sends none.
-    store: Option<Arc<MessageStore>>,
+    /// `None` for a client that sends no snapshot.
+    sends_snapshots: Option<SnapshotSource>,
+}
+
+/// What a leader sends a snapshot to replica `target` with.
+struct SnapshotSource {
+    /// Where its records are read.
+    store: Arc<MessageStore>,
+    /// The leader's own Raft, told before a follower begins again empty.
+    raft: Arc<OnceLock<Raft>>,
+    target: u64,
 }
 
 /// Why a call failed: openraft backs off from an unreachable peer and retries a broken
@@ -317,10 +339,15 @@ impl Peer {
 
     /// Copies the records of a snapshot up to `end` that the follower lacks.
     async fn copy_snapshot_records(&mut self, end: u64) -> Result<(), CallError> {
-        let store = self
-            .store
-            .clone()
+        let SnapshotSource {
+            store,
+            raft,
+            target,
+        } = self
+            .sends_snapshots
+            .as_ref()
             .expect("a Raft peer sends snapshots from a store");
+        let (store, raft, target) = (store.clone(), raft.clone(), *target);
         let (applied, empty) = match self
             .call(&Request::SnapshotFrom, &[], SNAPSHOT_PIECE_TIMEOUT)
             .await?
@@ -336,10 +363,29 @@ impl Peer {
         } else if empty {
             retained
         } else {
+            // None of its records can be kept: those past `retained` never were the group's
+            // (it lacks everything between), and the rest are older than the group keeps.
+            // Raft loses nothing by it: the quorum that committed the entries it lacks still
+            // holds them, and any leader needs one of its votes. openraft takes a follower's
+            // log going back for a bug unless its leader is told first.
+            let raft = raft
+                .get()
+                .ok_or_else(|| unexpected("reset before Raft started"))?;
+            match raft.trigger().allow_next_revert(&target, true).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => return Err(CallError::Remote(error.to_string())),
+                Err(fatal) => return Err(CallError::Remote(fatal.to_string())),
+            }
+            match self
+                .call(&Request::Reset { retained }, &[], SNAPSHOT_PIECE_TIMEOUT)
+                .await?
+            {
+                Response::Resetting => {}
+                _ => return Err(unexpected("reset")),
+            }
             let why = format!(
                 "{}'s records end at CommitLog offset {applied}, before the oldest this \
-                     replica keeps ({retained}): it cannot catch up; start it over with an \
-                     empty storePathRootDir",
+                 replica keeps ({retained}): it begins again empty and is sent them from there",
                 self.addr
             );
             warn!("{why}");
@@ -436,7 +482,7 @@ pub async fn broker_addr_of(raft_addr: &str) -> io::Result<String> {
     let mut peer = Peer {
         addr: raft_addr.to_string(),
         connection: None,
-        store: None,
+        sends_snapshots: None,
     };
     match peer.call(&Request::BrokerAddr, &[], CONNECT_TIMEOUT).await {
         Ok(Response::BrokerAddr(addr)) => Ok(addr),
@@ -449,16 +495,20 @@ pub async fn broker_addr_of(raft_addr: &str) -> io::Result<String> {
     }
 }
 
-/// Serves the peers' RPCs to `raft` on `listener` until `stop` is cancelled; snapshots'
-/// records go into `store`; `broker_addr` is this replica's broker, as clients reach it.
-pub async fn serve(
-    listener: TcpListener,
-    raft: Raft,
-    store: Arc<MessageStore>,
-    broker_addr: String,
-    stop: CancellationToken,
-) {
-    let broker_addr: std::sync::Arc<str> = broker_addr.into();
+/// What a replica serves its peers' RPCs with.
+#[derive(Clone)]
+pub struct Served {
+    pub raft: Raft,
+    /// Where snapshots' records go.
+    pub store: Arc<MessageStore>,
+    /// This replica's broker, as clients reach it.
+    pub broker_addr: Arc<str>,
+    /// Cancelled once the store is marked to begin again empty.
+    pub restart: CancellationToken,
+}
+
+/// Serves the peers' RPCs on `listener` until `stop` is cancelled.
+pub async fn serve(listener: TcpListener, served: Served, stop: CancellationToken) {
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -472,10 +522,8 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let raft = raft.clone();
+        let served = served.clone();
         let stop = stop.clone();
-        let broker_addr = broker_addr.clone();
-        let store = store.clone();
         tokio::spawn(async move {
             let mut frames = Framed::new(stream, codec());
             loop {
@@ -492,7 +540,7 @@ pub async fn serve(
                     None => return,
                 };
                 let answer = match unframe(received.freeze()) {
-                    Ok((request, rest)) => handle(&raft, &store, &broker_addr, request, rest).await,
+                    Ok((request, rest)) => handle(&served, request, rest).await,
                     Err(error) => Response::Failed(format!("not a Raft request: {error}")),
                 };
                 let Ok(answer) = frame(&answer, &[]) else {
@@ -506,13 +554,13 @@ pub async fn serve(
     }
 }
 
-async fn handle(
-    raft: &Raft,
-    store: &Arc<MessageStore>,
-    broker_addr: &str,
-    request: Request,
-    attachments: Bytes,
-) -> Response {
+async fn handle(served: &Served, request: Request, attachments: Bytes) -> Response {
+    let Served {
+        raft,
+        store,
+        broker_addr,
+        restart,
+    } = served;
     let failed = |error: &dyn std::fmt::Display| Response::Failed(error.to_string());
     match request {
         Request::Append { rpc, attached } => {
@@ -561,6 +609,22 @@ async fn handle(
             Err(error) => failed(&error),
         },
         Request::BrokerAddr => Response::BrokerAddr(broker_addr.to_string()),
+        Request::Reset { retained } => {
+            let applied = store.applied_end().max(store.commit_log_min_offset());
+            if applied >= retained || store.commit_log_max_offset() == 0 {
+                return failed(&format!(
+                    "not beginning again: this replica's records end at {applied}, and the \
+                     leader keeps from {retained}"
+                ));
+            }
+            match store.mark_for_reset() {
+                Ok(()) => {
+                    restart.cancel();
+                    Response::Resetting
+                }
+                Err(error) => failed(&error),
+            }
+        }
     }
 }
 

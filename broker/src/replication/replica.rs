@@ -2,20 +2,20 @@
 //! store's files, the transport serving its peers and the leader's writes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use openraft::alias::LogIdOf;
 use openraft::error::{InitializeError, RaftError};
 use openraft::impls::leader_id_adv::LeaderId;
 use openraft::{BasicNode, LogId, Membership, StoredMembership};
-use store::{MessageStore, PutMessage, StoreConfig, WaitWith};
+use store::{MessageStore, PendingReset, PutMessage, StoreConfig, WaitWith};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::{
     raft_config, serve, LeaderWrites, LogStore, Network, PeerAddrs, Raft, Refused, Replicated,
-    StateMachine, TypeConfig,
+    Served, StateMachine, TypeConfig,
 };
 use crate::error::{Error, Result};
 
@@ -67,6 +67,7 @@ pub struct Replica {
     writes: LeaderWrites,
     peer_addrs: PeerAddrs,
     stop: CancellationToken,
+    restart: CancellationToken,
 }
 
 impl Replica {
@@ -90,11 +91,23 @@ impl Replica {
             source,
         };
         let state_machine = StateMachine::open(&raft_dir).map_err(io)?;
+        let log = LogStore::open(&raft_dir, RAFT_SEGMENT_BYTES).map_err(io)?;
+        if let Some(reset) = PendingReset::find(&store_config)? {
+            // Marked by a leader's request (network.rs): the messages go, then what Raft
+            // applied and logged of them, and only then the mark.
+            reset.clear_messages()?;
+            state_machine.clear().map_err(io)?;
+            log.clear().map_err(io)?;
+            reset.finish()?;
+            info!(
+                group,
+                "this replica begins again empty; its leader sends it the segments it keeps"
+            );
+        }
         let store = Arc::new(MessageStore::open_replica(
             store_config,
             state_machine.applied_end(),
         )?);
-        let log = LogStore::open(&raft_dir, RAFT_SEGMENT_BYTES).map_err(io)?;
         let first = members.keys().next() == Some(&id);
         let held = store.commit_log_max_offset();
         let adopted = first_log_id(id);
@@ -115,21 +128,27 @@ impl Replica {
         }
         let log = log.with_commit_log(store.clone()).map_err(io)?;
         let peer_addrs = PeerAddrs::new(members.clone());
+        let made = Arc::new(OnceLock::new());
         let raft = Raft::new(
             id,
             raft_config(group),
-            Network::new(store.clone(), peer_addrs.clone()),
+            Network::new(store.clone(), peer_addrs.clone(), made.clone()),
             log.clone(),
             state_machine.with_store(store.clone()),
         )
         .await
         .map_err(|fatal| Error::Replication(fatal.to_string()))?;
+        let _ = made.set(raft.clone());
         let stop = CancellationToken::new();
+        let restart = CancellationToken::new();
         tokio::spawn(serve(
             listener,
-            raft.clone(),
-            store.clone(),
-            broker_addr,
+            Served {
+                raft: raft.clone(),
+                store: store.clone(),
+                broker_addr: broker_addr.into(),
+                restart: restart.clone(),
+            },
             stop.clone(),
         ));
         // The first member logs the group's first membership; the others learn it from
@@ -153,7 +172,15 @@ impl Replica {
             writes,
             peer_addrs,
             stop,
+            restart,
         })
+    }
+
+    /// Resolves once this replica must be started again: its store was marked to begin
+    /// again empty (a leader keeps none of its messages any more), which the next start
+    /// does. The broker stops and starts itself over.
+    pub async fn restart_requested(&self) {
+        self.restart.cancelled().await
     }
 
     pub fn raft(&self) -> &Raft {

@@ -108,6 +108,13 @@ impl StateMachine {
         self.saved.lock().applied.end
     }
 
+    /// Forgets everything applied, the membership and the snapshot, durably: the replica's
+    /// store begins again empty (`store::PendingReset`), and it learns the group's state
+    /// from the snapshot its leader sends, as a new replica does.
+    pub fn clear(&self) -> io::Result<()> {
+        self.saved.lock().save(Applied::default())
+    }
+
     /// Takes over a store written without replication, as the group's first replica does
     /// when a broker becomes one (`replicasPerGroup` 1 to 3): its CommitLog up to `end` is
     /// the state at `log_id`, applied and snapshotted with `membership`, so the other

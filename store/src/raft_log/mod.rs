@@ -283,6 +283,25 @@ impl RaftLog {
         Ok(())
     }
 
+    /// Forgets every entry, the committed one and the purge point, and keeps the vote: a
+    /// replica whose messages were all older than its leader keeps begins again as an empty
+    /// one (`store::PendingReset`), which no leader's entry or snapshot conflicts with, and
+    /// casts no second vote in a term. The segments go first, then the meta that would
+    /// place the log's start past them, so a stop between the two leaves a log that is
+    /// cleared again, never one that looks damaged.
+    pub fn clear(&mut self) -> Result<()> {
+        for segment in self.segments.drain(..) {
+            segment.remove()?;
+        }
+        sync_dir(&self.dir)?;
+        self.save_meta(Meta {
+            vote: self.meta.vote,
+            ..Meta::default()
+        })?;
+        self.next = 0;
+        Ok(())
+    }
+
     /// Removes the segments that hold nothing from the log's start on, durably.
     fn remove_segments_below_start(&mut self) -> Result<()> {
         let start = self.start();

@@ -168,6 +168,58 @@ fn purging_forgets_entries_up_to_the_point_and_removes_whole_segments() {
 }
 
 #[test]
+fn clearing_forgets_entries_commit_and_purge_point_and_keeps_the_vote() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = RaftLog::open(dir.path(), 1000).unwrap();
+    let written = entries(3, 0..40, 100);
+    log.append(&written).unwrap();
+    log.sync().unwrap();
+    let vote = Vote {
+        term: 3,
+        node: 0,
+        committed: true,
+    };
+    log.save_vote(vote).unwrap();
+    log.save_committed(Some(written[35].id)).unwrap();
+    log.purge(written[19].id).unwrap();
+    log.clear().unwrap();
+    drop(log);
+
+    let mut log = RaftLog::open(dir.path(), 1000).unwrap();
+    let expected = Meta {
+        vote: Some(vote),
+        ..Meta::default()
+    };
+    assert_eq!(log.meta(), expected);
+    assert_eq!((log.last_id(), log.next_index()), (None, 0));
+    assert!(segment_files(dir.path()).is_empty());
+    // It takes a leader's entries from wherever a snapshot leaves it.
+    log.purge(written[30].id).unwrap();
+    log.append(&entries(3, 31..33, 10)).unwrap();
+    log.sync().unwrap();
+    assert_eq!(log.entries(0..40).unwrap(), entries(3, 31..33, 10));
+}
+
+#[test]
+fn a_clear_stopped_before_its_meta_was_saved_opens_and_clears_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = RaftLog::open(dir.path(), 1000).unwrap();
+    let written = entries(1, 0..40, 100);
+    log.append(&written).unwrap();
+    log.sync().unwrap();
+    log.purge(written[19].id).unwrap();
+    // The segments are gone; the meta still says the log starts after entry 19.
+    for segment in segment_files(dir.path()) {
+        std::fs::remove_file(dir.path().join(segment)).unwrap();
+    }
+    drop(log);
+    let mut log = RaftLog::open(dir.path(), 1000).unwrap();
+    assert_eq!(log.last_id(), Some(written[19].id));
+    log.clear().unwrap();
+    assert_eq!((log.last_id(), log.meta()), (None, Meta::default()));
+}
+
+#[test]
 fn a_torn_save_leaves_the_vote_synced_before_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = RaftLog::open(dir.path(), 1000).unwrap();
