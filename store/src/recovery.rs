@@ -188,6 +188,12 @@ pub(crate) fn check_record(
             .check_body_crc()
             .map_err(|e| format!("body CRC mismatch: {e}"))?;
     }
+    // The body CRC covers the body only: a record torn after it (written by a build that
+    // wrote TOTALSIZE first) has a whole body and zeroes for a topic.
+    let topic = stored
+        .topic()
+        .map_err(|e| format!("unreadable topic: {e}"))?;
+    crate::store::check_topic(topic).map_err(|e| format!("not a record's topic: {e}"))?;
     Ok(())
 }
 

@@ -1100,7 +1100,7 @@ impl Inner {
     }
 }
 
-fn check_topic(topic: &str) -> Result<()> {
+pub(crate) fn check_topic(topic: &str) -> Result<()> {
     // The topic names a directory; a separator or dot name would escape consumequeue/.
     if topic.is_empty() || topic == "." || topic == ".." || topic.contains(['/', '\0']) {
         return Err(Error::IllegalTopic(topic.to_owned()));

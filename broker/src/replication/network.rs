@@ -363,10 +363,11 @@ impl Peer {
         } else if empty {
             retained
         } else {
-            // None of its records can be kept: those past `retained` never were the group's
-            // (it lacks everything between), and the rest are older than the group keeps.
-            // Raft loses nothing by it: the quorum that committed the entries it lacks still
-            // holds them, and any leader needs one of its votes. openraft takes a follower's
+            // Nothing it applied reaches the oldest record this replica keeps, so nothing
+            // can be sent that continues it; it drops all it holds and is sent the rest as a
+            // new replica. Raft loses nothing by it: the entry after its last is purged here,
+            // so committed, and the quorum that committed it holds every entry the follower
+            // held; any leader needs one of that quorum's votes. openraft takes a follower's
             // log going back for a bug unless its leader is told first.
             let raft = raft
                 .get()

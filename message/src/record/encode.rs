@@ -132,6 +132,11 @@ impl<'a> RecordEncoder<'a> {
     }
 
     /// Writes the record into the front of `buf`, returning its length.
+    ///
+    /// TOTALSIZE and the magic code go last, in program order (a compiler fence keeps them
+    /// there): a process killed while it writes a record into a mapped CommitLog segment
+    /// leaves zeroes where they go, which reads as the log's end, never a record whose
+    /// body (and so its CRC) is whole but whose topic or properties are not.
     pub fn encode_into(
         &self,
         buf: &mut [u8],
@@ -140,10 +145,25 @@ impl<'a> RecordEncoder<'a> {
         store_timestamp: i64,
     ) -> Result<usize> {
         need("record buffer", self.len, buf.len())?;
-        let mut out = &mut buf[..self.len];
+        let (head, rest) = buf[..self.len].split_at_mut(8);
         let long_topic = self.topic.len() > MAX_V1_TOPIC_LEN;
-        out.put_i32(self.len as i32);
-        out.put_u32(if long_topic { MAGIC_V2 } else { MAGIC_V1 });
+        self.encode_after_head(rest, queue_offset, physical_offset, store_timestamp);
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+        let mut head = head;
+        head.put_i32(self.len as i32);
+        head.put_u32(if long_topic { MAGIC_V2 } else { MAGIC_V1 });
+        Ok(self.len)
+    }
+
+    /// Everything after TOTALSIZE and the magic code.
+    pub(super) fn encode_after_head(
+        &self,
+        mut out: &mut [u8],
+        queue_offset: i64,
+        physical_offset: i64,
+        store_timestamp: i64,
+    ) {
+        let long_topic = self.topic.len() > MAX_V1_TOPIC_LEN;
         out.put_u32(self.body_crc);
         out.put_i32(self.fields.queue_id);
         out.put_i32(self.fields.flag);
@@ -167,7 +187,6 @@ impl<'a> RecordEncoder<'a> {
         out.put_i16(self.properties.len() as i16);
         out.put_slice(self.properties);
         debug_assert!(out.is_empty());
-        Ok(self.len)
     }
 
     /// The record as a new vector.

@@ -141,6 +141,24 @@ fn detects_corruption() {
 }
 
 #[test]
+fn a_record_written_but_for_its_head_reads_as_the_end_of_the_log() {
+    let encoder = RecordEncoder::new(
+        "C",
+        b"a whole body",
+        "",
+        fields("10.0.0.1:5000", "10.0.0.2:10911"),
+    )
+    .unwrap();
+    let mut buf = vec![0u8; encoder.encoded_len()];
+    // What a process killed just before its last two stores leaves.
+    encoder.encode_after_head(&mut buf[8..], 4, 0, 1);
+    assert_eq!(RecordHead::peek(&buf).unwrap(), RecordHead::End);
+    encoder.encode_into(&mut buf, 4, 0, 1).unwrap();
+    assert_eq!(buf, encoder.encode(4, 0, 1));
+    assert_eq!(StoredMessage::parse(&buf).unwrap().topic().unwrap(), "C");
+}
+
+#[test]
 fn blank_marker_and_zeros_peek() {
     let marker = blank_marker(1000);
     assert_eq!(
