@@ -130,9 +130,26 @@ impl CommitLog {
         let segment = self.segment_with_room(&mut writer, len, wait_with)?;
         debug_assert_eq!(self.write_position.load(Ordering::Relaxed), start);
         let position = (start - segment.start()) as usize;
-        // SAFETY: we hold the writer lock, and these bytes lie past the published write
-        // position until the store below.
-        unsafe { segment.write(position, bytes) };
+        // Each record's TOTALSIZE and magic code last, as the encoder writes them
+        // (message::record): a process killed mid-copy leaves whole records, then zeroes
+        // that read as the log's end, never a whole body behind a torn topic.
+        let heads = || {
+            records.iter().scan(0, |at, record| {
+                let head = *at;
+                *at += record.appended.size;
+                Some((head, *at))
+            })
+        };
+        for (head, end) in heads() {
+            // SAFETY: we hold the writer lock, and these bytes lie past the published write
+            // position until the store below.
+            unsafe { segment.write(position + head + 8, &bytes[head + 8..end]) };
+        }
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        for (head, _) in heads() {
+            // SAFETY: as above.
+            unsafe { segment.write(position + head, &bytes[head..head + 8]) };
+        }
         let mut appended = Vec::with_capacity(records.len());
         for record in records {
             if let Some((topic, queue_id, next)) = &record.next_queue_offset {
