@@ -339,15 +339,12 @@ impl Peer {
 
     /// Copies the records of a snapshot up to `end` that the follower lacks.
     async fn copy_snapshot_records(&mut self, end: u64) -> Result<(), CallError> {
-        let SnapshotSource {
-            store,
-            raft,
-            target,
-        } = self
+        let source = self
             .sends_snapshots
             .as_ref()
             .expect("a Raft peer sends snapshots from a store");
-        let (store, raft, target) = (store.clone(), raft.clone(), *target);
+        // Owned: the calls below borrow the peer.
+        let (store, raft, target) = (source.store.clone(), source.raft.clone(), source.target);
         let (applied, empty) = match self
             .call(&Request::SnapshotFrom, &[], SNAPSHOT_PIECE_TIMEOUT)
             .await?
@@ -555,6 +552,16 @@ pub async fn serve(listener: TcpListener, served: Served, stop: CancellationToke
     }
 }
 
+/// What a follower holds, as a leader sending it a snapshot asks: where its applied records
+/// end (or its CommitLog's first segment begins, past them: a copy that began past the
+/// leader's retired segments), and whether it holds no record at all.
+fn held(store: &MessageStore) -> (u64, bool) {
+    (
+        store.applied_end().max(store.commit_log_min_offset()),
+        store.commit_log_max_offset() == 0,
+    )
+}
+
 async fn handle(served: &Served, request: Request, attachments: Bytes) -> Response {
     let Served {
         raft,
@@ -578,10 +585,10 @@ async fn handle(served: &Served, request: Request, attachments: Bytes) -> Respon
             Ok(answer) => Response::Vote(answer),
             Err(error) => failed(&error),
         },
-        Request::SnapshotFrom => Response::SnapshotFrom {
-            applied: store.applied_end().max(store.commit_log_min_offset()),
-            empty: store.commit_log_max_offset() == 0,
-        },
+        Request::SnapshotFrom => {
+            let (applied, empty) = held(store);
+            Response::SnapshotFrom { applied, empty }
+        }
         Request::SnapshotRecords { from, start } => {
             let store = store.clone();
             // It may wait for a new segment, or sync what it cut.
@@ -611,8 +618,8 @@ async fn handle(served: &Served, request: Request, attachments: Bytes) -> Respon
         },
         Request::BrokerAddr => Response::BrokerAddr(broker_addr.to_string()),
         Request::Reset { retained } => {
-            let applied = store.applied_end().max(store.commit_log_min_offset());
-            if applied >= retained || store.commit_log_max_offset() == 0 {
+            let (applied, empty) = held(store);
+            if applied >= retained || empty {
                 return failed(&format!(
                     "not beginning again: this replica's records end at {applied}, and the \
                      leader keeps from {retained}"

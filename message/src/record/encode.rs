@@ -145,14 +145,21 @@ impl<'a> RecordEncoder<'a> {
         store_timestamp: i64,
     ) -> Result<usize> {
         need("record buffer", self.len, buf.len())?;
-        let (head, rest) = buf[..self.len].split_at_mut(8);
-        let long_topic = self.topic.len() > MAX_V1_TOPIC_LEN;
+        let (mut head, rest) = buf[..self.len].split_at_mut(8);
         self.encode_after_head(rest, queue_offset, physical_offset, store_timestamp);
         std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
-        let mut head = head;
         head.put_i32(self.len as i32);
-        head.put_u32(if long_topic { MAGIC_V2 } else { MAGIC_V1 });
+        head.put_u32(if self.long_topic() {
+            MAGIC_V2
+        } else {
+            MAGIC_V1
+        });
         Ok(self.len)
+    }
+
+    /// A topic too long for V1's one-byte length: the record is V2.
+    fn long_topic(&self) -> bool {
+        self.topic.len() > MAX_V1_TOPIC_LEN
     }
 
     /// Everything after TOTALSIZE and the magic code.
@@ -163,7 +170,6 @@ impl<'a> RecordEncoder<'a> {
         physical_offset: i64,
         store_timestamp: i64,
     ) {
-        let long_topic = self.topic.len() > MAX_V1_TOPIC_LEN;
         out.put_u32(self.body_crc);
         out.put_i32(self.fields.queue_id);
         out.put_i32(self.fields.flag);
@@ -178,7 +184,7 @@ impl<'a> RecordEncoder<'a> {
         out.put_i64(self.fields.prepared_transaction_offset);
         out.put_i32(self.body.len() as i32);
         out.put_slice(self.body);
-        if long_topic {
+        if self.long_topic() {
             out.put_i16(self.topic.len() as i16);
         } else {
             out.put_u8(self.topic.len() as u8);
