@@ -355,6 +355,40 @@ async fn a_group_of_three_replicates_messages_elects_a_new_leader_and_catches_th
     stop_all(replicas).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_stored_faster_than_they_are_logged_are_all_committed_across_segment_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (listeners, _, members) = listen().await;
+    let replicas = start_all(dir.path(), listeners, &members).await;
+    let leader_id = leader(&replicas).await;
+    // Stored without waiting for any: the proposer finds many queued, joins those whose
+    // bytes run on into one entry, and keeps the one that begins a new segment (after a
+    // blank marker) for the next; none may be lost, nor leave a hole before the next.
+    let mut stored = Vec::new();
+    for n in 0..200 {
+        stored.push(
+            replicas[&leader_id]
+                .append(&batch(n), &|wait| wait())
+                .unwrap(),
+        );
+    }
+    assert!(replicas[&leader_id].store().commit_log_max_offset() > 4 * 64 * 1024);
+    let mut offsets = Vec::new();
+    for (n, stored) in stored.into_iter().enumerate() {
+        if let Err(refused) = stored.committed.await {
+            panic!(
+                "batch {n} at {}: {refused}",
+                stored.messages[0].physical_offset
+            );
+        }
+        offsets.extend(stored.messages.iter().map(|m| m.physical_offset));
+    }
+    caught_up(&replicas, leader_id).await;
+    assert_same_messages(&replicas, leader_id, &offsets).await;
+    assert_same_commit_logs(&replicas, leader_id);
+    stop_all(replicas).await;
+}
+
 /// Every replica's CommitLog holds the leader's bytes, from its first byte to its end.
 fn assert_same_commit_logs(replicas: &BTreeMap<u64, Replica>, leader: u64) {
     let leader = replicas[&leader].store();

@@ -256,8 +256,14 @@ async fn propose(
     let mut refused_run = None;
     let mut held = None;
     loop {
-        let Some(first) = held.take().or(queued.recv().await) else {
-            return;
+        // Not `held.or(queued.recv().await)`: that receives (and drops) the next proposal
+        // even when one is held.
+        let first = match held.take() {
+            Some(first) => first,
+            None => match queued.recv().await {
+                Some(first) => first,
+                None => return,
+            },
         };
         let mut entry = Entry::of(first);
         while let Ok(next) = queued.try_recv() {
