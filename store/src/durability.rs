@@ -1,7 +1,8 @@
 //! Test-only (the `failpoints` feature): a record of what each flush made durable, per
-//! file, so the crash simulation (tests/simulation.rs) can build the disk a power loss
-//! leaves behind: these durable bytes, plus a random subset of the pages written since,
-//! some of them torn. `kill -9` keeps the page cache and so never tests that.
+//! file, so the crash simulations (tests/simulation.rs, and the broker's replicated group in
+//! broker/tests/raft_power_loss.rs) can build the disk a power loss leaves behind: these
+//! durable bytes, plus a random subset of the pages written since, some of them torn
+//! ([`lose_power`]). `kill -9` keeps the page cache and so never tests that.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -64,4 +65,86 @@ pub(crate) fn removed(file: &Path) {
     if let Some(durable) = DURABLE.lock().as_mut() {
         durable.remove(file);
     }
+}
+
+const PAGE: usize = 4096;
+const SECTOR: usize = 512;
+
+/// Pages a power loss dropped or tore.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Loss {
+    pub lost_pages: u64,
+    pub torn_pages: u64,
+}
+
+/// Rewrites every file under `root` as a power loss leaves it: what was made durable, plus
+/// a random subset of the pages written since, some torn at a 512-byte sector. `below(n)`
+/// draws a number under `n` (the caller's seeded generator). Files never made durable (a
+/// lock file) are left as they are. The rewritten files are what the disk holds durably
+/// from then on; other roots' records are kept, so stores sharing a process (a replicated
+/// group's replicas) lose power one at a time or together.
+///
+/// Whatever wrote the files must be stopped first (`MessageStore::crash`).
+pub fn lose_power(root: &Path, below: &mut dyn FnMut(u64) -> u64) -> Loss {
+    let durable: HashMap<PathBuf, Vec<u8>> = {
+        let mut record = DURABLE.lock();
+        let record = record.get_or_insert_with(HashMap::new);
+        let (under, others) = std::mem::take(record)
+            .into_iter()
+            .partition(|(file, _)| file.starts_with(root));
+        *record = others;
+        under
+    };
+    let mut loss = Loss::default();
+    for file in files(root) {
+        let Some(image) = durable.get(&file) else {
+            continue;
+        };
+        let volatile = std::fs::read(&file).expect("a file the store wrote reads back");
+        let mut disk = image.clone();
+        disk.resize(volatile.len(), 0);
+        for page in (0..volatile.len()).step_by(PAGE) {
+            let end = (page + PAGE).min(volatile.len());
+            if volatile[page..end] == disk[page..end] {
+                continue;
+            }
+            match below(10) {
+                // The page never reached the disk.
+                0..=3 => loss.lost_pages += 1,
+                // It did.
+                4..=7 => disk[page..end].copy_from_slice(&volatile[page..end]),
+                // Torn: only its first sectors did.
+                _ => {
+                    loss.torn_pages += 1;
+                    let sectors = 1 + below((PAGE / SECTOR - 1) as u64) as usize;
+                    let torn = (page + sectors * SECTOR).min(end);
+                    disk[page..torn].copy_from_slice(&volatile[page..torn]);
+                }
+            }
+        }
+        std::fs::write(&file, &disk).expect("a file the store wrote can be rewritten");
+        set_durable(&file, disk);
+    }
+    loss
+}
+
+/// Every file under `root`, in name order (the order a seed's draws are made in).
+fn files(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
 }

@@ -71,6 +71,10 @@ pub(crate) struct Inner {
     copying: Mutex<()>,
     flush_requests: FlushRequests,
     checkpoint: CheckpointFile,
+    /// Held from reading the offsets a checkpoint records to saving it, and by a cut of the
+    /// CommitLog from lowering the checkpoint to cutting, so no checkpoint read before a cut
+    /// is saved after it.
+    checkpointing: Mutex<()>,
     listener: RwLock<Option<ArrivalListener>>,
     flush_listener: RwLock<Option<FlushListener>>,
     /// Set once by the first failed flush; from then on appends are refused, the flushed
@@ -167,6 +171,7 @@ impl MessageStore {
             kept_from: AtomicU64::new(u64::MAX),
             retention_holds: Mutex::new(Default::default()),
             copying: Mutex::new(()),
+            checkpointing: Mutex::new(()),
             flush_requests: FlushRequests::default(),
             checkpoint,
             listener: RwLock::new(None),
@@ -325,7 +330,14 @@ impl MessageStore {
         }
         let next = inner.next_queue_offsets(*reput, from)?;
         tracing::warn!(from, end, "cutting the CommitLog's uncommitted tail");
+        let checkpointing = inner.checkpointing.lock();
+        if from < inner.commit_log.flushed_offset() {
+            // The checkpoint may claim the CommitLog flushed past the cut, and recovery
+            // refuses a CommitLog that ends before its checkpoint: it comes down first.
+            inner.save_checkpoint_locked(*reput, from)?;
+        }
         inner.commit_log.cut(&mut paused, from)?;
+        drop(checkpointing);
         paused.set_queue_offsets(next);
         Ok(())
     }
@@ -684,6 +696,12 @@ impl MessageStore {
         self.inner.commit_log.flushed_offset()
     }
 
+    /// Flushes the CommitLog up to `end` now, on this thread, whatever the flush mode: a
+    /// replica records a snapshot it installs only once the records it covers are on disk.
+    pub fn flush_up_to(&self, end: u64) -> Result<()> {
+        self.inner.flush_or_fence(end).map(|_| ())
+    }
+
     /// CommitLog offset below which records are in the consume queues and the index.
     pub fn dispatched_offset(&self) -> u64 {
         self.inner.dispatched()
@@ -777,10 +795,13 @@ impl MessageStore {
 
     /// Test-only (the `failpoints` feature): stops as a power loss would, mid-flight. The
     /// threads stop without another flush or checkpoint, `abort` stays, and the lock is
-    /// released, so the crash simulation can rebuild the disk and open the store again.
+    /// released, so the crash simulation can rebuild the disk and open the store again. It
+    /// takes `&self` because a replicated group's Raft shares the store: the store stops
+    /// first, as the power does, and whatever still holds it finds it stopped (dropping the
+    /// last holder does not flush).
     #[cfg(feature = "failpoints")]
     #[doc(hidden)]
-    pub fn crash(self) {
+    pub fn crash(&self) {
         let inner = &self.inner;
         self.stopped.store(true, Ordering::Release);
         inner.crashed.store(true, Ordering::Release);
@@ -1011,23 +1032,31 @@ impl Inner {
     /// Once writes are fenced the checkpoint never moves again: a flush error may have
     /// dropped pages that a later, "successful" flush would not bring back.
     pub(crate) fn save_checkpoint(&self) -> Result<()> {
+        let dispatched = self.dispatched();
+        let _checkpointing = self.checkpointing.lock();
+        self.save_checkpoint_locked(dispatched, u64::MAX)
+    }
+
+    /// [`Inner::save_checkpoint`] with `checkpointing` held, of `dispatched` (read before:
+    /// a cut holds the dispatch lock) and claiming the CommitLog flushed no further than
+    /// `flushed_limit`.
+    fn save_checkpoint_locked(&self, dispatched: u64, flushed_limit: u64) -> Result<()> {
         if let Some(reason) = self.fence.get() {
             return Err(Error::WritesFenced(reason.clone()));
         }
-        let result = self.flush_and_save_checkpoint();
+        let result = self.flush_and_save_checkpoint(dispatched, flushed_limit);
         if let Err(error) = &result {
             self.fence(format!("checkpoint failed: {}", error.with_sources()));
         }
         result
     }
 
-    fn flush_and_save_checkpoint(&self) -> Result<()> {
+    fn flush_and_save_checkpoint(&self, dispatched: u64, flushed_limit: u64) -> Result<()> {
         fault!("store::checkpoint", |_| Err(Error::io(
             "checkpoint",
             std::io::Error::from_raw_os_error(libc::EIO)
         )));
-        let dispatched = self.dispatched();
-        let commit_log_flushed = self.commit_log.flushed_offset();
+        let commit_log_flushed = self.commit_log.flushed_offset().min(flushed_limit);
         for (_, _, queue) in self.all_queues() {
             queue.flush()?;
         }

@@ -175,6 +175,7 @@ fn a_deleted_topic_stays_deleted_after_a_crash() {
     // Nothing flushed the new message; a crash may lose it, but the old ones must not
     // come back from a recovery that dispatches the CommitLog again.
     store.crash();
+    drop(store);
     let store = MessageStore::open(config(dir.path(), FlushDiskType::AsyncFlush)).unwrap();
     let served = bodies(&store);
     assert!(
@@ -182,4 +183,37 @@ fn a_deleted_topic_stays_deleted_after_a_crash() {
         "deleted messages came back: {served:?}"
     );
     scenario.teardown();
+}
+
+#[test]
+fn a_replica_that_cut_below_its_checkpoint_opens_again_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        mapped_file_size_commit_log: 64 * 1024,
+        ..config(dir.path(), FlushDiskType::AsyncFlush)
+    };
+    // A replica's store: dispatched only as far as applied (nothing here), so any of its
+    // tail may be cut, as a new leader's truncation cuts an old leader's.
+    let store = MessageStore::open_replica(config.clone(), 0).unwrap();
+    let offsets: Vec<u64> = (0..40)
+        .map(|n| {
+            let appended = store
+                .append(&put(&format!("{n}:{}", "x".repeat(4000))))
+                .unwrap();
+            appended.messages[0].physical_offset
+        })
+        .collect();
+    let end = store.commit_log_max_offset();
+    assert!(end > 2 * 64 * 1024);
+    store.flush_up_to(end).unwrap();
+    store.checkpoint().unwrap();
+
+    // Cut into the first segment: the later ones go, below the checkpoint's flushed offset.
+    let cut = offsets[5];
+    store.cut_tail(cut).unwrap();
+    store.crash();
+    drop(store);
+    let store = MessageStore::open_replica(config, 0)
+        .unwrap_or_else(|error| panic!("{}", error.with_sources()));
+    assert_eq!(store.commit_log_max_offset(), cut);
 }

@@ -197,7 +197,7 @@ fn run_seed(seed: u64, verbose: bool) -> (u64, u64) {
             }
             _ => {
                 drop(log);
-                let loss = common::lose_power(dir.path(), &mut rng);
+                let loss = durability::lose_power(dir.path(), &mut |n| rng.below(n));
                 crashes += 1;
                 torn += loss.torn_pages;
                 say(format!(

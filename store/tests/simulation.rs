@@ -187,8 +187,9 @@ impl Sim {
     /// A power loss, then a start.
     fn crash(&mut self, store: MessageStore, totals: &mut Totals) -> MessageStore {
         store.crash();
+        drop(store);
         totals.crashes += 1;
-        let loss = common::lose_power(&self.root, &mut self.rng);
+        let loss = durability::lose_power(&self.root, &mut |n| self.rng.below(n));
         totals.lost_pages += loss.lost_pages;
         totals.torn_pages += loss.torn_pages;
         let floor = checkpointed_flushed(&self.root);

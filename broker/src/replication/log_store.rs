@@ -44,14 +44,16 @@ impl LogStore {
 
     /// Message batches read from this log carry their bytes from `store`'s CommitLog, and
     /// batches appended to it that `store` lacks are written there at the same offsets.
-    /// What the CommitLog holds past the last batch the log names is cut: a leader stored
-    /// it and the group never logged it.
+    /// Entries naming batches the CommitLog lost are dropped, and what the CommitLog holds
+    /// past the last batch the log names is cut: a leader stored it and the group never
+    /// logged it.
     pub fn with_commit_log(self, store: Arc<MessageStore>) -> io::Result<LogStore> {
         let log = LogStore {
             syncs: SyncPace::of(Some(&store)),
             commit_log: Some(store),
             ..self
         };
+        log.forget_lost_batches()?;
         log.cut_unlogged_tail()?;
         log.keep_logged_batches()?;
         Ok(log)
@@ -136,6 +138,55 @@ impl LogStore {
         })
     }
 
+    /// After a power loss the log can name batches the CommitLog lost: under SYNC_FLUSH an
+    /// entry is synced before its batch's flush is awaited, under ASYNC_FLUSH each is synced
+    /// on a pace of its own. The first such entry goes, with every one after it, and the
+    /// committed entry comes back to the last one kept (openraft re-applies up to it). This
+    /// replica acknowledged none of them under SYNC_FLUSH (it does once the batch is
+    /// flushed); under ASYNC_FLUSH it acknowledged its page cache, which is what that mode
+    /// risks (docs/replication.md). The leader sends them again.
+    fn forget_lost_batches(&self) -> io::Result<()> {
+        let Some(store) = &self.commit_log else {
+            return Ok(());
+        };
+        let mut log = self.log.lock();
+        let start = log.meta().log_start();
+        let mut first_lost = None;
+        let mut index = log.next_index();
+        // Batches follow one another in the CommitLog, which a power loss cuts at one
+        // place: once one is held, every one before it is.
+        while index > start {
+            index -= 1;
+            let Some(entry) = log.entries(index..index + 1).map_err(io_error)?.pop() else {
+                break;
+            };
+            if let EntryPayload::Normal(batch) = decode(entry)?.payload {
+                if holds(store, &batch) {
+                    break;
+                }
+                first_lost = Some(index);
+            }
+        }
+        if let Some(first_lost) = first_lost {
+            log.truncate_after(first_lost.checked_sub(1))
+                .map_err(io_error)?;
+            tracing::warn!(
+                first_lost,
+                commit_log_end = store.commit_log_max_offset(),
+                "the Raft log named batches the CommitLog lost (a power loss); they are \
+                 dropped from the log and the leader sends them again"
+            );
+        }
+        // The committed entry is written unsynced, and so can outlive entries a power loss
+        // took from the log as well as those dropped here.
+        let kept = log.last_id();
+        let committed = log.meta().committed;
+        if committed.is_some_and(|committed| kept.is_none_or(|kept| committed.index > kept.index)) {
+            log.save_committed(kept).map_err(io_error)?;
+        }
+        Ok(())
+    }
+
     /// Forgets every entry, the committed one and the purge point, keeping the vote
     /// (`RaftLog::clear`): the replica begins again empty.
     pub fn clear(&self) -> io::Result<()> {
@@ -196,8 +247,7 @@ impl LogStore {
             // and kept a batch the group never committed can hold other bytes here: taking
             // them for the batch would be silent divergence, so they are cut (never below
             // what this replica applied) and the leader's written instead.
-            let held = store.commit_log_bytes(batch.start, batch.end());
-            if held.is_some_and(|held| crc32fast::hash(&held) == batch.crc) {
+            if holds(store, batch) {
                 return Ok(Some(store.durable_up_to(batch.end())));
             }
             store.cut_tail(batch.start).map_err(|error| {
@@ -217,6 +267,13 @@ impl LogStore {
         let copied = store.append_copy(batch.start, bytes).map_err(io_error)?;
         Ok(Some(copied.durable))
     }
+}
+
+/// Whether `store`'s CommitLog holds `batch`'s bytes.
+fn holds(store: &MessageStore, batch: &Batch) -> bool {
+    store
+        .commit_log_bytes(batch.start, batch.end())
+        .is_some_and(|held| crc32fast::hash(&held) == batch.crc)
 }
 
 /// About how many bytes of message batches one append to a follower carries.

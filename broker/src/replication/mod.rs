@@ -63,7 +63,12 @@ pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
 /// A replica restarted after leading starts as a follower (openraft would restore it as
 /// leader of its old term at once): a broker that believed it led would register as master
 /// and take sends until it heard of the newer term.
-pub fn raft_config(group: &str) -> std::sync::Arc<openraft::Config> {
+///
+/// Under ASYNC_FLUSH a follower's log may go back after its power loss (it acknowledged
+/// entries its page cache held, docs/replication.md); the leader then sends them again
+/// instead of taking it for a bug (openraft's `allow_log_reversion`). Under SYNC_FLUSH it
+/// acknowledges only what it flushed, and its log never goes back.
+pub fn raft_config(group: &str, flush: store::FlushDiskType) -> std::sync::Arc<openraft::Config> {
     let config = openraft::Config {
         cluster_name: group.to_owned(),
         heartbeat_interval: 250,
@@ -75,6 +80,7 @@ pub fn raft_config(group: &str) -> std::sync::Arc<openraft::Config> {
         // flushes and dispatches what was copied: openraft's 200 ms would send it all again.
         install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT.as_millis() as u64,
         enable_leader_restore: Some(false),
+        allow_log_reversion: Some(flush == store::FlushDiskType::AsyncFlush),
         ..Default::default()
     };
     std::sync::Arc::new(config.validate().expect("these settings are valid"))

@@ -86,6 +86,7 @@ impl Replica {
         broker_addr: String,
     ) -> Result<Replica> {
         let raft_dir = store_config.store_path_root_dir.join(RAFT_DIR);
+        let flush = store_config.flush_disk_type;
         let io = |source| Error::Io {
             path: raft_dir.clone(),
             source,
@@ -131,7 +132,7 @@ impl Replica {
         let made = Arc::new(OnceLock::new());
         let raft = Raft::new(
             id,
-            raft_config(group),
+            raft_config(group, flush),
             Network::new(store.clone(), peer_addrs.clone(), made.clone()),
             log.clone(),
             state_machine.with_store(store.clone()),

@@ -1,7 +1,13 @@
 //! openraft's state machine for a broker group: the last applied entry, the membership and
-//! the current snapshot's metadata, saved in `raft/applied` after every applied batch (a
-//! [`SlotFile`] record, synced as the flush mode says: `SyncPace`), so a restart resumes
-//! where it left off instead of re-applying from a snapshot.
+//! the current snapshot's metadata, saved in `raft/applied` (a [`SlotFile`] record, synced
+//! as the flush mode says: `SyncPace`), so a restart resumes where it left off instead of
+//! re-applying from a snapshot.
+//!
+//! The record never runs ahead of the CommitLog's flushed end: a state is saved once this
+//! replica's flush has passed its last batch, so after a power loss the CommitLog holds every
+//! batch the record says was applied. A replica applies what its group committed, which a
+//! quorum holds without this replica's flush (the leader's own, say); what is applied but not
+//! yet saved is applied again after a restart, from the log.
 //!
 //! Applying a message batch dispatches it: the store ([`MessageStore::open_replica`]) puts
 //! records into the consume queues and index only up to the applied end, so readers see
@@ -10,6 +16,7 @@
 //! CommitLog before the follower installs it (network.rs), and installing one dispatches
 //! them.
 
+use std::collections::VecDeque;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
@@ -48,25 +55,57 @@ pub struct SnapshotEnd {
 
 struct Saved {
     file: SlotFile,
+    /// What `file` holds: no batch past the CommitLog's flushed end.
+    record: Applied,
+    /// What this replica applied, as openraft knows it.
     applied: Applied,
+    /// The states applied since `record`, oldest first, each saved once the CommitLog's
+    /// flush passes its end.
+    unflushed: VecDeque<Applied>,
 }
 
 impl Saved {
+    /// Saves `applied` as both the record and the applied state, synced.
     fn save(&mut self, applied: Applied) -> io::Result<()> {
-        self.keep(applied, true)
+        self.write(&applied, true)?;
+        self.unflushed.clear();
+        self.applied = applied.clone();
+        self.record = applied;
+        Ok(())
     }
 
-    /// Saves `applied`, synced or only written ([`SlotFile::write`]).
-    fn keep(&mut self, applied: Applied, sync: bool) -> io::Result<()> {
-        let body = serde_json::to_vec(&applied).map_err(io::Error::other)?;
+    /// Saves the newest applied state whose batches end by `flushed`, with the record's
+    /// snapshot, synced or only written ([`SlotFile::write`]).
+    fn keep_flushed(&mut self, flushed: u64, sync: bool) -> io::Result<()> {
+        let mut newest = None;
+        while self
+            .unflushed
+            .front()
+            .is_some_and(|next| next.end <= flushed)
+        {
+            newest = self.unflushed.pop_front();
+        }
+        let Some(newest) = newest else {
+            return Ok(());
+        };
+        let record = Applied {
+            snapshot: self.record.snapshot.clone(),
+            snapshot_end: self.record.snapshot_end,
+            ..newest
+        };
+        self.write(&record, sync)?;
+        self.record = record;
+        Ok(())
+    }
+
+    fn write(&mut self, record: &Applied, sync: bool) -> io::Result<()> {
+        let body = serde_json::to_vec(record).map_err(io::Error::other)?;
         if sync {
             self.file.save(&body)
         } else {
             self.file.write(&body)
         }
-        .map_err(io_error)?;
-        self.applied = applied;
-        Ok(())
+        .map_err(io_error)
     }
 }
 
@@ -96,7 +135,12 @@ impl StateMachine {
             })?,
         };
         Ok(StateMachine {
-            saved: Arc::new(Mutex::new(Saved { file, applied })),
+            saved: Arc::new(Mutex::new(Saved {
+                file,
+                record: applied.clone(),
+                applied,
+                unflushed: VecDeque::new(),
+            })),
             store: None,
             syncs: SyncPace::of(None),
         })
@@ -105,7 +149,7 @@ impl StateMachine {
     /// The CommitLog offset past the last applied batch: open the replica's store with it
     /// ([`MessageStore::open_replica`]).
     pub fn applied_end(&self) -> u64 {
-        self.saved.lock().applied.end
+        self.saved.lock().record.end
     }
 
     /// Forgets everything applied, the membership and the snapshot, durably: the replica's
@@ -127,7 +171,7 @@ impl StateMachine {
         end: u64,
     ) -> io::Result<()> {
         let mut saved = self.saved.lock();
-        if saved.applied.last.is_some_and(|last| last != log_id) {
+        if saved.record.last.is_some_and(|last| last != log_id) {
             return Err(io::Error::other("this replica has applied Raft entries"));
         }
         let meta = SnapshotMetaOf::<TypeConfig> {
@@ -143,9 +187,9 @@ impl StateMachine {
         })
     }
 
-    /// The last applied entry's log id.
+    /// The last applied entry's log id, as saved.
     pub fn applied_last(&self) -> Option<LogIdOf<TypeConfig>> {
-        self.saved.lock().applied.last
+        self.saved.lock().record.last
     }
 
     /// Applied batches are dispatched in `store`.
@@ -158,33 +202,42 @@ impl StateMachine {
     }
 }
 
-/// Builds a snapshot of the state as it was when the builder was made.
+/// Builds a snapshot of the saved state: what the CommitLog holds on disk.
 pub struct SnapshotBuilder {
     saved: Arc<Mutex<Saved>>,
-    view: Applied,
+    store: Option<Arc<MessageStore>>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotEnd;
 
     async fn build_snapshot(&mut self) -> io::Result<SnapshotOf<TypeConfig, SnapshotEnd>> {
-        let meta = SnapshotMetaOf::<TypeConfig> {
-            last_log_id: self.view.last,
-            last_membership: self.view.membership.clone(),
-        };
         let mut saved = self.saved.lock();
-        let data = SnapshotEnd { end: self.view.end };
-        let applied = Applied {
+        // The newest state the flush has passed by now, for a snapshot as recent as can be.
+        saved.keep_flushed(flushed_end(self.store.as_deref()), false)?;
+        let view = saved.record.clone();
+        let meta = SnapshotMetaOf::<TypeConfig> {
+            last_log_id: view.last,
+            last_membership: view.membership.clone(),
+        };
+        let data = SnapshotEnd { end: view.end };
+        let record = Applied {
             snapshot: Some(meta.clone()),
             snapshot_end: data.end,
-            ..saved.applied.clone()
+            ..view
         };
-        saved.save(applied)?;
+        saved.write(&record, true)?;
+        saved.record = record;
         Ok(Snapshot {
             meta,
             snapshot: data,
         })
     }
+}
+
+/// Where the CommitLog is flushed up to (everything, without a store).
+fn flushed_end(store: Option<&MessageStore>) -> u64 {
+    store.map_or(u64::MAX, MessageStore::commit_log_flushed_offset)
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
@@ -216,11 +269,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             responders.extend(responder);
         }
-        // Answered once saved and dispatched: a client told its entry applied must not see
-        // it unapplied after a restart (synced as the flush mode says), and finds it on its
-        // next pull.
+        // Answered once dispatched: a client told its entry applied finds it on its next
+        // pull. Saved once flushed here (a restart before that applies it again).
         let end = applied.end;
-        self.saved.lock().keep(applied, self.syncs.due())?;
+        {
+            let mut saved = self.saved.lock();
+            saved.applied = applied.clone();
+            saved.unflushed.push_back(applied);
+            saved.keep_flushed(flushed_end(self.store.as_deref()), self.syncs.due())?;
+        }
         if let Some(store) = &self.store {
             store.apply_up_to(end).map_err(io_error)?;
         }
@@ -233,13 +290,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         SnapshotBuilder {
             saved: self.saved.clone(),
-            view: self.saved.lock().applied.clone(),
+            store: self.store.clone(),
         }
     }
 
     /// The transport copied the snapshot's records before this is called: the CommitLog
-    /// must reach its end. They are made durable before the snapshot is recorded, then
-    /// dispatched.
+    /// must reach its end. They are flushed before the snapshot is recorded (whatever the
+    /// flush mode: the log is purged up to it), then dispatched.
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMetaOf<TypeConfig>,
@@ -254,7 +311,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                      ends at {have}: its records were not copied"
                 )));
             }
-            store.durable_up_to(end).await.map_err(io_error)?;
+            store.flush_up_to(end).map_err(io_error)?;
         }
         self.saved.lock().save(Applied {
             last: meta.last_log_id,
@@ -273,8 +330,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         &mut self,
     ) -> io::Result<Option<SnapshotOf<TypeConfig, SnapshotEnd>>> {
         let saved = self.saved.lock();
-        let end = saved.applied.snapshot_end;
-        Ok(saved.applied.snapshot.clone().map(|meta| Snapshot {
+        let end = saved.record.snapshot_end;
+        Ok(saved.record.snapshot.clone().map(|meta| Snapshot {
             meta,
             snapshot: SnapshotEnd { end },
         }))
