@@ -235,8 +235,16 @@ async fn follow_namesrvs(broker: Arc<Broker>, mut namesrvs: watch::Receiver<Vec<
 /// One name server's task: registers the newest generation, then again after each period or
 /// new generation, over one connection kept open (a name server drops a broker's routes when
 /// the connection it registered over closes, so registrations must not use throwaway ones).
+///
+/// A refused or failed registration is tried again after 1 s, then 2, 4 and every 5 s (or
+/// the period, if shorter) until accepted:
+/// until a name server accepts this broker it routes nothing to it, and a broker is ready once
+/// any one name server has it. On Kubernetes a broker often starts before a name server
+/// answers; waiting the whole period (30 s) left producers that asked that name server with
+/// "No route info" for that long after the cluster was Running.
 async fn keep_registered(broker: Arc<Broker>, addr: String) {
     let period = Duration::from_millis(broker.config.register_name_server_period.max(1000));
+    let mut retry = FIRST_RETRY;
     let mut wanted = broker.registrar.wanted.subscribe();
     let mut connection = None;
     loop {
@@ -258,13 +266,25 @@ async fn keep_registered(broker: Arc<Broker>, addr: String) {
             }
             true
         });
+        let wait = if accepted {
+            retry = FIRST_RETRY;
+            period
+        } else {
+            let wait = retry.min(period);
+            retry = (retry * 2).min(LAST_RETRY);
+            wait
+        };
         tokio::select! {
             _ = broker.stopping.cancelled() => return,
-            _ = tokio::time::sleep(period) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = wanted.changed() => {}
         }
     }
 }
+
+/// The first wait after a registration failed, and the longest.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const LAST_RETRY: Duration = Duration::from_secs(5);
 
 fn register_header(broker: &Broker) -> RegisterBrokerRequestHeader {
     let config = &broker.config;
