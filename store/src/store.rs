@@ -796,9 +796,8 @@ impl MessageStore {
     /// Test-only (the `failpoints` feature): stops as a power loss would, mid-flight. The
     /// threads stop without another flush or checkpoint, `abort` stays, and the lock is
     /// released, so the crash simulation can rebuild the disk and open the store again. It
-    /// takes `&self` because a replicated group's Raft shares the store: the store stops
-    /// first, as the power does, and whatever still holds it finds it stopped (dropping the
-    /// last holder does not flush).
+    /// takes `&self` because a replicated group's Raft shares the store: whatever still
+    /// holds it finds it stopped, and dropping the last holder does not flush.
     #[cfg(feature = "failpoints")]
     #[doc(hidden)]
     pub fn crash(&self) {

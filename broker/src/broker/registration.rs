@@ -237,9 +237,8 @@ async fn follow_namesrvs(broker: Arc<Broker>, mut namesrvs: watch::Receiver<Vec<
 /// the connection it registered over closes, so registrations must not use throwaway ones).
 ///
 /// A refused or failed registration is tried again after 1 s, then 2, 4 and every 5 s (or
-/// the period, if shorter) until accepted:
-/// until a name server accepts this broker it routes nothing to it, and a broker is ready once
-/// any one name server has it. On Kubernetes a broker often starts before a name server
+/// the period, if shorter) until accepted: until a name server accepts this broker it routes
+/// nothing to it, and a broker is ready once any one name server has it. On Kubernetes a broker often starts before a name server
 /// answers; waiting the whole period (30 s) left producers that asked that name server with
 /// "No route info" for that long after the cluster was Running.
 async fn keep_registered(broker: Arc<Broker>, addr: String) {

@@ -96,28 +96,26 @@ impl LogStore {
             return Ok(());
         };
         let log = self.log.lock();
-        let mut index = log.next_index();
-        let logged = loop {
-            if index <= log.meta().log_start() {
-                // Before the purge point (if any) every batch is applied.
-                break None;
-            }
-            index -= 1;
-            let entry = log.entries(index..index + 1).map_err(io_error)?;
-            if let Some(entry) = entry.into_iter().next() {
-                if let EntryPayload::Normal(batch) = decode(entry)?.payload {
-                    break Some(batch.end());
-                }
-            }
-        };
+        // Before the purge point (if any) every batch is applied.
+        let logged = last_batch_before(&log, log.next_index())?.map(|(_, batch)| batch.end());
         let names_none = logged.is_none() && log.meta().purged.is_none();
+        // What a replica dispatched it had applied, so the group committed, even where
+        // `raft/applied` (saved once flushed) or a power loss left its record behind. A
+        // store that never applied anything dispatched on its own (below).
+        let standalone = names_none && store.applied_end() == 0;
+        let dispatched = if standalone {
+            0
+        } else {
+            store.dispatched_offset()
+        };
         let logged_end = logged
             .unwrap_or(0)
             .max(store.applied_end())
+            .max(dispatched)
             .max(store.commit_log_min_offset());
         // The log stays locked: no batch is logged (or its bytes written) meanwhile.
         store.cut_tail(logged_end).map_err(|error| {
-            if names_none && store.applied_end() == 0 {
+            if standalone {
                 // The usual way here: enableDLegerCommitLog turned on over a standalone
                 // broker's store on a replica other than n0, which alone takes such a store
                 // over (replica.rs). Its messages are not the group's, and no replica may
@@ -150,22 +148,16 @@ impl LogStore {
             return Ok(());
         };
         let mut log = self.log.lock();
-        let start = log.meta().log_start();
         let mut first_lost = None;
-        let mut index = log.next_index();
         // Batches follow one another in the CommitLog, which a power loss cuts at one
         // place: once one is held, every one before it is.
-        while index > start {
-            index -= 1;
-            let Some(entry) = log.entries(index..index + 1).map_err(io_error)?.pop() else {
+        while let Some((index, batch)) =
+            last_batch_before(&log, first_lost.unwrap_or(log.next_index()))?
+        {
+            if holds(store, &batch) {
                 break;
-            };
-            if let EntryPayload::Normal(batch) = decode(entry)?.payload {
-                if holds(store, &batch) {
-                    break;
-                }
-                first_lost = Some(index);
             }
+            first_lost = Some(index);
         }
         if let Some(first_lost) = first_lost {
             log.truncate_after(first_lost.checked_sub(1))
@@ -267,6 +259,21 @@ impl LogStore {
         let copied = store.append_copy(batch.start, bytes).map_err(io_error)?;
         Ok(Some(copied.durable))
     }
+}
+
+/// The last message batch `log` holds before entry `end`, and its index; `None` when it holds
+/// none from its start (past the purge point) up to there.
+fn last_batch_before(log: &RaftLog, end: u64) -> io::Result<Option<(u64, Batch)>> {
+    let mut index = end;
+    while index > log.meta().log_start() {
+        index -= 1;
+        let entry = log.entries(index..index + 1).map_err(io_error)?.pop();
+        if let Some(EntryPayload::Normal(batch)) = entry.map(decode).transpose()?.map(|e| e.payload)
+        {
+            return Ok(Some((index, batch)));
+        }
+    }
+    Ok(None)
 }
 
 /// Whether `store`'s CommitLog holds `batch`'s bytes.

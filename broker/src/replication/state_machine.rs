@@ -67,10 +67,9 @@ struct Saved {
 impl Saved {
     /// Saves `applied` as both the record and the applied state, synced.
     fn save(&mut self, applied: Applied) -> io::Result<()> {
-        self.write(&applied, true)?;
+        self.keep(applied.clone(), true)?;
         self.unflushed.clear();
-        self.applied = applied.clone();
-        self.record = applied;
+        self.applied = applied;
         Ok(())
     }
 
@@ -93,6 +92,11 @@ impl Saved {
             snapshot_end: self.record.snapshot_end,
             ..newest
         };
+        self.keep(record, sync)
+    }
+
+    /// Saves `record`, synced or only written ([`SlotFile::write`]), as what the file holds.
+    fn keep(&mut self, record: Applied, sync: bool) -> io::Result<()> {
         self.write(&record, sync)?;
         self.record = record;
         Ok(())
@@ -226,8 +230,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot_end: data.end,
             ..view
         };
-        saved.write(&record, true)?;
-        saved.record = record;
+        saved.keep(record, true)?;
         Ok(Snapshot {
             meta,
             snapshot: data,
