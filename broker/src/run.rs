@@ -179,7 +179,7 @@ async fn open_replica(
             &dledger.group,
             dledger.self_id,
             store,
-            listener,
+            crate::replication::Transport::tcp(listener),
             dledger.peers.clone(),
             config.advertised_addr(),
         ))?;

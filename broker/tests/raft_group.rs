@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{self, Duration, Instant};
 
-use broker::replication::Replica;
+use broker::replication::{Replica, Transport};
 use message::Message;
 use openraft::async_runtime::WatchReceiver;
 use openraft::storage::RaftLogReader;
@@ -59,7 +59,7 @@ async fn start(
         "broker-a",
         id,
         store_config(id, dir),
-        listener,
+        Transport::tcp(listener),
         members.clone(),
         broker_addr(id),
     )

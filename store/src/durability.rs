@@ -1,13 +1,30 @@
 //! Test-only (the `failpoints` feature): a record of what each flush made durable, per
 //! file, so the crash simulations (tests/simulation.rs, and the broker's replicated group in
-//! broker/tests/raft_power_loss.rs) can build the disk a power loss leaves behind: these
+//! broker/tests/raft_simulation.rs) can build the disk a power loss leaves behind: these
 //! durable bytes, plus a random subset of the pages written since, some of them torn
 //! ([`lose_power`]). `kill -9` keeps the page cache and so never tests that.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
+
+thread_local! {
+    static DRIVEN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Stores opened on this thread from now on start no flush, maintenance or deadline thread:
+/// their owner does that work with `MessageStore::step`, when it chooses. The deterministic
+/// simulation of a replicated group (broker/tests/raft_simulation.rs) runs all its replicas
+/// on one thread, and a thread flushing on its own would do so at moments of real time.
+pub fn drive_stores_on_this_thread() {
+    DRIVEN.with(|driven| driven.set(true));
+}
+
+pub(crate) fn driven_here() -> bool {
+    DRIVEN.with(Cell::get)
+}
 
 /// `None` until a simulation starts recording.
 static DURABLE: Mutex<Option<HashMap<PathBuf, Vec<u8>>>> = Mutex::new(None);

@@ -36,6 +36,19 @@ const MAX_FILTER_SCAN: usize = 800;
 /// The thread that times out SYNC_FLUSH waiters when the flush thread is stuck.
 const DEADLINE_THREAD: &str = "flush-deadlines";
 
+/// What a store's thread runs.
+type Background = fn(Arc<Inner>);
+
+/// The store's threads, each with its name.
+const BACKGROUND: [(&str, Background); 3] = [
+    ("commitlog-flush", flush_loop),
+    ("store-maintenance", maintenance_loop),
+    // Last: shutdown stops it by closing the requests once the others are done.
+    (DEADLINE_THREAD, |inner| {
+        inner.flush_requests.enforce_deadlines()
+    }),
+];
+
 type ArrivalListener = Arc<dyn Fn(&ArrivedMessage<'_>) + Send + Sync>;
 type FlushListener = Arc<dyn Fn(Duration) + Send + Sync>;
 
@@ -187,14 +200,15 @@ impl MessageStore {
         inner.save_checkpoint()?;
 
         let mut threads = Vec::new();
-        for (name, run) in [
-            ("commitlog-flush", flush_loop as fn(Arc<Inner>)),
-            ("store-maintenance", maintenance_loop),
-            // Last: shutdown stops it by closing the requests once the others are done.
-            (DEADLINE_THREAD, |inner: Arc<Inner>| {
-                inner.flush_requests.enforce_deadlines()
-            }),
-        ] {
+        #[cfg(feature = "failpoints")]
+        let background: &[_] = if crate::durability::driven_here() {
+            &[]
+        } else {
+            &BACKGROUND
+        };
+        #[cfg(not(feature = "failpoints"))]
+        let background = &BACKGROUND;
+        for (name, run) in background.iter().copied() {
             let inner = Arc::clone(&inner);
             let thread = std::thread::Builder::new()
                 .name(name.into())
@@ -812,6 +826,18 @@ impl MessageStore {
         inner.lock.lock().take();
     }
 
+    /// Test-only (the `failpoints` feature): what the store's threads do, done once, here, for
+    /// a store opened without them (`durability::drive_stores_on_this_thread`): a flush of
+    /// all written, answering the appends that wait for it, and a checkpoint.
+    #[cfg(feature = "failpoints")]
+    #[doc(hidden)]
+    pub fn step(&self) {
+        if !self.stopped.load(Ordering::Acquire) {
+            flush_round(&self.inner);
+            checkpoint_round(&self.inner);
+        }
+    }
+
     /// Flushes consume queues and the index and writes the checkpoint now, as the
     /// maintenance thread does every `flushIntervalConsumeQueue`.
     pub fn checkpoint(&self) -> Result<()> {
@@ -1220,38 +1246,64 @@ fn flush_loop(inner: Arc<Inner>) {
         if inner.crashed.load(Ordering::Acquire) {
             return;
         }
-        let target = inner.commit_log.max_offset();
-        let flushed = inner.commit_log.flushed_offset();
         if !sync && !stopping {
-            let dirty_pages = target / 4096 - flushed / 4096;
+            let dirty_pages =
+                inner.commit_log.max_offset() / 4096 - inner.commit_log.flushed_offset() / 4096;
             if last_thorough.elapsed() >= thorough {
                 last_thorough = Instant::now();
             } else if dirty_pages < least_pages.max(1) {
                 continue;
             }
         }
-        if inner.fence.get().is_some() {
-            inner.flush_requests.failed();
-        } else {
-            let started = Instant::now();
-            match inner.flush_or_fence(target) {
-                Ok(_) => {
-                    let listener = inner.flush_listener.read().clone();
-                    if let Some(listener) = listener {
-                        listener(started.elapsed());
-                    }
-                    if sync {
-                        if let Err(error) = inner.dispatch_to(target) {
-                            tracing::error!(%error, "dispatch after flush failed; it will be retried");
-                        }
-                    }
-                    inner.flush_requests.flushed(target);
-                }
-                Err(_) => inner.flush_requests.failed(),
-            }
-        }
+        flush_round(&inner);
         if stopping {
             return;
+        }
+    }
+}
+
+/// Flushes all the CommitLog holds, dispatches it under SYNC_FLUSH, and answers the appends
+/// that waited for it.
+fn flush_round(inner: &Inner) {
+    if inner.fence.get().is_some() {
+        inner.flush_requests.failed();
+        return;
+    }
+    let target = inner.commit_log.max_offset();
+    let started = Instant::now();
+    match inner.flush_or_fence(target) {
+        Ok(_) => {
+            let listener = inner.flush_listener.read().clone();
+            if let Some(listener) = listener {
+                listener(started.elapsed());
+            }
+            if inner.config.flush_disk_type == FlushDiskType::SyncFlush {
+                if let Err(error) = inner.dispatch_to(target) {
+                    tracing::error!(%error, "dispatch after flush failed; it will be retried");
+                }
+            }
+            inner.flush_requests.flushed(target);
+        }
+        Err(_) => inner.flush_requests.failed(),
+    }
+}
+
+/// Catches up a dispatch that failed (a full disk, say), and saves the checkpoint. Under
+/// SYNC_FLUSH only what is flushed may be dispatched: a consumer must never see a message
+/// whose flush failed or has not happened.
+fn checkpoint_round(inner: &Inner) {
+    let end = match inner.config.flush_disk_type {
+        FlushDiskType::SyncFlush => inner.commit_log.flushed_offset(),
+        FlushDiskType::AsyncFlush => inner.commit_log.max_offset(),
+    };
+    if inner.dispatched() < end {
+        if let Err(error) = inner.dispatch_to(end) {
+            tracing::warn!(%error, "dispatch still failing");
+        }
+    }
+    if inner.fence.get().is_none() {
+        if let Err(error) = inner.save_checkpoint() {
+            tracing::error!(%error, "checkpoint failed");
         }
     }
 }
@@ -1265,23 +1317,7 @@ fn maintenance_loop(inner: Arc<Inner>) {
         std::thread::park_timeout(Duration::from_millis(20).min(checkpoint_every));
         if last_checkpoint.elapsed() >= checkpoint_every {
             last_checkpoint = Instant::now();
-            // Catches up a dispatch that failed (a full disk, say). Under SYNC_FLUSH only
-            // what is flushed may be dispatched: a consumer must never see a message whose
-            // flush failed or has not happened.
-            let end = match inner.config.flush_disk_type {
-                FlushDiskType::SyncFlush => inner.commit_log.flushed_offset(),
-                FlushDiskType::AsyncFlush => inner.commit_log.max_offset(),
-            };
-            if inner.dispatched() < end {
-                if let Err(error) = inner.dispatch_to(end) {
-                    tracing::warn!(%error, "dispatch still failing");
-                }
-            }
-            if inner.fence.get().is_none() {
-                if let Err(error) = inner.save_checkpoint() {
-                    tracing::error!(%error, "checkpoint failed");
-                }
-            }
+            checkpoint_round(&inner);
         }
         if last_clean.elapsed() >= clean_every {
             last_clean = Instant::now();

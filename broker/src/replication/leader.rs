@@ -18,7 +18,8 @@
 //! a later batch of the same leadership steps over (the followers would refuse that batch,
 //! and a refused append stops their Raft). So each proposal is known logged or refused
 //! before the next goes to openraft; once one is refused, every batch stored after it is
-//! refused too, and the next store cuts the CommitLog back to where the refused one began.
+//! refused too, and the next store cuts the CommitLog back to the end of the last logged
+//! batch.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -78,13 +79,6 @@ struct Order {
     run: u64,
 }
 
-/// The first batch openraft refused in a run: the CommitLog is cut back to its start.
-#[derive(Clone, Copy)]
-struct RefusedAt {
-    run: u64,
-    start: u64,
-}
-
 /// The leader's side of replicated sends.
 pub struct LeaderWrites {
     store: Arc<MessageStore>,
@@ -92,8 +86,9 @@ pub struct LeaderWrites {
     log: LogStore,
     /// Held from storing a batch to queueing its proposal.
     order: Mutex<Order>,
-    /// Set by the proposer when openraft refuses a batch, taken by the next store.
-    refused: Arc<Mutex<Option<RefusedAt>>>,
+    /// The run in which openraft refused a batch: set by the proposer, taken by the next
+    /// store.
+    refused: Arc<Mutex<Option<u64>>>,
     proposals: mpsc::UnboundedSender<Proposal>,
 }
 
@@ -162,10 +157,14 @@ impl LeaderWrites {
                 .map_err(|error| Refused::Replication(error.to_string()))?;
             order.cut_under = Some(leader);
             order.run += 1;
-        } else if let Some(refused) = refused.filter(|refused| refused.run == order.run) {
-            // Every batch stored since `refused.start` was refused with it, or will be.
-            self.store
-                .cut_tail(refused.start)
+        } else if refused == Some(order.run) {
+            // Every batch of the run stored since the refused one was refused with it, or
+            // will be: the CommitLog goes back to the end of the last logged batch. Not to
+            // where the refused one began: when it began a segment, the blank marker that
+            // filled the one before would stay, and the next batch, stored after it, would
+            // go where a follower's copy, which fits at the marker, does not.
+            self.log
+                .cut_unlogged_tail()
                 .map_err(|error| Refused::Replication(error.to_string()))?;
             order.run += 1;
         }
@@ -251,7 +250,7 @@ impl Entry {
 async fn propose(
     raft: Raft,
     mut queued: mpsc::UnboundedReceiver<Proposal>,
-    refused: Arc<Mutex<Option<RefusedAt>>>,
+    refused: Arc<Mutex<Option<u64>>>,
 ) {
     let mut refused_run = None;
     let mut held = None;
@@ -276,7 +275,7 @@ async fn propose(
             entry.answer(Err(Refused::NotLeader(None)));
             continue;
         }
-        let (start, leader, run) = (entry.parts[0].start, entry.leader, entry.run);
+        let (leader, run) = (entry.leader, entry.run);
         let batch = Batch::joined(std::mem::take(&mut entry.parts));
         let (responder, mut applied) = ProgressResponder::complete_only();
         let submitted = async {
@@ -312,7 +311,7 @@ async fn propose(
             Some(result) => {
                 if result.is_err() {
                     refused_run = Some(run);
-                    *refused.lock() = Some(RefusedAt { run, start });
+                    *refused.lock() = Some(run);
                 }
                 entry.answer(result);
             }

@@ -96,23 +96,10 @@ impl LogStore {
             return Ok(());
         };
         let log = self.log.lock();
-        // Before the purge point (if any) every batch is applied.
-        let logged = last_batch_before(&log, log.next_index())?.map(|(_, batch)| batch.end());
-        let names_none = logged.is_none() && log.meta().purged.is_none();
-        // What a replica dispatched it had applied, so the group committed, even where
-        // `raft/applied` (saved once flushed) or a power loss left its record behind. A
-        // store that never applied anything dispatched on its own (below).
-        let standalone = names_none && store.applied_end() == 0;
-        let dispatched = if standalone {
-            0
-        } else {
-            store.dispatched_offset()
-        };
-        let logged_end = logged
-            .unwrap_or(0)
-            .max(store.applied_end())
-            .max(dispatched)
-            .max(store.commit_log_min_offset());
+        let Kept {
+            end: logged_end,
+            standalone,
+        } = kept_before(&log, store, log.next_index())?;
         // The log stays locked: no batch is logged (or its bytes written) meanwhile.
         store.cut_tail(logged_end).map_err(|error| {
             if standalone {
@@ -192,6 +179,12 @@ impl LogStore {
         log.meta().vote.is_none() && log.last_id().is_none_or(|last| last == entry_id(&log_id))
     }
 
+    /// The index of the last entry this log holds, or of the last it purged.
+    pub fn last_index(&self) -> Option<u64> {
+        let log = self.log.lock();
+        log.last_id().or(log.meta().purged).map(|id| id.index)
+    }
+
     /// Starts a new log as if it had held the entries up to `log_id`, committed and purged:
     /// the state a store written without replication is taken over at
     /// ([`super::StateMachine::adopt`]).
@@ -222,8 +215,15 @@ impl LogStore {
 
     /// Makes sure the CommitLog holds a batch the log is taking, and returns what resolves
     /// once it is durable as the flush mode says: a follower writes the leader's bytes at the
-    /// same offset; the leader stored the batch before proposing it.
-    fn store_batch(&self, index: u64, batch: &Batch) -> io::Result<Option<Durable>> {
+    /// same offset; the leader stored the batch before proposing it. `kept` tells where the
+    /// records this replica keeps end before the batch (the batch before it, or what it
+    /// applied), asked only when the batch is not held already.
+    fn store_batch(
+        &self,
+        index: u64,
+        batch: &Batch,
+        kept: impl FnOnce() -> io::Result<u64>,
+    ) -> io::Result<Option<Durable>> {
         let Some(store) = &self.commit_log else {
             return Ok(None);
         };
@@ -234,15 +234,19 @@ impl LogStore {
             )
         };
         let have = store.commit_log_max_offset();
-        if batch.start < have {
-            // Stored before: the leader's own batch, or one sent again. A replica that led
-            // and kept a batch the group never committed can hold other bytes here: taking
-            // them for the batch would be silent divergence, so they are cut (never below
-            // what this replica applied) and the leader's written instead.
-            if holds(store, batch) {
-                return Ok(Some(store.durable_up_to(batch.end())));
-            }
-            store.cut_tail(batch.start).map_err(|error| {
+        if batch.start < have && holds(store, batch) {
+            // Stored before: the leader's own batch, or one sent again.
+            return Ok(Some(store.durable_up_to(batch.end())));
+        }
+        let kept = kept()?;
+        if have > kept {
+            // Bytes no logged batch names: a replica that led can hold a batch the group
+            // never committed, where this one goes or before it. Cut from where the kept
+            // records end, not from the batch's start: a batch that begins a segment follows
+            // the blank marker the leader wrote after the batch before, and this replica's
+            // own records there would stay, unnamed, to be served as the group's once it
+            // led. Never below what it applied.
+            store.cut_tail(kept).map_err(|error| {
                 refused(format!("this replica holds other bytes there: {error}"))
             })?;
         }
@@ -274,6 +278,37 @@ fn last_batch_before(log: &RaftLog, end: u64) -> io::Result<Option<(u64, Batch)>
         }
     }
     Ok(None)
+}
+
+/// Where the CommitLog records a replica keeps before entry `before` end: after the last
+/// batch its log names there, or what it applied if that goes further (a snapshot's records,
+/// installed before openraft purged the log up to it).
+struct Kept {
+    end: u64,
+    /// The store was written without replication: its log names nothing and it applied
+    /// nothing, yet may have dispatched records of its own.
+    standalone: bool,
+}
+
+fn kept_before(log: &RaftLog, store: &MessageStore, before: u64) -> io::Result<Kept> {
+    // Before the purge point (if any) every batch is applied.
+    let logged = last_batch_before(log, before)?.map(|(_, batch)| batch.end());
+    let names_none = logged.is_none() && log.meta().purged.is_none();
+    // What a replica dispatched it had applied, so the group committed, even where
+    // `raft/applied` (saved once flushed) or a power loss left its record behind. A store
+    // that never applied anything dispatched on its own (below).
+    let standalone = names_none && store.applied_end() == 0;
+    let dispatched = if standalone {
+        0
+    } else {
+        store.dispatched_offset()
+    };
+    let end = logged
+        .unwrap_or(0)
+        .max(store.applied_end())
+        .max(dispatched)
+        .max(store.commit_log_min_offset());
+    Ok(Kept { end, standalone })
 }
 
 /// Whether `store`'s CommitLog holds `batch`'s bytes.
@@ -358,6 +393,20 @@ impl RaftLogReader<TypeConfig> for LogStore {
         end: u64,
     ) -> io::Result<Vec<EntryOf<TypeConfig>>> {
         let mut entries = self.try_get_log_entries(start..end).await?;
+        if entries
+            .first()
+            .is_some_and(|first| first.log_id.index != start)
+        {
+            // The log was purged past `start` after openraft's replication to a follower
+            // chose to send from there (a snapshot taken while that follower was down, say).
+            // Entries from further on would go after a previous entry they do not follow
+            // (openraft asserts against it in debug builds; a follower would log a hole), and
+            // an error would stop the leader: none are sent. openraft takes the empty answer
+            // for a heartbeat, and the follower's answer for what it lacks, which the leader
+            // then sends as a snapshot.
+            entries.clear();
+            return Ok(entries);
+        }
         let mut bytes = 0;
         let keep = entries
             .iter()
@@ -437,11 +486,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut flushes = Vec::new();
+        // Where the kept records end before each entry: known from the log for the first,
+        // then from the batches taken here.
+        let mut kept = None;
         let entries = entries
             .into_iter()
             .map(|entry| {
                 if let EntryPayload::Normal(batch) = &entry.payload {
-                    flushes.extend(self.store_batch(entry.log_id.index, batch)?);
+                    let index = entry.log_id.index;
+                    let before = || match (kept, &self.commit_log) {
+                        (Some(kept), _) => Ok(kept),
+                        (None, Some(store)) => Ok(kept_before(&self.log.lock(), store, index)?.end),
+                        (None, None) => Ok(0),
+                    };
+                    flushes.extend(self.store_batch(index, batch, before)?);
+                    kept = Some(batch.end());
                 }
                 encode(&entry)
             })

@@ -3,26 +3,30 @@
 //! [`LogStore`] keeps the Raft log and vote in the store's `raft_log`, and each message batch
 //! in the CommitLog, at the same offset on every replica; [`StateMachine`] keeps the applied
 //! entry and the membership (both pass openraft's storage suite, tests/raft_storage.rs). The
-//! transport is [`Network`] and [`serve`]; [`LeaderWrites`] stores a batch on the leader and
+//! calls are [`Network`] and [`serve`], over a [`Transport`]; [`LeaderWrites`] stores a batch on the leader and
 //! answers once a quorum holds it; [`Replica`] puts them together for a broker.
 
 mod leader;
 mod log_store;
 mod network;
 mod replica;
+mod runtime;
 mod state_machine;
+mod transport;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use leader::{Committed, LeaderWrites, Refused, Replicated};
 pub use log_store::LogStore;
 pub use network::{broker_addr_of, serve, Network, PeerAddrs, Served};
 use parking_lot::Mutex;
 pub use replica::{Replica, RAFT_DIR};
+pub use runtime::seed_this_thread;
 use serde::{Deserialize, Serialize};
 pub use state_machine::{SnapshotEnd, StateMachine};
+pub use transport::{BoxConnection, Connection, Dial, Listen, Tcp, Transport};
 
 openraft::declare_raft_types!(
     /// Rocketry's Raft. A node is a replica of one broker group, numbered as DLedger numbers
@@ -32,6 +36,7 @@ openraft::declare_raft_types!(
         // The leader knows a batch's offsets before it proposes it, so applying answers
         // nothing more.
         R = (),
+        AsyncRuntime = runtime::Runtime,
 );
 
 /// The longest a follower waits for a heartbeat before it stands for election; a leader not
@@ -171,7 +176,8 @@ impl fmt::Display for Batch {
 struct SyncPace {
     /// `None`: every write.
     every: Option<Duration>,
-    last: Arc<Mutex<Instant>>,
+    /// tokio's clock: the simulation's is its own.
+    last: Arc<Mutex<tokio::time::Instant>>,
 }
 
 impl SyncPace {
@@ -183,7 +189,7 @@ impl SyncPace {
             .map(|config| Duration::from_millis(config.flush_interval_commit_log));
         SyncPace {
             every,
-            last: Arc::new(Mutex::new(Instant::now())),
+            last: Arc::new(Mutex::new(tokio::time::Instant::now())),
         }
     }
 
@@ -196,7 +202,7 @@ impl SyncPace {
         if last.elapsed() < every {
             return false;
         }
-        *last = Instant::now();
+        *last = tokio::time::Instant::now();
         true
     }
 }

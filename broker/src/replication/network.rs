@@ -1,5 +1,5 @@
-//! The replicas' transport: each Raft RPC is one length-prefixed frame on a TCP connection
-//! (tokio-util's codec), answered by one frame, in order. A frame is JSON, its length first,
+//! The replicas' calls: each Raft RPC is one length-prefixed frame on a connection (TCP
+//! between brokers, transport.rs; tokio-util's codec), answered by one frame, in order. A frame is JSON, its length first,
 //! then the raw bytes of the message batches an append carries. A failed call drops its connection;
 //! the next call opens a new one.
 //!
@@ -30,11 +30,11 @@ use openraft::raft::{
 use openraft::{BasicNode, EntryPayload};
 use serde::{Deserialize, Serialize};
 use store::MessageStore;
-use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::transport::{BoxConnection, Dial, Listen, Tcp};
 use super::{Raft, SnapshotEnd, TypeConfig};
 
 /// Frames above this are refused. An append carries about `MAX_APPEND_BYTES` of message
@@ -186,13 +186,25 @@ fn reattach(
 pub struct Network {
     store: Arc<MessageStore>,
     addrs: PeerAddrs,
+    dial: Arc<dyn Dial>,
     raft: Arc<OnceLock<Raft>>,
 }
 
 impl Network {
-    /// `raft`: this replica's Raft, once made (it is made with this network).
-    pub fn new(store: Arc<MessageStore>, addrs: PeerAddrs, raft: Arc<OnceLock<Raft>>) -> Network {
-        Network { store, addrs, raft }
+    /// `raft`: this replica's Raft, once made (it is made with this network); peers are
+    /// reached through `dial`.
+    pub fn new(
+        store: Arc<MessageStore>,
+        addrs: PeerAddrs,
+        dial: Arc<dyn Dial>,
+        raft: Arc<OnceLock<Raft>>,
+    ) -> Network {
+        Network {
+            store,
+            addrs,
+            dial,
+            raft,
+        }
     }
 }
 
@@ -222,6 +234,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Peer {
         Peer {
             addr: self.addrs.of(target, node),
+            dial: self.dial.clone(),
             connection: None,
             sends_snapshots: Some(SnapshotSource {
                 store: self.store.clone(),
@@ -235,7 +248,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 /// One replica, as openraft's client of it.
 pub struct Peer {
     addr: String,
-    connection: Option<Framed<TcpStream, LengthDelimitedCodec>>,
+    dial: Arc<dyn Dial>,
+    connection: Option<Framed<BoxConnection, LengthDelimitedCodec>>,
     /// `None` for a client that sends no snapshot.
     sends_snapshots: Option<SnapshotSource>,
 }
@@ -299,7 +313,10 @@ impl Peer {
             )))
         });
         match result {
-            Ok(Response::Failed(error)) => Err(CallError::Remote(error)),
+            Ok(Response::Failed(error)) => {
+                debug!(peer = %self.addr, %error, "a peer refused a Raft call");
+                Err(CallError::Remote(error))
+            }
             Ok(response) => Ok(response),
             Err(error) => {
                 // Whatever the connection was in the middle of, it is not to be reused.
@@ -318,11 +335,10 @@ impl Peer {
         attachments: &[Bytes],
     ) -> Result<Response, CallError> {
         if self.connection.is_none() {
-            let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
+            let stream = tokio::time::timeout(CONNECT_TIMEOUT, self.dial.dial(&self.addr))
                 .await
                 .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
                 .map_err(CallError::Unreachable)?;
-            let _ = stream.set_nodelay(true);
             self.connection = Some(Framed::new(stream, codec()));
         }
         let connection = self.connection.as_mut().expect("connected above");
@@ -446,6 +462,7 @@ impl RaftNetworkV2<TypeConfig> for Peer {
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let end = snapshot.snapshot.end;
         tokio::select! {
+            biased;
             closed = cancel => return Err(StreamingError::Closed(closed)),
             copied = self.copy_snapshot_records(end) => copied?,
         }
@@ -479,6 +496,7 @@ impl RaftNetworkV2<TypeConfig> for Peer {
 pub async fn broker_addr_of(raft_addr: &str) -> io::Result<String> {
     let mut peer = Peer {
         addr: raft_addr.to_string(),
+        dial: Arc::new(Tcp),
         connection: None,
         sends_snapshots: None,
     };
@@ -506,9 +524,13 @@ pub struct Served {
 }
 
 /// Serves the peers' RPCs on `listener` until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, served: Served, stop: CancellationToken) {
+///
+/// Its `select!`s are biased (stop first): an unbiased one draws on the runtime's random
+/// generator, and the simulation must replay a seed exactly.
+pub async fn serve(mut listener: Box<dyn Listen>, served: Served, stop: CancellationToken) {
     loop {
         let (stream, peer) = tokio::select! {
+            biased;
             _ = stop.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -519,13 +541,13 @@ pub async fn serve(listener: TcpListener, served: Served, stop: CancellationToke
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
         let served = served.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
             let mut frames = Framed::new(stream, codec());
             loop {
                 let next = tokio::select! {
+                    biased;
                     _ = stop.cancelled() => return,
                     next = frames.next() => next,
                 };
@@ -554,10 +576,17 @@ pub async fn serve(listener: TcpListener, served: Served, stop: CancellationToke
 
 /// What a follower holds, as a leader sending it a snapshot asks: where its applied records
 /// end (or its CommitLog's first segment begins, past them: a copy that began past the
-/// leader's retired segments), and whether it holds no record at all.
+/// leader's retired segments), and whether it holds no record at all. What it dispatched
+/// counts as applied: it dispatches only what it applied, so what the group committed,
+/// and under ASYNC_FLUSH its saved record of what it applied (`raft/applied`, kept only as
+/// far as the CommitLog is flushed) can lag its consume queues after a power loss. A copy
+/// from below that would have it cut records it dispatched, which it refuses.
 fn held(store: &MessageStore) -> (u64, bool) {
     (
-        store.applied_end().max(store.commit_log_min_offset()),
+        store
+            .applied_end()
+            .max(store.dispatched_offset())
+            .max(store.commit_log_min_offset()),
         store.commit_log_max_offset() == 0,
     )
 }
@@ -592,11 +621,7 @@ async fn handle(served: &Served, request: Request, attachments: Bytes) -> Respon
         Request::SnapshotRecords { from, start } => {
             let store = store.clone();
             // It may wait for a new segment, or sync what it cut.
-            let copied = tokio::task::spawn_blocking(move || {
-                store.copy_committed(from, start, &attachments)
-            })
-            .await;
-            match copied {
+            match off_the_workers(move || store.copy_committed(from, start, &attachments)).await {
                 Ok(Ok(())) => Response::SnapshotRecords,
                 Ok(Err(error)) => failed(&error),
                 Err(error) => failed(&error),
@@ -633,6 +658,19 @@ async fn handle(served: &Served, request: Request, attachments: Bytes) -> Respon
                 Err(error) => failed(&error),
             }
         }
+    }
+}
+
+/// Runs `work`, which may wait on the disk, on a blocking thread, so that it takes no
+/// worker from heartbeats; on a current-thread runtime (the simulation's) in place, where a
+/// thread of its own would make the moment its answer arrives a matter of real time.
+async fn off_the_workers<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::current().runtime_flavor() {
+        RuntimeFlavor::CurrentThread => Ok(work()),
+        _ => tokio::task::spawn_blocking(work).await,
     }
 }
 

@@ -9,13 +9,12 @@ use openraft::error::{InitializeError, RaftError};
 use openraft::impls::leader_id_adv::LeaderId;
 use openraft::{BasicNode, LogId, Membership, StoredMembership};
 use store::{MessageStore, PendingReset, PutMessage, StoreConfig, WaitWith};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::{
     raft_config, serve, LeaderWrites, LogStore, Network, PeerAddrs, Raft, Refused, Replicated,
-    Served, StateMachine, TypeConfig,
+    Served, StateMachine, Transport, TypeConfig,
 };
 use crate::error::{Error, Result};
 
@@ -81,7 +80,7 @@ impl Replica {
         group: &str,
         id: u64,
         store_config: StoreConfig,
-        listener: TcpListener,
+        transport: Transport,
         members: BTreeMap<u64, String>,
         broker_addr: String,
     ) -> Result<Replica> {
@@ -128,12 +127,29 @@ impl Replica {
             );
         }
         let log = log.with_commit_log(store.clone()).map_err(io)?;
+        if state_machine
+            .snapshot_if_log_ends_before(log.last_index())
+            .map_err(io)?
+        {
+            info!(
+                group,
+                applied = ?state_machine.applied_last(),
+                log_end = ?log.last_index(),
+                "this replica's record of what it applied outlived the Raft log's entries (a \
+                 power loss under ASYNC_FLUSH): the applied state is its snapshot now"
+            );
+        }
         let peer_addrs = PeerAddrs::new(members.clone());
         let made = Arc::new(OnceLock::new());
         let raft = Raft::new(
             id,
             raft_config(group, flush),
-            Network::new(store.clone(), peer_addrs.clone(), made.clone()),
+            Network::new(
+                store.clone(),
+                peer_addrs.clone(),
+                transport.dial,
+                made.clone(),
+            ),
             log.clone(),
             state_machine.with_store(store.clone()),
         )
@@ -143,7 +159,7 @@ impl Replica {
         let stop = CancellationToken::new();
         let restart = CancellationToken::new();
         tokio::spawn(serve(
-            listener,
+            transport.listen,
             Served {
                 raft: raft.clone(),
                 store: store.clone(),

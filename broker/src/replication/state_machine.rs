@@ -196,6 +196,31 @@ impl StateMachine {
         self.saved.lock().record.last
     }
 
+    /// Makes the saved applied state the current snapshot, durably, if the Raft log ends
+    /// before it (`log_end`: its last entry's index, or its purge point's). Under
+    /// ASYNC_FLUSH the record and the log are synced on paces of their own, and a power loss
+    /// can keep a record of entries the log lost. Those entries were committed (this replica
+    /// applied them) and their batches are in the CommitLog (the record waits for its
+    /// flush), so the state is a snapshot like any other; openraft refuses to start over an
+    /// applied entry that neither the log nor a snapshot holds. Returns whether it did.
+    pub fn snapshot_if_log_ends_before(&self, log_end: Option<u64>) -> io::Result<bool> {
+        let mut saved = self.saved.lock();
+        let record = saved.record.clone();
+        if record.last.map(|last| last.index) <= log_end {
+            return Ok(false);
+        }
+        let meta = SnapshotMetaOf::<TypeConfig> {
+            last_log_id: record.last,
+            last_membership: record.membership.clone(),
+        };
+        saved.save(Applied {
+            snapshot: Some(meta),
+            snapshot_end: record.end,
+            ..record
+        })?;
+        Ok(true)
+    }
+
     /// Applied batches are dispatched in `store`.
     pub fn with_store(self, store: Arc<MessageStore>) -> StateMachine {
         StateMachine {
