@@ -15,8 +15,9 @@
 //! Each seed runs rounds of message batches sent through the leader, most with a fault in
 //! flight:
 //! - under SYNC_FLUSH, a power loss at a follower, at the leader or at the whole group;
-//!   under ASYNC_FLUSH at a follower (what each mode promises to survive,
-//!   docs/replication.md), or the leader killed (its page cache kept, as SIGKILL does);
+//!   under ASYNC_FLUSH at a follower, or the leader killed (its page cache kept, as SIGKILL
+//!   does). ASYNC_FLUSH does not promise to survive a follower's power loss when the other
+//!   follower lags (docs/replication.md, seed 1833): a long sweep can fail on such a seed;
 //! - a replica cut off from the others, or one direction of a link cut, or a slow link, for
 //!   up to 4 s.
 //!
@@ -837,8 +838,17 @@ fn a_replicated_group_loses_no_acknowledged_message_and_replays_each_seed_exactl
     };
     let (first, _) = seeds[0];
     let mut first_trace = None;
+    let mut failed = Vec::new();
     for (seed, verbose) in seeds {
-        let trace = run(seed, verbose, &mut totals);
+        // A failed seed is reported and the sweep goes on: a long sweep names every seed
+        // that fails, each replayed on its own with SIM_SEED.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run(seed, verbose, &mut totals)
+        }));
+        let Ok(trace) = ran else {
+            failed.push(seed);
+            continue;
+        };
         println!(
             "seed {seed}: {} events, trace digest {:016x}",
             trace.len(),
@@ -848,10 +858,15 @@ fn a_replicated_group_loses_no_acknowledged_message_and_replays_each_seed_exactl
             first_trace = Some(trace);
         }
     }
+    assert!(
+        failed.is_empty(),
+        "seeds {failed:?} failed (above); {} passed",
+        totals.seeds
+    );
     // The first seed again, to the same trace.
     let mut again = Totals::default();
     let replayed = run(first, false, &mut again);
-    let first_trace = first_trace.unwrap();
+    let first_trace = first_trace.expect("the first seed ran");
     if let Some((at, (was, now))) = first_trace
         .iter()
         .zip(&replayed)
