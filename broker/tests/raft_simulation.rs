@@ -51,7 +51,7 @@ use tokio::runtime::Runtime;
 
 /// Seeds that found a bug, each failing before its fix and passing after
 /// (docs/replication.md): swept every time, beside the range.
-const FOUND: [u64; 4] = [4, 70, 117, 124];
+const FOUND: [u64; 6] = [4, 70, 117, 124, 315, 2043];
 
 const TOPIC: &str = "sim";
 const QUEUES: u64 = 4;

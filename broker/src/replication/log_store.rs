@@ -179,6 +179,11 @@ impl LogStore {
         log.meta().vote.is_none() && log.last_id().is_none_or(|last| last == entry_id(&log_id))
     }
 
+    /// The index of the last entry this log purged, if any.
+    pub fn purged_index(&self) -> Option<u64> {
+        self.log.lock().meta().purged.map(|id| id.index)
+    }
+
     /// The index of the last entry this log holds, or of the last it purged.
     pub fn last_index(&self) -> Option<u64> {
         let log = self.log.lock();
@@ -401,9 +406,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
             // chose to send from there (a snapshot taken while that follower was down, say).
             // Entries from further on would go after a previous entry they do not follow
             // (openraft asserts against it in debug builds; a follower would log a hole), and
-            // an error would stop the leader: none are sent. openraft takes the empty answer
-            // for a heartbeat, and the follower's answer for what it lacks, which the leader
-            // then sends as a snapshot.
+            // an error would stop the leader: none are sent. openraft sends an append of no
+            // entries from that range instead, which the transport refuses (`stream_append`
+            // in network.rs), and openraft sends the snapshot its engine chose.
             entries.clear();
             return Ok(entries);
         }

@@ -15,19 +15,23 @@
 //! follower's vote.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use futures::{Future, SinkExt, StreamExt};
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{Future, SinkExt, Stream, StreamExt};
 use openraft::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::network::{stream_append_sequential, RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::StreamAppendResult;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
     TransferLeaderResponse, VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, EntryPayload};
+use openraft::{BasicNode, EntryPayload, OptionalSend};
 use serde::{Deserialize, Serialize};
 use store::MessageStore;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
@@ -35,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::transport::{BoxConnection, Dial, Listen, Tcp};
-use super::{Raft, SnapshotEnd, TypeConfig};
+use super::{LogStore, Raft, SnapshotEnd, TypeConfig};
 
 /// Frames above this are refused. An append carries about `MAX_APPEND_BYTES` of message
 /// batches (more only when one batch is larger).
@@ -185,22 +189,25 @@ fn reattach(
 #[derive(Clone)]
 pub struct Network {
     store: Arc<MessageStore>,
+    log: LogStore,
     addrs: PeerAddrs,
     dial: Arc<dyn Dial>,
     raft: Arc<OnceLock<Raft>>,
 }
 
 impl Network {
-    /// `raft`: this replica's Raft, once made (it is made with this network); peers are
-    /// reached through `dial`.
+    /// `raft`: this replica's Raft, once made (it is made with this network), over `log`;
+    /// peers are reached through `dial`.
     pub fn new(
         store: Arc<MessageStore>,
+        log: LogStore,
         addrs: PeerAddrs,
         dial: Arc<dyn Dial>,
         raft: Arc<OnceLock<Raft>>,
     ) -> Network {
         Network {
             store,
+            log,
             addrs,
             dial,
             raft,
@@ -236,8 +243,9 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             addr: self.addrs.of(target, node),
             dial: self.dial.clone(),
             connection: None,
-            sends_snapshots: Some(SnapshotSource {
+            leads: Some(Source {
                 store: self.store.clone(),
+                log: self.log.clone(),
                 raft: self.raft.clone(),
                 target,
             }),
@@ -250,14 +258,16 @@ pub struct Peer {
     addr: String,
     dial: Arc<dyn Dial>,
     connection: Option<Framed<BoxConnection, LengthDelimitedCodec>>,
-    /// `None` for a client that sends no snapshot.
-    sends_snapshots: Option<SnapshotSource>,
+    /// `None` for a client that replicates nothing.
+    leads: Option<Source>,
 }
 
-/// What a leader sends a snapshot to replica `target` with.
-struct SnapshotSource {
-    /// Where its records are read.
+/// What a leader replicates to replica `target` from.
+struct Source {
+    /// Where a snapshot's records are read.
     store: Arc<MessageStore>,
+    /// The leader's log: how far it is purged tells a stale append (`stream_append`).
+    log: LogStore,
     /// The leader's own Raft, told before a follower begins again empty.
     raft: Arc<OnceLock<Raft>>,
     target: u64,
@@ -356,7 +366,7 @@ impl Peer {
     /// Copies the records of a snapshot up to `end` that the follower lacks.
     async fn copy_snapshot_records(&mut self, end: u64) -> Result<(), CallError> {
         let source = self
-            .sends_snapshots
+            .leads
             .as_ref()
             .expect("a Raft peer sends snapshots from a store");
         // Owned: the calls below borrow the peer.
@@ -439,6 +449,56 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         }
     }
 
+    /// openraft's own sequential streaming, stopped with an error at a stale append: one
+    /// whose previous entry lies before the leader's purge point. openraft 0.10.0-alpha.37
+    /// can keep streaming from a range chosen before a purge (a follower that was down, or
+    /// whose log went back), asking the log for entries it no longer holds (the log store
+    /// answers none, so the append carries none), while its engine wants a snapshot sent.
+    /// The stream goes on as long as the follower answers, so the follower would be sent
+    /// heartbeats from that stale range for good; the error ends the stream, and openraft
+    /// starts the one its engine chose. openraft itself never chooses such a range: it
+    /// sends from the follower's matching entry only once that is at or past the purge point,
+    /// and purges nothing a stream in flight still needs. Heartbeats come through
+    /// `append_entries`, not here.
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<
+            BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>,
+            RPCError<TypeConfig>,
+        >,
+    >
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        // Asked at each append: a stream outlives purges.
+        let log = self.leads.as_ref().map(|source| source.log.clone());
+        let stale = Arc::new(AtomicBool::new(false));
+        let seen = stale.clone();
+        let fresh = input.take_while(move |rpc| {
+            let purged = log.as_ref().and_then(LogStore::purged_index);
+            let prev = rpc.prev_log_id.as_ref().map(|prev| prev.index);
+            let is_stale = purged.is_some() && prev < purged;
+            seen.store(is_stale, Ordering::Relaxed);
+            std::future::ready(!is_stale)
+        });
+        Box::pin(async move {
+            let answers = stream_append_sequential(self, Box::pin(fresh), option).await?;
+            let stopped = futures::stream::once(async move { stale.load(Ordering::Relaxed) })
+                .filter_map(|stale| {
+                    std::future::ready(stale.then(|| {
+                        Err(RPCError::Network(NetworkError::from_string(
+                            "this append follows an entry the leader purged; a snapshot follows",
+                        )))
+                    }))
+                });
+            Ok(answers.chain(stopped).boxed())
+        })
+    }
+
     async fn vote(
         &mut self,
         rpc: VoteRequest<TypeConfig>,
@@ -498,7 +558,7 @@ pub async fn broker_addr_of(raft_addr: &str) -> io::Result<String> {
         addr: raft_addr.to_string(),
         dial: Arc::new(Tcp),
         connection: None,
-        sends_snapshots: None,
+        leads: None,
     };
     match peer.call(&Request::BrokerAddr, &[], CONNECT_TIMEOUT).await {
         Ok(Response::BrokerAddr(addr)) => Ok(addr),

@@ -146,6 +146,7 @@ impl Replica {
             raft_config(group, flush),
             Network::new(
                 store.clone(),
+                log.clone(),
                 peer_addrs.clone(),
                 transport.dial,
                 made.clone(),
