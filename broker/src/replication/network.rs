@@ -1,7 +1,7 @@
 //! The replicas' calls: each Raft RPC is one length-prefixed frame on a connection (TCP
-//! between brokers, transport.rs; tokio-util's codec), answered by one frame, in order. A frame is JSON, its length first,
-//! then the raw bytes of the message batches an append carries. A failed call drops its connection;
-//! the next call opens a new one.
+//! between brokers, transport.rs; tokio-util's codec), answered by one frame, in order. A
+//! frame is JSON, its length first, then the raw bytes of the message batches an append
+//! carries. A failed call drops its connection; the next call opens a new one.
 //!
 //! openraft opens one client per target and RPC kind (heartbeats apart from appends), so a
 //! large append never delays a heartbeat into an election.
